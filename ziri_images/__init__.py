@@ -1,0 +1,41 @@
+"""ziri-images: an authenticated, priced and metered gateway for AI image generation."""
+
+__version__ = "0.1.0"
+
+
+def create_app(test_config=None):
+    """Build the Flask app: load settings and config files, then register the API.
+
+    Raises ``ConfigError`` (naming the file and the problem) when a file is unusable.
+    """
+    from flask import Flask
+
+    from . import api
+    from . import errors
+    from . import gateway
+    from .settings import load_settings
+
+    app = Flask(__name__, static_folder=None)
+    app.config.update(load_settings())
+    if test_config:
+        app.config.update(test_config)
+    # Return provider responses in the order the provider wrote them.
+    app.json.sort_keys = False
+    _configure_logging(app.config["LOG_LEVEL"])
+    errors.init_app(app)
+    gateway.init_app(app)
+    app.register_blueprint(api.bp)
+    return app
+
+
+def _configure_logging(level):
+    """Send the gateway's log lines to stderr unless the host application configured logging."""
+    import logging
+    import sys
+
+    logger = logging.getLogger("ziri_images")
+    logger.setLevel(level)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(message)s"))
+        logger.addHandler(handler)

@@ -1,0 +1,189 @@
+"""The HTTP API: one blueprint, read top to bottom as the request's path.
+
+authenticate -> validate -> price -> check access -> reserve -> call provider -> settle -> respond
+"""
+
+import logging
+import time
+import uuid
+
+from flask import Blueprint
+from flask import g
+from flask import request
+
+from .errors import ApiError
+from .gateway import current_gateway
+from .providers import ProviderError
+from .schemas import check_model_params
+from .schemas import parse_generation_request
+
+log = logging.getLogger("ziri_images")
+
+bp = Blueprint("api", __name__)
+
+
+@bp.before_app_request
+def assign_request_id():
+    g.request_id = "req_" + uuid.uuid4().hex
+    g.started = time.monotonic()
+
+
+@bp.after_app_request
+def finish_response(response):
+    response.headers["X-Request-Id"] = g.request_id
+    key = g.get("api_key")
+    if key is not None:
+        response.headers.update(current_gateway().limiter.rate_headers(key))
+    log.info(
+        "request requestId=%s method=%s path=%s status=%d code=%s key=%s latencyMs=%d",
+        g.request_id, request.method, request.path, response.status_code, g.get("error_code", "-"),
+        key.id if key is not None else "-", elapsed_ms(g.started),
+    )
+    return response
+
+
+def elapsed_ms(started):
+    return round((time.monotonic() - started) * 1000)
+
+
+def authenticate():
+    """Return the caller's ApiKey from ``X-API-Key`` (or ``Authorization: Bearer``)."""
+    raw_key = request.headers.get("X-API-Key", "").strip()
+    if not raw_key:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            raw_key = token.strip()
+    gateway = current_gateway()
+    g.api_key = gateway.keys.authenticate(raw_key, gateway.clock())
+    return g.api_key
+
+
+def check_access(key, provider, model):
+    """Raise AUTHORIZATION_DENIED unless the key's allow-lists admit (provider, model)."""
+    if key.allowed_providers is not None and provider not in key.allowed_providers:
+        raise ApiError(403, "AUTHORIZATION_DENIED", f"This key may not use provider '{provider}'.",
+                       reason="provider_not_allowed", allowedProviders=list(key.allowed_providers))
+    if key.allowed_models is not None and model not in key.allowed_models:
+        raise ApiError(403, "AUTHORIZATION_DENIED", f"This key may not use model '{model}'.",
+                       reason="model_not_allowed", allowedModels=list(key.allowed_models))
+
+
+def resolve_provider(gateway, key, name):
+    """Return the configured provider client, refusing demo keys against paid providers."""
+    provider = gateway.providers.get(name)
+    if provider is None:
+        raise ApiError(404, "PROVIDER_NOT_FOUND", f"Provider '{name}' not found.",
+                       availableProviders=sorted(gateway.providers))
+    provider.require_credentials()
+    if key.demo and not provider.is_loopback and not gateway.allow_demo_keys_upstream:
+        raise ApiError(403, "DEMO_KEY_RESTRICTED",
+                       "This demo key only works with the local stub provider. Create a key of your own "
+                       "(or set ZIRI_ALLOW_DEMO_KEYS_UPSTREAM=true) to reach a paid provider.")
+    return provider
+
+
+def price_request(gateway, generation):
+    """Return (image_model, quote, upstream params) for a validated request, or raise."""
+    image_model = gateway.prices.find_model(generation.provider, generation.model)
+    params = check_model_params(image_model, generation.params)
+    if generation.n > image_model.max_images:
+        raise ApiError(400, "IMAGE_REQUEST_TOO_LARGE",
+                       f"Requested number of images ({generation.n}) exceeds maximum allowed ({image_model.max_images})",
+                       requested=generation.n, maximum=image_model.max_images)
+    if len(generation.prompt) > image_model.max_prompt_chars:
+        raise ApiError(400, "PROMPT_TOO_LONG",
+                       f"Prompt is {len(generation.prompt)} characters; '{image_model.name}' accepts at most "
+                       f"{image_model.max_prompt_chars}.", maximum=image_model.max_prompt_chars)
+    quality = generation.quality or image_model.default_quality
+    size = generation.size or image_model.default_size
+    quote = gateway.prices.quote(image_model, quality, size, generation.n)
+    return image_model, quote, params
+
+
+def actual_price_per_image(image_model, quote, body):
+    """Return the price of what the provider reports it produced (``auto`` resolved), else the quote's."""
+    reported = image_model.price_per_image(body.get("quality", quote.quality), body.get("size", quote.size))
+    return quote.price_per_image if reported is None else reported
+
+
+@bp.post("/api/images/generations")
+@bp.post("/v1/images/generations")
+def create_generation():
+    gateway = current_gateway()
+    key = authenticate()
+    generation = parse_generation_request(request.get_json())
+    image_model, quote, params = price_request(gateway, generation)
+    check_access(key, generation.provider, generation.model)
+    provider = resolve_provider(gateway, key, generation.provider)
+
+    summary = {
+        "requestId": g.request_id,
+        "provider": generation.provider,
+        "model": generation.model,
+        "quality": quote.quality,
+        "size": quote.size,
+        "imagesRequested": quote.images,
+        "pricePerImage": quote.price_per_image,
+        "currency": quote.currency,
+    }
+    reservation = gateway.limiter.reserve(key, quote.estimated, summary)
+    payload = {"model": generation.model, "prompt": generation.prompt, "n": generation.n,
+               "size": quote.size, "quality": quote.quality, **params}
+    started = time.monotonic()
+    try:
+        result = provider.generate(payload, g.request_id)
+    except ProviderError as error:
+        gateway.limiter.settle(reservation, {
+            **summary, "user": key.user, "keyId": key.id, "status": "provider_error", "httpStatus": error.status,
+            "imagesReturned": 0, "cost": 0.0, "providerStatus": error.provider_status,
+            "providerRequestId": error.provider_request_id, "mayHaveBilled": error.may_have_billed,
+            "latencyMs": elapsed_ms(started),
+        })
+        raise
+    except BaseException:
+        # Unknown outcome: charge what was reserved rather than risk an unrecorded generation.
+        gateway.limiter.settle(reservation, {
+            **summary, "user": key.user, "keyId": key.id, "status": "gateway_error", "httpStatus": 500,
+            "imagesReturned": None, "cost": quote.estimated, "latencyMs": elapsed_ms(started),
+        })
+        raise
+
+    images = len(result.body["data"])
+    price = actual_price_per_image(image_model, quote, result.body)
+    cost = round(images * price, 6)
+    gateway.limiter.settle(reservation, {
+        **summary, "user": key.user, "keyId": key.id, "status": "succeeded", "httpStatus": 200,
+        "imagesReturned": images, "pricePerImage": price, "cost": cost,
+        "providerStatus": result.provider_status, "providerRequestId": result.provider_request_id,
+        "latencyMs": elapsed_ms(started),
+    })
+    return {
+        **result.body,
+        "_meta": {
+            "requestId": g.request_id,
+            "provider": generation.provider,
+            "model": generation.model,
+            "providerRequestId": result.provider_request_id,
+            "cost": {
+                "estimated": quote.estimated,
+                "actual": cost,
+                "pricePerImage": price,
+                "imagesRequested": quote.images,
+                "imagesCharged": images,
+                "quality": result.body.get("quality", quote.quality),
+                "size": result.body.get("size", quote.size),
+                "currency": quote.currency,
+            },
+        },
+    }
+
+
+@bp.get("/api/me/usage")
+def usage():
+    key = authenticate()
+    return current_gateway().limiter.usage(key)
+
+
+@bp.get("/health")
+def health():
+    return {"status": "ok"}

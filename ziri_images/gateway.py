@@ -1,0 +1,63 @@
+"""The per-app objects (keys, prices, providers, ledger, limiter), built once per app.
+
+They live in ``app.extensions["ziri_images"]`` and are reached through ``current_gateway()``.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timezone
+
+from flask import current_app
+
+from .keys import KeyStore
+from .ledger import Ledger
+from .limits import Limiter
+from .pricing import PriceBook
+from .providers import build_providers
+
+log = logging.getLogger("ziri_images")
+
+
+def utc_now():
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Gateway:
+    keys: KeyStore
+    prices: PriceBook
+    providers: dict
+    ledger: Ledger
+    limiter: Limiter
+    clock: object
+    allow_demo_keys_upstream: bool
+
+
+def init_app(app):
+    """Load and validate every file the gateway needs; replay the ledger once."""
+    config = app.config
+    clock = config.get("CLOCK", utc_now)
+    keys = KeyStore(config["KEYS_FILE"])
+    prices = PriceBook.from_file(config["PRICING_FILE"])
+    ledger = Ledger(config["LEDGER_PATH"], durable=config["LEDGER_DURABLE"], mirror_stdout=config["LEDGER_STDOUT"])
+    # A reservation outlives the longest possible upstream call, plus a grace period.
+    ttl = config["UPSTREAM_CONNECT_TIMEOUT"] + config["UPSTREAM_READ_TIMEOUT"] + config["RESERVATION_GRACE_SECONDS"]
+    limiter = Limiter(ledger, clock, ttl)
+    started = time.monotonic()
+    records = limiter.replay()
+    log.info("ledger %s replayed: %d records in %.2fs", ledger.path, records, time.monotonic() - started)
+    app.extensions["ziri_images"] = Gateway(
+        keys=keys,
+        prices=prices,
+        providers=build_providers(config),
+        ledger=ledger,
+        limiter=limiter,
+        clock=clock,
+        allow_demo_keys_upstream=config["ALLOW_DEMO_KEYS_UPSTREAM"],
+    )
+
+
+def current_gateway():
+    return current_app.extensions["ziri_images"]

@@ -1,0 +1,180 @@
+"""Authenticate gateway API keys against the hashed key file (keys.json).
+
+Keys look like ``ziri-{userId}-{hex secret}``. Only ``sha256:`` hashes of whole keys are
+stored; the raw key is never kept, logged or echoed. The file is re-read when it changes
+on disk, so keys can be added, limited or revoked without a restart; a broken edit keeps the
+last good version in service (and is logged), while a broken file at start-up is fatal.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+
+from .errors import ApiError
+from .errors import ConfigError
+
+log = logging.getLogger("ziri_images")
+
+KEY_PATTERN = re.compile(r"^ziri-([A-Za-z0-9][A-Za-z0-9_.-]*)-([0-9a-f]{16,128})$")
+LIMIT_NAMES = ("daily_spend_limit", "monthly_spend_limit", "requests_per_minute", "max_concurrent_requests")
+STATUSES = ("active", "disabled")
+
+
+def hash_key(raw_key):
+    """Return the stored form of a raw key."""
+    return "sha256:" + hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One key record; ``limits`` values of 0 or absent mean unlimited."""
+
+    id: str
+    user: str
+    status: str
+    demo: bool = False
+    expires_at: datetime | None = None
+    limits: dict = field(default_factory=dict)
+    allowed_providers: tuple | None = None
+    allowed_models: tuple | None = None
+
+    def limit(self, name):
+        """Return the limit ``name``, or None when unlimited."""
+        return self.limits.get(name) or None
+
+
+def _parse_time(value, where):
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        raise ConfigError(f"{where}: expected an ISO 8601 time, got {value!r}")
+    if parsed.tzinfo is None:
+        raise ConfigError(f"{where}: time {value!r} needs a timezone (e.g. 'Z')")
+    return parsed
+
+
+def _parse_allow_list(value, where):
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{where}: expected a list of names")
+    return tuple(value)
+
+
+def parse_key_record(record, where):
+    """Return the (hash, ApiKey) of one keys.json entry, or raise ConfigError."""
+    if not isinstance(record, dict):
+        raise ConfigError(f"{where}: expected an object")
+    for name in ("id", "user", "hash"):
+        if not isinstance(record.get(name), str) or not record[name]:
+            raise ConfigError(f"{where}: '{name}' is required and must be a string")
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", record["hash"]):
+        raise ConfigError(f"{where}: 'hash' must be 'sha256:' followed by 64 hex digits")
+    status = record.get("status", "active")
+    if status not in STATUSES:
+        raise ConfigError(f"{where}: 'status' must be one of {', '.join(STATUSES)}")
+    limits = record.get("limits") or {}
+    if not isinstance(limits, dict):
+        raise ConfigError(f"{where}: 'limits' must be an object")
+    for name, value in limits.items():
+        if name not in LIMIT_NAMES:
+            raise ConfigError(f"{where}: unknown limit '{name}' (known: {', '.join(LIMIT_NAMES)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{where}: limit '{name}' must be a number >= 0")
+    expires_at = record.get("expires_at")
+    key = ApiKey(
+        id=record["id"],
+        user=record["user"],
+        status=status,
+        demo=bool(record.get("demo", False)),
+        expires_at=_parse_time(expires_at, f"{where}.expires_at") if expires_at else None,
+        limits=dict(limits),
+        allowed_providers=_parse_allow_list(record.get("allowed_providers"), f"{where}.allowed_providers"),
+        allowed_models=_parse_allow_list(record.get("allowed_models"), f"{where}.allowed_models"),
+    )
+    return record["hash"], key
+
+
+def load_key_file(path):
+    """Return {hash: ApiKey} from ``path``, or raise ConfigError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            document = json.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"key file {path}: not found")
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"key file {path}: {error}")
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ConfigError(f"key file {path}: expected an object with a 'keys' list")
+    by_hash, ids = {}, set()
+    for index, record in enumerate(document["keys"]):
+        key_hash, key = parse_key_record(record, f"key file {path}: keys[{index}]")
+        if key.id in ids:
+            raise ConfigError(f"key file {path}: duplicate key id '{key.id}'")
+        if key_hash in by_hash:
+            raise ConfigError(f"key file {path}: keys '{by_hash[key_hash].id}' and '{key.id}' share a hash")
+        ids.add(key.id)
+        by_hash[key_hash] = key
+    return by_hash
+
+
+class KeyStore:
+    """Find keys by their hash, re-reading the file when it changes on disk."""
+
+    def __init__(self, path):
+        self.path = path
+        self._lock = threading.Lock()
+        self._signature = self._stat_signature()
+        self._keys = load_key_file(path)
+
+    def _stat_signature(self):
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+    def refresh(self):
+        """Reload the file if it changed; keep the last good keys if the new file is broken."""
+        signature = self._stat_signature()
+        if signature == self._signature:
+            return
+        with self._lock:
+            if signature == self._signature:
+                return
+            self._signature = signature
+            try:
+                self._keys = load_key_file(self.path)
+                log.info("key file reloaded: %s (%d keys)", self.path, len(self._keys))
+            except ConfigError as error:
+                log.error("key file change ignored, keeping previous keys: %s", error)
+
+    def all_keys(self):
+        """Return every key record (for readiness and tools)."""
+        return list(self._keys.values())
+
+    def authenticate(self, raw_key, now):
+        """Return the active ApiKey for ``raw_key`` or raise the contract's auth error."""
+        if not raw_key:
+            raise ApiError(400, "API_KEY_REQUIRED", "API key required. Include X-API-Key header.")
+        if not KEY_PATTERN.match(raw_key):
+            raise ApiError(
+                401, "INVALID_API_KEY_FORMAT", "Invalid API key format. Expected ziri-{userId}-{hex secret}."
+            )
+        self.refresh()
+        key = self._keys.get(hash_key(raw_key))
+        if key is None:
+            raise ApiError(403, "API_KEY_INVALID", "Invalid API key.")
+        if key.status != "active":
+            raise ApiError(403, "API_KEY_REVOKED_OR_DISABLED", "API key has been revoked or disabled.", keyId=key.id)
+        if key.expires_at is not None and now >= key.expires_at:
+            raise ApiError(
+                403, "API_KEY_EXPIRED", "API key has expired.", keyId=key.id, expiredAt=key.expires_at.isoformat()
+            )
+        return key

@@ -1,0 +1,149 @@
+"""The append-only JSONL cost ledger, shared by every worker process and thread.
+
+All writes happen inside ``Ledger.transaction()``, which holds a thread lock and an exclusive
+``flock`` on the file: one writer at a time across the host. Each record is one ``os.write``
+of a whole line on an ``O_APPEND`` descriptor, fsynced before the transaction ends when the
+ledger is durable. A short write (disk full) is cut back with ``ftruncate``, so a line is
+either entirely there or not at all. Readers follow the file from an offset, so a process
+only ever reads what other processes appended since it last looked.
+"""
+
+import fcntl
+import json
+import logging
+import os
+import sys
+import threading
+from contextlib import contextmanager
+
+from .errors import ApiError
+from .errors import ConfigError
+
+log = logging.getLogger("ziri_images")
+
+# Read the file in blocks this large while following it.
+_READ_BLOCK = 1 << 20
+
+
+def ledger_unavailable(reason):
+    return ApiError(503, "LEDGER_UNAVAILABLE", f"Cost ledger is not writable: {reason}", should_retry=False)
+
+
+def encode_record(record):
+    """Return the ledger line for ``record`` (compact JSON, one line, trailing newline)."""
+    return (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def iter_lines(data):
+    """Yield decoded records from complete lines of ``data``; skip (and log) unparsable ones."""
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except ValueError:
+            log.error("ledger: skipping unparsable line (%d bytes)", len(line))
+
+
+class Ledger:
+    """Append records to, and follow, one JSONL file."""
+
+    def __init__(self, path, durable=True, mirror_stdout=False):
+        self.path = path
+        self.durable = durable
+        self.mirror_stdout = mirror_stdout
+        self._thread_lock = threading.Lock()
+        self._fd = None
+        self._fd_pid = None
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+            self._descriptor()
+        except OSError as error:
+            raise ConfigError(f"ledger {path}: cannot open for appending: {error.strerror}")
+
+    def _descriptor(self):
+        # A descriptor opened before gunicorn forks is shared with the parent; each process opens its own.
+        if self._fd is None or self._fd_pid != os.getpid():
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            self._fd_pid = os.getpid()
+        return self._fd
+
+    @contextmanager
+    def transaction(self):
+        """Hold the ledger exclusively; yield a Transaction to read new lines and append."""
+        with self._thread_lock:
+            try:
+                fd = self._descriptor()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as error:
+                raise ledger_unavailable(error.strerror)
+            try:
+                yield Transaction(self, fd)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def read_from(self, offset):
+        """Return (records, new_offset) for the complete lines after byte ``offset``."""
+        with open(self.path, "rb") as file:
+            file.seek(offset)
+            data = file.read()
+        end = data.rfind(b"\n") + 1  # a line still being written elsewhere is left for later
+        return list(iter_lines(data[:end])), offset + end
+
+    def scan(self, offset=0, line_filter=None):
+        """Yield (record, end_offset) for every complete line from ``offset``, block by block."""
+        with open(self.path, "rb") as file:
+            file.seek(offset)
+            carry = b""
+            while True:
+                block = file.read(_READ_BLOCK)
+                if not block:
+                    return
+                data = carry + block
+                end = data.rfind(b"\n") + 1
+                carry = data[end:]
+                lines = data[:end]
+                offset += end
+                if line_filter is not None:
+                    lines = b"\n".join(line for line in lines.split(b"\n") if line_filter(line))
+                for record in iter_lines(lines):
+                    yield record, offset
+
+
+class Transaction:
+    """Appends made while the ledger is held; ``commit`` writes and flushes them together."""
+
+    def __init__(self, ledger, fd):
+        self.ledger = ledger
+        self._fd = fd
+        self._pending = []
+
+    def append(self, record):
+        """Queue ``record``; it is written when the transaction commits."""
+        self._pending.append(record)
+
+    def commit(self):
+        """Write the queued records as one append and flush them; return the end offset."""
+        if not self._pending:
+            return None
+        data = b"".join(encode_record(record) for record in self._pending)
+        fd = self._fd
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(28, "short write (disk full?)")
+            if self.ledger.durable:
+                os.fdatasync(fd)
+        except OSError as error:
+            try:
+                os.ftruncate(fd, start)  # never leave half a line behind
+            except OSError:
+                log.critical("ledger: could not cut back a failed write at offset %d", start)
+            raise ledger_unavailable(error.strerror or str(error))
+        if self.ledger.mirror_stdout:
+            sys.stdout.write(data.decode("utf-8"))
+            sys.stdout.flush()
+        self._pending = []
+        return start + len(data)

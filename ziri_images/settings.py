@@ -1,0 +1,63 @@
+"""Load the gateway's settings from the environment.
+
+Every setting has a default that runs the gateway from a checkout; deployments override
+them with environment variables (Heroku config vars, systemd ``Environment=``...).
+Tests pass a ``test_config`` mapping to ``create_app`` instead.
+"""
+
+import os
+
+from .errors import ConfigError
+
+#: name -> (environment variable, default, parser)
+_SETTINGS = {
+    "KEYS_FILE": ("ZIRI_KEYS_FILE", "keys.json", str),
+    "PRICING_FILE": ("ZIRI_PRICING_FILE", "pricing.json", str),
+    "LEDGER_PATH": ("ZIRI_LEDGER_PATH", "var/ledger.jsonl", str),
+    # fsync every ledger write before answering; off only for throwaway runs.
+    "LEDGER_DURABLE": ("ZIRI_LEDGER_DURABLE", True, "bool"),
+    # Mirror each ledger record to stdout (platforms whose disks are wiped on restart).
+    "LEDGER_STDOUT": ("ZIRI_LEDGER_STDOUT", False, "bool"),
+    "OPENAI_API_KEY": ("OPENAI_API_KEY", "", str),
+    "OPENAI_BASE_URL": ("OPENAI_BASE_URL", "https://api.openai.com/v1", str),
+    "UPSTREAM_CONNECT_TIMEOUT": ("ZIRI_UPSTREAM_CONNECT_TIMEOUT", 5.0, float),
+    # Image generation can take well over a minute for large GPT image requests.
+    "UPSTREAM_READ_TIMEOUT": ("ZIRI_UPSTREAM_READ_TIMEOUT", 180.0, float),
+    # Demo keys (published in the README) only reach loopback providers unless this is on.
+    "ALLOW_DEMO_KEYS_UPSTREAM": ("ZIRI_ALLOW_DEMO_KEYS_UPSTREAM", False, "bool"),
+    # Bodies above this are refused with 413 before they are parsed.
+    "MAX_CONTENT_LENGTH": ("ZIRI_MAX_BODY_BYTES", 256 * 1024, int),
+    # A reservation whose worker died is settled this long after the upstream read timeout.
+    "LOG_LEVEL": ("ZIRI_LOG_LEVEL", "INFO", str),
+    "RESERVATION_GRACE_SECONDS": ("ZIRI_RESERVATION_GRACE_SECONDS", 60.0, float),
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse(name, env_name, raw, parser):
+    if parser == "bool":
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ConfigError(f"environment variable {env_name}: expected true/false, got {raw!r}")
+    try:
+        value = parser(raw)
+    except ValueError:
+        raise ConfigError(f"environment variable {env_name}: expected {parser.__name__}, got {raw!r}")
+    if parser in (int, float) and value <= 0:
+        raise ConfigError(f"environment variable {env_name}: must be positive, got {raw!r}")
+    return value
+
+
+def load_settings(environ=None):
+    """Return the settings dict read from ``environ`` (default: ``os.environ``)."""
+    environ = os.environ if environ is None else environ
+    settings = {}
+    for name, (env_name, default, parser) in _SETTINGS.items():
+        raw = environ.get(env_name)
+        settings[name] = default if raw is None else _parse(name, env_name, raw, parser)
+    return settings

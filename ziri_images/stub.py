@@ -1,0 +1,146 @@
+"""A local stand-in for OpenAI's images API, for development and tests only.
+
+It answers ``POST /v1/images/generations`` in OpenAI's shapes (``url`` or ``b64_json`` with a
+real PNG, ``revised_prompt`` for dall-e-3, ``usage``/``size``/``quality`` for GPT image
+models) and never generates anything real. It only listens where it is told (127.0.0.1 by
+default) and the gateway treats it like any other provider: nothing falls back to it.
+
+Directives in the prompt drive faults for tests: ``[stub:delay=2]``, ``[stub:status=500]``,
+``[stub:status=400:content_policy_violation]``, ``[stub:fewer]``, ``[stub:nonjson]``,
+``[stub:nodata]``.
+"""
+
+import base64
+import hashlib
+import re
+import struct
+import threading
+import time
+import uuid
+import zlib
+
+from flask import Flask
+from flask import Response
+from flask import jsonify
+from flask import request
+
+GPT_IMAGE_PREFIX = "gpt-image"
+KNOWN_MODELS = {"dall-e-2", "dall-e-3"}
+MAX_STORED_IMAGES = 1000
+_DIRECTIVE = re.compile(r"\[stub:([a-z_]+)(?:=([^\]]*))?\]")
+
+
+def png_bytes(seed, size=16):
+    """Return a valid ``size``x``size`` solid-colour PNG whose colour is derived from ``seed``."""
+    red, green, blue = hashlib.sha256(seed.encode("utf-8")).digest()[:3]
+    row = b"\x00" + bytes((red, green, blue)) * size
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * size)) + chunk(b"IEND", b"")
+
+
+def _openai_error(status, message, error_type="invalid_request_error", code=None, param=None):
+    response = jsonify({"error": {"message": message, "type": error_type, "param": param, "code": code}})
+    response.status_code = status
+    response.headers["x-request-id"] = "req_stub_" + uuid.uuid4().hex[:16]
+    return response
+
+
+class InFlight:
+    """Count requests being answered (to show how many a client holds open at once)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.current = self.peak = self.total = 0
+
+    def __enter__(self):
+        with self._lock:
+            self.current += 1
+            self.total += 1
+            self.peak = max(self.peak, self.current)
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self.current -= 1
+
+
+def create_stub_app(delay=0.0):
+    """Return the stub's Flask app; ``delay`` seconds are added to every generation."""
+    app = Flask("ziri_images.stub")
+    images = {}
+    in_flight = InFlight()
+
+    @app.post("/v1/images/generations")
+    def generate():
+        with in_flight:
+            return _generate(request, images, delay)
+
+    @app.get("/v1/files/<image_id>.png")
+    def image_file(image_id):
+        data = images.get(image_id)
+        if data is None:
+            return _openai_error(404, "No such image.")
+        return Response(data, mimetype="image/png")
+
+    @app.get("/stats")
+    def stats():
+        return {"inFlight": in_flight.current, "peakInFlight": in_flight.peak, "requests": in_flight.total}
+
+    return app
+
+
+def _generate(req, images, delay):
+    if not req.headers.get("Authorization", "").startswith("Bearer "):
+        return _openai_error(401, "You didn't provide an API key.", code="missing_api_key")
+    body = req.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
+        return _openai_error(400, "'prompt' is a required property", param="prompt")
+    model = body.get("model", "dall-e-2")
+    if model not in KNOWN_MODELS and not model.startswith(GPT_IMAGE_PREFIX):
+        return _openai_error(404, f"The model '{model}' does not exist.", code="model_not_found", param="model")
+    directives = dict(_DIRECTIVE.findall(body["prompt"]))
+    time.sleep(float(directives.get("delay") or delay))
+    if "status" in directives:
+        status, _, code = directives["status"].partition(":")
+        return _openai_error(int(status), f"Stub error {status}.", code=code or None)
+    if "nonjson" in directives:
+        return Response("<html>upstream exploded</html>", status=200, mimetype="text/html")
+    if "nodata" in directives:
+        return {"created": int(time.time())}
+    count = int(body.get("n", 1))
+    if "fewer" in directives and count > 1:
+        count -= 1
+    gpt_image = model.startswith(GPT_IMAGE_PREFIX)
+    data = []
+    for index in range(count):
+        png = png_bytes(f"{body['prompt']}#{index}")
+        if gpt_image or body.get("response_format") == "b64_json":
+            item = {"b64_json": base64.b64encode(png).decode("ascii")}
+        else:
+            image_id = uuid.uuid4().hex
+            images[image_id] = png
+            if len(images) > MAX_STORED_IMAGES:
+                images.pop(next(iter(images)))
+            item = {"url": f"{req.host_url}v1/files/{image_id}.png"}
+        if model == "dall-e-3":
+            item["revised_prompt"] = f"{body['prompt']} (revised by the local stub)"
+        data.append(item)
+    response = {"created": int(time.time()), "data": data}
+    if gpt_image:
+        quality = body.get("quality", "auto")
+        size = body.get("size", "auto")
+        response.update({
+            "background": "opaque" if body.get("background", "auto") == "auto" else body["background"],
+            "output_format": body.get("output_format", "png"),
+            "size": "1024x1024" if size == "auto" else size,
+            "quality": "medium" if quality == "auto" else quality,
+            "usage": {
+                "input_tokens": 50, "output_tokens": 1056 * count, "total_tokens": 50 + 1056 * count,
+                "input_tokens_details": {"text_tokens": 50, "image_tokens": 0},
+                "output_tokens_details": {"image_tokens": 1056 * count, "text_tokens": 0},
+            },
+        })
+    result = jsonify(response)
+    result.headers["x-request-id"] = "req_stub_" + uuid.uuid4().hex[:16]
+    return result
