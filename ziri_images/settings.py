@@ -5,6 +5,8 @@ them with environment variables (Heroku config vars, systemd ``Environment=``...
 Tests pass a ``test_config`` mapping to ``create_app`` instead.
 """
 
+import logging
+import math
 import os
 
 from .errors import ConfigError
@@ -28,7 +30,7 @@ _SETTINGS = {
     # Bodies above this are refused with 413 before they are parsed.
     "MAX_CONTENT_LENGTH": ("ZIRI_MAX_BODY_BYTES", 256 * 1024, int),
     # A reservation whose worker died is settled this long after the upstream read timeout.
-    "LOG_LEVEL": ("ZIRI_LOG_LEVEL", "INFO", str),
+    "LOG_LEVEL": ("ZIRI_LOG_LEVEL", "INFO", "level"),
     "RESERVATION_GRACE_SECONDS": ("ZIRI_RESERVATION_GRACE_SECONDS", 60.0, float),
 }
 
@@ -44,12 +46,19 @@ def _parse(name, env_name, raw, parser):
         if lowered in _FALSE:
             return False
         raise ConfigError(f"environment variable {env_name}: expected true/false, got {raw!r}")
+    if parser == "level":
+        # logging accepts only its own names; anything else would crash start-up with a traceback.
+        level = raw.strip().upper()
+        if level not in logging.getLevelNamesMapping():
+            raise ConfigError(f"environment variable {env_name}: expected DEBUG, INFO, WARNING or ERROR, got {raw!r}")
+        return level
     try:
         value = parser(raw)
     except ValueError:
         raise ConfigError(f"environment variable {env_name}: expected {parser.__name__}, got {raw!r}")
-    if parser in (int, float) and value <= 0:
-        raise ConfigError(f"environment variable {env_name}: must be positive, got {raw!r}")
+    # "nan" and "inf" parse as floats but are no usable timeout or size.
+    if parser in (int, float) and not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"environment variable {env_name}: must be positive and finite, got {raw!r}")
     return value
 
 

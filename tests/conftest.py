@@ -1,0 +1,219 @@
+"""Shared fixtures: an app built on files under ``tmp_path``, and no real outbound HTTP.
+
+Fixtures (names are stable; other test modules rely on them):
+
+``app`` / ``client``
+    ``create_app(app_config)`` with ``TESTING=True``, keys.json, a copy of the shipped
+    pricing.json and the ledger under ``tmp_path``, a frozen ``clock``, a non-loopback fake
+    OpenAI at ``BASE_URL`` and the provider key ``PROVIDER_KEY``.
+``make_app(**overrides)``
+    Build another app on the same files with some config values replaced, e.g.
+    ``make_app(OPENAI_API_KEY="")``.
+``app_config``
+    The config dict ``app`` is built from (a fresh dict per test).
+``clock``
+    A ``FakeClock`` (the ``CLOCK`` config value): call it for "now", ``clock.advance(seconds)``
+    or assign ``clock.now`` to move time.
+``keys_path`` / ``add_key``
+    keys.json holds ``DEMO_KEY`` (demo), ``USER_KEY`` (id ``key_user``) and ``DISABLED_KEY``.
+    ``add_key(limits=..., allowed_models=..., expires_at=...)`` appends a key and returns the raw
+    key; the running app picks it up (the key store re-reads the file when it changes).
+``pricing_path`` / ``ledger_path``
+    The copied catalog and the ledger file.
+``responses_mock``
+    Autouse: a ``responses.RequestsMock(assert_all_requests_are_fired=True)``, so a call to an
+    unregistered URL fails (the gateway answers 502) and an unused registration fails the test.
+    Tests that need real HTTP (end-to-end against 127.0.0.1) are marked ``@pytest.mark.real_http``.
+
+Plain helpers to import: ``ledger_lines(app)``, ``key_record(raw_key, ...)``,
+``write_keys(path, records)``, ``openai_image_response(...)``.
+"""
+
+import json
+import os
+import shutil
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
+from pathlib import Path
+
+import pytest
+import responses
+
+from ziri_images import create_app
+from ziri_images.keys import hash_key
+from ziri_images.settings import _SETTINGS
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SHIPPED_PRICING = PROJECT_DIR / "pricing.json"
+
+DEMO_KEY = "ziri-user-123-a1b2c3d4e5f67890"
+USER_KEY = "ziri-alice-0123456789abcdef0123456789abcdef"
+DISABLED_KEY = "ziri-mallory-fedcba9876543210fedcba9876543210"
+PROVIDER_KEY = "sk-test-provider-key-123456"
+BASE_URL = "https://api.openai.test/v1"
+GENERATIONS_URL = BASE_URL + "/images/generations"
+ENDPOINT = "/api/images/generations"
+START = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_http: let requests reach real sockets (no responses mock)")
+
+
+class FakeClock:
+    """A settable clock for the ``CLOCK`` config value: ``clock()`` returns ``clock.now``."""
+
+    def __init__(self, now=START):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+def key_record(raw_key, *, key_id, user, status="active", demo=False, expires_at=None, limits=None,
+               allowed_providers=None, allowed_models=None):
+    """Return a keys.json entry for ``raw_key`` (stored as its hash)."""
+    record = {"id": key_id, "user": user, "hash": hash_key(raw_key), "status": status, "demo": demo}
+    if expires_at is not None:
+        record["expires_at"] = expires_at.isoformat() if isinstance(expires_at, datetime) else expires_at
+    if limits is not None:
+        record["limits"] = limits
+    if allowed_providers is not None:
+        record["allowed_providers"] = list(allowed_providers)
+    if allowed_models is not None:
+        record["allowed_models"] = list(allowed_models)
+    return record
+
+
+def write_keys(path, records):
+    """Write ``{"keys": records}`` to ``path`` and move its mtime forward so a reload is noticed."""
+    path = Path(path)
+    previous = path.stat().st_mtime_ns if path.exists() else 0
+    path.write_text(json.dumps({"keys": records}, indent=2), encoding="utf-8")
+    # Two writes within the filesystem's timestamp granularity would otherwise look unchanged.
+    mtime = max(previous + 1_000_000_000, path.stat().st_mtime_ns)
+    os.utime(path, ns=(mtime, mtime))
+
+
+def read_keys(path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))["keys"]
+
+
+def ledger_lines(app):
+    """Return the app's ledger records, one dict per line."""
+    path = Path(app.config["LEDGER_PATH"])
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def openai_image_response(n=1, *, revised_prompt=None, **extra):
+    """Return an OpenAI-shaped images response body with ``n`` URL images."""
+    data = []
+    for index in range(n):
+        item = {"url": f"https://images.openai.test/img-{index}.png"}
+        if revised_prompt is not None:
+            item["revised_prompt"] = revised_prompt
+        data.append(item)
+    return {"created": 1764158400, "data": data, **extra}
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch):
+    """Keep the developer's ZIRI_*/OPENAI_* variables out of every test."""
+    for env_name, _default, _parser in _SETTINGS.values():
+        monkeypatch.delenv(env_name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def responses_mock(request):
+    """Intercept all ``requests`` traffic; unregistered URLs fail, unused registrations fail."""
+    if request.node.get_closest_marker("real_http"):
+        yield None
+        return
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        yield mock
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def keys_path(tmp_path):
+    path = tmp_path / "keys.json"
+    write_keys(path, [
+        key_record(DEMO_KEY, key_id="key_demo", user="user-123", demo=True),
+        key_record(USER_KEY, key_id="key_user", user="alice",
+                   limits={"daily_spend_limit": 5.0, "monthly_spend_limit": 50.0}),
+        key_record(DISABLED_KEY, key_id="key_disabled", user="mallory", status="disabled"),
+    ])
+    return path
+
+
+@pytest.fixture
+def add_key(keys_path):
+    """Return ``add_key(raw_key=None, **key_record options) -> raw key`` appending to keys.json."""
+    counter = iter(range(1, 1000))
+
+    def add(raw_key=None, *, key_id=None, user=None, **options):
+        number = next(counter)
+        raw_key = raw_key or f"ziri-extra{number}-{number:032x}"
+        record = key_record(raw_key, key_id=key_id or f"key_extra{number}", user=user or f"extra{number}", **options)
+        write_keys(keys_path, read_keys(keys_path) + [record])
+        return raw_key
+
+    return add
+
+
+@pytest.fixture
+def pricing_path(tmp_path):
+    path = tmp_path / "pricing.json"
+    shutil.copyfile(SHIPPED_PRICING, path)
+    return path
+
+
+@pytest.fixture
+def ledger_path(tmp_path):
+    return tmp_path / "var" / "ledger.jsonl"
+
+
+@pytest.fixture
+def app_config(keys_path, pricing_path, ledger_path, clock):
+    return {
+        "TESTING": True,
+        "KEYS_FILE": str(keys_path),
+        "PRICING_FILE": str(pricing_path),
+        "LEDGER_PATH": str(ledger_path),
+        # fsync is exercised by the ledger tests; here it would only slow the suite down.
+        "LEDGER_DURABLE": False,
+        "OPENAI_BASE_URL": BASE_URL,
+        "OPENAI_API_KEY": PROVIDER_KEY,
+        "UPSTREAM_CONNECT_TIMEOUT": 2.0,
+        "UPSTREAM_READ_TIMEOUT": 30.0,
+        "CLOCK": clock,
+    }
+
+
+@pytest.fixture
+def make_app(app_config):
+    def make(**overrides):
+        return create_app({**app_config, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

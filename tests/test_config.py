@@ -1,0 +1,164 @@
+"""Start-up: settings from the environment, and broken files stop the app with one clear line."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import PROJECT_DIR
+from ziri_images.errors import ConfigError
+from ziri_images.settings import load_settings
+
+
+def test_defaults_run_from_a_checkout():
+    settings = load_settings({})
+
+    assert settings["KEYS_FILE"] == "keys.json"
+    assert settings["PRICING_FILE"] == "pricing.json"
+    assert settings["LEDGER_PATH"] == "var/ledger.jsonl"
+    assert settings["LEDGER_DURABLE"] is True and settings["LEDGER_STDOUT"] is False
+    assert settings["OPENAI_BASE_URL"] == "https://api.openai.com/v1" and settings["OPENAI_API_KEY"] == ""
+    assert (settings["UPSTREAM_CONNECT_TIMEOUT"], settings["UPSTREAM_READ_TIMEOUT"]) == (5.0, 180.0)
+    assert settings["ALLOW_DEMO_KEYS_UPSTREAM"] is False
+    assert settings["MAX_CONTENT_LENGTH"] == 256 * 1024
+    assert settings["LOG_LEVEL"] == "INFO"
+
+
+@pytest.mark.parametrize(
+    ("env_name", "raw", "name", "value"),
+    [
+        pytest.param("ZIRI_ALLOW_DEMO_KEYS_UPSTREAM", " TRUE ", "ALLOW_DEMO_KEYS_UPSTREAM", True, id="bool-true"),
+        pytest.param("ZIRI_LEDGER_DURABLE", "off", "LEDGER_DURABLE", False, id="bool-off"),
+        pytest.param("ZIRI_LEDGER_STDOUT", "1", "LEDGER_STDOUT", True, id="bool-one"),
+        pytest.param("ZIRI_UPSTREAM_READ_TIMEOUT", "25.5", "UPSTREAM_READ_TIMEOUT", 25.5, id="float"),
+        pytest.param("ZIRI_MAX_BODY_BYTES", "1024", "MAX_CONTENT_LENGTH", 1024, id="int"),
+        pytest.param("ZIRI_LOG_LEVEL", "debug", "LOG_LEVEL", "DEBUG", id="log-level-lower-case"),
+        pytest.param("OPENAI_BASE_URL", "http://127.0.0.1:3199/v1", "OPENAI_BASE_URL", "http://127.0.0.1:3199/v1",
+                     id="string"),
+    ],
+)
+def test_environment_values_are_parsed(env_name, raw, name, value):
+    assert load_settings({env_name: raw})[name] == value
+
+
+@pytest.mark.parametrize(
+    ("env_name", "raw", "problem"),
+    [
+        pytest.param("ZIRI_ALLOW_DEMO_KEYS_UPSTREAM", "maybe", "expected true/false", id="bool-word"),
+        pytest.param("ZIRI_LEDGER_DURABLE", "2", "expected true/false", id="bool-number"),
+        pytest.param("ZIRI_UPSTREAM_READ_TIMEOUT", "soon", "expected float", id="float-word"),
+        pytest.param("ZIRI_UPSTREAM_READ_TIMEOUT", "0", "must be positive", id="float-zero"),
+        pytest.param("ZIRI_UPSTREAM_CONNECT_TIMEOUT", "-1", "must be positive", id="float-negative"),
+        pytest.param("ZIRI_UPSTREAM_READ_TIMEOUT", "nan", "must be positive", id="float-nan"),
+        pytest.param("ZIRI_UPSTREAM_READ_TIMEOUT", "inf", "must be positive", id="float-inf"),
+        pytest.param("ZIRI_RESERVATION_GRACE_SECONDS", "", "expected float", id="float-empty"),
+        pytest.param("ZIRI_MAX_BODY_BYTES", "1.5", "expected int", id="int-fraction"),
+        pytest.param("ZIRI_MAX_BODY_BYTES", "256KB", "expected int", id="int-with-unit"),
+        pytest.param("ZIRI_MAX_BODY_BYTES", "0", "must be positive", id="int-zero"),
+        pytest.param("ZIRI_LOG_LEVEL", "LOUD", "expected DEBUG, INFO", id="log-level-unknown"),
+    ],
+)
+def test_bad_environment_values_name_the_variable(env_name, raw, problem):
+    with pytest.raises(ConfigError) as raised:
+        load_settings({env_name: raw})
+
+    message = str(raised.value)
+    assert message.startswith(f"environment variable {env_name}: ")
+    assert problem in message and repr(raw) in message
+
+
+def test_create_app_refuses_a_bad_environment_value(make_app, monkeypatch):
+    monkeypatch.setenv("ZIRI_UPSTREAM_READ_TIMEOUT", "soon")
+
+    with pytest.raises(ConfigError, match="ZIRI_UPSTREAM_READ_TIMEOUT"):
+        make_app()
+
+
+def test_environment_configures_the_app_unless_test_config_overrides(make_app, monkeypatch):
+    monkeypatch.setenv("ZIRI_UPSTREAM_READ_TIMEOUT", "90")
+    monkeypatch.setenv("ZIRI_ALLOW_DEMO_KEYS_UPSTREAM", "true")
+    monkeypatch.setenv("ZIRI_MAX_BODY_BYTES", "2048")
+
+    app = make_app()
+
+    gateway = app.extensions["ziri_images"]
+    assert gateway.allow_demo_keys_upstream is True
+    assert app.config["MAX_CONTENT_LENGTH"] == 2048
+    assert gateway.providers["openai"].timeout == (2.0, 30.0)  # the fixture's test_config sets these
+
+
+@pytest.mark.parametrize(
+    ("file_setting", "content", "problem"),
+    [
+        pytest.param("KEYS_FILE", '{"keys": [', "key file", id="keys-bad-json"),
+        pytest.param("KEYS_FILE", '{"keys": [{"id": "k", "user": "u"}]}', "'hash' is required", id="keys-no-hash"),
+        pytest.param("PRICING_FILE", "[]", "pricing file", id="pricing-not-an-object"),
+        pytest.param("PRICING_FILE", '{"providers": {"openai": {"models": {"x": {"kind": "image"}}}}}',
+                     "providers.openai.models.x: missing or invalid", id="pricing-incomplete-model"),
+    ],
+)
+def test_create_app_names_the_broken_file(tmp_path, make_app, file_setting, content, problem):
+    broken = tmp_path / "broken.json"
+    broken.write_text(content, encoding="utf-8")
+
+    with pytest.raises(ConfigError) as raised:
+        make_app(**{file_setting: str(broken)})
+
+    assert str(broken) in str(raised.value)
+    assert problem in str(raised.value)
+
+
+def test_create_app_names_a_missing_file(tmp_path, make_app):
+    missing = tmp_path / "nowhere" / "keys.json"
+
+    with pytest.raises(ConfigError, match="not found") as raised:
+        make_app(KEYS_FILE=str(missing))
+
+    assert str(missing) in str(raised.value)
+
+
+def test_create_app_names_an_unwritable_ledger(tmp_path, make_app):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+
+    with pytest.raises(ConfigError) as raised:
+        make_app(LEDGER_PATH=str(blocker / "ledger.jsonl"))
+
+    assert str(blocker / "ledger.jsonl") in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        pytest.param({"ZIRI_KEYS_FILE": "{broken}"}, "{broken}", id="broken-keys-file"),
+        pytest.param({"ZIRI_PRICING_FILE": "{broken}"}, "{broken}", id="broken-pricing-file"),
+        pytest.param({"ZIRI_UPSTREAM_READ_TIMEOUT": "soon"}, "ZIRI_UPSTREAM_READ_TIMEOUT", id="bad-setting"),
+        pytest.param({"ZIRI_LOG_LEVEL": "LOUD"}, "ZIRI_LOG_LEVEL", id="bad-log-level"),
+    ],
+)
+def test_wsgi_import_exits_with_one_line(tmp_path, env, named):
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"keys": [', encoding="utf-8")
+    env = {name: value.format(broken=broken) for name, value in env.items()}
+
+    result = import_app(tmp_path, env)
+
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("ziri-images: configuration error: ")
+    assert named.format(broken=broken) in result.stderr
+
+
+def test_wsgi_import_succeeds_with_the_shipped_files(tmp_path):
+    result = import_app(tmp_path, {})
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "ledger.jsonl").exists()
+
+
+def import_app(tmp_path, env):
+    """Run ``python -c "import app"`` from the project directory, as gunicorn would import it."""
+    environ = {**os.environ, "ZIRI_LEDGER_PATH": str(tmp_path / "ledger.jsonl"), **env}
+    return subprocess.run([sys.executable, "-c", "import app"], cwd=PROJECT_DIR, env=environ, capture_output=True,
+                          text=True, timeout=30)

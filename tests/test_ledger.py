@@ -1,0 +1,192 @@
+"""The JSONL ledger: whole lines or nothing, one writer at a time, readers follow offsets."""
+
+import errno
+import json
+import os
+import threading
+
+import pytest
+
+from ziri_images import ledger as ledger_module
+from ziri_images.errors import ApiError
+from ziri_images.errors import ConfigError
+from ziri_images.ledger import Ledger
+from ziri_images.ledger import encode_record
+
+
+@pytest.fixture
+def path(tmp_path):
+    return str(tmp_path / "var" / "ledger.jsonl")
+
+
+def append(ledger, *records):
+    with ledger.transaction() as transaction:
+        for record in records:
+            transaction.append(record)
+        return transaction.commit()
+
+
+def test_encode_record_is_one_compact_line():
+    line = encode_record({"type": "charge", "prompt": "café\nmenu", "cost": 0.04})
+
+    assert line == '{"type":"charge","prompt":"café\\nmenu","cost":0.04}\n'.encode("utf-8")
+    assert line.count(b"\n") == 1
+
+
+@pytest.mark.parametrize("durable", [pytest.param(True, id="durable"), pytest.param(False, id="not-durable")])
+def test_records_round_trip(path, durable):
+    ledger = Ledger(path, durable=durable)
+    first = {"type": "reservation", "requestId": "req_1", "amount": 0.04}
+    second = {"type": "charge", "requestId": "req_1", "cost": 0.04, "note": "ünïcode"}
+
+    end = append(ledger, first, second)
+
+    assert end == os.path.getsize(path)
+    assert ledger.read_from(0) == ([first, second], end)
+    assert ledger.read_from(end) == ([], end)
+    third = {"type": "charge", "requestId": "req_2", "cost": 0}
+    new_end = append(ledger, third)
+    assert ledger.read_from(end) == ([third], new_end)
+
+
+def test_commit_with_nothing_queued_writes_nothing(path):
+    ledger = Ledger(path)
+
+    assert append(ledger) is None
+    assert os.path.getsize(path) == 0
+
+
+def test_read_from_leaves_a_partial_line_for_later(path):
+    ledger = Ledger(path)
+    end = append(ledger, {"n": 1})
+    with open(path, "ab") as file:
+        file.write(b'{"n": 2, "half')
+
+    assert ledger.read_from(0) == ([{"n": 1}], end)
+    assert ledger.read_from(end) == ([], end)
+
+    with open(path, "ab") as file:
+        file.write(b'": true}\n')
+    assert ledger.read_from(end) == ([{"n": 2, "half": True}], os.path.getsize(path))
+
+
+def test_unparsable_lines_are_skipped(path):
+    ledger = Ledger(path)
+    with open(path, "wb") as file:
+        file.write(b'{"n": 1}\nnot json\n\n{"n": 2}\n')
+
+    assert ledger.read_from(0) == ([{"n": 1}, {"n": 2}], os.path.getsize(path))
+
+
+def half_write(ledger):
+    real_write = os.write
+
+    def write(fd, data):
+        if fd == ledger._fd:
+            return real_write(fd, data[: len(data) // 2])
+        return real_write(fd, data)
+
+    return write
+
+
+def disk_full(fd, data):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def fsync_fails(fd):
+    raise OSError(errno.EIO, "Input/output error")
+
+
+@pytest.mark.parametrize(
+    ("function", "make_replacement", "reason"),
+    [
+        pytest.param("write", half_write, "short write", id="short-write"),
+        pytest.param("write", lambda ledger: disk_full, "No space left on device", id="disk-full"),
+        pytest.param("fdatasync", lambda ledger: fsync_fails, "Input/output error", id="fsync-fails"),
+    ],
+)
+def test_failed_commit_leaves_the_file_as_it_was(path, monkeypatch, function, make_replacement, reason):
+    ledger = Ledger(path, durable=True)
+    append(ledger, {"n": 1})
+    with open(path, "rb") as file:
+        before = file.read()
+    monkeypatch.setattr(os, function, make_replacement(ledger))
+
+    with pytest.raises(ApiError) as raised:
+        append(ledger, {"n": 2, "padding": "x" * 4000}, {"n": 3})
+
+    monkeypatch.undo()
+    assert (raised.value.status, raised.value.code) == (503, "LEDGER_UNAVAILABLE")
+    assert reason in raised.value.message
+    with open(path, "rb") as file:
+        assert file.read() == before
+    # The ledger is usable again once the disk is.
+    append(ledger, {"n": 4})
+    assert ledger.read_from(0)[0] == [{"n": 1}, {"n": 4}]
+
+
+def test_concurrent_appends_from_threads_and_descriptors(path):
+    # Two Ledger objects on one file behave like two workers: they share only the flock.
+    ledgers = [Ledger(path, durable=False), Ledger(path, durable=False)]
+
+    def writer(thread):
+        ledger = ledgers[thread % 2]
+        for index in range(50):
+            append(ledger, {"thread": thread, "index": index, "pad": "x" * (thread * 37)})
+
+    threads = [threading.Thread(target=writer, args=(thread,)) for thread in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    with open(path, "rb") as file:
+        lines = file.read().split(b"\n")
+    assert lines[-1] == b""
+    records = [json.loads(line) for line in lines[:-1]]
+    assert len(records) == 400
+    assert {(r["thread"], r["index"]) for r in records} == {(t, i) for t in range(8) for i in range(50)}
+    for thread in range(8):
+        assert [r["index"] for r in records if r["thread"] == thread] == list(range(50))
+
+
+@pytest.mark.parametrize("block", [pytest.param(7, id="tiny-blocks"), pytest.param(1 << 20, id="one-block")])
+def test_scan_filters_lines_and_stops_at_the_last_complete_one(path, monkeypatch, block):
+    monkeypatch.setattr(ledger_module, "_READ_BLOCK", block)
+    ledger = Ledger(path)
+    records = [{"ts": f"2026-11-{day:02d}T00:00:00Z", "day": day} for day in range(20, 30)]
+    end = append(ledger, *records)
+    with open(path, "ab") as file:
+        file.write(b'{"ts":"2026-11-30')  # still being written by another process
+
+    scanned = list(ledger.scan(0, lambda line: line[7:17] >= b"2026-11-25"))
+
+    assert [record for record, _ in scanned] == records[5:]
+    assert scanned[-1][1] == end
+    assert all(offset <= end for _, offset in scanned)
+
+
+def test_scan_from_an_offset(path):
+    ledger = Ledger(path)
+    middle = append(ledger, {"n": 1}, {"n": 2})
+    append(ledger, {"n": 3})
+
+    assert [record for record, _ in ledger.scan(middle)] == [{"n": 3}]
+
+
+def test_mirror_to_stdout(path, capsys):
+    ledger = Ledger(path, mirror_stdout=True)
+
+    append(ledger, {"type": "charge", "cost": 0.04})
+
+    assert capsys.readouterr().out == '{"type":"charge","cost":0.04}\n'
+
+
+def test_unopenable_ledger_is_a_config_error(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+
+    with pytest.raises(ConfigError) as raised:
+        Ledger(str(blocker / "ledger.jsonl"))
+
+    assert str(raised.value).startswith(f"ledger {blocker / 'ledger.jsonl'}: cannot open for appending")

@@ -1,0 +1,235 @@
+"""The shipped catalog, ``auto`` pricing, quotes and catalog validation."""
+
+import copy
+import json
+from datetime import date
+
+import pytest
+from marshmallow import ValidationError
+
+from conftest import SHIPPED_PRICING
+from ziri_images.errors import ApiError
+from ziri_images.errors import ConfigError
+from ziri_images.pricing import ImageModel
+from ziri_images.pricing import PriceBook
+
+SIZES_GPT = ("1024x1024", "1024x1536", "1536x1024")
+
+
+@pytest.fixture(scope="module")
+def book():
+    return PriceBook.from_file(str(SHIPPED_PRICING))
+
+
+def model(book, name):
+    return book.find_model("openai", name)
+
+
+@pytest.mark.parametrize(
+    ("name", "max_images", "prices"),
+    [
+        pytest.param("dall-e-3", 1, {
+            "standard": {"1024x1024": 0.04, "1024x1792": 0.08, "1792x1024": 0.08},
+            "hd": {"1024x1024": 0.08, "1024x1792": 0.12, "1792x1024": 0.12},
+        }, id="dall-e-3"),
+        pytest.param("dall-e-2", 10, {
+            "standard": {"256x256": 0.016, "512x512": 0.018, "1024x1024": 0.02},
+        }, id="dall-e-2"),
+        pytest.param("gpt-image-1", 10, {
+            "low": dict(zip(SIZES_GPT, (0.011, 0.016, 0.016), strict=True)),
+            "medium": dict(zip(SIZES_GPT, (0.042, 0.063, 0.063), strict=True)),
+            "high": dict(zip(SIZES_GPT, (0.167, 0.25, 0.25), strict=True)),
+        }, id="gpt-image-1"),
+        pytest.param("gpt-image-1-mini", 10, {
+            "low": dict(zip(SIZES_GPT, (0.005, 0.006, 0.006), strict=True)),
+            "medium": dict(zip(SIZES_GPT, (0.011, 0.015, 0.015), strict=True)),
+            "high": dict(zip(SIZES_GPT, (0.036, 0.052, 0.052), strict=True)),
+        }, id="gpt-image-1-mini"),
+    ],
+)
+def test_shipped_seed_prices(book, name, max_images, prices):
+    image_model = model(book, name)
+
+    assert image_model.prices == prices
+    assert image_model.max_images == max_images
+    for quality, by_size in prices.items():
+        for size, price in by_size.items():
+            assert image_model.price_per_image(quality, size) == price
+
+
+def test_shipped_catalog_defaults_and_image_models(book):
+    assert book.currency == "USD"
+    assert {m.name for m in book.image_models()} == {"dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini"}
+    dalle3_model, gpt = model(book, "dall-e-3"), model(book, "gpt-image-1")
+    assert (dalle3_model.default_quality, dalle3_model.default_size) == ("standard", "1024x1024")
+    assert (gpt.default_quality, gpt.default_size) == ("auto", "1024x1024")
+    assert model(book, "dall-e-2").max_prompt_chars == 1000
+    assert model(book, "dall-e-3").max_prompt_chars == 4000
+    assert model(book, "gpt-image-1").max_prompt_chars == 32000
+
+
+def test_every_image_model_cites_its_source_and_date(book):
+    for image_model in book.image_models():
+        assert image_model.source and image_model.source.startswith("https://"), image_model.name
+        assert date.fromisoformat(image_model.as_of) <= date(2026, 12, 31), image_model.name
+
+
+@pytest.mark.parametrize(
+    ("name", "quality", "size", "price"),
+    [
+        pytest.param("gpt-image-1", "auto", "1024x1024", 0.167, id="auto-quality-square"),
+        pytest.param("gpt-image-1", "auto", "1536x1024", 0.25, id="auto-quality-landscape"),
+        pytest.param("gpt-image-1", "low", "auto", 0.016, id="auto-size-low"),
+        pytest.param("gpt-image-1", "auto", "auto", 0.25, id="auto-both"),
+        pytest.param("gpt-image-1-mini", "auto", "auto", 0.052, id="mini-auto-both"),
+        pytest.param("gpt-image-1", "auto", "256x256", None, id="auto-quality-unpriced-size"),
+        pytest.param("gpt-image-1", "ultra", "1024x1024", None, id="unknown-quality"),
+        pytest.param("dall-e-3", "auto", "1024x1024", None, id="dall-e-3-has-no-auto-quality"),
+        pytest.param("dall-e-3", "standard", "auto", None, id="dall-e-3-has-no-auto-size"),
+        pytest.param("dall-e-3", "hd", "256x256", None, id="unpriced-combination"),
+    ],
+)
+def test_price_per_image(book, name, quality, size, price):
+    assert model(book, name).price_per_image(quality, size) == price
+
+
+def test_quote_reserves_the_highest_price(book):
+    quote = book.quote(model(book, "gpt-image-1"), "auto", "1024x1024", 3)
+
+    assert (quote.quality, quote.size, quote.images, quote.currency) == ("auto", "1024x1024", 3, "USD")
+    assert quote.price_per_image == 0.167
+    assert quote.estimated == 0.501
+
+
+def test_quote_refuses_unpriced_combination(book):
+    with pytest.raises(ApiError) as raised:
+        book.quote(model(book, "dall-e-3"), "hd", "256x256", 1)
+
+    assert raised.value.code == "IMAGE_CONFIG_NOT_FOUND"
+    assert raised.value.message == "Image pricing not configured for model 'dall-e-3' (hd, 256x256)"
+    assert raised.value.details == {"provider": "openai", "model": "dall-e-3", "quality": "hd", "size": "256x256"}
+
+
+@pytest.mark.parametrize(
+    ("provider", "name", "status", "code"),
+    [
+        pytest.param("stability", "sdxl", 404, "PROVIDER_NOT_FOUND", id="unknown-provider"),
+        pytest.param("openai", "text-embedding-3-small", 400, "ACTION_NOT_SUPPORTED", id="embedding-model"),
+        pytest.param("openai", "whisper-1", 400, "ACTION_NOT_SUPPORTED", id="audio-model"),
+        pytest.param("openai", "dall-e-4", 400, "IMAGE_CONFIG_NOT_FOUND", id="unknown-model"),
+    ],
+)
+def test_find_model_refuses(book, provider, name, status, code):
+    with pytest.raises(ApiError) as raised:
+        book.find_model(provider, name)
+
+    assert (raised.value.status, raised.value.code) == (status, code)
+
+
+def test_params_schema_follows_the_catalog(book):
+    gpt = model(book, "gpt-image-1")
+
+    assert gpt.params_schema.load({"output_compression": 80, "background": "transparent"}) == {
+        "output_compression": 80, "background": "transparent"}
+    for bad in ({"output_compression": 101}, {"output_compression": "80"}, {"background": "blue"}):
+        with pytest.raises(ValidationError) as raised:
+            gpt.params_schema.load(bad)
+        assert list(raised.value.messages) == list(bad)
+
+
+def shipped():
+    return json.loads(SHIPPED_PRICING.read_text(encoding="utf-8"))
+
+
+def with_change(change):
+    document = shipped()
+    change(document)
+    return document
+
+
+def dalle3(document):
+    return document["providers"]["openai"]["models"]["dall-e-3"]
+
+
+def edit_dalle3(**values):
+    def change(document):
+        entry = dalle3(document)
+        for name, value in values.items():
+            if value is None:
+                del entry[name]
+            else:
+                entry[name] = value
+    return change
+
+
+DALLE3 = "providers.openai.models.dall-e-3"
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        pytest.param([], "expected an object with a 'providers' object", id="top-level-list"),
+        pytest.param({"currency": "USD"}, "expected an object with a 'providers' object", id="no-providers"),
+        pytest.param({"providers": {"openai": {}}}, "providers.openai: expected a 'models' object",
+                     id="provider-without-models"),
+        pytest.param(with_change(edit_dalle3(kind="picture")), f"{DALLE3}.kind: expected one of", id="bad-kind"),
+        pytest.param(with_change(edit_dalle3(max_images=None)), f"{DALLE3}: missing or invalid 'max_images'",
+                     id="missing-max-images"),
+        pytest.param(with_change(edit_dalle3(max_prompt_chars="many")), f"{DALLE3}: missing or invalid",
+                     id="non-numeric-max-prompt"),
+        pytest.param(with_change(edit_dalle3(prices={})), f"{DALLE3}.prices: expected", id="empty-prices"),
+        pytest.param(with_change(edit_dalle3(prices={"standard": {}})), f"{DALLE3}.prices.standard: expected",
+                     id="empty-quality"),
+        pytest.param(with_change(edit_dalle3(prices={"standard": {"1024x1024": -0.04}})),
+                     f"{DALLE3}.prices.standard.1024x1024: price must be a number >= 0", id="negative-price"),
+        pytest.param(with_change(edit_dalle3(prices={"standard": {"1024x1024": "0.04"}})),
+                     f"{DALLE3}.prices.standard.1024x1024: price must be a number >= 0", id="string-price"),
+        pytest.param(with_change(edit_dalle3(prices={"standard": {"1024x1024": True}})),
+                     f"{DALLE3}.prices.standard.1024x1024: price must be a number >= 0", id="boolean-price"),
+        pytest.param(with_change(edit_dalle3(default_size="2048x2048")),
+                     f"{DALLE3}: default_size '2048x2048' has no price", id="unpriced-default-size"),
+        pytest.param(with_change(edit_dalle3(default_quality="auto")),
+                     f"{DALLE3}: default_quality 'auto' has no price", id="auto-default-without-auto"),
+        pytest.param(with_change(edit_dalle3(params={"style": 3})), f"{DALLE3}.params.style: expected",
+                     id="bad-param-spec"),
+        pytest.param(with_change(edit_dalle3(params=["style"])), f"{DALLE3}.params: expected an object",
+                     id="params-not-an-object"),
+        pytest.param(with_change(lambda d: d["providers"]["openai"].update(image_model_suggestion="gpt-4o")),
+                     "providers.openai.image_model_suggestion: 'gpt-4o' is not an image model", id="bad-suggestion"),
+    ],
+)
+def test_invalid_catalog_names_the_file_and_the_entry(tmp_path, document, problem):
+    path = tmp_path / "pricing.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+
+    with pytest.raises(ConfigError) as raised:
+        PriceBook.from_file(str(path))
+
+    message = str(raised.value)
+    assert message.startswith(f"pricing file {path}")
+    assert problem in message
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        pytest.param(None, "not found", id="missing-file"),
+        pytest.param('{"providers": ', "Expecting value", id="bad-json"),
+    ],
+)
+def test_unreadable_catalog_names_the_file(tmp_path, content, problem):
+    path = tmp_path / "pricing.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+
+    with pytest.raises(ConfigError, match=problem) as raised:
+        PriceBook.from_file(str(path))
+
+    assert str(raised.value).startswith(f"pricing file {path}: ")
+
+
+def test_image_model_accepts_auto_default_only_where_listed():
+    entry = copy.deepcopy(dalle3(shipped()))
+    entry.update(default_quality="auto", auto=["quality"])
+
+    assert ImageModel("openai", "dall-e-3", entry, "here").price_per_image("auto", "1024x1792") == 0.12

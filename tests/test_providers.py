@@ -1,0 +1,227 @@
+"""The outbound HTTP boundary: what is sent to OpenAI and how its failures are translated."""
+
+import re
+import threading
+
+import pytest
+import requests
+from responses import matchers
+from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import NewConnectionError
+
+from conftest import GENERATIONS_URL
+from conftest import PROVIDER_KEY
+from ziri_images import __version__
+from ziri_images import providers
+from ziri_images.errors import ApiError
+from ziri_images.providers import OpenAIProvider
+from ziri_images.providers import ProviderError
+from ziri_images.providers import build_providers
+from ziri_images.providers import redact
+
+PAYLOAD = {"model": "dall-e-3", "prompt": "a lighthouse", "n": 1, "size": "1024x1024", "quality": "standard"}
+ANY = re.compile(r".*")
+
+
+@pytest.fixture
+def provider():
+    # A trailing slash on the base URL must not produce "//images".
+    return OpenAIProvider("openai", "https://api.openai.test/v1/", PROVIDER_KEY, 1.5, 7.0)
+
+
+def test_sends_exactly_one_authenticated_request(provider, responses_mock):
+    responses_mock.post(
+        GENERATIONS_URL,
+        json={"created": 7, "data": [{"url": "https://images.openai.test/1.png"}]},
+        headers={"x-request-id": "req_upstream_9"},
+        match=[
+            matchers.json_params_matcher(PAYLOAD),
+            matchers.header_matcher({
+                "Authorization": f"Bearer {PROVIDER_KEY}",
+                "Content-Type": "application/json",
+                "User-Agent": f"ziri-images/{__version__}",
+                "X-Client-Request-Id": "req_abc",
+                "Content-Length": ANY,
+                "Accept": ANY,
+                "Accept-Encoding": ANY,
+                "Connection": ANY,
+            }, strict_match=True),
+            matchers.request_kwargs_matcher({"timeout": (1.5, 7.0)}),
+        ],
+    )
+
+    result = provider.generate(PAYLOAD, "req_abc")
+
+    assert result.body == {"created": 7, "data": [{"url": "https://images.openai.test/1.png"}]}
+    assert (result.provider_status, result.provider_request_id) == (200, "req_upstream_9")
+    assert len(responses_mock.calls) == 1
+    assert responses_mock.calls[0].request.url == GENERATIONS_URL
+
+
+def openai_error(message, type_="invalid_request_error", code=None, param=None):
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def refused():
+    reason = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")
+    return requests.ConnectionError(MaxRetryError(None, GENERATIONS_URL, reason))
+
+
+def mapping(upstream, status, *, id, retry=False, billed=False, provider_status=None, message=None, headers=None):
+    return pytest.param(upstream, status, retry, billed, provider_status, message, headers or {}, id=id)
+
+
+ERROR_MAPPING = [
+    mapping({"status": 400, "json": openai_error("Invalid size", param="size")}, 400, provider_status=400,
+            message="Invalid size", id="400-passes-through"),
+    mapping({"status": 404, "json": openai_error("The model does not exist")}, 404, provider_status=404,
+            id="404-passes-through"),
+    mapping({"status": 401, "json": openai_error(f"Incorrect API key provided: {PROVIDER_KEY}")}, 502,
+            provider_status=401,
+            message="Provider 'openai' rejected the gateway's credentials: Incorrect API key provided: [redacted]",
+            id="401-is-the-gateways-fault"),
+    mapping({"status": 403, "json": openai_error("Project not allowed")}, 502, provider_status=403, id="403"),
+    mapping({"status": 429, "json": openai_error("Slow down", "requests", "rate_limit_exceeded"),
+             "headers": {"Retry-After": "7"}}, 429, retry=True, provider_status=429, headers={"Retry-After": "7"},
+            id="429-with-retry-after"),
+    mapping({"status": 429, "json": openai_error("Slow down", "requests", "rate_limit_exceeded")}, 429, retry=True,
+            provider_status=429, id="429-without-retry-after"),
+    mapping({"status": 429, "json": openai_error("Quota", "insufficient_quota", "insufficient_quota")}, 429,
+            provider_status=429, id="429-insufficient-quota-not-retried"),
+    mapping({"status": 500, "json": openai_error("Oops", "server_error")}, 502, retry=True, provider_status=500,
+            message="Oops", id="500"),
+    mapping({"status": 503, "body": "upstream connect error"}, 502, retry=True, provider_status=503,
+            message="Provider 'openai' answered HTTP 503.", id="503-not-json"),
+    mapping({"status": 200, "body": "<html>"}, 502, billed=True, provider_status=200,
+            message="Provider 'openai' returned a response without image data.", id="200-not-json"),
+    mapping({"status": 200, "json": {"created": 1}}, 502, billed=True, provider_status=200, id="200-without-data"),
+    mapping({"status": 200, "json": [1, 2]}, 502, billed=True, provider_status=200, id="200-json-list"),
+    mapping({"body": requests.ReadTimeout()}, 504, billed=True,
+            message="Provider 'openai' did not answer in time; the images may still have been generated.",
+            id="read-timeout"),
+    mapping({"body": requests.ConnectTimeout()}, 504, retry=True,
+            message="Timed out connecting to provider 'openai'.", id="connect-timeout"),
+    mapping({"body": refused()}, 502, retry=True, message="Provider 'openai' could not be reached.",
+            id="connection-refused"),
+    mapping({"body": requests.ConnectionError(ConnectionRefusedError(111, "Connection refused"))}, 502, retry=True,
+            message="Provider 'openai' could not be reached.", id="connection-refused-oserror"),
+    mapping({"body": requests.ConnectionError("Connection aborted.")}, 502, billed=True,
+            message="Provider 'openai' dropped the connection.", id="connection-dropped"),
+    mapping({"body": requests.exceptions.ChunkedEncodingError()}, 502, billed=True,
+            message="Provider 'openai' request failed: ChunkedEncodingError.", id="other-requests-error"),
+]
+
+
+@pytest.mark.parametrize(("upstream", "status", "retry", "billed", "provider_status", "message", "headers"),
+                         ERROR_MAPPING)
+def test_error_mapping(provider, responses_mock, upstream, status, retry, billed, provider_status, message, headers):
+    responses_mock.post(GENERATIONS_URL, **upstream)
+
+    with pytest.raises(ProviderError) as raised:
+        provider.generate(PAYLOAD, "req_abc")
+
+    error = raised.value
+    assert (error.status, error.code) == (status, "LLM_PROVIDER_ERROR")
+    assert error.should_retry is retry
+    assert error.may_have_billed is billed
+    assert error.provider_status == provider_status
+    assert error.headers == headers
+    if message is not None:
+        assert error.message == message
+    assert error.details["provider"] == "openai"
+    assert PROVIDER_KEY not in error.message
+
+
+def test_provider_error_details_describe_the_upstream_error(provider, responses_mock):
+    responses_mock.post(GENERATIONS_URL, status=400, headers={"x-request-id": "req_up"},
+                        json=openai_error("Invalid size", code="invalid_value", param="size"))
+
+    with pytest.raises(ProviderError) as raised:
+        provider.generate(PAYLOAD, "req_abc")
+
+    assert raised.value.provider_request_id == "req_up"
+    assert raised.value.details["providerError"] == {
+        "status": 400, "type": "invalid_request_error", "code": "invalid_value", "param": "size", "requestId": "req_up"}
+
+
+def test_response_over_the_cap_is_refused(provider, responses_mock, monkeypatch):
+    monkeypatch.setattr(providers, "MAX_RESPONSE_BYTES", 1000)
+    responses_mock.post(GENERATIONS_URL, body=b'{"data": [{"b64_json": "' + b"A" * 5000 + b'"}]}')
+
+    with pytest.raises(ProviderError) as raised:
+        provider.generate(PAYLOAD, "req_abc")
+
+    assert raised.value.status == 502
+    assert raised.value.message == "Provider 'openai' response exceeds 1000 bytes."
+    assert raised.value.may_have_billed is True
+
+
+def test_response_at_the_cap_is_accepted(provider, responses_mock, monkeypatch):
+    body = b'{"data": []}'
+    monkeypatch.setattr(providers, "MAX_RESPONSE_BYTES", len(body))
+    responses_mock.post(GENERATIONS_URL, body=body)
+
+    assert provider.generate(PAYLOAD, "req_abc").body == {"data": []}
+
+
+@pytest.mark.parametrize(
+    ("text", "secrets", "expected"),
+    [
+        pytest.param(f"bad key {PROVIDER_KEY}!", (PROVIDER_KEY,), "bad key [redacted]!", id="given-secret"),
+        pytest.param("token=hunter2-hunter2", ("hunter2-hunter2",), "token=[redacted]", id="non-key-shaped-secret"),
+        pytest.param("key sk-proj-AbC_123-xyz was wrong", (), "key [redacted] was wrong", id="openai-shaped"),
+        pytest.param("key sk-abc***wxyz masked", (), "key [redacted] masked", id="openai-masked"),
+        pytest.param("client ziri-user-123-a1b2c3d4e5f67890 said", (), "client [redacted] said", id="gateway-key"),
+        pytest.param("task-runner sk-ip", (), "task-runner sk-ip", id="short-not-a-key"),
+        pytest.param("nothing secret here", ("",), "nothing secret here", id="empty-secret-ignored"),
+    ],
+)
+def test_redact(text, secrets, expected):
+    assert redact(text, secrets) == expected
+
+
+@pytest.mark.parametrize(
+    ("base_url", "loopback"),
+    [
+        pytest.param("http://127.0.0.1:3199/v1", True, id="ipv4"),
+        pytest.param("http://localhost:3199/v1", True, id="localhost"),
+        pytest.param("http://LOCALHOST:3199/v1", True, id="localhost-upper"),
+        pytest.param("http://[::1]:3199/v1", True, id="ipv6"),
+        pytest.param("https://api.openai.com/v1", False, id="openai"),
+        pytest.param("https://api.openai.test/v1", False, id="fake"),
+        pytest.param("http://localhost.example.com/v1", False, id="localhost-prefix"),
+        pytest.param("http://127.0.0.1.nip.io/v1", False, id="loopback-lookalike"),
+        pytest.param("http://user@127.0.0.1.evil.test/v1", False, id="userinfo-lookalike"),
+    ],
+)
+def test_is_loopback(base_url, loopback):
+    assert OpenAIProvider("openai", base_url, "sk-x", 1, 1).is_loopback is loopback
+
+
+def test_require_credentials_names_the_variable():
+    OpenAIProvider("openai", "https://api.openai.test/v1", PROVIDER_KEY, 1, 1).require_credentials()
+
+    with pytest.raises(ApiError) as raised:
+        OpenAIProvider("other", "https://x.test", "", 1, 1, api_key_env="OTHER_KEY").require_credentials()
+
+    assert (raised.value.status, raised.value.code) == (500, "PROVIDER_KEY_MISSING")
+    assert raised.value.message == "No API key configured for provider 'other' (set OTHER_KEY)."
+
+
+def test_each_thread_has_its_own_session(provider):
+    sessions = []
+    thread = threading.Thread(target=lambda: sessions.append(provider._session()))
+    thread.start()
+    thread.join()
+
+    assert provider._session() is provider._session()
+    assert sessions[0] is not provider._session()
+
+
+def test_build_providers_from_settings():
+    built = build_providers({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-x",
+                             "UPSTREAM_CONNECT_TIMEOUT": 3.0, "UPSTREAM_READ_TIMEOUT": 90.0})
+
+    openai = built["openai"]
+    assert list(built) == ["openai"]
+    assert (openai.base_url, openai.api_key, openai.timeout) == ("http://127.0.0.1:9/v1", "sk-x", (3.0, 90.0))
