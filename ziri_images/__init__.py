@@ -13,6 +13,8 @@ def create_app(test_config=None):
     from . import api
     from . import errors
     from . import gateway
+    from . import openapi
+    from . import readiness
     from .settings import load_settings
 
     app = Flask(__name__, static_folder=None)
@@ -25,6 +27,14 @@ def create_app(test_config=None):
     errors.init_app(app)
     gateway.init_app(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(readiness.bp)
+    app.register_blueprint(openapi.bp)
+    hops = app.config["TRUSTED_PROXIES"]
+    if hops > 0:
+        # Only behind that many proxies is X-Forwarded-For the client's address; never trust it otherwise.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     return app
 
 

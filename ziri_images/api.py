@@ -14,6 +14,7 @@ from flask import request
 from .errors import ApiError
 from .gateway import current_gateway
 from .providers import ProviderError
+from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
 from .schemas import check_model_params
 from .schemas import parse_generation_request
 
@@ -111,7 +112,10 @@ def actual_price_per_image(image_model, quote, body):
 def create_generation():
     gateway = current_gateway()
     key = authenticate()
-    generation = parse_generation_request(request.get_json())
+    body = request.get_json()
+    if request.path.startswith("/v1/") and isinstance(body, dict) and "provider" not in body:
+        body["provider"] = OPENAI_COMPATIBLE_DEFAULT_PROVIDER  # OpenAI's SDKs do not send one
+    generation = parse_generation_request(body)
     image_model, quote, params = price_request(gateway, generation)
     check_access(key, generation.provider, generation.model)
     provider = resolve_provider(gateway, key, generation.provider)

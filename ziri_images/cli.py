@@ -1,105 +1,234 @@
-"""The ``ziri-images`` command: run the gateway, the development setup and the local stub."""
+"""The ``ziri-images`` command line: argparse wiring for every command.
+
+Exit codes: 0 success, 1 the command failed (the message says why), 2 the command line was
+wrong (argparse's usage message).
+"""
 
 import argparse
-import os
-import signal
-import subprocess
 import sys
-import time
+from datetime import datetime
+from datetime import timezone
 
-import requests
+from . import __version__
+from . import commands as run
+from . import keyfile
+from . import launch
+from .errors import ConfigError
+from .report import GROUPINGS
+from .tables import FORMATS
 
-DEFAULT_STUB_PORT = 3199
-STUB_API_KEY = "sk-local-stub-not-a-real-key"
-
-
-def _gunicorn_command(args):
-    return [sys.executable, "-m", "gunicorn", "--config", args.config, "app:app"]
-
-
-def serve(args):
-    """Run the gateway under gunicorn with the project's gunicorn.conf.py."""
-    os.execv(sys.executable, _gunicorn_command(args))
+# Words that clear a limit, an expiry or an allow-list.
+UNSET_WORDS = {"none", "unlimited", "never", "any"}
 
 
-def stub(args):
-    """Run the local stand-in for OpenAI's images API."""
-    from werkzeug.serving import run_simple
+# --- argument types ---------------------------------------------------------------------
 
-    from .stub import create_stub_app
-
-    print(f"local stub of OpenAI's images API (development only) on http://{args.host}:{args.port}/v1", flush=True)
-    run_simple(args.host, args.port, create_stub_app(delay=args.delay), threaded=True)
-
-
-def _wait_until_up(url, process, seconds=15):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"ziri-images: the stub exited with code {process.returncode}")
+def _limit_type(number_type):
+    def parse(text):
+        if text.strip().lower() in UNSET_WORDS:
+            return None
         try:
-            requests.get(url, timeout=0.5)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise SystemExit(f"ziri-images: the stub did not answer at {url}")
+            value = number_type(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'none', got {text!r}")
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'none', got {text!r}")
+        return value or None  # 0 means unlimited, as in keys.json: store it as no limit at all
+    return parse
 
 
-def dev(args):
-    """Run the gateway, with the local stub as the OpenAI provider unless OPENAI_API_KEY is set."""
-    env = dict(os.environ)
-    children = []
-    if env.get("OPENAI_API_KEY"):
-        print("ziri-images dev: OPENAI_API_KEY is set: requests go to the real provider "
-              f"({env.get('OPENAI_BASE_URL', 'https://api.openai.com/v1')}).", flush=True)
-    else:
-        stub_url = f"http://127.0.0.1:{args.stub_port}"
-        children.append(subprocess.Popen([sys.executable, "-m", "ziri_images.cli", "stub", "--port", str(args.stub_port)]))
-        _wait_until_up(stub_url + "/stats", children[0])
-        env.update(OPENAI_BASE_URL=stub_url + "/v1", OPENAI_API_KEY=STUB_API_KEY)
-        print(f"ziri-images dev: no OPENAI_API_KEY set: using the LOCAL STUB at {stub_url}/v1 "
-              "(no real images, no real cost).", flush=True)
-    env.setdefault("PORT", str(args.port))
-    gateway = subprocess.Popen(_gunicorn_command(args), env=env)
-    children.append(gateway)
-    signal.signal(signal.SIGTERM, lambda *_: gateway.terminate())
+def when(text):
+    """Parse an ISO date or date-time (UTC when no offset is given) into an aware datetime."""
     try:
-        return gateway.wait()
-    except KeyboardInterrupt:
-        gateway.terminate()
-        return gateway.wait()
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-                child.wait(timeout=10)
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO date (2026-12-01) or date-time "
+                                         f"(2026-12-01T09:00:00Z), got {text!r}")
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="ziri-images", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def expiry(text):
+    if text.strip().lower() in UNSET_WORDS:
+        return None
+    return when(text).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+
+def name_list(text):
+    if text.strip().lower() in UNSET_WORDS:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated names, or 'any' to allow all")
+    return names
+
+
+def groupings(text):
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in GROUPINGS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"expected one or more of {', '.join(GROUPINGS)} (comma-separated)")
+    return tuple(dict.fromkeys(names))
+
+
+# --- wiring -----------------------------------------------------------------------------
+
+def _keys_file_option(parser):
+    parser.add_argument("--keys-file", help="the key file (default: $ZIRI_KEYS_FILE or keys.json)")
+
+
+def _pricing_file_option(parser):
+    parser.add_argument("--pricing-file", help="the catalog (default: $ZIRI_PRICING_FILE or pricing.json)")
+
+
+def _format_option(parser, default="table", choices=FORMATS):
+    parser.add_argument("--format", choices=choices, default=default, help=f"output format (default {default})")
+
+
+def _key_options(parser):
+    """Options shared by 'keys create' and 'keys set'; absent ones leave the record unchanged."""
+    group = parser.add_argument_group("limits (0 or 'none' = unlimited)")
+    group.add_argument("--daily-spend-limit", dest="daily_spend_limit", type=_limit_type(float), metavar="USD",
+                       default=argparse.SUPPRESS, help="spend per UTC day")
+    group.add_argument("--monthly-spend-limit", dest="monthly_spend_limit", type=_limit_type(float),
+                       metavar="USD", default=argparse.SUPPRESS, help="spend per calendar month (UTC)")
+    group.add_argument("--requests-per-minute", dest="requests_per_minute", type=_limit_type(int), metavar="N",
+                       default=argparse.SUPPRESS, help="requests admitted in any 60 seconds")
+    group.add_argument("--max-concurrent-requests", dest="max_concurrent_requests", type=_limit_type(int),
+                       metavar="N", default=argparse.SUPPRESS, help="requests in flight at once")
+    access = parser.add_argument_group("access")
+    access.add_argument("--expires-at", type=expiry, metavar="WHEN", default=argparse.SUPPRESS,
+                        help="ISO date or date-time (UTC unless an offset is given), or 'never'")
+    access.add_argument("--allowed-providers", type=name_list, metavar="LIST", default=argparse.SUPPRESS,
+                        help="comma-separated providers, or 'any'")
+    access.add_argument("--allowed-models", type=name_list, metavar="LIST", default=argparse.SUPPRESS,
+                        help="comma-separated models, or 'any'")
+    _keys_file_option(parser)
+    _pricing_file_option(parser)
+
+
+def _add_keys_commands(commands):
+    keys = commands.add_parser("keys", help="create, list, limit, disable and rotate API keys",
+                               description="Manage keys.json. Edits are atomic and safe while the gateway "
+                                           "runs; it picks them up without a restart.")
+    actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    create = actions.add_parser("create", help="create a key and print it (once)",
+                                description="Create a key for a user. The key is printed once on stdout; "
+                                            "only its hash is stored.")
+    create.add_argument("--user", required=True, help="the user id (part of the key: letters, digits, _ . -)")
+    create.add_argument("--id", help="the key id (default: key_ + 8 random hex digits)")
+    _key_options(create)
+    create.set_defaults(handler=run.keys_create)
+
+    listing = actions.add_parser("list", help="list keys (never the keys themselves)")
+    _format_option(listing)
+    _keys_file_option(listing)
+    listing.set_defaults(handler=run.keys_list)
+
+    show = actions.add_parser("show", help="show one key's record (never the key itself)")
+    show.add_argument("id", metavar="ID", help="the key id")
+    _format_option(show, default="table", choices=("table", "json"))
+    _keys_file_option(show)
+    show.set_defaults(handler=run.keys_show)
+
+    for name, status, text in (("disable", "disabled", "refuse the key at once (reversible)"),
+                               ("enable", "active", "accept a disabled key again")):
+        parser = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        parser.add_argument("id", metavar="ID", help="the key id")
+        _keys_file_option(parser)
+        parser.set_defaults(handler=run.keys_status, status=status)
+
+    rotate = actions.add_parser("rotate", help="give a key a new secret; the old one stops working at once",
+                                description="Replace the key's secret. The new key is printed once; the old "
+                                            "one is refused as soon as the gateway sees the file change.")
+    rotate.add_argument("id", metavar="ID", help="the key id")
+    _keys_file_option(rotate)
+    rotate.set_defaults(handler=run.keys_rotate)
+
+    update = actions.add_parser("set", help="change a key's limits, expiry or allow-lists",
+                                description="Change a key's limits, expiry or allow-lists; options not "
+                                            "given are left as they are.")
+    update.add_argument("id", metavar="ID", help="the key id")
+    _key_options(update)
+    update.set_defaults(handler=run.keys_set)
+
+
+def _add_report_command(commands):
+    parser = commands.add_parser(
+        "report", aliases=["usage"], help="spend and image counts from the ledger",
+        description="Spend and images per key, user, model and/or day. Each request counts once, at its "
+                    "admission time, at its charged amount (or its reserved amount if its worker died and "
+                    "no charge followed).")
+    parser.add_argument("--by", type=groupings, default=("key",), metavar="GROUPS",
+                        help=f"group by one or more of {', '.join(GROUPINGS)}, comma-separated (default key)")
+    parser.add_argument("--since", type=when, metavar="WHEN", help="from this ISO date/date-time (inclusive, UTC)")
+    parser.add_argument("--until", type=when, metavar="WHEN", help="up to this ISO date/date-time (exclusive, UTC)")
+    _format_option(parser)
+    parser.add_argument("--ledger", help="the ledger (default: $ZIRI_LEDGER_PATH or var/ledger.jsonl)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show progress on stderr (default: when stderr is a terminal)")
+    parser.set_defaults(handler=run.report)
+
+
+def _add_pricing_commands(commands):
+    pricing = commands.add_parser("pricing", help="check the catalog (pricing.json)")
+    actions = pricing.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = actions.add_parser("check", help="validate pricing.json and print the catalog",
+                               description="Validate the catalog as the gateway does at start-up and print "
+                                           "every price. Exits 1 if the file is invalid.")
+    _format_option(check)
+    _pricing_file_option(check)
+    check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    check.set_defaults(handler=run.pricing_check)
+
+
+def _add_run_commands(commands):
     serve_parser = commands.add_parser("serve", help="run the gateway under gunicorn (production)")
     serve_parser.add_argument("--config", default="gunicorn.conf.py", help="gunicorn config file")
-    serve_parser.set_defaults(handler=serve)
+    serve_parser.set_defaults(handler=launch.serve)
 
-    dev_parser = commands.add_parser("dev", help="run the gateway locally, with the stub provider when no OpenAI key is set")
+    dev_parser = commands.add_parser(
+        "dev", help="run the gateway locally, with the stub provider when no OpenAI key is set")
     dev_parser.add_argument("--config", default="gunicorn.conf.py", help="gunicorn config file")
     dev_parser.add_argument("--port", type=int, default=3100, help="gateway port (default 3100; $PORT wins)")
-    dev_parser.add_argument("--stub-port", type=int, default=DEFAULT_STUB_PORT, help="stub port (default 3199)")
-    dev_parser.set_defaults(handler=dev)
+    dev_parser.add_argument("--stub-port", type=int, default=launch.DEFAULT_STUB_PORT, help="stub port (default 3199)")
+    dev_parser.set_defaults(handler=launch.dev)
 
     stub_parser = commands.add_parser("stub", help="run the local stub of OpenAI's images API")
     stub_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    stub_parser.add_argument("--port", type=int, default=DEFAULT_STUB_PORT, help="port (default 3199)")
+    stub_parser.add_argument("--port", type=int, default=launch.DEFAULT_STUB_PORT, help="port (default 3199)")
     stub_parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering")
-    stub_parser.set_defaults(handler=stub)
+    stub_parser.set_defaults(handler=launch.stub)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="ziri-images", description="Run the ziri-images gateway, manage its keys, report spend from its "
+                                        "ledger and check its catalog.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_commands(commands)
+    _add_keys_commands(commands)
+    _add_report_command(commands)
+    _add_pricing_commands(commands)
     return parser
 
 
 def main(argv=None):
+    """Run the command in ``argv`` (default: sys.argv); return the exit code."""
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        if args.command == "keys":
+            args.keys_file_path = run.setting(args, "keys_file", "KEYS_FILE")
+        return args.handler(args) or 0
+    except (run.CliError, ConfigError, keyfile.KeyFileError) as error:
+        print(f"ziri-images: error: {error}", file=sys.stderr)
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"ziri-images: error: {where}{error.strerror or error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 1
 
 
 if __name__ == "__main__":

@@ -110,6 +110,11 @@ def load_key_file(path):
         raise ConfigError(f"key file {path}: not found")
     except (OSError, ValueError) as error:
         raise ConfigError(f"key file {path}: {error}")
+    return parse_key_document(document, path)
+
+
+def parse_key_document(document, path):
+    """Return {hash: ApiKey} from a decoded key file, or raise ConfigError naming ``path``."""
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ConfigError(f"key file {path}: expected an object with a 'keys' list")
     by_hash, ids = {}, set()

@@ -35,6 +35,16 @@ class GenerationRequestSchema(Schema):
     stream = fields.Boolean(truthy={True}, falsy={False}, load_default=False)
 
 
+# OpenAI's SDKs know nothing of providers: on the OpenAI-compatible path (/v1/...) it is optional.
+OPENAI_COMPATIBLE_DEFAULT_PROVIDER = "openai"
+
+
+class OpenAIImagesRequestSchema(GenerationRequestSchema):
+    """The body of ``POST /v1/images/generations``: ``provider`` defaults to ``openai``."""
+
+    provider = fields.String(load_default=OPENAI_COMPATIBLE_DEFAULT_PROVIDER, validate=validate.Length(min=1, max=64))
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """A validated request; ``size``/``quality`` are None until the model's defaults apply."""
@@ -97,3 +107,113 @@ def check_model_params(image_model, params):
         return image_model.params_schema.load(params)
     except ValidationError as error:
         raise _invalid(error.messages)
+
+
+# --- Response bodies. They validate nothing at run time: they describe the contract in the
+# --- OpenAPI document (openapi.py), and the tests check real responses against them.
+
+class ImageSchema(Schema):
+    """One image, as the provider returned it: a URL or base64 data."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    url = fields.String(metadata={"description": "Where to download the image (DALL·E models, response_format=url)."})
+    b64_json = fields.String(metadata={"description": "The image, base64-encoded."})
+    revised_prompt = fields.String(metadata={"description": "The prompt the provider actually used (dall-e-3)."})
+
+
+class CostSchema(Schema):
+    """What the request was priced at and charged."""
+
+    estimated = fields.Float(required=True, metadata={"description": "Reserved before the call (highest price)."})
+    actual = fields.Float(required=True, metadata={"description": "Charged: images returned x their price."})
+    pricePerImage = fields.Float(required=True)
+    imagesRequested = fields.Integer(required=True)
+    imagesCharged = fields.Integer(required=True)
+    quality = fields.String(required=True)
+    size = fields.String(required=True)
+    currency = fields.String(required=True)
+
+
+class MetaSchema(Schema):
+    """The gateway's addition to the provider's response."""
+
+    requestId = fields.String(required=True)
+    provider = fields.String(required=True)
+    model = fields.String(required=True)
+    providerRequestId = fields.String(required=True, allow_none=True)
+    cost = fields.Nested(CostSchema, required=True)
+
+
+class ImagesResponseSchema(Schema):
+    """The provider's images response, passed through as is, plus ``_meta``."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    created = fields.Integer(required=True)
+    data = fields.List(fields.Nested(ImageSchema), required=True)
+    meta = fields.Nested(MetaSchema, required=True, data_key="_meta")
+    background = fields.String(metadata={"description": "GPT image models."})
+    output_format = fields.String(metadata={"description": "GPT image models."})
+    size = fields.String(metadata={"description": "GPT image models: the size produced."})
+    quality = fields.String(metadata={"description": "GPT image models: the quality produced."})
+    usage = fields.Dict(metadata={"description": "GPT image models: the provider's token usage."})
+
+
+class ErrorSchema(Schema):
+    """Every error: a message, a stable code, the request id, and details that depend on the code."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    error = fields.String(required=True, metadata={"description": "A human-readable message."})
+    code = fields.String(required=True, metadata={"description": "A stable code (see x-error-codes)."})
+    requestId = fields.String(required=True)
+
+
+class BudgetSchema(Schema):
+    """One spend period (the UTC day or month) of a key."""
+
+    period = fields.String(required=True)
+    spent = fields.Float(required=True)
+    reserved = fields.Float(required=True)
+    limit = fields.Float(required=True, allow_none=True, metadata={"description": "null = unlimited."})
+    remaining = fields.Float(required=True, allow_none=True, metadata={"description": "null = unlimited."})
+    requests = fields.Integer(required=True)
+    resetsAt = fields.String(required=True)
+
+
+class UsageSchema(Schema):
+    """A key's current spend, limits and counts."""
+
+    keyId = fields.String(required=True)
+    user = fields.String(required=True)
+    currency = fields.String(required=True)
+    daily = fields.Nested(BudgetSchema, required=True)
+    monthly = fields.Nested(BudgetSchema, required=True)
+    inFlight = fields.Integer(required=True)
+    requestsLastMinute = fields.Integer(required=True)
+    limits = fields.Dict(keys=fields.String(), values=fields.Float(allow_none=True), required=True)
+    expiresAt = fields.String(required=True, allow_none=True)
+
+
+class HealthSchema(Schema):
+    """Liveness."""
+
+    status = fields.String(required=True, validate=validate.Equal("ok"))
+
+
+class ReadinessCheckSchema(Schema):
+    """One readiness check: ``reason`` only when it failed (never a path or a secret)."""
+
+    ok = fields.Boolean(required=True)
+    reason = fields.String()
+
+
+class ReadinessSchema(Schema):
+    """Whether the key file, the catalog and the ledger are usable."""
+
+    status = fields.String(required=True, validate=validate.OneOf(["ready", "not_ready"]))
+    checks = fields.Dict(keys=fields.String(), values=fields.Nested(ReadinessCheckSchema), required=True)

@@ -29,9 +29,11 @@ _SETTINGS = {
     "ALLOW_DEMO_KEYS_UPSTREAM": ("ZIRI_ALLOW_DEMO_KEYS_UPSTREAM", False, "bool"),
     # Bodies above this are refused with 413 before they are parsed.
     "MAX_CONTENT_LENGTH": ("ZIRI_MAX_BODY_BYTES", 256 * 1024, int),
-    # A reservation whose worker died is settled this long after the upstream read timeout.
     "LOG_LEVEL": ("ZIRI_LOG_LEVEL", "INFO", "level"),
+    # A reservation whose worker died is settled this long after the upstream read timeout.
     "RESERVATION_GRACE_SECONDS": ("ZIRI_RESERVATION_GRACE_SECONDS", 60.0, float),
+    # Reverse proxies in front of the app whose X-Forwarded-* headers are trusted (0 = none).
+    "TRUSTED_PROXIES": ("ZIRI_TRUSTED_PROXIES", 0, "count"),
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -46,6 +48,10 @@ def _parse(name, env_name, raw, parser):
         if lowered in _FALSE:
             return False
         raise ConfigError(f"environment variable {env_name}: expected true/false, got {raw!r}")
+    if parser == "count":
+        if not (raw.strip().isascii() and raw.strip().isdigit()):
+            raise ConfigError(f"environment variable {env_name}: expected a whole number >= 0, got {raw!r}")
+        return int(raw)
     if parser == "level":
         # logging accepts only its own names; anything else would crash start-up with a traceback.
         level = raw.strip().upper()
