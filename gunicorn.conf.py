@@ -4,13 +4,23 @@ import os
 
 # Heroku and most platforms pass the port in $PORT; 3100 is the local default.
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '3100')}"
-# Processes: Heroku sets WEB_CONCURRENCY from the dyno size; two per core is a good start.
+# Image generation blocks on the provider for a minute or more: gevent holds each waiting request
+# as a greenlet of a few KB, so one process keeps ~1,000 open (gthread: workers x threads, sync: 1).
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+if worker_class == "gevent" and __name__ == "__config__":
+    # preload_app (below) imports the app in the master before the gevent worker would patch: patch
+    # now, so requests' sockets, threading.local and the ledger's and key store's locks are gevent's
+    # from the start. gunicorn reads this file as __config__; a test or tool importing it patches nothing.
+    from gevent import monkey
+
+    monkey.patch_all()
+# Processes: Heroku sets WEB_CONCURRENCY from the dyno size; gevent needs one per core.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# Image generation blocks on the provider for up to a minute or more: a thread per in-flight
-# request (gthread) keeps many requests open per process; the sync worker would hold one.
-worker_class = "gthread"
+# Requests one gevent worker holds at once; further connections wait in the listen backlog.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+# Threads per process, used only by the gthread worker (GUNICORN_WORKER_CLASS=gthread).
 threads = int(os.environ.get("GUNICORN_THREADS", "32"))
-# gthread's heartbeat comes from the main thread, so long upstream calls do not trip this.
+# The heartbeat runs in its own greenlet (gthread: the main thread), so long upstream calls never trip this.
 timeout = 30
 # On SIGTERM give in-flight image requests time to finish (Heroku sends SIGKILL after 30 s).
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
@@ -21,5 +31,8 @@ preload_app = True
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms requestId=%({x-request-id}o)s'
 errorlog = "-"
+# No runtime control socket: every instance on a host would share its one default path, it runs
+# an asyncio thread in the master (not under gevent's patches), and signals do the same job.
+control_socket_disable = True
 # Trust X-Forwarded-* only from the local reverse proxy (nginx on the same host).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

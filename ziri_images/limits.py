@@ -14,6 +14,7 @@ reserved amount (the provider may have generated the images), with a visible
 record replaces that conservative amount.
 """
 
+import bisect
 import math
 import os
 import secrets
@@ -93,6 +94,7 @@ class UsageState:
         self.open = {}  # request_id -> Reservation
         self.open_by_key = {}  # key_id -> {request_id: Reservation}
         self.expired = {}  # request_id -> micros charged conservatively, until a charge replaces it
+        self.reserved = {}  # (key_id, "YYYY-MM-DD" | "YYYY-MM") -> micros held by open reservations
         self.admissions = {}  # key_id -> deque of admission times (epoch seconds)
 
     def _add(self, table, key_id, ts, amount):
@@ -115,6 +117,7 @@ class UsageState:
             )
             self.open[request_id] = reservation
             self.open_by_key.setdefault(key_id, {})[request_id] = reservation
+            self._add(self.reserved, key_id, reservation.reserved_at, reservation.micros)
             self._add(self.requests, key_id, record["ts"], 1)
             admitted_at = parse_ts(record["ts"]).timestamp()
             window = self.admissions.setdefault(key_id, deque())
@@ -126,6 +129,7 @@ class UsageState:
             reservation = self.open.pop(request_id, None)
             if reservation is not None:
                 del self.open_by_key[reservation.key_id][request_id]
+                self._add(self.reserved, reservation.key_id, reservation.reserved_at, -reservation.micros)
             if kind == "reservation_expired":
                 self.expired[request_id] = micros
             else:
@@ -134,7 +138,8 @@ class UsageState:
 
     def reserved_micros(self, key_id, period):
         """Return the budget held by the key's open reservations made in ``period``."""
-        return sum(r.micros for r in self.open_by_key.get(key_id, {}).values() if r.reserved_at.startswith(period))
+        # Kept as a running total: summing the open reservations made every request O(requests in flight).
+        return self.reserved.get((key_id, period), 0)
 
     def window(self, key_id, now_epoch):
         """Return the key's admission times within the rate window ending now."""
@@ -221,13 +226,16 @@ class Limiter:
         """Return expiry records for reservations past their time or whose worker died."""
         now_epoch = now.timestamp()
         records = []
+        gone = {}  # worker -> verdict: the open reservations share a few workers; ask once per worker
         for reservation in list(self.state.open.values()):
             if now_epoch >= reservation.expires_at:
                 reason = "expired"
-            elif self._worker_gone(reservation.worker, now_epoch):
-                reason = "worker_died"
             else:
-                continue
+                if reservation.worker not in gone:
+                    gone[reservation.worker] = self._worker_gone(reservation.worker, now_epoch)
+                if not gone[reservation.worker]:
+                    continue
+                reason = "worker_died"
             records.append({
                 "ts": format_ts(now),
                 "type": "reservation_expired",
@@ -336,8 +344,10 @@ class Limiter:
         if not rpm:
             return {}
         now_epoch = self.clock().timestamp()
-        # Read without the ledger lock: copy the window instead of trimming it in place.
-        window = [t for t in list(self.state.admissions.get(key.id, ())) if t > now_epoch - RATE_WINDOW_SECONDS]
+        # Read without the ledger lock: copy the window instead of trimming it in place, and bisect
+        # it (admissions are in time order) rather than filter it in Python, O(window) per request.
+        window = list(self.state.admissions.get(key.id, ()))
+        window = window[bisect.bisect_right(window, now_epoch - RATE_WINDOW_SECONDS):]
         reset = window[0] + RATE_WINDOW_SECONDS if window else now_epoch
         return {
             "X-RateLimit-Limit": str(int(rpm)),

@@ -1,0 +1,133 @@
+"""Ledger fixtures and load for bench/run.py: pre-filled ledgers and the durable-append throughput.
+
+``write_ledger`` fills a file with settled requests (a ``reservation`` and its ``charge``), shaped
+exactly as ``ziri_images.limits.Limiter`` writes them for ``api.create_generation``, spread over
+the current month for a few keys. Every line goes through the ledger's own encoder once, as a
+template, so a million lines take seconds.
+
+``python bench/ledger_bench.py throughput LEDGER --threads 8 --start EPOCH --seconds 5`` runs
+``Limiter.reserve`` + ``settle`` in a loop from each thread until the window closes, then prints
+``{"records": N}``; bench/run.py starts several such processes on one ledger at once.
+"""
+
+import argparse
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ziri_images.keys import ApiKey  # noqa: E402
+from ziri_images.ledger import Ledger  # noqa: E402
+from ziri_images.ledger import encode_record  # noqa: E402
+from ziri_images.limits import Limiter  # noqa: E402
+from ziri_images.limits import format_ts  # noqa: E402
+
+#: The request every bench line and every bench call describes: DALL-E 2, 256x256, one image.
+PRICE = 0.016
+SUMMARY = {"provider": "openai", "model": "dall-e-2", "quality": "standard", "size": "256x256",
+           "imagesRequested": 1, "pricePerImage": PRICE, "currency": "USD"}
+# The reservation lifetime the gateway uses by default: connect + read timeout + grace.
+RESERVATION_TTL = 5.0 + 180.0 + 60.0
+
+
+def _template(record):
+    """Return a %-format of the encoded ``record`` whose ``@@name@@`` strings become %s slots."""
+    line = encode_record(record).decode("utf-8").replace("%", "%%")
+    for name in ("ts", "request", "expires", "reserved_at", "latency"):
+        line = line.replace(f'"@@{name}@@"', f'"%({name})s"' if name != "latency" else f"%({name})s")
+    return line
+
+
+def _templates(key_id, user):
+    worker = f"{socket.gethostname()}:1:0badc0de"  # pid 1 is never a gunicorn worker
+    reservation = {"ts": "@@ts@@", "type": "reservation", "requestId": "@@request@@", **SUMMARY,
+                   "keyId": key_id, "user": user, "amount": PRICE, "expiresAt": "@@expires@@", "worker": worker}
+    charge = {"ts": "@@ts@@", "type": "charge", "requestId": "@@request@@", **SUMMARY, "user": user,
+              "keyId": key_id, "status": "succeeded", "httpStatus": 200, "imagesReturned": 1, "cost": PRICE,
+              "providerStatus": 200, "providerRequestId": "req_bench_0123456789abcdef", "latencyMs": "@@latency@@",
+              "reservedAt": "@@reserved_at@@", "reserved": PRICE}
+    return _template(reservation), _template(charge)
+
+
+def ledger_window(now):
+    """Return (first, last) times for pre-filled lines: this month, ending two minutes ago."""
+    last = now - timedelta(minutes=2)
+    first = datetime(now.year, now.month, 1, tzinfo=timezone.utc)
+    if last - first < timedelta(hours=1):
+        first = last - timedelta(days=1)  # early on the 1st: still replayed (the day before is kept)
+    return first, last
+
+
+def write_ledger(path, lines, keys, now):
+    """Write ``lines`` ledger lines (settled request pairs, oldest first) for ``keys`` [(id, user)]."""
+    templates = [_templates(key_id, user) for key_id, user in keys]
+    first, last = ledger_window(now)
+    pairs = lines // 2
+    step = (last - first).total_seconds() / max(pairs, 1)
+    start = first.timestamp()
+    with open(path, "w", encoding="utf-8") as file:
+        chunk = []
+        for index in range(pairs):
+            reservation, charge = templates[index % len(templates)]
+            reserved_epoch = start + index * step
+            reserved_at = format_ts(datetime.fromtimestamp(reserved_epoch, timezone.utc))
+            latency = step / 2
+            values = {
+                "request": f"req_{index:032x}",
+                "reserved_at": reserved_at,
+                "expires": format_ts(datetime.fromtimestamp(reserved_epoch + RESERVATION_TTL, timezone.utc)),
+                "latency": round(latency * 1000),
+            }
+            chunk.append(reservation % {**values, "ts": reserved_at})
+            charged_at = format_ts(datetime.fromtimestamp(reserved_epoch + latency, timezone.utc))
+            chunk.append(charge % {**values, "ts": charged_at})
+            if len(chunk) >= 20000:
+                file.write("".join(chunk))
+                chunk = []
+        file.write("".join(chunk))
+
+
+def throughput(ledger_path, threads, start_epoch, seconds):
+    """Reserve and settle from ``threads`` threads between the two times; return records written."""
+    ledger = Ledger(ledger_path, durable=True)
+    limiter = Limiter(ledger, lambda: datetime.now(timezone.utc), RESERVATION_TTL)
+    limiter.replay()
+    key = ApiKey(id="key_bench", user="bench", status="active")
+    counts = [0] * threads
+
+    def run(slot):
+        time.sleep(max(0.0, start_epoch - time.time()))
+        sequence = 0
+        while time.time() < start_epoch + seconds:
+            sequence += 1
+            request_id = f"req_{os.getpid()}_{slot}_{sequence}"
+            reservation = limiter.reserve(key, PRICE, {"requestId": request_id, **SUMMARY})
+            limiter.settle(reservation, {**SUMMARY, "requestId": request_id, "user": key.user, "keyId": key.id,
+                                         "status": "succeeded", "httpStatus": 200, "imagesReturned": 1,
+                                         "cost": PRICE, "latencyMs": 0})
+            counts[slot] += 2
+
+    workers = [threading.Thread(target=run, args=(slot,)) for slot in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sum(counts)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="durable ledger appends from one process")
+    parser.add_argument("command", choices=["throughput"])
+    parser.add_argument("ledger")
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--start", type=float, required=True, help="epoch seconds at which to begin")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    print(json.dumps({"records": throughput(args.ledger, args.threads, args.start, args.seconds)}), flush=True)

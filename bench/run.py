@@ -1,0 +1,622 @@
+"""Benchmark the gateway beside the bare forwarder and the upstream itself, in one run.
+
+    python bench/run.py            # the full run, about three minutes; rewrites bench/README.md
+    python bench/run.py --quick    # a smoke run, under a minute; prints only
+
+Everything listens on 127.0.0.1 and is started here: the asyncio upstream (bench/upstream.py),
+the bare forwarder (bench/forwarder.py) and the gateway, both under gunicorn with the project's
+gunicorn.conf.py, and wrk (Debian's ``wrk``) with bench/post.lua as the load. The gateway runs
+with a real (non-demo) key with generous limits (every check runs, nothing is refused), the
+real pricing.json and the durable ledger. Every process started here is stopped, by its process
+group, when the run ends, fails, times out or is interrupted.
+
+The six figures:
+1. server CPU ms per request (master + workers, from /proc) and requests/s, instant upstream, 16 connections;
+2. added latency at 1 connection: p50 minus the direct p50;
+3. a 2 s upstream at 256 and 1024 connections: requests held at once (the upstream's
+   peakInFlight), steady throughput (completions counted at the upstream over whole upstream
+   periods), errors and timeouts (10 s client timeout);
+4. the gateway's peak memory during 3 (RSS summed over master + workers; PSS beside it);
+5. per-request cost with a 1,000- and a 1,000,000-line ledger at a fixed modest load, and
+   the start-up time (launch until /health answers) with the large one;
+6. durable ledger records/s from 4 processes x 8 threads calling Limiter.reserve/settle.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import datetime
+from datetime import timezone
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+PROJECT_DIR = os.path.dirname(BENCH_DIR)
+sys.path.insert(0, BENCH_DIR)
+
+from ledger_bench import SUMMARY  # noqa: E402
+from ledger_bench import write_ledger  # noqa: E402
+
+PYTHON = sys.executable
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+SLOW_SECONDS = 2.0
+CLIENT_TIMEOUT = 10
+BODY = {"provider": SUMMARY["provider"], "model": SUMMARY["model"], "prompt": "a lighthouse at dawn",
+        "size": SUMMARY["size"]}
+SLOW_BODY = {**BODY, "prompt": f"{BODY['prompt']} [stub:delay={SLOW_SECONDS:g}]"}
+UPSTREAM_KEY = "sk-bench-upstream"
+KEY_USERS = ("bench", "alice", "bob", "carol")
+# Generous on purpose: every limit check runs, none refuses.
+GENEROUS_LIMITS = {"daily_spend_limit": 1e9, "monthly_spend_limit": 1e9, "requests_per_minute": 1e9,
+                   "max_concurrent_requests": 1e6}
+TARGETS = ("direct", "forwarder", "gateway")
+
+
+class Plan:
+    """Durations and sizes of one run."""
+
+    def __init__(self, quick):
+        self.quick = quick
+        self.cpu_seconds = 2 if quick else 5
+        self.latency_seconds = 1 if quick else 4
+        self.slow_window = 3 if quick else 9  # seconds of steady state counted for throughput
+        self.levels = (1024,) if quick else (256, 1024)
+        self.ledger_lines = 100_000 if quick else 1_000_000
+        self.scale_seconds = 2 if quick else 5
+        self.durable_seconds = 1 if quick else 4
+        self.deadline = 100 if quick else 420  # the whole run, start-ups included
+
+
+class Children:
+    """Every process this run starts, each in its own session, stopped by process group."""
+
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self.running = []
+
+    def start(self, name, command, env=None, cwd=PROJECT_DIR):
+        log = open(os.path.join(self.log_dir, f"{name}.log"), "wb")
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        process.name = name
+        self.running.append(process)
+        return process
+
+    def log_tail(self, process, size=2000):
+        with open(os.path.join(self.log_dir, f"{process.name}.log"), "rb") as log:
+            return log.read()[-size:].decode("utf-8", "replace")
+
+    def stop(self, process, grace=8):
+        if process.poll() is None:
+            _signal_group(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        if group_pids(process.pid):
+            _signal_group(process.pid, signal.SIGKILL)  # workers left behind by a master that died
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        if process in self.running:
+            self.running.remove(process)
+
+    def stop_all(self):
+        for process in reversed(list(self.running)):
+            self.stop(process, grace=3)
+
+
+def _signal_group(pid, signum):
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_json(url, method="GET", timeout=5):
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def wait_until_answers(children, process, url, seconds):
+    """Poll ``url`` until it answers 200; return the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.name} exited with {process.returncode}:\n{children.log_tail(process)}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{process.name} did not answer {url} within {seconds}s:\n{children.log_tail(process)}")
+
+
+def group_pids(pgid):
+    """Return the pids of the live processes in process group ``pgid``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                pids.append(int(entry))
+    return pids
+
+
+def group_cpu_seconds(pgid):
+    """Return user + system CPU seconds of the live processes of a process group."""
+    total = 0
+    for pid in group_pids(pgid):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def group_memory_mib(pgid):
+    """Return (RSS, PSS) in MiB summed over the live processes of a process group."""
+    rss = pss = 0
+    for pid in group_pids(pgid):
+        try:
+            with open(f"/proc/{pid}/statm") as statm:
+                rss += int(statm.read().split()[1]) * PAGE_KIB
+            with open(f"/proc/{pid}/smaps_rollup") as rollup:
+                for line in rollup:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+    return rss / 1024, pss / 1024
+
+
+class Server:
+    """One measured target: where to send the load and which process group serves it."""
+
+    def __init__(self, name, url, process, api_key=None):
+        self.name = name
+        self.url = url
+        self.process = process
+        self.api_key = api_key
+
+    def cpu(self):
+        return group_cpu_seconds(self.process.pid)
+
+
+def run_wrk(children, server, connections, seconds, body, pause_ms=0, ramp_ms=0, during=None):
+    """Run wrk against ``server``; call ``during(started, wrk)`` while it runs; return its summary dict."""
+    threads = min(2, connections)
+    env = {**os.environ, "BENCH_BODY": json.dumps(body), "BENCH_API_KEY": server.api_key or "",
+           "BENCH_PAUSE_MS": str(pause_ms), "BENCH_RAMP_MS": str(ramp_ms),
+           "BENCH_CONNECTIONS": str(connections), "BENCH_THREADS": str(threads)}
+    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+               "--timeout", f"{CLIENT_TIMEOUT}s", "-s", os.path.join(BENCH_DIR, "post.lua"), server.url]
+    process = children.start(f"wrk-{server.name}-{connections}", command, env=env)
+    started = time.monotonic()
+    try:
+        if during is not None:
+            during(started, process)
+        process.wait(timeout=seconds + CLIENT_TIMEOUT + 10)
+    finally:
+        children.stop(process, grace=1)
+    for line in children.log_tail(process, 4000).splitlines():
+        if line.startswith("BENCH_RESULT "):
+            result = json.loads(line.split(" ", 1)[1])
+            result["seconds"] = result["duration_us"] / 1e6
+            result["errors"] = sum(result[name] for name in ("connect", "read", "write", "status"))
+            return result
+    raise RuntimeError(f"wrk printed no result:\n{children.log_tail(process)}")
+
+
+class Bench:
+    def __init__(self, plan, work_dir, children):
+        self.plan = plan
+        self.work_dir = work_dir
+        self.log_dir = children.log_dir
+        self.children = children
+        self.results = {}
+        self.notes = []
+        self.raw_keys = {user: f"ziri-{user}-{hashlib.sha256(user.encode()).hexdigest()[:32]}" for user in KEY_USERS}
+        self.keys_path = os.path.join(work_dir, "keys.json")
+        self.write_keys()
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def write_keys(self):
+        keys = [{"id": f"key_{user}", "user": user, "status": "active", "demo": False,
+                 "hash": "sha256:" + hashlib.sha256(raw.encode()).hexdigest(), "limits": GENEROUS_LIMITS}
+                for user, raw in self.raw_keys.items()]
+        with open(self.keys_path, "w") as file:
+            json.dump({"keys": keys}, file)
+
+    def start_upstream(self):
+        port = free_port()
+        process = self.children.start("upstream", [PYTHON, os.path.join(BENCH_DIR, "upstream.py"), "--port", str(port)])
+        self.upstream_url = f"http://127.0.0.1:{port}"
+        wait_until_answers(self.children, process, f"{self.upstream_url}/stats", 10)
+        return Server("direct", f"{self.upstream_url}/v1/images/generations", process)
+
+    def gunicorn_env(self, port, **extra):
+        env = {name: value for name, value in os.environ.items() if not name.startswith(("ZIRI_", "OPENAI_"))}
+        env.update(HOST="127.0.0.1", PORT=str(port), OPENAI_BASE_URL=f"{self.upstream_url}/v1",
+                   OPENAI_API_KEY=UPSTREAM_KEY, **extra)
+        return env
+
+    def start_gunicorn(self, name, app, env_extra, port=None, seconds=20):
+        """Start ``app`` under gunicorn with the project's config; return (process, seconds to /health)."""
+        port = port or free_port()
+        command = [PYTHON, "-m", "gunicorn", "--config", os.path.join(PROJECT_DIR, "gunicorn.conf.py"), app]
+        process = self.children.start(name, command, env=self.gunicorn_env(port, **env_extra))
+        waited = wait_until_answers(self.children, process, f"http://127.0.0.1:{port}/health", seconds)
+        return process, port, waited
+
+    def start_forwarder(self):
+        port = free_port()
+        command = [PYTHON, "-m", "gunicorn", "--config", os.path.join(PROJECT_DIR, "gunicorn.conf.py"),
+                   "bench.forwarder:app"]
+        process = self.children.start("forwarder", command, env=self.gunicorn_env(port))
+        url = f"http://127.0.0.1:{port}/api/images/generations"
+        # The forwarder has no /health: a POST through it to the upstream is its readiness check.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                request = urllib.request.Request(url, data=json.dumps(BODY).encode(),
+                                                 headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"forwarder did not start:\n{self.children.log_tail(process)}")
+                time.sleep(0.05)
+        return Server("forwarder", url, process)
+
+    def gateway_env(self, ledger_path):
+        return {"ZIRI_KEYS_FILE": self.keys_path, "ZIRI_PRICING_FILE": os.path.join(PROJECT_DIR, "pricing.json"),
+                "ZIRI_LEDGER_PATH": ledger_path, "ZIRI_LEDGER_DURABLE": "true"}
+
+    def start_gateway(self, name, ledger_path, seconds=20):
+        process, port, waited = self.start_gunicorn(name, "app:app", self.gateway_env(ledger_path), seconds=seconds)
+        server = Server("gateway", f"http://127.0.0.1:{port}/api/images/generations", process,
+                        api_key=self.raw_keys["bench"])
+        return server, waited
+
+    def worker_setup(self, process):
+        """Wait until gunicorn's worker count holds still; return (worker class, workers)."""
+        counts = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (len(counts) >= 3 and len(set(counts[-3:])) == 1):
+            counts.append(len(group_pids(process.pid)) - 1)
+            time.sleep(0.2)
+        with open(os.path.join(self.log_dir, f"{process.name}.log"), "rb") as log:
+            head = log.read(20000).decode("utf-8", "replace")
+        worker_class = next((line.rsplit(" ", 1)[1] for line in head.splitlines() if "Using worker:" in line), "?")
+        return worker_class, counts[-1]
+
+    # -- measurements ---------------------------------------------------------------------------
+
+    def warm_up(self, server):
+        run_wrk(self.children, server, 4, 1, BODY)
+
+    def measure_cpu(self, servers):
+        """Figure 1: CPU ms per request and requests/s at 16 connections, instant upstream."""
+        for server in servers:  # warmed up by the latency runs
+            before = server.cpu()
+            result = run_wrk(self.children, server, 16, self.plan.cpu_seconds, BODY)
+            cpu = server.cpu() - before
+            self.results[("cpu", server.name)] = {
+                "cpu_ms": cpu * 1000 / max(result["requests"], 1),
+                "rps": result["requests"] / result["seconds"],
+                "errors": result["errors"] + result["timeout"],
+            }
+
+    def measure_latency(self, servers):
+        """Figure 2: p50 at one connection."""
+        for server in servers:
+            result = run_wrk(self.children, server, 1, self.plan.latency_seconds, BODY)
+            self.results[("latency", server.name)] = {"p50_ms": result["p50_us"] / 1000,
+                                                      "p99_ms": result["p99_us"] / 1000,
+                                                      "errors": result["errors"] + result["timeout"]}
+
+    def upstream_stats(self, reset=False):
+        return http_json(f"{self.upstream_url}/stats" + ("/reset" if reset else ""), "POST" if reset else "GET")
+
+    def drain_upstream(self):
+        deadline = time.monotonic() + SLOW_SECONDS + CLIENT_TIMEOUT
+        while self.upstream_stats()["inFlight"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.upstream_stats(reset=True)
+
+    def measure_capacity(self, servers):
+        """Figures 3 and 4: slow upstream at each connection level; memory sampled throughout.
+
+        The connections start spread over one upstream period (a ramp, as real clients arrive), so
+        from then on the upstream sees a steady stream; throughput is the upstream's completions
+        per second from the end of the ramp to just before the load stops.
+        """
+        window_start = SLOW_SECONDS + 0.5
+        window = self.plan.slow_window
+        seconds = int(window_start + window + 0.5)
+        for connections in self.plan.levels:
+            for server in servers:
+                self.drain_upstream()
+                samples = {"memory": [], "completed": []}
+
+                def during(started, wrk, server=server, samples=samples):
+                    marks = [started + window_start, started + window_start + window]
+                    while wrk.poll() is None:
+                        now = time.monotonic()
+                        if server.name != "direct":
+                            samples["memory"].append(group_memory_mib(server.process.pid))
+                        if marks and now >= marks[0]:
+                            samples["completed"].append((now, self.upstream_stats()["completed"]))
+                            marks.pop(0)
+                        time.sleep(0.1 if not marks else min(0.1, max(0.0, marks[0] - time.monotonic())))
+
+                result = run_wrk(self.children, server, connections, seconds, SLOW_BODY,
+                                 ramp_ms=int(SLOW_SECONDS * 1000), during=during)
+                stats = self.upstream_stats()
+                (t0, c0), (t1, c1) = samples["completed"][:2]
+                memory = samples["memory"] or [(0.0, 0.0)]
+                self.results[("capacity", connections, server.name)] = {
+                    "held": stats["peakInFlight"],
+                    "p50_s": result["p50_us"] / 1e6,
+                    "rps": (c1 - c0) / (t1 - t0),
+                    "errors": result["errors"],
+                    "timeouts": result["timeout"],
+                    "rss_mib": max(rss for rss, _ in memory),
+                    "pss_mib": max(pss for _, pss in memory),
+                }
+        self.drain_upstream()
+
+    def fixed_load(self, server):
+        """Return (CPU ms/request, p50 ms) at a fixed modest load: 4 connections, 20 ms apart."""
+        if not self.plan.quick:
+            self.warm_up(server)
+        before = server.cpu()
+        result = run_wrk(self.children, server, 4, self.plan.scale_seconds, BODY, pause_ms=20)
+        cpu = server.cpu() - before
+        return {"cpu_ms": cpu * 1000 / max(result["requests"], 1), "p50_ms": result["p50_us"] / 1000,
+                "rps": result["requests"] / result["seconds"], "errors": result["errors"] + result["timeout"]}
+
+    def measure_ledger_scale(self):
+        """Figure 5: a small and a large pre-filled ledger, one gateway at a time."""
+        keys = [(f"key_{user}", user) for user in KEY_USERS]
+        for label, lines in (("small", 1000), ("large", self.plan.ledger_lines)):
+            path = os.path.join(self.work_dir, f"ledger-{label}.jsonl")
+            started = time.monotonic()
+            write_ledger(path, lines, keys, datetime.now(timezone.utc))
+            generated = time.monotonic() - started
+            server, startup = self.start_gateway(f"gateway-{label}", path, seconds=120)
+            try:
+                self.results[("scale", label)] = {"lines": lines, "startup_s": startup, "generated_s": generated,
+                                                  **self.fixed_load(server)}
+            finally:
+                self.children.stop(server.process)
+            os.remove(path)
+
+    def measure_durable_throughput(self, processes=4, threads=8):
+        """Figure 6: durable records/s from several processes and threads on one ledger."""
+        path = os.path.join(self.work_dir, "ledger-durable.jsonl")
+        start = time.time() + 1.5  # every process imported and replayed before the window opens
+        seconds = self.plan.durable_seconds
+        workers = [
+            self.children.start(f"durable-{index}", [PYTHON, os.path.join(BENCH_DIR, "ledger_bench.py"), "throughput",
+                                                     path, "--threads", str(threads), "--start", str(start),
+                                                     "--seconds", str(seconds)])
+            for index in range(processes)
+        ]
+        records = 0
+        for worker in workers:
+            worker.wait(timeout=seconds + 30)
+            if worker.returncode != 0:
+                raise RuntimeError(f"ledger throughput worker failed:\n{self.children.log_tail(worker)}")
+            records += json.loads(self.children.log_tail(worker).strip().splitlines()[-1])["records"]
+            self.children.stop(worker)
+        with open(path, "rb") as ledger:
+            lines = sum(1 for _ in ledger)
+        self.results["durable"] = {"records_per_s": records / seconds, "processes": processes, "threads": threads,
+                                   "lines": lines, "records": records}
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+
+def verdict(ok):
+    return "pass" if ok else "MISS"
+
+
+def build_table(results, plan):
+    """Return the markdown table of all six figures with their targets."""
+    rows = ["| # | figure | direct | bare forwarder | gateway | target | result |",
+            "|---|---|---|---|---|---|---|"]
+
+    def row(number, figure, direct, forwarder, gateway, target="—", result=""):
+        rows.append(f"| {number} | {figure} | {direct} | {forwarder} | {gateway} | {target} | {result} |")
+
+    cpu = {name: results[("cpu", name)] for name in TARGETS}
+    ratio = cpu["gateway"]["cpu_ms"] / cpu["forwarder"]["cpu_ms"]
+    row(1, "server CPU ms/request, instant upstream, 16 conns",
+        *(f"{cpu[name]['cpu_ms']:.2f}" for name in TARGETS[:2]),
+        f"{cpu['gateway']['cpu_ms']:.2f} ({ratio:.2f}× forwarder)", "≤ 1.3× forwarder", verdict(ratio <= 1.3))
+    row(1, "requests/s, instant upstream, 16 conns", *(f"{cpu[name]['rps']:,.0f}" for name in TARGETS))
+    latency = {name: results[("latency", name)] for name in TARGETS}
+    floor = latency["direct"]["p50_ms"]
+    row(2, "latency p50 at 1 conn (added over direct)", f"{floor:.2f} ms",
+        *(f"{latency[name]['p50_ms']:.2f} ms (+{latency[name]['p50_ms'] - floor:.2f})" for name in TARGETS[1:]))
+    for connections in plan.levels:
+        capacity = {name: results[("capacity", connections, name)] for name in TARGETS}
+        gateway = capacity["gateway"]
+        of_direct = gateway["rps"] / capacity["direct"]["rps"]
+        of_forwarder = gateway["rps"] / capacity["forwarder"]["rps"]
+        cells = [f"{c['held']} held, {c['rps']:.0f} req/s, p50 {c['p50_s']:.2f} s, {c['errors']} err, "
+                 f"{c['timeouts']} t/o"
+                 for c in capacity.values()]
+        cells[2] += f" ({of_direct:.0%} of direct, {of_forwarder:.0%} of fwd)"
+        clean = gateway["errors"] == 0 and gateway["timeouts"] == 0
+        if connections == 256:
+            ok = gateway["held"] >= connections and clean and of_direct >= 0.95
+            target = "all held, 0 errors, ≥ 95% of direct"
+        else:
+            ok = gateway["held"] >= connections and clean and of_forwarder >= 0.90
+            target = "all held, 0 errors/timeouts, ≥ 90% of fwd"
+        row(3, f"{connections} conns, {SLOW_SECONDS:g} s upstream", *cells, target, verdict(ok))
+    peak = max(plan.levels)
+    memory = {name: results[("capacity", connections, name)] for name in TARGETS[1:] for connections in [peak]}
+    gateway_rss = max(results[("capacity", c, "gateway")]["rss_mib"] for c in plan.levels)
+    gateway_pss = max(results[("capacity", c, "gateway")]["pss_mib"] for c in plan.levels)
+    row(4, f"peak memory, master + workers, up to {peak} conns (RSS; PSS)", "—",
+        f"{memory['forwarder']['rss_mib']:.0f} MiB; {memory['forwarder']['pss_mib']:.0f} MiB",
+        f"{gateway_rss:.0f} MiB; {gateway_pss:.0f} MiB", "RSS ≤ 150 MiB", verdict(gateway_rss <= 150))
+    small, large = results[("scale", "small")], results[("scale", "large")]
+    cpu_ratio = large["cpu_ms"] / small["cpu_ms"]
+    p50_ratio = large["p50_ms"] / small["p50_ms"]
+    row(5, f"ledger of {small['lines']:,} → {large['lines']:,} lines, 4 conns at ~{small['rps']:.0f} req/s",
+        "—", "—", f"CPU {small['cpu_ms']:.2f} → {large['cpu_ms']:.2f} ms/req (×{cpu_ratio:.2f}); "
+        f"p50 {small['p50_ms']:.2f} → {large['p50_ms']:.2f} ms (×{p50_ratio:.2f})", "both ratios ≤ 1.1",
+        verdict(cpu_ratio <= 1.1 and p50_ratio <= 1.1))
+    row(5, f"start-up (launch → /health) with {large['lines']:,} lines", "—", "—",
+        f"{large['startup_s']:.1f} s ({small['startup_s']:.1f} s with {small['lines']:,})")
+    durable = results["durable"]
+    row(6, f"durable ledger records/s, {durable['processes']} processes × {durable['threads']} threads", "—", "—",
+        f"{durable['records_per_s']:,.0f}/s", f"≥ {2 * 1024 / SLOW_SECONDS:,.0f}/s (what 1024 conns at {SLOW_SECONDS:g} s write)",
+        verdict(durable["records_per_s"] >= 2 * 1024 / SLOW_SECONDS))
+    return "\n".join(rows)
+
+
+def machine_line():
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (f"{model}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}")
+
+
+def write_readme(report):
+    path = os.path.join(BENCH_DIR, "README.md")
+    with open(path) as file:
+        text = file.read()
+    begin, end = "<!-- results:begin -->", "<!-- results:end -->"
+    head, _, rest = text.partition(begin)
+    _, _, tail = rest.partition(end)
+    with open(path, "w") as file:
+        file.write(f"{head}{begin}\n{report}\n{end}{tail}")
+
+
+def raise_open_files_limit():
+    # 1024 client connections plus 1024 upstream ones per process: children inherit this.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def stop_on(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def out_of_time(signum, frame):
+    raise TimeoutError("the benchmark ran past its time limit")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run (under a minute)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, ledgers)")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        sys.exit("bench: wrk is needed as the load generator: apt-get update && apt-get install -y wrk")
+    plan = Plan(args.quick)
+    command = "python bench/run.py" + (" --quick" if args.quick else "")
+    raise_open_files_limit()
+    signal.signal(signal.SIGTERM, stop_on)
+    signal.signal(signal.SIGALRM, out_of_time)
+    signal.alarm(plan.deadline)
+    work_dir = tempfile.mkdtemp(prefix="ziri-bench-")
+    children = Children(work_dir)
+    bench = Bench(plan, work_dir, children)
+    started = time.monotonic()
+    load_before = os.getloadavg()[0]
+    try:
+        print(f"bench: {command} (work dir {work_dir})", flush=True)
+        direct = bench.start_upstream()
+        forwarder = bench.start_forwarder()
+        gateway, _ = bench.start_gateway("gateway", os.path.join(work_dir, "ledger.jsonl"))
+        worker_class, workers = bench.worker_setup(gateway.process)
+        bench.worker_setup(forwarder.process)
+        servers = [direct, forwarder, gateway]
+        for step, measure in (("2 latency (warms every server up)", lambda: bench.measure_latency(servers)),
+                              ("1 CPU per request", lambda: bench.measure_cpu(servers)),
+                              ("3-4 capacity and memory", lambda: bench.measure_capacity(servers))):
+            print(f"bench: {step} ...", flush=True)
+            measure()
+        children.stop(gateway.process)
+        children.stop(forwarder.process)
+        print("bench: 5 ledger scale ...", flush=True)
+        bench.measure_ledger_scale()
+        print("bench: 6 durable ledger throughput ...", flush=True)
+        bench.measure_durable_throughput()
+        signal.alarm(0)
+        elapsed = time.monotonic() - started
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        report = "\n".join([
+            f"- command: `{command}` ({elapsed:.0f} s, {stamp})",
+            f"- machine: {machine_line()}; load average {load_before:.2f} at the start, "
+            f"{os.getloadavg()[0]:.2f} at the end",
+            f"- servers: gunicorn.conf.py as shipped: {worker_class} worker, {workers} workers "
+            f"(forwarder and gateway alike); upstream: bench/upstream.py; load: wrk with bench/post.lua",
+            "",
+            build_table(bench.results, plan),
+        ])
+        print("\n" + report, flush=True)
+        if not args.quick:
+            write_readme(report)
+            print("\nbench: bench/README.md updated", flush=True)
+        return 0
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; stopping everything it started", file=sys.stderr)
+        return 130
+    except (RuntimeError, TimeoutError) as error:
+        print(f"bench: failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        signal.alarm(0)
+        children.stop_all()
+        if args.keep:
+            print(f"bench: logs and ledgers kept in {work_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
