@@ -65,7 +65,8 @@ class Ledger:
     def _descriptor(self):
         # A descriptor opened before gunicorn forks is shared with the parent; each process opens its own.
         if self._fd is None or self._fd_pid != os.getpid():
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            # Read access too: a commit checks the last byte to end a line a dead writer left open.
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
             self._fd_pid = os.getpid()
         return self._fd
 
@@ -130,6 +131,10 @@ class Transaction:
         data = b"".join(encode_record(record) for record in self._pending)
         fd = self._fd
         start = os.lseek(fd, 0, os.SEEK_END)
+        if start and os.pread(fd, 1, start - 1) != b"\n":
+            # A writer killed mid-write (or a crash) left half a line: end it, or readers would
+            # see it glued to this record and drop both.
+            data = b"\n" + data
         try:
             written = os.write(fd, data)
             if written != len(data):

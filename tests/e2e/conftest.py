@@ -1,0 +1,211 @@
+"""Real processes on 127.0.0.1: the local stub upstream and the gateway under gunicorn.
+
+``stub``
+    ``python -m ziri_images.cli stub`` (werkzeug, threaded) on a free port, fresh per test so
+    its ``/stats`` (``peakInFlight``) describe that test alone.
+``worker_class``
+    Parametrized: each test runs under gunicorn's ``gthread`` worker and, when gevent is
+    installed, its ``gevent`` worker (chosen with ``GUNICORN_WORKER_CLASS``).
+``start_gateway(keys, workers=4, threads=4)``
+    The gateway under gunicorn with the project's ``gunicorn.conf.py`` (preload_app),
+    keys/pricing/ledger under ``tmp_path`` and the stub as OpenAI. ``keys`` maps a user name to
+    extra keys.json fields; ``raw_key(name)`` is that user's key. Returns a ``Gateway``.
+
+Every process is started in its own session and stopped (then killed, by its process group)
+when the test ends; start-up and every request are bounded in time. Tests using these
+fixtures need ``@pytest.mark.real_http`` so the suite's ``responses`` mock stays out of the way.
+"""
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from ziri_images.keys import hash_key
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+START_SECONDS = 15
+STOP_SECONDS = 10
+STUB_API_KEY = "sk-local-stub-not-a-real-key"
+# Settings the gateway reads from the environment: the developer's values must not leak in.
+ENV_PREFIXES = ("ZIRI_", "OPENAI_", "GUNICORN_")
+ENV_NAMES = ("PORT", "HOST", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS")
+
+
+def raw_key(name):
+    """Return the raw API key of the test user ``name``."""
+    return f"ziri-{name}-{hashlib.sha256(name.encode()).hexdigest()[:32]}"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_environment(**settings):
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(ENV_PREFIXES) and name not in ENV_NAMES}
+    env.update({name: str(value) for name, value in settings.items()})
+    return env
+
+
+class Process:
+    """A child process in its own session, its output in a log file."""
+
+    def __init__(self, command, log_path, env, cwd=PROJECT_DIR):
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.popen = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                          start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def wait_until(self, condition, what, seconds=START_SECONDS):
+        deadline = time.monotonic() + seconds
+        while not condition():
+            if self.popen.poll() is not None:
+                raise AssertionError(f"{what}: process exited with {self.popen.returncode}\n{self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: timed out after {seconds}s\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
+    def stop(self, sig=signal.SIGINT):
+        """Ask the process to stop; kill its whole process group if it does not, or left children."""
+        if self.popen.poll() is None:
+            # Only the master: gunicorn signals its workers itself, and a second signal arriving
+            # while a worker is exiting can leave it hanging.
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.pid, signal.SIGKILL)  # the session's leftovers (e.g. orphaned workers)
+        except ProcessLookupError:
+            pass
+        self.popen.wait(timeout=STOP_SECONDS)
+
+
+def answers(url):
+    def check():
+        try:
+            return requests.get(url, timeout=0.5).status_code == 200
+        except requests.RequestException:
+            return False
+    return check
+
+
+class Stub:
+    def __init__(self, url, process):
+        self.url = url
+        self.process = process
+
+    def stats(self):
+        return requests.get(f"{self.url}/stats", timeout=5).json()
+
+
+class Gateway:
+    """A running gateway: its URL, ledger and gunicorn processes."""
+
+    def __init__(self, url, ledger_path, process, worker_pids):
+        self.url = url
+        self.ledger_path = ledger_path
+        self.process = process
+        self.worker_pids = worker_pids
+
+    def generate(self, name, prompt="a red fox", timeout=15, **body):
+        body = {"provider": "openai", "model": "dall-e-3", "prompt": prompt, **body}
+        return requests.post(f"{self.url}/api/images/generations", json=body,
+                             headers={"X-API-Key": raw_key(name)}, timeout=(2, timeout))
+
+    def usage(self, name):
+        response = requests.get(f"{self.url}/api/me/usage", headers={"X-API-Key": raw_key(name)}, timeout=5)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def ledger(self):
+        """Return every ledger record; fail on a torn or unparsable line."""
+        text = self.ledger_path.read_text(encoding="utf-8") if self.ledger_path.exists() else ""
+        assert text == "" or text.endswith("\n"), "the ledger ends with a partial line"
+        return [json.loads(line) for line in text.splitlines()]
+
+    def records(self, kind, name=None):
+        return [r for r in self.ledger() if r["type"] == kind and (name is None or r["keyId"] == f"key_{name}")]
+
+
+@pytest.fixture
+def stub(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = Process([sys.executable, "-m", "ziri_images.cli", "stub", "--host", "127.0.0.1", "--port", str(port)],
+                      tmp_path / "stub.log", clean_environment())
+    try:
+        process.wait_until(answers(f"{url}/stats"), "stub start-up")
+        yield Stub(url, process)
+    finally:
+        process.stop()
+
+
+@pytest.fixture(params=[
+    pytest.param("gthread", id="gthread"),
+    pytest.param("gevent", id="gevent", marks=pytest.mark.skipif(
+        importlib.util.find_spec("gevent") is None, reason="gevent is not installed")),
+])
+def worker_class(request):
+    return request.param
+
+
+@pytest.fixture
+def start_gateway(tmp_path, stub, worker_class):
+    started = []
+
+    def start(keys, workers=4, threads=4):
+        keys_path = tmp_path / "keys.json"
+        keys_path.write_text(json.dumps({"keys": [
+            {"id": f"key_{name}", "user": name, "hash": hash_key(raw_key(name)), **fields}
+            for name, fields in keys.items()
+        ]}))
+        pricing_path = tmp_path / "pricing.json"
+        shutil.copyfile(PROJECT_DIR / "pricing.json", pricing_path)
+        ledger_path = tmp_path / "var" / "ledger.jsonl"
+        port = free_port()
+        env = clean_environment(
+            HOST="127.0.0.1", PORT=port, WEB_CONCURRENCY=workers, GUNICORN_THREADS=threads,
+            GUNICORN_WORKER_CLASS=worker_class,
+            ZIRI_KEYS_FILE=keys_path, ZIRI_PRICING_FILE=pricing_path, ZIRI_LEDGER_PATH=ledger_path,
+            OPENAI_BASE_URL=f"{stub.url}/v1", OPENAI_API_KEY=STUB_API_KEY,
+            ZIRI_UPSTREAM_READ_TIMEOUT=10, ZIRI_LOG_LEVEL="WARNING",
+        )
+        command = [sys.executable, "-m", "gunicorn", "--config", str(PROJECT_DIR / "gunicorn.conf.py"), "app:app"]
+        process = Process(command, tmp_path / f"gunicorn-{len(started)}.log", env)
+        started.append(process)
+
+        def booted():
+            return re.findall(r"Booting worker with pid: (\d+)", process.log())
+
+        url = f"http://127.0.0.1:{port}"
+        process.wait_until(lambda: len(booted()) >= workers and answers(f"{url}/health")(), "gateway start-up")
+        # The class really in use (gunicorn.conf.py chooses it from GUNICORN_WORKER_CLASS).
+        assert re.search(rf"Using worker: {worker_class}\b", process.log()), process.log()[-3000:]
+        return Gateway(url, ledger_path, process, [int(pid) for pid in booted()])
+
+    yield start
+    for process in started:
+        process.stop()

@@ -1,0 +1,602 @@
+"""Per-key limits (ziri_images/limits.py) through the API, with an injected clock.
+
+The provider is mocked with ``responses``; its answers come from the local stub app
+(``ziri_images.stub``), so bodies have OpenAI's shapes and prompt directives such as
+``[stub:status=500]`` work. A prompt containing ``[hold]`` blocks at the provider until the
+test releases it, which keeps a reservation open while other requests run.
+"""
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
+
+import pytest
+import responses
+
+from ziri_images.keys import hash_key
+from ziri_images.stub import create_stub_app
+
+HOLD = "[hold]"
+WAIT_SECONDS = 5
+
+
+def utc(*args):
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def raw_key(name):
+    """Return the raw API key of the test user ``name`` (stable, so apps can share a key file)."""
+    return f"ziri-{name}-{hashlib.sha256(name.encode()).hexdigest()[:32]}"
+
+
+def write_user_keys(path, specs):
+    """Replace keys.json with one key per ``name -> extra fields`` entry (id ``key_{name}``)."""
+    keys = [
+        {"id": f"key_{name}", "user": name, "hash": hash_key(raw_key(name)), "status": "active", **fields}
+        for name, fields in specs.items()
+    ]
+    previous = path.stat().st_mtime_ns if path.exists() else 0
+    path.write_text(json.dumps({"keys": keys}))
+    # A running app re-reads the file when its mtime moves; make sure it does.
+    os.utime(path, ns=(previous + 1_000_000_000,) * 2)
+
+
+def read_ledger(path):
+    """Return every ledger record; fail on a line that does not parse."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    assert text == "" or text.endswith("\n"), "the ledger ends with a partial line"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def records(path, kind, key=None):
+    return [r for r in read_ledger(path) if r["type"] == kind and (key is None or r["keyId"] == f"key_{key}")]
+
+
+def append_records(path, *entries):
+    """Append records to the ledger the way a worker writes them (compact JSON, ts first)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as file:
+        file.writelines(json.dumps(entry, separators=(",", ":")) + "\n" for entry in entries)
+
+
+def fmt(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def reservation_record(name, amount, at, worker, request_id="req_written", ttl_seconds=245):
+    """Return a reservation record as another worker would have written it."""
+    return {
+        "ts": fmt(at), "type": "reservation", "requestId": request_id, "provider": "openai",
+        "model": "dall-e-3", "quality": "standard", "size": "1024x1024", "imagesRequested": 1,
+        "pricePerImage": amount, "currency": "USD", "keyId": f"key_{name}", "user": name, "amount": amount,
+        "expiresAt": fmt(at + timedelta(seconds=ttl_seconds)), "worker": worker,
+    }
+
+
+def charge_record(name, cost, at, request_id):
+    return {"ts": fmt(at), "type": "charge", "requestId": request_id, "keyId": f"key_{name}", "user": name,
+            "status": "succeeded", "cost": cost, "reservedAt": fmt(at), "reserved": cost}
+
+
+def dead_pid():
+    """Return the pid of a process that has exited (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def live_worker():
+    """Return a worker string for a live process on this host that is not this one."""
+    return f"{socket.gethostname()}:{os.getppid()}:feedf00d"
+
+
+def wait_for(condition, what):
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def gate():
+    """An event that ``[hold]`` requests wait on; set at teardown so no thread is left blocked."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+@pytest.fixture
+def provider(responses_mock, app_config, gate):
+    """Answer the provider with the local stub's bodies; ``[hold]`` prompts wait for ``gate``."""
+    stub = create_stub_app().test_client()
+
+    def answer(request):
+        if HOLD in json.loads(request.body)["prompt"]:
+            assert gate.wait(WAIT_SECONDS), "a held request was never released"
+        reply = stub.post("/v1/images/generations", data=request.body, headers=dict(request.headers))
+        return reply.status_code, {"x-request-id": reply.headers["x-request-id"]}, reply.get_data()
+
+    url = app_config["OPENAI_BASE_URL"] + "/images/generations"
+    responses_mock.add_callback(responses.POST, url, callback=answer, content_type="application/json")
+    return responses_mock
+
+
+@pytest.fixture
+def make_client(make_app, keys_path):
+    """Return ``make(**keys)``: replace keys.json when keys are given, build an app, return its client."""
+
+    def make(**specs):
+        if specs:
+            write_user_keys(keys_path, specs)
+        return make_app().test_client()
+
+    return make
+
+
+def generate(client, name, **body):
+    body = {"provider": "openai", "model": "dall-e-3", "prompt": "a red fox", **body}
+    return client.post("/api/images/generations", json=body, headers={"X-API-Key": raw_key(name)})
+
+
+def usage(client, name):
+    response = client.get("/api/me/usage", headers={"X-API-Key": raw_key(name)})
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def complete_reservations(path):
+    """Return the reservation records on complete lines (safe while another thread appends)."""
+    data = path.read_bytes() if path.exists() else b""
+    lines = data[: data.rfind(b"\n") + 1].splitlines()
+    return [json.loads(line) for line in lines if b'"type":"reservation"' in line]
+
+
+class HeldRequest:
+    """A generation request running in a thread, blocked at the provider until ``gate`` is set."""
+
+    def __init__(self, client, name, ledger_path, **body):
+        before = len(complete_reservations(ledger_path))
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        body.setdefault("prompt", f"a red fox {HOLD}")
+        self._future = self._pool.submit(generate, client, name, **body)
+        wait_for(lambda: len(complete_reservations(ledger_path)) > before, "the held request's reservation")
+        self.reservation = complete_reservations(ledger_path)[-1]
+
+    def response(self):
+        try:
+            return self._future.result(timeout=WAIT_SECONDS)
+        finally:
+            self._pool.shutdown()
+
+
+# --- day and month boundaries --------------------------------------------------------------
+
+
+def test_spend_at_2359_on_the_last_day_does_not_count_the_next_day(make_client, provider, clock, ledger_path):
+    client = make_client(alice={"limits": {"daily_spend_limit": 0.05, "monthly_spend_limit": 0.05}})
+    clock.now = utc(2026, 11, 30, 23, 59, 0)
+    assert generate(client, "alice").status_code == 200
+    refused = generate(client, "alice")
+    assert refused.status_code == 402
+    assert refused.json["period"] == "daily"
+
+    clock.now = utc(2026, 12, 1, 0, 0, 30)
+    assert generate(client, "alice").status_code == 200
+    report = usage(client, "alice")
+    assert report["daily"]["period"] == "2026-12-01"
+    assert report["daily"]["spent"] == 0.04
+    assert report["monthly"]["period"] == "2026-12"
+    assert report["monthly"]["spent"] == 0.04
+    reservations = records(ledger_path, "reservation", "alice")
+    assert [r["ts"][:10] for r in reservations] == ["2026-11-30", "2026-12-01"]
+
+
+def test_request_in_flight_at_midnight_is_charged_to_the_day_it_was_admitted(make_client, provider, clock, gate,
+                                                                                ledger_path):
+    client = make_client(alice={"limits": {"daily_spend_limit": 0.04}})
+    clock.now = utc(2026, 11, 30, 23, 59, 59)
+    held = HeldRequest(client, "alice", ledger_path)
+
+    clock.now = utc(2026, 12, 1, 0, 0, 1)
+    assert usage(client, "alice")["daily"]["reserved"] == 0  # held against November 30's budget
+    gate.set()
+    assert held.response().status_code == 200
+
+    [charge] = records(ledger_path, "charge", "alice")
+    assert (charge["ts"][:10], charge["reservedAt"][:10]) == ("2026-12-01", "2026-11-30")
+    report = usage(client, "alice")
+    assert (report["daily"]["spent"], report["monthly"]["spent"]) == (0, 0)
+    assert generate(client, "alice").status_code == 200  # December 1's budget is untouched
+
+
+def test_monthly_spend_accumulates_across_days(make_client, provider, clock):
+    client = make_client(alice={"limits": {"monthly_spend_limit": 0.10}})
+    for day in (28, 29):
+        clock.now = utc(2026, 11, day, 9, 0, 0)
+        assert generate(client, "alice").status_code == 200
+    clock.now = utc(2026, 11, 30, 9, 0, 0)
+    refused = generate(client, "alice")
+    assert refused.status_code == 402
+    assert refused.json["period"] == "monthly"
+    assert refused.json["spent"] == 0.08
+    assert usage(client, "alice")["daily"]["spent"] == 0
+
+    clock.now = utc(2026, 12, 1, 0, 0, 0)
+    assert generate(client, "alice").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("limits", "now", "expected"),
+    [
+        pytest.param(
+            {"daily_spend_limit": 0.10, "monthly_spend_limit": 5.0}, utc(2026, 11, 30, 23, 59, 0),
+            {"period": "daily", "limit": 0.10, "resetsAt": "2026-12-01T00:00:00.000000Z"},
+            id="daily-last-day-of-month",
+        ),
+        pytest.param(
+            {"monthly_spend_limit": 0.10}, utc(2026, 12, 31, 12, 0, 0),
+            {"period": "monthly", "limit": 0.10, "resetsAt": "2027-01-01T00:00:00.000000Z"},
+            id="monthly-december-wraps-the-year",
+        ),
+        pytest.param(
+            {"daily_spend_limit": 0.10, "monthly_spend_limit": 0.10}, utc(2026, 11, 15, 12, 0, 0),
+            {"period": "daily", "limit": 0.10, "resetsAt": "2026-11-16T00:00:00.000000Z"},
+            id="daily-checked-before-monthly",
+        ),
+    ],
+)
+def test_spend_limit_error_body(make_client, provider, clock, ledger_path, limits, now, expected):
+    client = make_client(alice={"limits": limits})
+    clock.now = now
+    assert generate(client, "alice").status_code == 200
+    append_records(ledger_path, reservation_record("alice", 0.04, now, live_worker()))
+
+    response = generate(client, "alice")
+
+    assert response.status_code == 402
+    assert response.headers["x-should-retry"] == "false"
+    body = response.json
+    assert body["code"] == "SPEND_LIMIT_EXCEEDED"
+    assert body["requestId"] == response.headers["X-Request-Id"]
+    assert {name: body[name] for name in ("period", "limit", "resetsAt")} == expected
+    assert (body["spent"], body["reserved"], body["requested"]) == (0.04, 0.04, 0.04)
+    assert len(records(ledger_path, "reservation", "alice")) == 2  # the refused request reserved nothing
+
+
+def test_quality_auto_reserves_the_highest_price_and_charges_what_was_produced(make_client, provider,
+                                                                               ledger_path):
+    client = make_client(alice={}, bob={"limits": {"daily_spend_limit": 0.10}})
+    body = {"model": "gpt-image-1", "size": "1024x1024"}
+    for quality in ("low", "medium", "high", "auto"):
+        assert generate(client, "alice", quality=quality, **body).status_code == 200
+    reserved = {r["quality"]: r["amount"] for r in records(ledger_path, "reservation", "alice")}
+    charged = {r["quality"]: r["cost"] for r in records(ledger_path, "charge", "alice")}
+
+    assert reserved["auto"] == reserved["high"] == max(reserved.values())
+    assert charged["auto"] == charged["medium"] < reserved["auto"]  # the stub answers "medium" for auto
+
+    assert reserved["medium"] < 0.10 < reserved["high"]
+    refused = generate(client, "bob", quality="auto", **body)
+    assert (refused.status_code, refused.json["requested"]) == (402, reserved["auto"])
+    assert generate(client, "bob", quality="medium", **body).status_code == 200
+
+
+def test_provider_failure_releases_the_reservation(make_client, provider, ledger_path):
+    client = make_client(alice={"limits": {"daily_spend_limit": 0.04}})
+
+    failed = generate(client, "alice", prompt="a red fox [stub:status=500]")
+
+    assert failed.status_code == 502
+    [charge] = records(ledger_path, "charge", "alice")
+    assert (charge["status"], charge["cost"], charge["reserved"]) == ("provider_error", 0.0, 0.04)
+    report = usage(client, "alice")
+    assert (report["daily"]["spent"], report["daily"]["reserved"], report["inFlight"]) == (0, 0, 0)
+    assert generate(client, "alice").status_code == 200  # the whole budget is still there
+
+
+# --- reservations that are never settled ---------------------------------------------------
+
+
+def test_stale_reservation_expires_and_a_late_charge_replaces_it(make_client, provider, clock, gate, ledger_path):
+    client = make_client(alice={}, bob={})
+    held = HeldRequest(client, "alice", ledger_path, model="gpt-image-1", quality="auto")
+    reserved = held.reservation["amount"]
+
+    clock.now = datetime.fromisoformat(held.reservation["expiresAt"])
+    assert generate(client, "bob").status_code == 200  # any reservation catches up with stale ones
+
+    [expired] = records(ledger_path, "reservation_expired")
+    assert expired["requestId"] == held.reservation["requestId"]
+    assert (expired["reason"], expired["cost"]) == ("expired", reserved)
+    assert expired["reservedAt"] == held.reservation["ts"]
+    report = usage(client, "alice")
+    assert (report["daily"]["spent"], report["daily"]["reserved"], report["inFlight"]) == (reserved, 0, 0)
+
+    gate.set()
+    assert held.response().status_code == 200
+    [charge] = records(ledger_path, "charge", "alice")
+    assert charge["afterExpiry"] is True
+    assert 0 < charge["cost"] < reserved  # "auto" came back as medium: less than was reserved
+    assert usage(client, "alice")["daily"]["spent"] == charge["cost"]
+    assert usage(make_client(), "alice")["daily"]["spent"] == charge["cost"]  # and so does a replay
+
+
+@pytest.mark.parametrize(
+    ("worker", "expires"),
+    [
+        pytest.param(lambda: f"{socket.gethostname()}:{dead_pid()}:0badc0de", True, id="dead-pid-on-this-host"),
+        pytest.param(lambda: f"{socket.gethostname()}:{os.getpid()}:0badc0de", True, id="earlier-process-with-our-pid"),
+        pytest.param(live_worker, False, id="live-pid-on-this-host"),
+        pytest.param(lambda: f"other-host.invalid:{dead_pid()}:0badc0de", False, id="another-host"),
+    ],
+)
+def test_reservation_of_a_dead_worker_is_charged_at_the_reserved_amount(make_client, provider, clock, ledger_path,
+                                                                         worker, expires):
+    client = make_client(alice={}, bob={})
+    written = reservation_record("alice", 0.08, clock() - timedelta(seconds=5), worker())
+    append_records(ledger_path, written)
+
+    assert generate(client, "bob").status_code == 200
+
+    expired = records(ledger_path, "reservation_expired")
+    report = usage(client, "alice")
+    if expires:
+        [record] = expired
+        assert record["requestId"] == written["requestId"]
+        assert (record["reason"], record["cost"], record["worker"]) == ("worker_died", 0.08, written["worker"])
+        assert (report["daily"]["spent"], report["daily"]["reserved"], report["inFlight"]) == (0.08, 0, 0)
+    else:
+        assert expired == []
+        assert (report["daily"]["spent"], report["daily"]["reserved"], report["inFlight"]) == (0, 0.08, 1)
+
+
+# --- rate and concurrency ------------------------------------------------------------------
+
+
+def test_rate_limit_refuses_with_retry_after_until_the_window_moves(make_client, provider, clock, ledger_path):
+    client = make_client(alice={"limits": {"requests_per_minute": 2}})
+    clock.now = utc(2026, 11, 15, 12, 0, 0)
+    reset = str(int(clock().timestamp()) + 60)
+
+    first, second = generate(client, "alice"), generate(client, "alice")
+    assert [r.headers["X-RateLimit-Remaining"] for r in (first, second)] == ["1", "0"]
+    clock.advance(seconds=30)
+    refused = generate(client, "alice")
+
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "30"
+    assert refused.headers["x-should-retry"] == "true"
+    assert (refused.headers["X-RateLimit-Limit"], refused.headers["X-RateLimit-Remaining"]) == ("2", "0")
+    assert refused.headers["X-RateLimit-Reset"] == reset
+    body = refused.json
+    assert (body["code"], body["limit"], body["retryAfter"]) == ("RATE_LIMIT_EXCEEDED", 2, 30)
+    assert body["resetAt"] == "2026-11-15T12:01:00.000000Z"
+    assert len(records(ledger_path, "reservation", "alice")) == 2
+
+    assert generate(make_client(), "alice").status_code == 429  # a replay rebuilds the window
+
+    clock.advance(seconds=30)
+    assert generate(client, "alice").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("send", "status", "remaining"),
+    # Only the first case reaches the provider; for the others an upstream call would fail the test.
+    [
+        pytest.param(lambda c: generate(c, "alice"), 200, "4", id="success"),
+        pytest.param(lambda c: generate(c, "alice", n="two"), 400, "5", id="validation-error"),
+        pytest.param(lambda c: generate(c, "alice", prompt=""), 400, "5", id="missing-field"),
+        pytest.param(lambda c: generate(c, "alice", model="dall-e-9"), 400, "5", id="unknown-model"),
+        pytest.param(lambda c: generate(c, "alice", model="gpt-image-1"), 403, "5", id="model-not-allowed"),
+        pytest.param(lambda c: generate(c, "alice", model="dall-e-2", n=3), 402, "5", id="spend-limit"),
+        pytest.param(lambda c: c.get("/api/me/usage", headers={"X-API-Key": raw_key("alice")}), 200, "5",
+                     id="usage"),
+    ],
+)
+def test_rate_limit_headers_on_every_response_of_an_authenticated_key(request, make_client, clock, send, status,
+                                                                     remaining):
+    if remaining == "4":
+        request.getfixturevalue("provider")
+    client = make_client(alice={
+        "allowed_models": ["dall-e-2", "dall-e-3"],
+        "limits": {"requests_per_minute": 5, "daily_spend_limit": 0.05},
+    })
+
+    response = send(client)
+
+    assert response.status_code == status
+    assert response.headers["X-RateLimit-Limit"] == "5"
+    assert response.headers["X-RateLimit-Remaining"] == remaining
+    expected_reset = clock().timestamp() + (60 if remaining == "4" else 0)
+    assert response.headers["X-RateLimit-Reset"] == str(int(expected_reset))
+
+
+def test_no_rate_limit_headers_without_a_rate_limit_or_a_key(make_client, provider):
+    client = make_client(alice={})
+    assert "X-RateLimit-Limit" not in generate(client, "alice").headers
+    assert "X-RateLimit-Limit" not in generate(client, "nobody").headers
+
+
+def test_concurrency_limit_refuses_while_a_request_is_in_flight(make_client, provider, gate, ledger_path):
+    client = make_client(alice={"limits": {"max_concurrent_requests": 1}}, bob={})
+    held = HeldRequest(client, "alice", ledger_path)
+
+    refused = generate(client, "alice")
+    other_key = generate(client, "bob")
+    gate.set()
+
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.headers["x-should-retry"] == "true"
+    assert (refused.json["code"], refused.json["limit"], refused.json["inFlight"]) == ("QUEUE_FULL", 1, 1)
+    assert other_key.status_code == 200
+    assert held.response().status_code == 200
+    assert generate(client, "alice").status_code == 200  # settled: the slot is free again
+    assert len(records(ledger_path, "reservation", "alice")) == 2
+
+
+def test_concurrency_limit_counts_reservations_written_by_other_workers(make_client, clock, ledger_path):
+    client = make_client(alice={"limits": {"max_concurrent_requests": 2}})
+    append_records(ledger_path, *(reservation_record("alice", 0.04, clock(), live_worker(), f"req_{i}")
+                                  for i in range(2)))
+    refused = generate(client, "alice")
+    assert (refused.status_code, refused.json["inFlight"]) == (503, 2)
+
+
+# --- access ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "body", "denied"),
+    [
+        pytest.param({"allowed_providers": ["stability"]}, {}, {"reason": "provider_not_allowed",
+                     "allowedProviders": ["stability"]}, id="provider-not-allowed"),
+        pytest.param({"allowed_models": ["dall-e-2"]}, {}, {"reason": "model_not_allowed",
+                     "allowedModels": ["dall-e-2"]}, id="model-not-allowed"),
+        pytest.param({"allowed_providers": [], "allowed_models": None}, {}, {"reason": "provider_not_allowed",
+                     "allowedProviders": []}, id="empty-list-allows-nothing"),
+    ],
+)
+def test_allow_lists_deny_before_anything_is_reserved(make_client, responses_mock, ledger_path, fields, body,
+                                                      denied):
+    client = make_client(alice=fields)
+
+    response = generate(client, "alice", **body)
+
+    assert response.status_code == 403
+    assert response.json["code"] == "AUTHORIZATION_DENIED"
+    assert {name: response.json[name] for name in denied} == denied
+    assert read_ledger(ledger_path) == []
+    assert len(responses_mock.calls) == 0
+
+
+def test_allow_lists_admit_what_they_list(make_client, provider, ledger_path):
+    client = make_client(alice={"allowed_providers": ["openai"], "allowed_models": ["dall-e-2"]})
+    assert generate(client, "alice", model="dall-e-2").status_code == 200
+    assert generate(client, "alice").status_code == 403
+    assert len(records(ledger_path, "charge", "alice")) == 1
+
+
+def test_expired_key_is_refused_from_its_expiry_time(make_client, provider, clock, ledger_path):
+    client = make_client(alice={"expires_at": "2026-11-15T12:00:00Z"})
+    clock.now = utc(2026, 11, 15, 11, 59, 59)
+    assert generate(client, "alice").status_code == 200
+
+    clock.now = utc(2026, 11, 15, 12, 0, 0)
+    for response in (generate(client, "alice"),
+                     client.get("/api/me/usage", headers={"X-API-Key": raw_key("alice")})):
+        assert response.status_code == 403
+        body = response.json
+        assert (body["code"], body["keyId"], body["expiredAt"]) == (
+            "API_KEY_EXPIRED", "key_alice", "2026-11-15T12:00:00+00:00")
+    assert len(records(ledger_path, "reservation")) == 1
+
+
+# --- usage and replay -----------------------------------------------------------------------
+
+
+ALICE_LIMITS = {
+    "expires_at": "2027-01-01T00:00:00Z",
+    "limits": {"daily_spend_limit": 1.0, "monthly_spend_limit": 10.0, "requests_per_minute": 10,
+               "max_concurrent_requests": 4},
+}
+
+
+def traffic(client, clock, ledger_path):
+    """Make yesterday's and today's requests for alice, leave one open reservation; return today."""
+    clock.now = utc(2026, 11, 14, 12, 0, 0)
+    assert generate(client, "alice").status_code == 200
+    clock.now = utc(2026, 11, 15, 12, 0, 0)
+    assert generate(client, "alice").status_code == 200
+    assert generate(client, "alice", model="dall-e-2", n=2).status_code == 200
+    assert generate(client, "alice", prompt="a red fox [stub:status=500]").status_code == 502
+    append_records(ledger_path, reservation_record("alice", 0.08, clock(), live_worker()))
+
+
+def test_usage_reports_spend_reservations_limits_and_counts(make_client, provider, clock, ledger_path):
+    client = make_client(alice=ALICE_LIMITS)
+    traffic(client, clock, ledger_path)
+
+    report = usage(client, "alice")
+
+    assert report == {
+        "keyId": "key_alice",
+        "user": "alice",
+        "currency": "USD",
+        "daily": {"period": "2026-11-15", "spent": 0.08, "reserved": 0.08, "limit": 1.0, "remaining": 0.84,
+                  "requests": 4, "resetsAt": "2026-11-16T00:00:00.000000Z"},
+        "monthly": {"period": "2026-11", "spent": 0.12, "reserved": 0.08, "limit": 10.0, "remaining": 9.8,
+                    "requests": 5, "resetsAt": "2026-12-01T00:00:00.000000Z"},
+        "inFlight": 1,
+        "requestsLastMinute": 4,
+        "limits": ALICE_LIMITS["limits"],
+        "expiresAt": "2027-01-01T00:00:00+00:00",
+    }
+
+
+def test_usage_without_limits_has_no_remaining(make_client):
+    client = make_client(alice={})
+    report = usage(client, "alice")
+    assert (report["daily"]["limit"], report["daily"]["remaining"]) == (None, None)
+    assert report["limits"] == {"daily_spend_limit": None, "monthly_spend_limit": None,
+                                "requests_per_minute": None, "max_concurrent_requests": None}
+
+
+def test_state_is_replayed_from_the_ledger_at_start_up(make_client, provider, clock, ledger_path, keys_path):
+    first = make_client(alice=ALICE_LIMITS)
+    traffic(first, clock, ledger_path)
+
+    second = make_client()
+
+    assert usage(second, "alice") == usage(first, "alice")
+    write_user_keys(keys_path, {"alice": {"limits": {"daily_spend_limit": 0.16}}})
+    refused = generate(make_client(), "alice")
+    assert (refused.status_code, refused.json["spent"], refused.json["reserved"]) == (402, 0.08, 0.08)
+
+
+def test_replay_skips_months_old_lines_but_keeps_the_day_before(make_client, clock, ledger_path, caplog):
+    append_records(
+        ledger_path,
+        charge_record("alice", 5.0, utc(2026, 9, 3, 10, 0, 0), "req_september"),
+        charge_record("alice", 0.04, utc(2026, 11, 29, 23, 0, 0), "req_two_days_ago"),
+        charge_record("alice", 0.04, utc(2026, 11, 30, 10, 0, 0), "req_yesterday"),
+        reservation_record("alice", 0.08, utc(2026, 11, 30, 23, 59, 58), live_worker(), "req_open"),
+    )
+    with open(ledger_path, "a") as file:
+        file.write('{"ts":"2026-10-01T00:00:00.000000Z","type":"charge","cost":\n')  # old and broken
+    clock.now = utc(2026, 12, 1, 0, 0, 5)
+
+    client = make_client(alice={})
+
+    state = client.application.extensions["ziri_images"].limiter.state
+    assert sorted(period for key, period in state.spent) == ["2026-11", "2026-11-30"]
+    assert state.spent[("key_alice", "2026-11-30")] == 40_000
+    assert list(state.open) == ["req_open"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # the old line was never parsed
+    report = usage(client, "alice")
+    assert (report["monthly"]["spent"], report["inFlight"]) == (0, 1)
+
+
+def test_record_after_a_torn_line_is_not_lost(make_client, provider, clock, ledger_path):
+    ledger_path.parent.mkdir(parents=True)
+    ledger_path.write_text('{"ts":"2026-11-15T11:59:00.000000Z","type":"charge","requestId":"req_torn","co')
+    clock.now = utc(2026, 11, 15, 12, 0, 0)
+    client = make_client(alice={})
+
+    assert generate(client, "alice").status_code == 200
+
+    lines = ledger_path.read_text().splitlines()
+    assert [json.loads(line)["type"] for line in lines[1:]] == ["reservation", "charge"]
+    report = usage(make_client(), "alice")
+    assert (report["daily"]["spent"], report["daily"]["requests"]) == (0.04, 1)
