@@ -35,10 +35,11 @@ def finish_response(response):
     key = g.get("api_key")
     if key is not None:
         response.headers.update(current_gateway().limiter.rate_headers(key))
+    # client: the peer, or the forwarded client address behind ZIRI_TRUSTED_PROXIES proxies.
     log.info(
-        "request requestId=%s method=%s path=%s status=%d code=%s key=%s latencyMs=%d",
+        "request requestId=%s method=%s path=%s status=%d code=%s key=%s client=%s latencyMs=%d",
         g.request_id, request.method, request.path, response.status_code, g.get("error_code", "-"),
-        key.id if key is not None else "-", elapsed_ms(g.started),
+        key.id if key is not None else "-", request.remote_addr or "-", elapsed_ms(g.started),
     )
     return response
 

@@ -30,7 +30,7 @@ def _limit_type(number_type):
         try:
             value = number_type(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'none', got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'none', got {text!r}") from None
         if value < 0:
             raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'none', got {text!r}")
         return value or None  # 0 means unlimited, as in keys.json: store it as no limit at all
@@ -43,7 +43,7 @@ def when(text):
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an ISO date (2026-12-01) or date-time "
-                                         f"(2026-12-01T09:00:00Z), got {text!r}")
+                                         f"(2026-12-01T09:00:00Z), got {text!r}") from None
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
@@ -102,8 +102,17 @@ def _key_options(parser):
                         help="comma-separated providers, or 'any'")
     access.add_argument("--allowed-models", type=name_list, metavar="LIST", default=argparse.SUPPRESS,
                         help="comma-separated models, or 'any'")
-    _keys_file_option(parser)
     _pricing_file_option(parser)
+
+
+def _key_action(actions, name, help_text, handler, description=None, **defaults):
+    """Add ``keys NAME ID``: a command on one key, with --keys-file."""
+    description = description or f"{help_text[0].upper()}{help_text[1:]}."
+    parser = actions.add_parser(name, help=help_text, description=description)
+    parser.add_argument("id", metavar="ID", help="the key id")
+    _keys_file_option(parser)
+    parser.set_defaults(handler=handler, **defaults)
+    return parser
 
 
 def _add_keys_commands(commands):
@@ -118,6 +127,7 @@ def _add_keys_commands(commands):
     create.add_argument("--user", required=True, help="the user id (part of the key: letters, digits, _ . -)")
     create.add_argument("--id", help="the key id (default: key_ + 8 random hex digits)")
     _key_options(create)
+    _keys_file_option(create)
     create.set_defaults(handler=run.keys_create)
 
     listing = actions.add_parser("list", help="list keys (never the keys themselves)")
@@ -125,32 +135,17 @@ def _add_keys_commands(commands):
     _keys_file_option(listing)
     listing.set_defaults(handler=run.keys_list)
 
-    show = actions.add_parser("show", help="show one key's record (never the key itself)")
-    show.add_argument("id", metavar="ID", help="the key id")
+    show = _key_action(actions, "show", "show one key's record (never the key itself)", run.keys_show)
     _format_option(show, default="table", choices=("table", "json"))
-    _keys_file_option(show)
-    show.set_defaults(handler=run.keys_show)
-
-    for name, status, text in (("disable", "disabled", "refuse the key at once (reversible)"),
-                               ("enable", "active", "accept a disabled key again")):
-        parser = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        parser.add_argument("id", metavar="ID", help="the key id")
-        _keys_file_option(parser)
-        parser.set_defaults(handler=run.keys_status, status=status)
-
-    rotate = actions.add_parser("rotate", help="give a key a new secret; the old one stops working at once",
-                                description="Replace the key's secret. The new key is printed once; the old "
-                                            "one is refused as soon as the gateway sees the file change.")
-    rotate.add_argument("id", metavar="ID", help="the key id")
-    _keys_file_option(rotate)
-    rotate.set_defaults(handler=run.keys_rotate)
-
-    update = actions.add_parser("set", help="change a key's limits, expiry or allow-lists",
-                                description="Change a key's limits, expiry or allow-lists; options not "
-                                            "given are left as they are.")
-    update.add_argument("id", metavar="ID", help="the key id")
+    _key_action(actions, "disable", "refuse the key at once (reversible)", run.keys_status, status="disabled")
+    _key_action(actions, "enable", "accept a disabled key again", run.keys_status, status="active")
+    _key_action(actions, "rotate", "give a key a new secret; the old one stops working at once", run.keys_rotate,
+                description="Replace the key's secret. The new key is printed once; the old one is refused as "
+                            "soon as the gateway sees the file change.")
+    update = _key_action(actions, "set", "change a key's limits, expiry or allow-lists", run.keys_set,
+                         description="Change a key's limits, expiry or allow-lists; options not given are left "
+                                     "as they are.")
     _key_options(update)
-    update.set_defaults(handler=run.keys_set)
 
 
 def _add_report_command(commands):

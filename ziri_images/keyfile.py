@@ -53,13 +53,13 @@ def read_document(path, missing_ok=False):
     except FileNotFoundError:
         if missing_ok:
             return {"keys": []}
-        raise KeyFileError(f"key file {path}: not found")
+        raise KeyFileError(f"key file {path}: not found") from None
     except (OSError, ValueError) as error:
-        raise KeyFileError(f"key file {path}: {error}")
+        raise KeyFileError(f"key file {path}: {error}") from error
     try:
         parse_key_document(document, path)
     except ConfigError as error:
-        raise KeyFileError(f"{error} (fix the file by hand first)")
+        raise KeyFileError(f"{error} (fix the file by hand first)") from error
     return document
 
 
@@ -82,6 +82,11 @@ def write_atomically(path, document):
             os.chmod(temp_path, stat.S_IMODE(current.st_mode))
             if (current.st_uid, current.st_gid) != (os.geteuid(), os.getegid()):
                 os.chown(temp_path, current.st_uid, current.st_gid)
+            # The gateway notices a change by (inode, mtime, size); a reused inode and an equal size
+            # (a rotated key) within the clock's granularity must still differ: keep mtime increasing.
+            written = os.stat(temp_path)
+            if written.st_mtime_ns <= current.st_mtime_ns:
+                os.utime(temp_path, ns=(written.st_atime_ns, current.st_mtime_ns + 1_000_000))
         os.replace(temp_path, path)
     except BaseException:
         try:
@@ -110,7 +115,7 @@ def editing(path):
         try:
             parse_key_document(document, path)
         except ConfigError as error:
-            raise KeyFileError(f"edit refused: {error}")
+            raise KeyFileError(f"edit refused: {error}") from error
         write_atomically(path, document)
     finally:
         os.close(lock_fd)  # closing the descriptor releases the lock

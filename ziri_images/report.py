@@ -51,6 +51,9 @@ class Totals:
     def cost(self):
         return self.cost_micros / MICROS
 
+    def as_row(self):
+        return {"requests": self.requests, "images": self.images, "cost": self.cost, "expired": self.expired}
+
 
 @dataclass
 class Report:

@@ -24,7 +24,7 @@ def render_table(columns, rows):
 
     def line(values):
         parts = [value.rjust(width) if right else value.ljust(width)
-                 for value, width, right in zip(values, widths, numeric)]
+                 for value, width, right in zip(values, widths, numeric, strict=True)]
         return "  ".join(parts).rstrip()
 
     output = [line(columns), line(["-" * width for width in widths])]

@@ -1,0 +1,265 @@
+"""OpenAI's own Python SDK against the gateway (gunicorn on loopback, the stub as OpenAI).
+
+Only the base URL and the key change. Also shows how the SDK's retries meet paid requests: it
+obeys the gateway's x-should-retry on every answer, but resends on its own client-side timeout.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import openai
+import pytest
+import responses
+from conftest import ENDPOINT
+from conftest import GENERATIONS_URL
+from conftest import PROVIDER_KEY
+from conftest import USER_KEY
+from conftest import openai_image_response
+from responses import matchers
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SCRIPT = Path(sys.executable).with_name("ziri-images")
+GATEWAY_READ_TIMEOUT = 1.5  # seconds the gateway waits for the stub in these tests
+START_SECONDS = 20
+
+
+def test_the_clients_key_never_goes_upstream(client, responses_mock):
+    responses_mock.add(responses.POST, GENERATIONS_URL, json=openai_image_response(1), match=[
+        matchers.header_matcher({"Authorization": f"Bearer {PROVIDER_KEY}"}),
+        # provider defaulted on the /v1 path, and not forwarded
+        matchers.json_params_matcher({"model": "dall-e-3", "prompt": "a cat", "n": 1, "size": "1024x1024",
+                                      "quality": "standard"}),
+    ])
+
+    response = client.post("/v1/images/generations", json={"model": "dall-e-3", "prompt": "a cat"},
+                           headers={"Authorization": f"Bearer {USER_KEY}"})
+
+    assert response.status_code == 200
+    assert response.get_json()["_meta"]["provider"] == "openai"
+
+
+def test_the_gateway_path_still_requires_a_provider(client):
+    response = client.post(ENDPOINT, json={"model": "dall-e-3", "prompt": "a cat"}, headers={"X-API-Key": USER_KEY})
+    assert response.status_code == 400
+    assert response.get_json()["missing"] == ["provider"]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answers(url):
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+class Service:
+    """A child process in its own session (so its workers go with it), its output in a file."""
+
+    def __init__(self, command, env, log_path):
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.popen = subprocess.Popen(command, env=env, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
+
+    def wait_for(self, url):
+        deadline = time.monotonic() + START_SECONDS
+        while not answers(url):
+            assert self.popen.poll() is None, self.log_path.read_text()[-2000:]
+            assert time.monotonic() < deadline, f"{url} did not answer\n{self.log_path.read_text()[-2000:]}"
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGINT)  # gunicorn's quick shutdown
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout=10)
+
+
+class Gateway:
+    def __init__(self, url, env, ledger_path):
+        self.url = url
+        self.env = env
+        self.ledger_path = ledger_path
+
+    def cli(self, *argv):
+        """Run the console script with the gateway's settings; return its stdout."""
+        done = subprocess.run([SCRIPT, *argv], env=self.env, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def ledger(self):
+        with open(self.ledger_path, encoding="utf-8") as file:
+            return [json.loads(line) for line in file]
+
+    def client(self, api_key, **options):
+        """Return OpenAI's client for the gateway; use it in a ``with`` block so its connections close."""
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, **options)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    """gunicorn with the project's gunicorn.conf.py, and the stub started by the console script."""
+    directory = tmp_path_factory.mktemp("openai-sdk")
+    shutil.copyfile(PROJECT_DIR / "pricing.json", directory / "pricing.json")
+    (directory / "keys.json").write_text('{"keys": []}')
+    stub_port, gateway_port = free_port(), free_port()
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("ZIRI_", "OPENAI_", "GUNICORN_", "PORT", "HOST", "WEB_CONCURRENCY"))}
+    # The worker class is gunicorn.conf.py's own (what production runs).
+    env.update(HOST="127.0.0.1", PORT=str(gateway_port), WEB_CONCURRENCY="1",
+               ZIRI_KEYS_FILE=str(directory / "keys.json"), ZIRI_PRICING_FILE=str(directory / "pricing.json"),
+               ZIRI_LEDGER_PATH=str(directory / "ledger.jsonl"), ZIRI_LEDGER_DURABLE="false", ZIRI_LOG_LEVEL="WARNING",
+               ZIRI_UPSTREAM_READ_TIMEOUT=str(GATEWAY_READ_TIMEOUT),
+               OPENAI_BASE_URL=f"http://127.0.0.1:{stub_port}/v1", OPENAI_API_KEY="sk-local-stub-not-a-real-key")
+    stub = Service([SCRIPT, "stub", "--port", str(stub_port)], env, directory / "stub.log")
+    server = None
+    try:
+        stub.wait_for(f"http://127.0.0.1:{stub_port}/stats")
+        server = Service([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"], env,
+                         directory / "gunicorn.log")
+        server.wait_for(f"http://127.0.0.1:{gateway_port}/ready")
+        yield Gateway(f"http://127.0.0.1:{gateway_port}", env, directory / "ledger.jsonl")
+    finally:
+        if server is not None:
+            server.stop()
+        stub.stop()
+
+
+@pytest.fixture(scope="module")
+def api_key(gateway):
+    return gateway.cli("keys", "create", "--user", "sdk-user", "--id", "key_sdk")
+
+
+def new_records(gateway, before, kind, count, seconds=5):
+    """Wait for ``count`` records of ``kind`` after the first ``before`` ledger lines; return them."""
+    deadline = time.monotonic() + seconds
+    while True:
+        records = [record for record in gateway.ledger()[before:] if record["type"] == kind]
+        if len(records) >= count or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
+
+
+@pytest.mark.real_http
+def test_images_generate_with_extra_body(gateway, api_key):
+    with gateway.client(api_key) as client:
+        result = client.images.generate(model="dall-e-3", prompt="a lighthouse at dusk",
+                                        extra_body={"provider": "openai"})
+
+    assert result.data[0].url.startswith("http://127.0.0.1:")
+    assert result.data[0].revised_prompt == "a lighthouse at dusk (revised by the local stub)"
+    meta = result.model_extra["_meta"]  # the gateway's addition does not disturb the SDK's model
+    assert meta["cost"]["actual"] == 0.04 and meta["requestId"].startswith("req_")
+
+
+@pytest.mark.real_http
+def test_images_generate_without_a_provider(gateway, api_key):
+    with gateway.client(api_key) as client:
+        response = client.images.with_raw_response.generate(model="dall-e-2", prompt="a red kite", size="256x256",
+                                                            n=2, response_format="b64_json")
+    result = response.parse()
+
+    assert len(result.data) == 2 and result.data[0].b64_json.startswith("iVBORw0KGgo")  # a PNG
+    assert result.model_extra["_meta"]["provider"] == "openai"
+    assert result.model_extra["_meta"]["cost"]["actual"] == 0.032
+    assert response.headers["x-request-id"] == result.model_extra["_meta"]["requestId"]
+
+
+@pytest.mark.real_http
+@pytest.mark.parametrize("key, options, error_class, status, code", [
+    pytest.param(None, {"model": "dall-e-5"}, openai.BadRequestError, 400, "IMAGE_CONFIG_NOT_FOUND",
+                 id="unknown-model"),
+    pytest.param(None, {"model": "dall-e-3", "n": 2}, openai.BadRequestError, 400, "IMAGE_REQUEST_TOO_LARGE",
+                 id="too-many-images"),
+    pytest.param(None, {"model": "gpt-4o"}, openai.BadRequestError, 400, "ACTION_NOT_SUPPORTED", id="chat-model"),
+    pytest.param("ziri-sdk-user-" + "0" * 32, {"model": "dall-e-3"}, openai.PermissionDeniedError, 403,
+                 "API_KEY_INVALID", id="unknown-key"),
+    pytest.param("sk-not-a-gateway-key", {"model": "dall-e-3"}, openai.AuthenticationError, 401,
+                 "INVALID_API_KEY_FORMAT", id="openai-key"),
+])
+def test_gateway_errors_become_the_sdks_exceptions(gateway, api_key, key, options, error_class, status, code):
+    with gateway.client(key or api_key) as client, pytest.raises(error_class) as raised:
+        client.images.generate(prompt="a cat", **options)
+
+    error = raised.value
+    assert error.status_code == status
+    assert error.response.json()["code"] == code
+    assert error.request_id == error.response.json()["requestId"]
+    assert error.response.headers["x-should-retry"] == "false"
+
+
+@pytest.mark.real_http
+def test_a_gateway_timeout_is_not_retried(gateway, api_key):
+    before = len(gateway.ledger())
+
+    with gateway.client(api_key) as client, pytest.raises(openai.InternalServerError) as raised:  # two retries
+        client.images.generate(model="dall-e-3", prompt=f"[stub:delay={GATEWAY_READ_TIMEOUT + 1}] a slow fox")
+
+    assert raised.value.status_code == 504
+    assert len([record for record in gateway.ledger()[before:] if record["type"] == "reservation"]) == 1
+
+
+@pytest.mark.real_http
+def test_a_provider_failure_that_cost_nothing_is_retried(gateway, api_key):
+    before = len(gateway.ledger())
+
+    with gateway.client(api_key, max_retries=1) as client, pytest.raises(openai.InternalServerError) as raised:
+        client.images.generate(model="dall-e-3", prompt="[stub:status=500] a fox")
+
+    assert raised.value.response.headers["x-should-retry"] == "true"
+    charges = new_records(gateway, before, "charge", 2)
+    assert [(charge["status"], charge["cost"]) for charge in charges] == [("provider_error", 0.0)] * 2
+
+
+@pytest.mark.real_http
+@pytest.mark.parametrize("max_retries, billed", [
+    pytest.param(1, 2, id="default-style-retries-bill-twice"),
+    pytest.param(0, 1, id="no-retries-bill-once"),
+])
+def test_a_client_timeout_shorter_than_the_gateways_is_retried_by_the_sdk(gateway, api_key, max_retries, billed):
+    before = len(gateway.ledger())
+
+    with gateway.client(api_key, timeout=0.5, max_retries=max_retries) as client, pytest.raises(openai.APITimeoutError):
+        client.images.generate(model="dall-e-3", prompt="[stub:delay=1] a patient owl")
+
+    # The gateway never learns that the client gave up: each attempt is generated and charged.
+    charges = new_records(gateway, before, "charge", billed)
+    assert [charge["cost"] for charge in charges] == [0.04] * billed
+
+
+@pytest.mark.real_http
+def test_key_file_edits_reach_the_running_gateway(gateway):
+    old_key = gateway.cli("keys", "create", "--user", "rotating", "--id", "key_rotating")
+    request = {"model": "dall-e-2", "prompt": "a boat", "size": "256x256"}
+    with gateway.client(old_key) as old_client:
+        assert old_client.images.generate(**request).data
+
+        gateway.cli("keys", "disable", "key_rotating")
+        with pytest.raises(openai.PermissionDeniedError) as raised:
+            old_client.images.generate(**request)
+        assert raised.value.response.json()["code"] == "API_KEY_REVOKED_OR_DISABLED"
+
+        gateway.cli("keys", "enable", "key_rotating")
+        new_key = gateway.cli("keys", "rotate", "key_rotating")
+        with pytest.raises(openai.PermissionDeniedError) as raised:
+            old_client.images.generate(**request)
+        assert raised.value.response.json()["code"] == "API_KEY_INVALID"
+    with gateway.client(new_key) as new_client:
+        assert new_client.images.generate(**request).data
