@@ -20,6 +20,9 @@ Fixtures (names are stable; other test modules rely on them):
     key; the running app picks it up (the key store re-reads the file when it changes).
 ``pricing_path`` / ``ledger_path``
     The copied catalog and the ledger file.
+``providers_path``
+    A copy of the shipped providers.json. ``app`` gives every provider a fake key: OpenAI at
+    ``BASE_URL``, Azure at ``AZURE_ENDPOINT`` (``AZURE_KEY``), xAI at its real URL (``XAI_KEY``).
 ``responses_mock``
     Autouse: a ``responses.RequestsMock(assert_all_requests_are_fired=True)``, so a call to an
     unregistered URL fails (the gateway answers 502) and an unused registration fails the test.
@@ -46,6 +49,7 @@ from ziri_images.settings import _SETTINGS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SHIPPED_PRICING = PROJECT_DIR / "pricing.json"
+SHIPPED_PROVIDERS = PROJECT_DIR / "providers.json"
 
 DEMO_KEY = "ziri-user-123-a1b2c3d4e5f67890"
 USER_KEY = "ziri-alice-0123456789abcdef0123456789abcdef"
@@ -54,6 +58,9 @@ PROVIDER_KEY = "sk-test-provider-key-123456"
 BASE_URL = "https://api.openai.test/v1"
 GENERATIONS_URL = BASE_URL + "/images/generations"
 ENDPOINT = "/api/images/generations"
+AZURE_KEY = "0123456789abcdef0123456789abcdef"
+AZURE_ENDPOINT = "https://ziri-test.openai.azure.com"
+XAI_KEY = "xai-test-provider-key-abcdef123456"
 START = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
 
 
@@ -180,21 +187,34 @@ def pricing_path(tmp_path):
 
 
 @pytest.fixture
+def providers_path(tmp_path):
+    path = tmp_path / "providers.json"
+    shutil.copyfile(SHIPPED_PROVIDERS, path)
+    return path
+
+
+@pytest.fixture
 def ledger_path(tmp_path):
     return tmp_path / "var" / "ledger.jsonl"
 
 
 @pytest.fixture
-def app_config(keys_path, pricing_path, ledger_path, clock):
+def app_config(keys_path, pricing_path, providers_path, ledger_path, clock):
     return {
         "TESTING": True,
         "KEYS_FILE": str(keys_path),
         "PRICING_FILE": str(pricing_path),
+        "PROVIDERS_FILE": str(providers_path),
         "LEDGER_PATH": str(ledger_path),
         # fsync is exercised by the ledger tests; here it would only slow the suite down.
         "LEDGER_DURABLE": False,
         "OPENAI_BASE_URL": BASE_URL,
         "OPENAI_API_KEY": PROVIDER_KEY,
+        # Config values named like the variables providers.json names win over the environment.
+        "AZURE_OPENAI_ENDPOINT": AZURE_ENDPOINT,
+        "AZURE_OPENAI_API_KEY": AZURE_KEY,
+        "XAI_BASE_URL": "",
+        "XAI_API_KEY": XAI_KEY,
         "UPSTREAM_CONNECT_TIMEOUT": 2.0,
         "UPSTREAM_READ_TIMEOUT": 30.0,
         "CLOCK": clock,

@@ -52,6 +52,7 @@ SUMMARY_FIELDS = {
     "reserved",
 }
 CHARGE_FIELDS = SUMMARY_FIELDS | {"providerStatus", "providerRequestId"}
+SUCCESS_CHARGE_FIELDS = CHARGE_FIELDS | {"estimatedCost", "tokenCost", "chargedBy", "usage"}
 PROVIDER_ERROR_CHARGE_FIELDS = CHARGE_FIELDS | {"mayHaveBilled"}
 
 
@@ -99,6 +100,7 @@ def test_readme_request_succeeds_and_is_charged(client, app, responses_mock):
     assert meta["providerRequestId"] == "req_provider_1"
     assert meta["cost"] == {
         "estimated": 0.04,
+        "reserved": 0.04,
         "actual": 0.04,
         "pricePerImage": 0.04,
         "imagesRequested": 1,
@@ -106,6 +108,8 @@ def test_readme_request_succeeds_and_is_charged(client, app, responses_mock):
         "quality": "standard",
         "size": "1024x1024",
         "currency": "USD",
+        "chargedBy": "per_image",
+        "usage": None,
     }
 
     sent = responses_mock.calls[0].request
@@ -120,7 +124,8 @@ def test_readme_request_succeeds_and_is_charged(client, app, responses_mock):
     assert reservation["ts"] == "2026-11-26T12:00:00.000000Z"
     assert reservation["expiresAt"] == "2026-11-26T12:01:32.000000Z"  # connect 2 + read 30 + grace 60
     assert (reservation["keyId"], reservation["user"], reservation["amount"]) == ("key_user", "alice", 0.04)
-    assert set(charge) == CHARGE_FIELDS
+    assert set(charge) == SUCCESS_CHARGE_FIELDS
+    assert (charge["estimatedCost"], charge["tokenCost"], charge["chargedBy"]) == (0.04, None, "per_image")
     assert charge["type"] == "charge"
     assert charge["requestId"] == meta["requestId"]
     assert charge["status"] == "succeeded" and charge["httpStatus"] == 200
@@ -187,8 +192,10 @@ def test_gpt_image_reserves_highest_and_charges_reported(client, app, responses_
     assert cost["estimated"] == round(2 * reserved_per_image, 6)
     assert cost["pricePerImage"] == charged_per_image
     assert cost["actual"] == round(2 * charged_per_image, 6)
+    assert cost["chargedBy"] == "per_image"  # no usage reported: the per-image figure is charged
     reservation, charge = ledger_lines(app)
-    assert reservation["amount"] == round(2 * reserved_per_image, 6)
+    # A token-priced model also reserves its prompt's text tokens: 8 bytes x $5 per 1M.
+    assert reservation["amount"] == cost["reserved"] == round(2 * reserved_per_image + 8 * 5 / 1_000_000, 6)
     assert charge["cost"] == cost["actual"] and charge["pricePerImage"] == charged_per_image
 
 

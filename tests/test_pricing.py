@@ -59,7 +59,9 @@ def test_shipped_seed_prices(book, name, max_images, prices):
 
 def test_shipped_catalog_defaults_and_image_models(book):
     assert book.currency == "USD"
-    assert {m.name for m in book.image_models()} == {"dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini"}
+    assert {(m.provider, m.name) for m in book.image_models()} == {
+        ("openai", "dall-e-2"), ("openai", "dall-e-3"), ("openai", "gpt-image-1"), ("openai", "gpt-image-1-mini"),
+        ("openai", "gpt-image-2"), ("azure", "dall-e-3"), ("azure", "gpt-image-1"), ("xai", "grok-2-image-1212")}
     dalle3_model, gpt = model(book, "dall-e-3"), model(book, "gpt-image-1")
     assert (dalle3_model.default_quality, dalle3_model.default_size) == ("standard", "1024x1024")
     assert (gpt.default_quality, gpt.default_size) == ("auto", "1024x1024")
@@ -94,16 +96,17 @@ def test_price_per_image(book, name, quality, size, price):
 
 
 def test_quote_reserves_the_highest_price(book):
-    quote = book.quote(model(book, "gpt-image-1"), "auto", "1024x1024", 3)
+    quote = book.quote(model(book, "gpt-image-1"), {"quality": "auto", "size": "1024x1024"}, 3)
 
     assert (quote.quality, quote.size, quote.images, quote.currency) == ("auto", "1024x1024", 3, "USD")
     assert quote.price_per_image == 0.167
     assert quote.estimated == 0.501
+    assert quote.reserved == 0.501  # no prompt: nothing more to reserve
 
 
 def test_quote_refuses_unpriced_combination(book):
     with pytest.raises(ApiError) as raised:
-        book.quote(model(book, "dall-e-3"), "hd", "256x256", 1)
+        book.quote(model(book, "dall-e-3"), {"quality": "hd", "size": "256x256"}, 1)
 
     assert raised.value.code == "IMAGE_CONFIG_NOT_FOUND"
     assert raised.value.message == "Image pricing not configured for model 'dall-e-3' (hd, 256x256)"
@@ -194,6 +197,34 @@ DALLE3 = "providers.openai.models.dall-e-3"
                      id="bad-param-spec"),
         pytest.param(with_change(edit_dalle3(params=["style"])), f"{DALLE3}.params: expected an object",
                      id="params-not-an-object"),
+        pytest.param(with_change(edit_dalle3(default_quality=None)), f"{DALLE3}: missing or invalid 'default_quality'",
+                     id="missing-default-of-a-dimension"),
+        pytest.param(with_change(edit_dalle3(price_dimensions="quality")),
+                     f"{DALLE3}.price_dimensions: expected a list", id="dimensions-not-a-list"),
+        pytest.param(with_change(edit_dalle3(price_dimensions=["quality", "quality"])),
+                     f"{DALLE3}.price_dimensions: expected a list of distinct", id="duplicate-dimension"),
+        pytest.param(with_change(edit_dalle3(price_dimensions=["user"], default_user="x", prices={"x": 1})),
+                     f"{DALLE3}.price_dimensions: user cannot be a price dimension", id="reserved-dimension-name"),
+        pytest.param(with_change(edit_dalle3(price_dimensions=[], prices=-1)),
+                     f"{DALLE3}.prices: price must be a number >= 0", id="negative-flat-price"),
+        pytest.param(with_change(edit_dalle3(price_dimensions=["size"], prices={"standard": {"1024x1024": 1}})),
+                     f"{DALLE3}.prices.standard: price must be a number >= 0", id="table-deeper-than-dimensions"),
+        pytest.param(with_change(edit_dalle3(auto=["style"])), f"{DALLE3}.auto: only price dimensions",
+                     id="auto-not-a-dimension"),
+        pytest.param(with_change(edit_dalle3(params={"size": "string"})),
+                     f"{DALLE3}.params: size is a price dimension, not a parameter", id="param-is-a-dimension"),
+        pytest.param(with_change(edit_dalle3(token_prices={"text_input": 5, "image_input": 10})),
+                     f"{DALLE3}.token_prices.image_output: price per 1M tokens must be a number >= 0",
+                     id="token-prices-without-image-output"),
+        pytest.param(with_change(edit_dalle3(token_prices={"text_input": 5, "image_input": 1, "image_output": 2,
+                                                           "audio_output": 3})),
+                     f"{DALLE3}.token_prices: unknown field(s) audio_output", id="token-prices-unknown-kind"),
+        pytest.param(with_change(edit_dalle3(output_tokens_per_image={"standard": {"1024x1024": 1}})),
+                     f"{DALLE3}.output_tokens_per_image: needs token_prices", id="output-tokens-without-token-prices"),
+        pytest.param(with_change(edit_dalle3(token_prices={"text_input": 5, "image_input": 1, "image_output": 2},
+                                             output_tokens_per_image={"standard": {"1024x1024": 1.5}})),
+                     f"{DALLE3}.output_tokens_per_image.standard.1024x1024: expected a whole number of tokens",
+                     id="fractional-output-tokens"),
         pytest.param(with_change(lambda d: d["providers"]["openai"].update(image_model_suggestion="gpt-4o")),
                      "providers.openai.image_model_suggestion: 'gpt-4o' is not an image model", id="bad-suggestion"),
     ],
@@ -226,6 +257,41 @@ def test_unreadable_catalog_names_the_file(tmp_path, content, problem):
         PriceBook.from_file(str(path))
 
     assert str(raised.value).startswith(f"pricing file {path}: ")
+
+
+def test_quote_of_a_token_priced_model_reserves_its_prompt_and_output_tokens(book):
+    gpt = model(book, "gpt-image-1")
+
+    # medium 1024x1024 lists $0.042 but its 1056 output tokens bill 1056 x $40/1M = $0.04224;
+    # the 9-byte prompt can use at most 9 text tokens: 9 x $5/1M = $0.000045.
+    quote = book.quote(gpt, {"quality": "medium", "size": "1024x1024"}, 2, "a red fox")
+
+    assert (quote.price_per_image, quote.reserve_per_image) == (0.042, 0.04224)
+    assert quote.estimated == 0.084
+    assert quote.reserved == 0.084525  # 2 x 0.04224 + 0.000045
+    # A multi-byte character can be several tokens: the bound counts UTF-8 bytes, not characters.
+    assert book.quote(gpt, {"quality": "medium", "size": "1024x1024"}, 1, "\u732b").reserved == 0.042255
+
+
+BY_RESOLUTION = {"price_dimensions": ["resolution"], "default_resolution": "1k", "prices": {"1k": 0.02, "2k": 0.05}}
+
+
+@pytest.mark.parametrize(
+    ("entry", "choices", "price"),
+    [
+        pytest.param({"price_dimensions": [], "prices": 0.07}, {}, 0.07, id="flat-price"),
+        pytest.param(BY_RESOLUTION, {"resolution": "2k"}, 0.05, id="priced-by-resolution"),
+        pytest.param(BY_RESOLUTION, {"resolution": "4k"}, None, id="unpriced-resolution"),
+        pytest.param({"price_dimensions": ["resolution"], "default_resolution": "1k", "auto": ["resolution"],
+                      "prices": {"1k": 0.02, "2k": 0.05}}, {"resolution": "auto"}, 0.05, id="auto-resolution"),
+    ],
+)
+def test_price_dimensions_other_than_quality_and_size(entry, choices, price):
+    image_model = ImageModel("xai", "grok-test", {"kind": "image", "max_images": 10, "max_prompt_chars": 100,
+                                                  **entry}, "here")
+
+    assert image_model.price_for(choices) == price
+    assert image_model.param_names == ()
 
 
 def test_image_model_accepts_auto_default_only_where_listed():

@@ -11,6 +11,7 @@ from urllib3.exceptions import NewConnectionError
 
 from conftest import GENERATIONS_URL
 from conftest import PROVIDER_KEY
+from conftest import SHIPPED_PROVIDERS
 from ziri_images import __version__
 from ziri_images import providers
 from ziri_images.errors import ApiError
@@ -219,9 +220,10 @@ def test_each_thread_has_its_own_session(provider):
 
 
 def test_build_providers_from_settings():
-    built = build_providers({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-x",
-                             "UPSTREAM_CONNECT_TIMEOUT": 3.0, "UPSTREAM_READ_TIMEOUT": 90.0})
+    built = build_providers({"PROVIDERS_FILE": str(SHIPPED_PROVIDERS), "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+                             "OPENAI_API_KEY": "sk-x", "UPSTREAM_CONNECT_TIMEOUT": 3.0, "UPSTREAM_READ_TIMEOUT": 90.0},
+                            environ={})
 
     openai = built["openai"]
-    assert list(built) == ["openai"]
+    assert list(built) == ["openai", "azure", "xai"]  # every provider of the shipped providers.json
     assert (openai.base_url, openai.api_key, openai.timeout) == ("http://127.0.0.1:9/v1", "sk-x", (3.0, 90.0))

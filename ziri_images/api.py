@@ -15,7 +15,7 @@ from .errors import ApiError
 from .gateway import current_gateway
 from .providers import ProviderError
 from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
-from .schemas import check_model_params
+from .schemas import check_model_fields
 from .schemas import parse_generation_request
 
 log = logging.getLogger("ziri_images")
@@ -85,9 +85,9 @@ def resolve_provider(gateway, key, name):
 
 
 def price_request(gateway, generation):
-    """Return (image_model, quote, upstream params) for a validated request, or raise."""
+    """Return (image_model, quote, upstream payload) for a validated request, or raise."""
     image_model = gateway.prices.find_model(generation.provider, generation.model)
-    params = check_model_params(image_model, generation.params)
+    choices, params = check_model_fields(image_model, generation)
     if generation.n > image_model.max_images:
         raise ApiError(400, "IMAGE_REQUEST_TOO_LARGE",
                        f"Requested number of images ({generation.n}) exceeds maximum allowed ({image_model.max_images})",
@@ -96,16 +96,10 @@ def price_request(gateway, generation):
         raise ApiError(400, "PROMPT_TOO_LONG",
                        f"Prompt is {len(generation.prompt)} characters; '{image_model.name}' accepts at most "
                        f"{image_model.max_prompt_chars}.", maximum=image_model.max_prompt_chars)
-    quality = generation.quality or image_model.default_quality
-    size = generation.size or image_model.default_size
-    quote = gateway.prices.quote(image_model, quality, size, generation.n)
-    return image_model, quote, params
-
-
-def actual_price_per_image(image_model, quote, body):
-    """Return the price of what the provider reports it produced (``auto`` resolved), else the quote's."""
-    reported = image_model.price_per_image(body.get("quality", quote.quality), body.get("size", quote.size))
-    return quote.price_per_image if reported is None else reported
+    quote = gateway.prices.quote(image_model, choices, generation.n, generation.prompt)
+    # The priced values are always sent, so what is generated is what was priced.
+    payload = {"model": generation.model, "prompt": generation.prompt, "n": generation.n, **choices, **params}
+    return image_model, quote, payload
 
 
 @bp.post("/api/images/generations")
@@ -117,7 +111,7 @@ def create_generation():
     if request.path.startswith("/v1/") and isinstance(body, dict) and "provider" not in body:
         body["provider"] = OPENAI_COMPATIBLE_DEFAULT_PROVIDER  # OpenAI's SDKs do not send one
     generation = parse_generation_request(body)
-    image_model, quote, params = price_request(gateway, generation)
+    image_model, quote, payload = price_request(gateway, generation)
     check_access(key, generation.provider, generation.model)
     provider = resolve_provider(gateway, key, generation.provider)
 
@@ -125,15 +119,12 @@ def create_generation():
         "requestId": g.request_id,
         "provider": generation.provider,
         "model": generation.model,
-        "quality": quote.quality,
-        "size": quote.size,
+        **quote.choices,
         "imagesRequested": quote.images,
         "pricePerImage": quote.price_per_image,
         "currency": quote.currency,
     }
-    reservation = gateway.limiter.reserve(key, quote.estimated, summary)
-    payload = {"model": generation.model, "prompt": generation.prompt, "n": generation.n,
-               "size": quote.size, "quality": quote.quality, **params}
+    reservation = gateway.limiter.reserve(key, quote.reserved, summary)
     started = time.monotonic()
     try:
         result = provider.generate(payload, g.request_id)
@@ -149,16 +140,21 @@ def create_generation():
         # Unknown outcome: charge what was reserved rather than risk an unrecorded generation.
         gateway.limiter.settle(reservation, {
             **summary, "user": key.user, "keyId": key.id, "status": "gateway_error", "httpStatus": 500,
-            "imagesReturned": None, "cost": quote.estimated, "latencyMs": elapsed_ms(started),
+            "imagesReturned": None, "cost": quote.reserved, "latencyMs": elapsed_ms(started),
         })
         raise
 
-    images = len(result.body["data"])
-    price = actual_price_per_image(image_model, quote, result.body)
-    cost = round(images * price, 6)
+    charge = gateway.prices.charge(image_model, quote, result.body)
+    if charge.cost > quote.reserved:
+        # Charged anyway: the ledger must show what the provider bills.
+        log.warning("charge exceeds reservation requestId=%s model=%s/%s charged=%s reserved=%s chargedBy=%s",
+                    g.request_id, generation.provider, generation.model, charge.cost, quote.reserved,
+                    charge.charged_by)
     gateway.limiter.settle(reservation, {
         **summary, "user": key.user, "keyId": key.id, "status": "succeeded", "httpStatus": 200,
-        "imagesReturned": images, "pricePerImage": price, "cost": cost,
+        "imagesReturned": charge.images, "pricePerImage": charge.price_per_image,
+        "estimatedCost": charge.estimated_cost, "tokenCost": charge.token_cost, "chargedBy": charge.charged_by,
+        "usage": charge.usage, "cost": charge.cost,
         "providerStatus": result.provider_status, "providerRequestId": result.provider_request_id,
         "latencyMs": elapsed_ms(started),
     })
@@ -171,13 +167,15 @@ def create_generation():
             "providerRequestId": result.provider_request_id,
             "cost": {
                 "estimated": quote.estimated,
-                "actual": cost,
-                "pricePerImage": price,
+                "reserved": quote.reserved,
+                "actual": charge.cost,
+                "pricePerImage": charge.price_per_image,
                 "imagesRequested": quote.images,
-                "imagesCharged": images,
-                "quality": result.body.get("quality", quote.quality),
-                "size": result.body.get("size", quote.size),
+                "imagesCharged": charge.images,
+                **charge.choices,
                 "currency": quote.currency,
+                "chargedBy": charge.charged_by,
+                "usage": charge.usage,
             },
         },
     }

@@ -16,6 +16,7 @@ from .ledger import Ledger
 from .limits import Limiter
 from .pricing import PriceBook
 from .providers import build_providers
+from .providers import check_catalog
 
 log = logging.getLogger("ziri_images")
 
@@ -41,6 +42,12 @@ def init_app(app):
     clock = config.get("CLOCK", utc_now)
     keys = KeyStore(config["KEYS_FILE"])
     prices = PriceBook.from_file(config["PRICING_FILE"])
+    providers = build_providers(config)
+    check_catalog(providers, prices, config["PROVIDERS_FILE"])
+    for provider in providers.values():
+        if provider.missing_setting is not None:
+            # Names the variable, never a value: its requests get PROVIDER_KEY_MISSING until it is set.
+            log.info("provider %s: no %s until %s is set", provider.name, *provider.missing_setting)
     ledger = Ledger(config["LEDGER_PATH"], durable=config["LEDGER_DURABLE"], mirror_stdout=config["LEDGER_STDOUT"])
     # A reservation outlives the longest possible upstream call, plus a grace period.
     ttl = config["UPSTREAM_CONNECT_TIMEOUT"] + config["UPSTREAM_READ_TIMEOUT"] + config["RESERVATION_GRACE_SECONDS"]
@@ -51,7 +58,7 @@ def init_app(app):
     app.extensions["ziri_images"] = Gateway(
         keys=keys,
         prices=prices,
-        providers=build_providers(config),
+        providers=providers,
         ledger=ledger,
         limiter=limiter,
         clock=clock,

@@ -1,8 +1,10 @@
 """Validate the body of an image generation request.
 
-The core fields are checked here; every other field is kept aside as a provider parameter
-and checked against the model's catalog entry (``pricing.ImageModel.params_schema``), so a
-parameter reaches the provider only when the catalog says the model accepts it.
+The core fields are checked here; every other field is kept aside and checked against the
+model's catalog entry: a field is either one of the model's price dimensions (``size`` and
+``quality`` for most models, ``resolution`` for some) or one of its ``params``
+(``pricing.ImageModel.params_schema``). Anything else, ``size`` and ``quality`` included, is
+refused, so a field reaches the provider only when the catalog says the model accepts it.
 """
 
 from dataclasses import dataclass
@@ -92,19 +94,28 @@ def parse_generation_request(body):
     )
 
 
-def check_model_params(image_model, params):
-    """Return ``params`` validated against the model's catalog entry, or raise a 400."""
-    unsupported = sorted(name for name in params if name not in image_model.param_names)
+def check_model_fields(image_model, generation):
+    """Return (price dimension values with defaults applied, provider params) for the model, or raise a 400."""
+    given = {"size": generation.size, "quality": generation.quality, **generation.params}
+    given = {name: value for name, value in given.items() if value is not None}
+    accepted = (*image_model.price_dimensions, *image_model.param_names)
+    unsupported = sorted(name for name in given if name not in accepted)
     if unsupported:
         raise ApiError(
             400,
             "PARAMETER_NOT_SUPPORTED",
             f"Model '{image_model.name}' does not accept: {', '.join(unsupported)}",
             unsupported=unsupported,
-            accepted=sorted(image_model.param_names),
+            accepted=sorted(accepted),
         )
+    choices = {name: given.get(name, default) for name, default in image_model.defaults.items()}
+    not_text = {name: ["Not a valid string."] for name, value in choices.items()
+                if not isinstance(value, str) or not 1 <= len(value) <= 32}
+    if not_text:
+        raise _invalid(not_text)
+    params = {name: value for name, value in given.items() if name in image_model.param_names}
     try:
-        return image_model.params_schema.load(params)
+        return choices, image_model.params_schema.load(params)
     except ValidationError as error:
         raise _invalid(error.messages)
 
@@ -126,13 +137,20 @@ class ImageSchema(Schema):
 class CostSchema(Schema):
     """What the request was priced at and charged."""
 
-    estimated = fields.Float(required=True, metadata={"description": "Reserved before the call (highest price)."})
-    actual = fields.Float(required=True, metadata={"description": "Charged: images returned x their price."})
+    estimated = fields.Float(required=True, metadata={"description": "Images requested x the highest price per image."})
+    reserved = fields.Float(required=True, metadata={
+        "description": "Held before the call: the estimate, plus for token-billed models the prompt's text tokens "
+                       "and any output tokens above the per-image price."})
+    actual = fields.Float(required=True, metadata={
+        "description": "Charged: the provider's reported token usage at the catalog's token prices, else images "
+                       "returned x their price."})
+    chargedBy = fields.String(required=True, validate=validate.OneOf(["tokens", "per_image"]))
+    usage = fields.Dict(required=True, allow_none=True, metadata={"description": "The provider's token usage."})
     pricePerImage = fields.Float(required=True)
     imagesRequested = fields.Integer(required=True)
     imagesCharged = fields.Integer(required=True)
-    quality = fields.String(required=True)
-    size = fields.String(required=True)
+    quality = fields.String(metadata={"description": "As produced; models priced by quality."})
+    size = fields.String(metadata={"description": "As produced; models priced by size."})
     currency = fields.String(required=True)
 
 

@@ -15,6 +15,8 @@ from .errors import ConfigError
 _SETTINGS = {
     "KEYS_FILE": ("ZIRI_KEYS_FILE", "keys.json", str),
     "PRICING_FILE": ("ZIRI_PRICING_FILE", "pricing.json", str),
+    # Where each provider is reached and which variable holds its key (never the key itself).
+    "PROVIDERS_FILE": ("ZIRI_PROVIDERS_FILE", "providers.json", str),
     "LEDGER_PATH": ("ZIRI_LEDGER_PATH", "var/ledger.jsonl", str),
     # fsync every ledger write before answering; off only for throwaway runs.
     "LEDGER_DURABLE": ("ZIRI_LEDGER_DURABLE", True, "bool"),

@@ -1,8 +1,8 @@
 """A local stand-in for OpenAI's images API, for development and tests only.
 
 It answers ``POST /v1/images/generations`` in OpenAI's shapes (``url`` or ``b64_json`` with a
-real PNG, ``revised_prompt`` for dall-e-3, ``usage``/``size``/``quality`` for GPT image
-models) and never generates anything real. It only listens where it is told (127.0.0.1 by
+real PNG, ``revised_prompt`` for dall-e-3, ``size``/``quality`` and ``usage`` for GPT image
+models, with the output token counts the real models report) and never generates anything real. It only listens where it is told (127.0.0.1 by
 default) and the gateway treats it like any other provider: nothing falls back to it.
 
 Directives in the prompt drive faults for tests: ``[stub:delay=2]``, ``[stub:status=500]``,
@@ -25,6 +25,14 @@ from flask import jsonify
 from flask import request
 
 GPT_IMAGE_PREFIX = "gpt-image"
+# Output tokens per image as OpenAI documents them for gpt-image-1 (quality -> size -> tokens).
+GPT_IMAGE_1_TOKENS = {
+    "low": {"1024x1024": 272, "1024x1536": 408, "1536x1024": 400},
+    "medium": {"1024x1024": 1056, "1024x1536": 1584, "1536x1024": 1568},
+    "high": {"1024x1024": 4160, "1024x1536": 6240, "1536x1024": 6208},
+}
+# gpt-image-2's per-quality factor in OpenAI's cost calculator (see docs/pricing.md).
+GPT_IMAGE_2_FACTORS = {"low": 16, "medium": 48, "high": 96}
 KNOWN_MODELS = {"dall-e-2", "dall-e-3"}
 MAX_STORED_IMAGES = 1000
 _DIRECTIVE = re.compile(r"\[stub:([a-z_]+)(?:=([^\]]*))?\]")
@@ -38,6 +46,16 @@ def png_bytes(seed, size=16):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * size)) + chunk(b"IEND", b"")
+
+
+def output_tokens(model, quality, size):
+    """Return the image output tokens of one image, as the real models would report them."""
+    if model == "gpt-image-2":
+        width, height = (int(edge) for edge in size.split("x"))
+        factor = GPT_IMAGE_2_FACTORS.get(quality, GPT_IMAGE_2_FACTORS["medium"])
+        short_factor = (2 * factor * min(width, height) + max(width, height)) // (2 * max(width, height))
+        return -(-factor * short_factor * (2_000_000 + width * height) // 4_000_000)
+    return GPT_IMAGE_1_TOKENS.get(quality, {}).get(size, 1056)
 
 
 def _openai_error(status, message, error_type="invalid_request_error", code=None, param=None):
@@ -129,16 +147,21 @@ def _generate(req, images, delay):
     response = {"created": int(time.time()), "data": data}
     if gpt_image:
         quality = body.get("quality", "auto")
+        quality = "medium" if quality == "auto" else quality
         size = body.get("size", "auto")
+        size = "1024x1024" if size == "auto" else size
+        # About four characters per text token, as for English with OpenAI's tokenizers.
+        text_tokens = max(1, len(body["prompt"]) // 4)
+        image_tokens = output_tokens(model, quality, size) * count
         response.update({
             "background": "opaque" if body.get("background", "auto") == "auto" else body["background"],
             "output_format": body.get("output_format", "png"),
-            "size": "1024x1024" if size == "auto" else size,
-            "quality": "medium" if quality == "auto" else quality,
+            "size": size,
+            "quality": quality,
             "usage": {
-                "input_tokens": 50, "output_tokens": 1056 * count, "total_tokens": 50 + 1056 * count,
-                "input_tokens_details": {"text_tokens": 50, "image_tokens": 0},
-                "output_tokens_details": {"image_tokens": 1056 * count, "text_tokens": 0},
+                "input_tokens": text_tokens, "output_tokens": image_tokens, "total_tokens": text_tokens + image_tokens,
+                "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": 0},
+                "output_tokens_details": {"image_tokens": image_tokens, "text_tokens": 0},
             },
         })
     result = jsonify(response)

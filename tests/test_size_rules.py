@@ -1,0 +1,201 @@
+"""Size rules: arbitrary ``WxH`` sizes priced by pixel-count tier (gpt-image-2), refused when no rule applies."""
+
+import pytest
+from responses import matchers
+
+from conftest import ENDPOINT
+from conftest import GENERATIONS_URL
+from conftest import USER_KEY
+from conftest import ledger_lines
+from ziri_images.errors import ConfigError
+from ziri_images.pricing import ImageModel
+from ziri_images.sizes import SizeRule
+from ziri_images.sizes import parse_size
+
+# gpt-image-2's limits, as in the shipped catalog.
+GPT_IMAGE_2_RULE = {
+    "multiple_of": 16, "max_edge": 3840, "max_pixels": 3840 * 2160, "max_aspect_ratio": 3,
+    "tiers": ["1024x1024", "1536x1024", "2560x1440", "3840x2160"],
+}
+
+
+@pytest.fixture
+def rule():
+    return SizeRule(GPT_IMAGE_2_RULE, "here")
+
+
+@pytest.mark.parametrize(
+    ("size", "tier", "reason"),
+    [
+        pytest.param("1024x1024", "1024x1024", None, id="a-tier-itself"),
+        pytest.param("1280x720", "1024x1024", None, id="hd-fits-the-smallest-tier"),
+        pytest.param("1024x1536", "1536x1024", None, id="portrait-same-pixels-as-landscape-tier"),
+        pytest.param("1040x1024", "1536x1024", None, id="one-step-over-a-tier"),
+        pytest.param("1920x1088", "2560x1440", None, id="full-hd-in-steps-of-16"),
+        pytest.param("2048x2048", "3840x2160", None, id="square-2k"),
+        pytest.param("3840x2160", "3840x2160", None, id="largest"),
+        pytest.param("2160x3840", "3840x2160", None, id="largest-portrait"),
+        pytest.param("3840x1280", "3840x2160", None, id="exactly-3-to-1"),
+        pytest.param("1000x1000", None, "width and height must be multiples of 16", id="not-multiple-of-16"),
+        pytest.param("3856x1024", None, "an edge is longer than 3840 pixels", id="edge-too-long"),
+        pytest.param("3840x1264", None, "the aspect ratio is beyond 3:1", id="wider-than-3-to-1"),
+        pytest.param("512x1552", None, "the aspect ratio is beyond 3:1", id="taller-than-1-to-3"),
+        pytest.param("3840x2176", None, "more than 8294400 pixels", id="too-many-pixels"),
+        pytest.param("1024", None, "the size is not 'WxH'", id="not-wxh"),
+        pytest.param("01024x1024", None, "the size is not 'WxH'", id="leading-zero"),
+        pytest.param("1024X1024", None, "the size is not 'WxH'", id="capital-x"),
+        pytest.param("auto", None, "the size is not 'WxH'", id="auto-is-not-a-size"),
+    ],
+)
+def test_tier_for(rule, size, tier, reason):
+    assert rule.tier_for(size) == (tier, reason)
+
+
+def test_minimum_pixels_and_a_size_beyond_every_tier():
+    rule = SizeRule({"min_pixels": 512 * 512, "tiers": ["1024x1024"]}, "here")
+
+    assert rule.tier_for("256x256") == (None, "fewer than 262144 pixels")
+    assert rule.tier_for("512x512") == ("1024x1024", None)
+    assert rule.tier_for("1040x1040") == (None, "more pixels than the largest tier (1024x1024)")
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        pytest.param("1536x1024", (1536, 1024), id="size"),
+        pytest.param("16x16", (16, 16), id="small"),
+        pytest.param("0x16", None, id="zero"),
+        pytest.param(" 16x16", None, id="space"),
+        pytest.param(None, None, id="none"),
+        pytest.param(1024, None, id="number"),
+    ],
+)
+def test_parse_size(text, parsed):
+    assert parse_size(text) == parsed
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        pytest.param([], "here: expected an object", id="not-an-object"),
+        pytest.param({**GPT_IMAGE_2_RULE, "tiers": []}, "here.tiers: expected a list of 'WxH' sizes", id="no-tiers"),
+        pytest.param({**GPT_IMAGE_2_RULE, "tiers": ["1k", "2k"]}, "here.tiers: expected a list of 'WxH'",
+                     id="tiers-not-sizes"),
+        pytest.param({**GPT_IMAGE_2_RULE, "tiers": ["1536x1024", "1024x1024"]},
+                     "here.tiers: each tier must have more pixels than the one before it", id="tiers-not-ascending"),
+        pytest.param({**GPT_IMAGE_2_RULE, "tiers": ["1536x1024", "1024x1536"]},
+                     "here.tiers: each tier must have more pixels", id="tiers-with-equal-pixels"),
+        pytest.param({**GPT_IMAGE_2_RULE, "multiple_of": 0}, "here.multiple_of: expected a whole number >= 1",
+                     id="multiple-of-zero"),
+        pytest.param({**GPT_IMAGE_2_RULE, "max_edge": "3840"}, "here.max_edge: expected a whole number >= 1",
+                     id="max-edge-string"),
+        pytest.param({**GPT_IMAGE_2_RULE, "max_pixels": True}, "here.max_pixels: expected a whole number >= 1",
+                     id="max-pixels-bool"),
+        pytest.param({**GPT_IMAGE_2_RULE, "max_aspect_ratio": 0.5}, "here.max_aspect_ratio: expected a number >= 1",
+                     id="ratio-below-one"),
+        pytest.param({**GPT_IMAGE_2_RULE, "max_ratio": 3}, "here: unknown field(s) max_ratio", id="unknown-field"),
+    ],
+)
+def test_invalid_rule_names_the_field(spec, problem):
+    with pytest.raises(ConfigError) as raised:
+        SizeRule(spec, "here")
+
+    assert str(raised.value).startswith(problem)
+
+
+def gpt_image_2_like(**changes):
+    entry = {
+        "kind": "image", "max_images": 10, "max_prompt_chars": 100, "default_quality": "low",
+        "default_size": "1024x1024", "size_rule": GPT_IMAGE_2_RULE,
+        "prices": {"low": {"1024x1024": 0.01, "1536x1024": 0.02, "2560x1440": 0.03, "3840x2160": 0.04}},
+    }
+    entry.update(changes)
+    return entry
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        pytest.param({"prices": {"low": {"1024x1024": 0.01, "1280x720": 0.02}}},
+                     "here: 1280x720: not a tier of size_rule", id="price-for-a-size-that-is-no-tier"),
+        pytest.param({"price_dimensions": ["quality"], "prices": {"low": 0.01}},
+                     "here.size_rule: 'size' is not one of the price_dimensions", id="rule-without-size-dimension"),
+        pytest.param({"default_size": "1000x1000"}, "here: default_size '1000x1000' has no price",
+                     id="default-size-breaks-the-rule"),
+    ],
+)
+def test_catalog_entry_with_a_rule_is_checked(changes, problem):
+    with pytest.raises(ConfigError) as raised:
+        ImageModel("openai", "gpt-image-2", gpt_image_2_like(**changes), "here")
+
+    assert str(raised.value).startswith(problem)
+
+
+def test_a_default_size_inside_a_tier_is_priced():
+    image_model = ImageModel("openai", "gpt-image-2", gpt_image_2_like(default_size="1280x720"), "here")
+
+    assert image_model.price_per_image("low", "1280x720") == 0.01
+
+
+# --- through the endpoint, with the shipped gpt-image-2 entry -------------------------------
+
+def generate(client, **fields):
+    body = {"provider": "openai", "model": "gpt-image-2", "prompt": "a lighthouse", **fields}
+    return client.post(ENDPOINT, json=body, headers={"X-API-Key": USER_KEY})
+
+
+@pytest.mark.parametrize(
+    ("quality", "size", "reserved_per_image"),
+    [
+        pytest.param("low", "1280x720", 0.00588, id="low-hd"),
+        pytest.param("medium", "1536x864", 0.06174, id="medium-wide"),
+        pytest.param("high", "2160x3840", 0.71157, id="high-4k-portrait"),
+        pytest.param("auto", "auto", 0.71157, id="auto-reserves-the-dearest-tier"),
+    ],
+)
+def test_arbitrary_size_is_sent_as_asked_and_reserved_by_its_tier(client, app, responses_mock, quality, size,
+                                                                  reserved_per_image):
+    responses_mock.post(GENERATIONS_URL, json={"created": 1, "data": [{"b64_json": "AA=="}]}, match=[
+        matchers.json_params_matcher({"model": "gpt-image-2", "prompt": "a lighthouse", "n": 1, "quality": quality,
+                                      "size": size})])
+
+    response = generate(client, quality=quality, size=size)
+
+    assert response.status_code == 200
+    reservation, _charge = ledger_lines(app)
+    assert (reservation["quality"], reservation["size"]) == (quality, size)
+    assert reservation["pricePerImage"] == reserved_per_image
+    # Plus the prompt's text tokens: 12 bytes x $5 per 1M tokens.
+    assert reservation["amount"] == round(reserved_per_image + 12 * 5 / 1_000_000, 6)
+
+
+@pytest.mark.parametrize(
+    ("size", "reason"),
+    [
+        pytest.param("1000x1000", "size 1000x1000: width and height must be multiples of 16", id="not-multiple-of-16"),
+        pytest.param("4096x4096", "size 4096x4096: an edge is longer than 3840 pixels", id="too-large"),
+        pytest.param("3840x1248", "size 3840x1248: the aspect ratio is beyond 3:1", id="too-wide"),
+        pytest.param("big", "size big: the size is not 'WxH'", id="not-a-size"),
+    ],
+)
+def test_size_outside_the_rule_is_refused_before_the_provider(client, app, responses_mock, size, reason):
+    response = generate(client, quality="high", size=size)
+
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["code"] == "IMAGE_CONFIG_NOT_FOUND"
+    assert body["error"] == f"Image pricing not configured for model 'gpt-image-2' (high, {size})"
+    assert (body["size"], body["reason"]) == (size, reason)
+    assert len(responses_mock.calls) == 0
+    assert ledger_lines(app) == []
+
+
+def test_reported_size_is_priced_by_its_tier(client, app, responses_mock):
+    # Asked for auto, the provider reports what it made: 1024x1536 is in the 1536x1024 tier.
+    responses_mock.post(GENERATIONS_URL, json={"created": 1, "data": [{"b64_json": "AA=="}], "quality": "low",
+                                               "size": "1024x1536"})
+
+    cost = generate(client, quality="auto", size="auto").get_json()["_meta"]["cost"]
+
+    assert (cost["quality"], cost["size"], cost["pricePerImage"]) == ("low", "1024x1536", 0.00687)
+    assert (cost["chargedBy"], cost["actual"]) == ("per_image", 0.00687)

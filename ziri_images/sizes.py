@@ -1,0 +1,83 @@
+"""Size rules: price an arbitrary ``WxH`` by the pixel-count tier it falls in.
+
+Most models accept a fixed list of sizes, the keys of their price table. A model that accepts
+any ``WxH`` within limits (gpt-image-2) carries a ``size_rule`` in pricing.json instead: the
+limits a size must meet, and tiers named by their largest size. A size is priced at the first
+tier with at least as many pixels; a size that breaks a limit, or is larger than every tier,
+has no price (the request is refused with IMAGE_CONFIG_NOT_FOUND, before the provider is
+called).
+"""
+
+import re
+
+from .errors import ConfigError
+
+_SIZE = re.compile(r"([1-9][0-9]{0,5})x([1-9][0-9]{0,5})\Z")
+_LIMITS = ("multiple_of", "max_edge", "min_pixels", "max_pixels")
+
+
+def parse_size(text):
+    """Return (width, height) for a ``WxH`` string, or None."""
+    match = _SIZE.match(text) if isinstance(text, str) else None
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+class SizeRule:
+    """The limits on ``WxH`` sizes and the pixel-count tiers they are priced by."""
+
+    def __init__(self, spec, where):
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: expected an object")
+        unknown = sorted(set(spec) - {*_LIMITS, "max_aspect_ratio", "tiers"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        for name in _LIMITS:
+            value = spec.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{where}.{name}: expected a whole number >= 1")
+        self.multiple_of = spec.get("multiple_of", 1)
+        self.max_edge = spec.get("max_edge")
+        self.min_pixels = spec.get("min_pixels")
+        self.max_pixels = spec.get("max_pixels")
+        ratio = spec.get("max_aspect_ratio")
+        if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio < 1):
+            raise ConfigError(f"{where}.max_aspect_ratio: expected a number >= 1 (3 means between 1:3 and 3:1)")
+        self.max_aspect_ratio = ratio
+        tiers = spec.get("tiers")
+        if not isinstance(tiers, list) or not tiers or not all(parse_size(tier) for tier in tiers):
+            raise ConfigError(f"{where}.tiers: expected a list of 'WxH' sizes, smallest first")
+        pixels = [width * height for width, height in map(parse_size, tiers)]
+        if pixels != sorted(set(pixels)):
+            raise ConfigError(f"{where}.tiers: each tier must have more pixels than the one before it")
+        self.tiers = tuple(zip(tiers, pixels))
+
+    def problem(self, width, height):
+        """Return why ``width`` x ``height`` breaks the limits, or None when it meets them."""
+        long_edge, short_edge = max(width, height), min(width, height)
+        if width % self.multiple_of or height % self.multiple_of:
+            return f"width and height must be multiples of {self.multiple_of}"
+        if self.max_edge is not None and long_edge > self.max_edge:
+            return f"an edge is longer than {self.max_edge} pixels"
+        if self.max_aspect_ratio is not None and long_edge > self.max_aspect_ratio * short_edge:
+            return f"the aspect ratio is beyond {self.max_aspect_ratio:g}:1"
+        if self.min_pixels is not None and width * height < self.min_pixels:
+            return f"fewer than {self.min_pixels} pixels"
+        if self.max_pixels is not None and width * height > self.max_pixels:
+            return f"more than {self.max_pixels} pixels"
+        return None
+
+    def tier_for(self, size):
+        """Return (tier, None) for a size the rule prices, else (None, the reason it does not)."""
+        if any(size == tier for tier, _ in self.tiers):
+            return size, None
+        parsed = parse_size(size)
+        if parsed is None:
+            return None, "the size is not 'WxH'"
+        problem = self.problem(*parsed)
+        if problem is not None:
+            return None, problem
+        pixels = parsed[0] * parsed[1]
+        for tier, tier_pixels in self.tiers:
+            if pixels <= tier_pixels:
+                return tier, None
+        return None, f"more pixels than the largest tier ({self.tiers[-1][0]})"

@@ -1,0 +1,97 @@
+"""Token prices, and the cost of the tokens a provider reports it used (``usage``).
+
+GPT image models are billed by tokens: text input, image input and image output, each at its
+own price per million tokens. Their responses carry ``usage``; the cost computed here from it
+is what the gateway charges. Amounts are exact decimals, rounded once to the ledger's unit (a
+millionth of a dollar), so hand-computed figures match to the last digit.
+
+Before the call the gateway also needs an upper bound for the prompt's text tokens:
+``prompt_bound`` counts one token per UTF-8 byte of the prompt. Byte-level BPE tokenizers
+(OpenAI's among them) never produce a token shorter than one byte, so the prompt cannot use
+more tokens than it has bytes; for ASCII text that is one token per character.
+"""
+
+from decimal import ROUND_HALF_UP
+from decimal import Decimal
+
+from .errors import ConfigError
+
+PER_TOKENS = Decimal(1_000_000)
+LEDGER_UNIT = Decimal("0.000001")
+REQUIRED_PRICES = ("text_input", "image_input", "image_output")
+OPTIONAL_PRICES = ("text_output",)
+
+
+def _count(value):
+    """Return ``value`` if it is a token count (a whole number >= 0), else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def to_amount(total):
+    """Round an exact Decimal amount to the ledger's unit and return it as a float."""
+    return float(total.quantize(LEDGER_UNIT, rounding=ROUND_HALF_UP))
+
+
+class TokenPrices:
+    """USD per 1M tokens of each kind, from a model's ``token_prices`` in pricing.json."""
+
+    def __init__(self, spec, where):
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: expected an object")
+        unknown = sorted(set(spec) - {*REQUIRED_PRICES, *OPTIONAL_PRICES})
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        self.prices = {}
+        for name in (*REQUIRED_PRICES, *OPTIONAL_PRICES):
+            value = spec.get(name)
+            if value is None and name in OPTIONAL_PRICES:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"{where}.{name}: price per 1M tokens must be a number >= 0")
+            # str() keeps 2.5 as 2.5 rather than the nearest binary fraction.
+            self.prices[name] = Decimal(str(value))
+
+    def per_token(self, kind):
+        return self.prices[kind] / PER_TOKENS
+
+    def prompt_bound(self, prompt):
+        """Return the most the prompt's text tokens can cost (one token per UTF-8 byte), exact."""
+        return len(prompt.encode("utf-8")) * self.per_token("text_input")
+
+    def output_bound(self, tokens):
+        """Return the cost of ``tokens`` image output tokens, exact."""
+        return tokens * self.per_token("image_output")
+
+    def cost(self, usage):
+        """Return the USD cost of a response's ``usage`` (rounded to the ledger's unit), or None.
+
+        None means the usage cannot be priced (not an object, or counts that are not whole
+        numbers); the caller then charges the per-image figure instead.
+        """
+        if not isinstance(usage, dict):
+            return None
+        input_tokens = _count(usage.get("input_tokens", 0))
+        output_tokens = _count(usage.get("output_tokens"))
+        if input_tokens is None or output_tokens is None:
+            return None
+        total = Decimal(0)
+        input_details = usage.get("input_tokens_details")
+        if isinstance(input_details, dict):
+            text, image = _count(input_details.get("text_tokens", 0)), _count(input_details.get("image_tokens", 0))
+            if text is None or image is None:
+                return None
+            total += text * self.per_token("text_input") + image * self.per_token("image_input")
+        else:
+            # Not itemised: price every input token at the dearer input rate.
+            total += input_tokens * max(self.per_token("text_input"), self.per_token("image_input"))
+        output_text = 0
+        output_details = usage.get("output_tokens_details")
+        if "text_output" in self.prices and isinstance(output_details, dict):
+            output_text = _count(output_details.get("text_tokens", 0))
+            if output_text is None or output_text > output_tokens:
+                return None
+            total += output_text * self.per_token("text_output")
+        total += (output_tokens - output_text) * self.per_token("image_output")
+        return to_amount(total)
