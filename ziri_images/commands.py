@@ -11,7 +11,7 @@ from .errors import ConfigError
 from .keys import LIMIT_NAMES
 from .limits import format_ts
 from .pricing import PriceBook
-from .pricing_check import CATALOG_COLUMNS
+from .pricing_check import catalog_columns
 from .pricing_check import catalog_rows
 from .pricing_check import catalog_warnings
 from .report import Progress
@@ -133,13 +133,11 @@ def report(args):
     if result.skipped_unparsable:
         note(f"warning: skipped {result.skipped_unparsable} unparsable ledger line(s)")
     columns = (*args.by, *REPORT_COLUMNS)
-    rows = [{**dict(zip(args.by, group)), "requests": totals.requests, "images": totals.images,
-             "cost": totals.cost, "expired": totals.expired} for group, totals in result.rows()]
-    totals = result.totals()
-    total_row = {"requests": totals.requests, "images": totals.images, "cost": totals.cost, "expired": totals.expired}
+    rows = [{**dict(zip(args.by, group, strict=True)), **totals.as_row()} for group, totals in result.rows()]
+    total_row = result.totals().as_row()
     if args.format == "table":
-        shown = [{**row, "cost": f"{row['cost']:.4f}"} for row in rows]
-        shown.append({args.by[0]: "TOTAL", **total_row, "cost": f"{totals.cost:.4f}"})
+        total_row = {**dict.fromkeys(args.by, ""), args.by[0]: "TOTAL", **total_row}
+        shown = [{**row, "cost": f"{row['cost']:.4f}"} for row in (*rows, total_row)]
         write_rows(sys.stdout, "table", columns, shown)
         return
     document = {"by": list(args.by), "since": since, "until": until, "rows": rows, "totals": total_row,
@@ -153,7 +151,7 @@ def pricing_check(args):
     path = setting(args, "pricing_file", "PRICING_FILE")
     book = PriceBook.from_file(path)
     rows = catalog_rows(book)
-    write_rows(sys.stdout, args.format, CATALOG_COLUMNS, rows)
+    write_rows(sys.stdout, args.format, catalog_columns(rows), rows)
     warnings = catalog_warnings(book)
     for warning in warnings:
         note(f"warning: {warning}")

@@ -2,27 +2,42 @@
 
 from datetime import date
 
-CATALOG_COLUMNS = ("provider", "model", "quality", "size", "price", "max_images", "source", "as_of", "retired")
+CATALOG_COLUMNS = ("provider", "model", "quality", "size", "price", "charged_by", "max_images", "source", "as_of",
+                   "retired")
+# Price dimensions with a column of their own; any other (e.g. resolution) is shown in "other".
+_OWN_COLUMNS = ("quality", "size")
 
 
 def catalog_rows(book):
-    """Return one row per (image model, quality, size) with its price and provenance."""
+    """Return one row per price of every image model, with the model's limits and provenance."""
     rows = []
     for model in book.image_models():
-        for quality, by_size in model.prices.items():
-            for size, price in by_size.items():
-                rows.append({
-                    "provider": model.provider,
-                    "model": model.name,
-                    "quality": quality,
-                    "size": size,
-                    "price": price,
-                    "max_images": model.max_images,
-                    "source": model.source,
-                    "as_of": model.as_of,
-                    "retired": model.retired,
-                })
+        for choices, price in model.price_rows():
+            others = [f"{name}={value}" for name, value in choices.items() if name not in _OWN_COLUMNS]
+            rows.append({
+                "provider": model.provider,
+                "model": model.name,
+                "quality": choices.get("quality"),
+                "size": choices.get("size"),
+                "other": ", ".join(others) or None,
+                "price": price,
+                # Token-priced models are charged from the usage the provider reports; the price
+                # per image is then the estimate that is reserved.
+                "charged_by": "tokens" if model.token_prices is not None else "image",
+                "max_images": model.max_images,
+                "source": model.source,
+                "as_of": model.as_of,
+                "retired": model.retired,
+            })
     return rows
+
+
+def catalog_columns(rows):
+    """Return the columns to show: 'other' only when some model is priced by another dimension."""
+    if any(row["other"] for row in rows):
+        index = CATALOG_COLUMNS.index("size") + 1
+        return (*CATALOG_COLUMNS[:index], "other", *CATALOG_COLUMNS[index:])
+    return CATALOG_COLUMNS
 
 
 def catalog_warnings(book, today=None):

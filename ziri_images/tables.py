@@ -5,6 +5,8 @@ import json
 import re
 
 FORMATS = ("table", "csv", "json")
+# A table cell longer than this is cut (CSV and JSON keep everything).
+MAX_CELL = 60
 _NUMBER = re.compile(r"-?[0-9][0-9,]*(\.[0-9]+)?")
 
 
@@ -12,8 +14,10 @@ def _cell(value):
     if value is None:
         return "-"
     if isinstance(value, (list, tuple)):
-        return ",".join(str(item) for item in value) or "(none)"
-    return str(value)
+        text = ",".join(str(item) for item in value) or "(none)"
+    else:
+        text = str(value)
+    return text if len(text) <= MAX_CELL else text[:MAX_CELL - 3] + "..."
 
 
 def render_table(columns, rows):
