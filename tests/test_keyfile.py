@@ -50,6 +50,7 @@ def test_create_makes_a_missing_file(tmp_path):
     record, raw_key = keyfile.create_key(str(path), "dave", key_id="key_dave")
 
     assert [key["id"] for key in read_keys(path)] == ["key_dave"]
+    assert read_keys(path)[0]["hash"] == hash_key(raw_key)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert record["status"] == "active"
 
