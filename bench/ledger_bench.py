@@ -92,6 +92,10 @@ def write_ledger(path, lines, keys, now):
                 file.write("".join(chunk))
                 chunk = []
         file.write("".join(chunk))
+        # On disk before the gateway starts, as a ledger that already existed would be: otherwise
+        # the gateway's first fsync would also write back the whole freshly generated file.
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def throughput(ledger_path, threads, start_epoch, seconds):
