@@ -92,8 +92,12 @@ class Ledger:
         end = data.rfind(b"\n") + 1  # a line still being written elsewhere is left for later
         return list(iter_lines(data[:end])), offset + end
 
-    def scan(self, offset=0, line_filter=None):
-        """Yield (record, end_offset) for every complete line from ``offset``, block by block."""
+    def scan(self, offset=0, line_filter=None, on_block=None):
+        """Yield (record, end_offset) for every complete line from ``offset``, block by block.
+
+        ``on_block(end_offset)`` is called after each block, filtered lines included, so a
+        follower knows exactly how far it has read.
+        """
         with open(self.path, "rb") as file:
             file.seek(offset)
             carry = b""
@@ -110,6 +114,8 @@ class Ledger:
                     lines = b"\n".join(line for line in lines.split(b"\n") if line_filter(line))
                 for record in iter_lines(lines):
                     yield record, offset
+                if on_block is not None:
+                    on_block(offset)
 
 
 class Transaction:

@@ -181,17 +181,24 @@ class Limiter:
     def replay(self):
         """Rebuild the state from the whole ledger; return the number of records read."""
         count = 0
-        for record, offset in self.ledger.scan(0, replay_filter(self.clock())):
-            self.state.apply(record)
+
+        def advance(offset):
             self.state.offset = offset
+
+        for record, _ in self.ledger.scan(0, replay_filter(self.clock()), on_block=advance):
+            self.state.apply(record)
             count += 1
-        self.state.offset = max(self.state.offset, os.path.getsize(self.ledger.path))
+        # Whatever other instances appended while we scanned (an overlapping deploy).
+        with self.ledger.transaction():
+            count += self._catch_up()
         return count
 
     def _catch_up(self):
+        """Apply what other workers appended since this process last looked; return how many."""
         records, self.state.offset = self.ledger.read_from(self.state.offset)
         for record in records:
             self.state.apply(record)
+        return len(records)
 
     def _commit(self, transaction, records):
         end = transaction.commit()
@@ -289,16 +296,13 @@ class Limiter:
             self._catch_up()
             now = self.clock()
             expiries = self._expire_stale(now)
-            for record in expiries:
-                self.state.apply(record)
-            try:
-                self._check(key, micros, now)
-            except ApiError:
-                self._commit_expiries(transaction, expiries)
-                raise
-            ts = format_ts(now)
+            for expiry in expiries:
+                transaction.append(expiry)
+            # Written before the check, so the state only ever follows what is on disk.
+            self._commit(transaction, expiries)
+            self._check(key, micros, now)
             record = {
-                "ts": ts,
+                "ts": format_ts(now),
                 "type": "reservation",
                 **details,
                 "keyId": key.id,
@@ -307,19 +311,9 @@ class Limiter:
                 "expiresAt": format_ts(now + timedelta(seconds=self.reservation_ttl)),
                 "worker": self.worker,
             }
-            for expiry in expiries:
-                transaction.append(expiry)
             transaction.append(record)
             self._commit(transaction, [record])
         return self.state.open[record["requestId"]]
-
-    def _commit_expiries(self, transaction, expiries):
-        # Already applied to the state; only the records remain to be written.
-        for record in expiries:
-            transaction.append(record)
-        end = transaction.commit()
-        if end is not None:
-            self.state.offset = end
 
     def settle(self, reservation, record):
         """Append the request's ``charge`` record, releasing its reservation."""
