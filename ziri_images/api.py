@@ -117,6 +117,8 @@ def create_generation():
 
     summary = {
         "requestId": g.request_id,
+        "keyId": key.id,
+        "user": key.user,
         "provider": generation.provider,
         "model": generation.model,
         **quote.choices,
@@ -126,22 +128,21 @@ def create_generation():
     }
     reservation = gateway.limiter.reserve(key, quote.reserved, summary)
     started = time.monotonic()
+
+    def settle(status, http_status, **outcome):
+        gateway.limiter.settle(reservation, {
+            **summary, "status": status, "httpStatus": http_status, **outcome, "latencyMs": elapsed_ms(started),
+        })
+
     try:
         result = provider.generate(payload, g.request_id)
     except ProviderError as error:
-        gateway.limiter.settle(reservation, {
-            **summary, "user": key.user, "keyId": key.id, "status": "provider_error", "httpStatus": error.status,
-            "imagesReturned": 0, "cost": 0.0, "providerStatus": error.provider_status,
-            "providerRequestId": error.provider_request_id, "mayHaveBilled": error.may_have_billed,
-            "latencyMs": elapsed_ms(started),
-        })
+        settle("provider_error", error.status, imagesReturned=0, cost=0.0, providerStatus=error.provider_status,
+               providerRequestId=error.provider_request_id, mayHaveBilled=error.may_have_billed)
         raise
     except BaseException:
         # Unknown outcome: charge what was reserved rather than risk an unrecorded generation.
-        gateway.limiter.settle(reservation, {
-            **summary, "user": key.user, "keyId": key.id, "status": "gateway_error", "httpStatus": 500,
-            "imagesReturned": None, "cost": quote.reserved, "latencyMs": elapsed_ms(started),
-        })
+        settle("gateway_error", 500, imagesReturned=None, cost=quote.reserved)
         raise
 
     charge = gateway.prices.charge(image_model, quote, result.body)
@@ -150,14 +151,10 @@ def create_generation():
         log.warning("charge exceeds reservation requestId=%s model=%s/%s charged=%s reserved=%s chargedBy=%s",
                     g.request_id, generation.provider, generation.model, charge.cost, quote.reserved,
                     charge.charged_by)
-    gateway.limiter.settle(reservation, {
-        **summary, "user": key.user, "keyId": key.id, "status": "succeeded", "httpStatus": 200,
-        "imagesReturned": charge.images, "pricePerImage": charge.price_per_image,
-        "estimatedCost": charge.estimated_cost, "tokenCost": charge.token_cost, "chargedBy": charge.charged_by,
-        "usage": charge.usage, "cost": charge.cost,
-        "providerStatus": result.provider_status, "providerRequestId": result.provider_request_id,
-        "latencyMs": elapsed_ms(started),
-    })
+    settle("succeeded", 200, imagesReturned=charge.images, pricePerImage=charge.price_per_image,
+           estimatedCost=charge.estimated_cost, tokenCost=charge.token_cost, chargedBy=charge.charged_by,
+           usage=charge.usage, cost=charge.cost, providerStatus=result.provider_status,
+           providerRequestId=result.provider_request_id)
     return {
         **result.body,
         "_meta": {
