@@ -107,7 +107,11 @@ def price_request(gateway, generation):
 def create_generation():
     gateway = current_gateway()
     key = authenticate()
-    body = request.get_json()
+    try:
+        body = request.get_json()
+    except RecursionError:
+        # json gives up on deeply nested arrays or objects with RecursionError, which Flask lets through as a 500.
+        raise ApiError(400, "INVALID_JSON", "Request body is not valid JSON: it is nested too deeply.")
     if request.path.startswith("/v1/") and isinstance(body, dict) and "provider" not in body:
         body["provider"] = OPENAI_COMPATIBLE_DEFAULT_PROVIDER  # OpenAI's SDKs do not send one
     generation = parse_generation_request(body)

@@ -86,9 +86,12 @@ class Ledger:
 
     def read_from(self, offset):
         """Return (records, new_offset) for the complete lines after byte ``offset``."""
-        with open(self.path, "rb") as file:
-            file.seek(offset)
-            data = file.read()
+        try:
+            with open(self.path, "rb") as file:
+                file.seek(offset)
+                data = file.read()
+        except OSError as error:  # unreadable (I/O error) or moved away: refuse like an unwritable ledger
+            raise ledger_unavailable(error.strerror or str(error))
         end = data.rfind(b"\n") + 1  # a line still being written elsewhere is left for later
         return list(iter_lines(data[:end])), offset + end
 

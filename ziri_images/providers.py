@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ReadTimeoutError
 
 from . import __version__
 from .errors import ApiError
@@ -155,12 +156,13 @@ class OpenAIProvider:
             raw = self._read_capped(response)
         except requests.exceptions.ConnectTimeout:
             raise self._error(504, f"Timed out connecting to provider '{self.name}'.", should_retry=True)
-        except requests.exceptions.Timeout:
-            raise self._error(
-                504, f"Provider '{self.name}' did not answer in time; the images may still have been generated.",
-                may_have_billed=True,
-            )
-        except requests.exceptions.ConnectionError as error:
+        except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as error:
+            # A body that stalls after the headers times out too, but requests reports it as a ConnectionError.
+            if isinstance(error, requests.exceptions.Timeout) or _caused_by(error, ReadTimeoutError):
+                raise self._error(
+                    504, f"Provider '{self.name}' did not answer in time; the images may still have been generated.",
+                    may_have_billed=True,
+                )
             refused = _connection_refused(error)
             message = "could not be reached" if refused else "dropped the connection"
             raise self._error(502, f"Provider '{self.name}' {message}.", may_have_billed=not refused,
@@ -185,7 +187,7 @@ class OpenAIProvider:
         context = {"provider_status": status, "provider_request_id": provider_request_id}
         try:
             body = requests.models.complexjson.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # json gives up on deeply nested arrays with RecursionError
             body = None
         if 200 <= status < 300:
             if not isinstance(body, dict) or not isinstance(body.get("data"), list):
@@ -230,13 +232,18 @@ def _upstream_error(body):
 
 def _connection_refused(error):
     """Return True when nothing was sent (the connection was never established)."""
+    return _caused_by(error, ConnectionRefusedError, NewConnectionError)
+
+
+def _caused_by(error, *types):
+    """Return True when ``error`` or any exception in its chain of causes is one of ``types``."""
     seen, pending = set(), [error]
     while pending:
         cause = pending.pop()
         if cause is None or id(cause) in seen:
             continue
         seen.add(id(cause))
-        if isinstance(cause, (ConnectionRefusedError, NewConnectionError)):
+        if isinstance(cause, types):
             return True
         pending.extend([cause.__cause__, cause.__context__, getattr(cause, "reason", None)])
         pending.extend(arg for arg in cause.args if isinstance(arg, BaseException))

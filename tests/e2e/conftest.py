@@ -6,10 +6,11 @@
 ``worker_class``
     Parametrized: each test runs under gunicorn's ``gthread`` worker and, when gevent is
     installed, its ``gevent`` worker (chosen with ``GUNICORN_WORKER_CLASS``).
-``start_gateway(keys, workers=4, threads=4)``
+``start_gateway(keys, workers=4, threads=4, extra_env=None)``
     The gateway under gunicorn with the project's ``gunicorn.conf.py`` (preload_app),
     keys/pricing/ledger under ``tmp_path`` and the stub as OpenAI. ``keys`` maps a user name to
-    extra keys.json fields; ``raw_key(name)`` is that user's key. Returns a ``Gateway``.
+    extra keys.json fields; ``raw_key(name)`` is that user's key. ``extra_env`` adds or replaces
+    environment variables (e.g. shorter timeouts, another upstream). Returns a ``Gateway``.
 
 Every process is started in its own session and stopped (then killed, by its process group)
 when the test ends; start-up and every request are bounded in time. Tests using these
@@ -176,7 +177,7 @@ def worker_class(request):
 def start_gateway(tmp_path, stub, worker_class):
     started = []
 
-    def start(keys, workers=4, threads=4):
+    def start(keys, workers=4, threads=4, extra_env=None):
         keys_path = tmp_path / "keys.json"
         keys_path.write_text(json.dumps({"keys": [
             {"id": f"key_{name}", "user": name, "hash": hash_key(raw_key(name)), **fields}
@@ -193,6 +194,7 @@ def start_gateway(tmp_path, stub, worker_class):
             OPENAI_BASE_URL=f"{stub.url}/v1", OPENAI_API_KEY=STUB_API_KEY,
             ZIRI_UPSTREAM_READ_TIMEOUT=10, ZIRI_LOG_LEVEL="WARNING",
         )
+        env.update({name: str(value) for name, value in (extra_env or {}).items()})
         command = [sys.executable, "-m", "gunicorn", "--config", str(PROJECT_DIR / "gunicorn.conf.py"), "app:app"]
         process = Process(command, tmp_path / f"gunicorn-{len(started)}.log", env)
         started.append(process)

@@ -1,0 +1,1 @@
+"""Fault and abuse suites: crashes, upstream faults, bad input, disk faults and secrets."""
