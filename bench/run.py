@@ -13,9 +13,9 @@ group, when the run ends, fails, times out or is interrupted.
 The six figures:
 1. server CPU ms per request (master + workers, from /proc) and requests/s, instant upstream, 16 connections;
 2. added latency at 1 connection: p50 minus the direct p50;
-3. a 2 s upstream at 256 and 1024 connections (started over one upstream period): requests
-   held at once (the upstream's peakInFlight), steady throughput (the upstream's completions
-   per second after that ramp), errors and timeouts (10 s client timeout);
+3. a 2 s upstream at 256 and 1024 connections (started over 1.5 s): requests held at once
+   (the upstream's peakInFlight), steady throughput (the upstream's completions per second over
+   whole upstream periods after the ramp), errors and timeouts (10 s client timeout);
 4. the gateway's peak memory during 3 (RSS summed over master + workers; PSS beside it);
 5. per-request cost with a 1,000- and a 1,000,000-line ledger at a fixed modest load (two
    gateways, loaded in turns), and the start-up time (launch until /health answers);
@@ -50,6 +50,10 @@ PYTHON = sys.executable
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 SLOW_SECONDS = 2.0
+# Connections to the slow upstream send their first request spread over this long: under the
+# upstream period (so arrivals are steady) and under gunicorn's 2 s keep-alive, which also
+# closes a new connection that has sent nothing yet.
+RAMP_SECONDS = 1.5
 CLIENT_TIMEOUT = 10
 BODY = {"provider": SUMMARY["provider"], "model": SUMMARY["model"], "prompt": "a lighthouse at dawn",
         "size": SUMMARY["size"]}
@@ -69,7 +73,7 @@ class Plan:
         self.quick = quick
         self.cpu_seconds = 2 if quick else 5
         self.latency_seconds = 1 if quick else 4
-        self.slow_window = 3 if quick else 9  # seconds of steady state counted for throughput
+        self.slow_periods = 1 if quick else 4  # whole upstream periods of steady state counted
         self.levels = (1024,) if quick else (256, 1024)
         self.ledger_lines = 100_000 if quick else 1_000_000
         self.scale_seconds = 2
@@ -353,13 +357,13 @@ class Bench:
     def measure_capacity(self, servers):
         """Figures 3 and 4: slow upstream at each connection level; memory sampled throughout.
 
-        The connections start spread over one upstream period (a ramp, as real clients arrive), so
-        from then on the upstream sees a steady stream; throughput is the upstream's completions
-        per second from the end of the ramp to just before the load stops.
+        The connections start spread over most of an upstream period (a ramp, as real clients
+        arrive), so the upstream sees a near-steady stream; throughput is the upstream's
+        completions per second over whole upstream periods once the first requests came back.
         """
         window_start = SLOW_SECONDS + 0.5
-        window = self.plan.slow_window
-        seconds = int(window_start + window + 0.5)
+        window = SLOW_SECONDS * self.plan.slow_periods
+        seconds = int(window_start + window + 1)
         for connections in self.plan.levels:
             for server in servers:
                 self.drain_upstream()
@@ -377,7 +381,7 @@ class Bench:
                         time.sleep(0.1 if not marks else min(0.1, max(0.0, marks[0] - time.monotonic())))
 
                 result = run_wrk(self.children, server, connections, seconds, SLOW_BODY,
-                                 ramp_ms=int(SLOW_SECONDS * 1000), during=during)
+                                 ramp_ms=int(RAMP_SECONDS * 1000), during=during)
                 stats = self.upstream_stats()
                 if len(samples["completed"]) < 2:
                     log = self.children.log_tail(server.process)
