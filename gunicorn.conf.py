@@ -6,6 +6,7 @@ import os
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '3100')}"
 # Image generation blocks on the provider for a minute or more: gevent holds each waiting request
 # as a greenlet of a few KB, so one process keeps ~1,000 open (gthread: workers x threads, sync: 1).
+# Pick the class with GUNICORN_WORKER_CLASS (gthread also works), not -k: the patch below follows it.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 if worker_class == "gevent" and __name__ == "__config__":
     # preload_app (below) imports the app in the master before the gevent worker would patch: patch
@@ -31,8 +32,8 @@ preload_app = True
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms requestId=%({x-request-id}o)s'
 errorlog = "-"
-# No runtime control socket: every instance on a host would share its one default path, it runs
-# an asyncio thread in the master (not under gevent's patches), and signals do the same job.
+# No runtime control socket: every instance on a host would share its one default path, its asyncio
+# thread in the master would be a greenlet under gevent's patches, and signals do the same job.
 control_socket_disable = True
 # Trust X-Forwarded-* only from the local reverse proxy (nginx on the same host).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
