@@ -30,7 +30,8 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
 preload_app = True
 # Access log to stdout, with the gateway's request id for correlation with the ledger.
 accesslog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms requestId=%({x-request-id}o)s'
+# The path without its query string: a key pasted into a URL (?api_key=...) must not reach the log.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms requestId=%({x-request-id}o)s'
 errorlog = "-"
 # No runtime control socket: every instance on a host would share its one default path, its asyncio
 # thread in the master would be a greenlet under gevent's patches, and signals do the same job.

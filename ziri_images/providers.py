@@ -139,7 +139,11 @@ class OpenAIProvider:
         return session
 
     def _error(self, status, message, **kwargs):
-        return ProviderError(status, redact(message, (self.api_key,)), provider=self.name, **kwargs)
+        return ProviderError(status, self._redacted(message), provider=self.name, **kwargs)
+
+    def _redacted(self, value):
+        """Return a text the provider sent with our credential (or anything key-shaped) removed."""
+        return redact(value, (self.api_key,)) if isinstance(value, str) else value
 
     def generate(self, payload, request_id):
         """POST ``payload`` and return a ProviderResult, or raise ProviderError."""
@@ -152,7 +156,7 @@ class OpenAIProvider:
         }
         try:
             response = self._session().post(url, json=payload, headers=headers, timeout=self.timeout, stream=True)
-            provider_request_id = response.headers.get("x-request-id")
+            provider_request_id = self._redacted(response.headers.get("x-request-id"))
             raw = self._read_capped(response)
         except requests.exceptions.ConnectTimeout:
             raise self._error(504, f"Timed out connecting to provider '{self.name}'.", should_retry=True)
@@ -195,6 +199,8 @@ class OpenAIProvider:
                                   may_have_billed=True, **context)
             return ProviderResult(body=body, provider_status=status, provider_request_id=provider_request_id)
         message, upstream = _upstream_error(body)
+        # A provider may repeat the credential it was sent in any field, not only in its message.
+        upstream = {name: self._redacted(value) for name, value in upstream.items()}
         message = message or f"Provider '{self.name}' answered HTTP {status}."
         details = {"providerError": {"status": status, **upstream, "requestId": provider_request_id}}
         if upstream.get("code") in CONTENT_POLICY_CODES:
@@ -204,7 +210,7 @@ class OpenAIProvider:
             raise self._error(502, f"Provider '{self.name}' rejected the gateway's credentials: {message}",
                               **context, **details)
         if status == 429:
-            retry_after = headers.get("retry-after")
+            retry_after = self._redacted(headers.get("retry-after"))
             raise self._error(429, message, headers={"Retry-After": retry_after} if retry_after else None,
                               should_retry=upstream.get("code") != "insufficient_quota", **context, **details)
         if 400 <= status < 500:

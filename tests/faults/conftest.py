@@ -11,6 +11,10 @@
     The end-to-end fixtures of tests/e2e (real gunicorn with the project's gunicorn.conf.py,
     the stub as OpenAI). ``worker_class`` here is gevent only, the production default, to
     keep the suites short; a module may override it.
+``no_secret_left_behind``
+    Autouse: after every test here, no log record it produced and no file it left under
+    ``tmp_path`` (gunicorn and stub output, ledgers) holds a gateway key (anything shaped like
+    one) or a provider key.
 ``live_workers(gateway)`` / ``set_file_size_limit(pids, limit)``
     The gateway's worker processes now, and a per-process file size limit (RLIMIT_FSIZE): a
     disk that fills up at a chosen byte, for real processes and without root-only tricks.
@@ -19,7 +23,9 @@
 import gzip
 import importlib.util
 import json
+import logging
 import os
+import re
 import resource
 import socket
 import struct
@@ -28,11 +34,37 @@ from dataclasses import dataclass
 
 import pytest
 
+from conftest import AZURE_KEY
+from conftest import PROVIDER_KEY
+from conftest import XAI_KEY
+from e2e.conftest import STUB_API_KEY
 from e2e.conftest import start_gateway  # noqa: F401  (a fixture, used by name)
 from e2e.conftest import stub  # noqa: F401  (a fixture, used by name)
 
+# A gateway key (ziri-{user}-{hex secret}), whoever it belongs to, and the provider keys the tests use.
+KEY_SHAPED = re.compile(r"ziri-[A-Za-z0-9][A-Za-z0-9_.-]*-[0-9a-f]{16,}")
+PROVIDER_KEYS = (PROVIDER_KEY, AZURE_KEY, XAI_KEY, STUB_API_KEY)
 SERVE_SECONDS = 10
 HUGE_BODY_LIMIT = 512 * 1024 * 1024  # an endless body stops here if the gateway never hangs up
+
+
+def find_secret(text):
+    """Return the first gateway key or provider key in ``text``, or None."""
+    match = KEY_SHAPED.search(text)
+    return match.group() if match else next((key for key in PROVIDER_KEYS if key in text), None)
+
+
+@pytest.fixture(autouse=True)
+def no_secret_left_behind(caplog, tmp_path):
+    yield
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    for record in caplog.get_records("setup") + caplog.get_records("call"):
+        secret = find_secret(formatter.format(record))
+        assert secret is None, f"log record {record.name}:{record.lineno} holds {secret}"
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            secret = find_secret(path.read_text(encoding="utf-8", errors="replace"))
+            assert secret is None, f"{path.name} holds {secret}"
 
 
 @pytest.fixture
