@@ -120,12 +120,12 @@ class Killer(threading.Thread):
 
 
 def send(gateway, user, body):
-    """Return (status, request id, body) or (None, None, the connection error's name)."""
+    """Return (status, request id, body), or (None, None, the error's name) when a kill cut the answer short."""
     try:
         response = gateway.generate(user, timeout=10, **body)
-    except requests.ConnectionError as error:
+        return response.status_code, response.headers.get("X-Request-Id"), response.json()
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, ValueError) as error:
         return None, None, type(error).__name__
-    return response.status_code, response.headers.get("X-Request-Id"), response.json()
 
 
 def wait_for(condition, what, seconds=15):

@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 
 from conftest import DISABLED_KEY
 from conftest import USER_KEY
-from conftest import write_keys
 from conftest import key_record
+from conftest import write_keys
 from ziri_images import create_app
 
 # A catalog of every shape the format allows: price dimensions with defaults and ``auto``, a
@@ -178,7 +178,7 @@ def key_is_valid(headers):
 
 # --- the gateway under test -----------------------------------------------------------------------
 
-class Gateway:
+class FuzzedGateway:
     """The app on the fuzz catalog, with every provider call recorded."""
 
     def __init__(self, tmp_path, app_config, responses_mock):
@@ -241,7 +241,7 @@ class Gateway:
 
 @pytest.fixture
 def gateway(tmp_path, app_config, responses_mock):
-    return Gateway(tmp_path, app_config, responses_mock)
+    return FuzzedGateway(tmp_path, app_config, responses_mock)
 
 
 # --- strategies -------------------------------------------------------------------------------------
