@@ -133,8 +133,13 @@ class Transaction:
         """Queue ``record``; it is written when the transaction commits."""
         self._pending.append(record)
 
-    def commit(self):
-        """Write the queued records as one append and flush them; return the end offset."""
+    def commit(self, sync=True):
+        """Write the queued records as one append; return the end offset.
+
+        With ``sync`` (and a durable ledger) the data is on disk before this returns; without
+        it, the records survive the process but wait for the next synced commit to reach the
+        disk (a synced commit flushes everything written before it).
+        """
         if not self._pending:
             return None
         data = b"".join(encode_record(record) for record in self._pending)
@@ -148,7 +153,7 @@ class Transaction:
             written = os.write(fd, data)
             if written != len(data):
                 raise OSError(28, "short write (disk full?)")
-            if self.ledger.durable:
+            if sync and self.ledger.durable:
                 os.fdatasync(fd)
         except OSError as error:
             try:

@@ -200,8 +200,8 @@ class Limiter:
             self.state.apply(record)
         return len(records)
 
-    def _commit(self, transaction, records):
-        end = transaction.commit()
+    def _commit(self, transaction, records, sync=True):
+        end = transaction.commit(sync=sync)
         for record in records:
             self.state.apply(record)
         if end is not None:
@@ -298,8 +298,8 @@ class Limiter:
             expiries = self._expire_stale(now)
             for expiry in expiries:
                 transaction.append(expiry)
-            # Written before the check, so the state only ever follows what is on disk.
-            self._commit(transaction, expiries)
+            # Written before the check, so the state only ever follows what is in the file.
+            self._commit(transaction, expiries, sync=False)
             self._check(key, micros, now)
             record = {
                 "ts": format_ts(now),
@@ -312,7 +312,10 @@ class Limiter:
                 "worker": self.worker,
             }
             transaction.append(record)
-            self._commit(transaction, [record])
+            # Not fsynced here: a killed worker cannot lose it (it is in the page cache), and
+            # the request's charge, synced before the response is sent, flushes it too. Only
+            # an OS crash within milliseconds of the write could lose it, before any answer.
+            self._commit(transaction, [record], sync=False)
         return self.state.open[record["requestId"]]
 
     def settle(self, reservation, record):
