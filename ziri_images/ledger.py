@@ -52,6 +52,8 @@ class Ledger:
         self.path = path
         self.durable = durable
         self.mirror_stdout = mirror_stdout
+        # A commit failed (disk full, read-only, I/O error): set until a synced commit succeeds.
+        self.failing = False
         self._thread_lock = threading.Lock()
         self._fd = None
         self._fd_pid = None
@@ -160,7 +162,10 @@ class Transaction:
                 os.ftruncate(fd, start)  # never leave half a line behind
             except OSError:
                 log.critical("ledger: could not cut back a failed write at offset %d", start)
+            self.ledger.failing = True
             raise ledger_unavailable(error.strerror or str(error))
+        if sync:
+            self.ledger.failing = False
         if self.ledger.mirror_stdout:
             sys.stdout.write(data.decode("utf-8"))
             sys.stdout.flush()

@@ -315,7 +315,9 @@ class Limiter:
             # Not fsynced here: a killed worker cannot lose it (it is in the page cache), and
             # the request's charge, synced before the response is sent, flushes it too. Only
             # an OS crash within milliseconds of the write could lose it, before any answer.
-            self._commit(transaction, [record], sync=False)
+            # After a failed commit it is synced: a disk that fails only at fsync (NFS, thin
+            # volumes) must refuse requests before the provider is called, not after each one.
+            self._commit(transaction, [record], sync=self.ledger.failing)
         return self.state.open[record["requestId"]]
 
     def settle(self, reservation, record):

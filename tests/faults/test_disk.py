@@ -67,6 +67,7 @@ class LedgerFault:
         self.ledger_path = str(ledger_path)
         self.monkeypatch = monkeypatch
         self.active = False
+        self.calls = 0  # calls of the failing function on the ledger, failed or not
 
     def is_ledger(self, fd):
         try:
@@ -78,8 +79,10 @@ class LedgerFault:
         real = getattr(module, name)
 
         def replacement(fd, *args):
-            if self.active and self.is_ledger(fd) and when(*args):
-                raise OSError(error_number, os.strerror(error_number))
+            if self.is_ledger(fd):
+                self.calls += 1
+                if self.active and when(*args):
+                    raise OSError(error_number, os.strerror(error_number))
             return real(fd, *args)
 
         self.monkeypatch.setattr(module, name, replacement)
@@ -109,7 +112,6 @@ FAULTS = [
     pytest.param(lambda fault: fault.fail(os, "write", errno.EROFS), "Read-only file system", id="read-only"),
     pytest.param(lambda fault: fault.fail(os, "write", errno.ENOSPC), "No space left on device", id="disk-full"),
     pytest.param(LedgerFault.write_half, "short write (disk full?)", id="short-write"),
-    pytest.param(lambda fault: fault.fail(os, "fdatasync", errno.EIO), "Input/output error", id="fsync-fails"),
     pytest.param(lambda fault: fault.fail(fcntl, "flock", errno.ENOLCK, when=lambda op: op == fcntl.LOCK_EX),
                  "No locks available", id="lock-fails"),
     pytest.param(lambda fault: fault.fail_reading(errno.EIO), "Input/output error", id="read-fails"),
@@ -207,6 +209,49 @@ def test_disk_full_after_the_provider_answered_is_charged_from_the_reservation(d
     assert open_reservations(records) == []
     assert len(responses_mock.calls) == 2
     assert spent(client) == rederived_spend(records, "key_user") == 2 * micros(PRICE)
+
+
+def test_failing_fsync_lets_one_generation_through_then_refuses_before_the_provider(durable_client, disk,
+                                                                                   responses_mock, clock, ledger_path):
+    """A disk that fails only at fsync (NFS, thin volumes) shows at the first synced write.
+
+    Reservations are written without an fsync (the charge's fsync flushes them), so the first
+    request reaches the provider and fails at its charge; its reservation records it. After
+    that failure reservations are synced too, so the next requests are refused before the
+    provider is called until a sync succeeds again.
+    """
+    app, client = durable_client
+    responses_mock.post(GENERATIONS_URL, json=openai_image_response(1))
+    disk.fail(os, "fdatasync", errno.EIO)
+    disk.active = True
+
+    first = post(client)
+
+    assert_ledger_unavailable(first, "Input/output error")
+    assert len(responses_mock.calls) == 1
+    [stranded] = ledger_lines(app)
+    assert (stranded["type"], stranded["requestId"]) == ("reservation", first.get_json()["requestId"])
+    before = ledger_path.read_bytes()
+    for _ in range(3):
+        assert_ledger_unavailable(post(client), "Input/output error")
+    assert len(responses_mock.calls) == 1
+    assert ledger_path.read_bytes() == before
+
+    disk.active = False
+    clock.now = parse_ts(stranded["expiresAt"])
+    syncs = []
+    for _ in range(2):
+        disk.calls = 0
+        assert post(client).status_code == 200
+        syncs.append(disk.calls)
+    assert syncs == [2, 1]  # the reservation synced once more, then only the charge again
+
+    records = ledger_lines(app)
+    assert [(r["type"], r.get("reason")) for r in records if r["requestId"] == stranded["requestId"]] == [
+        ("reservation", None), ("reservation_expired", "expired")]
+    assert open_reservations(records) == []
+    assert len(responses_mock.calls) == 3
+    assert spent(client) == rederived_spend(records, "key_user") == 3 * micros(PRICE)
 
 
 # --- real processes -------------------------------------------------------------------------------
