@@ -227,3 +227,13 @@ def test_build_providers_from_settings():
     openai = built["openai"]
     assert list(built) == ["openai", "azure", "xai"]  # every provider of the shipped providers.json
     assert (openai.base_url, openai.api_key, openai.timeout) == ("http://127.0.0.1:9/v1", "sk-x", (3.0, 90.0))
+
+
+def test_sessions_read_proxy_settings_once_not_per_call(monkeypatch):
+    """Proxy settings are taken from the environment when the provider is built, not on each call."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    provider = OpenAIProvider("openai", "https://api.openai.test/v1", "sk-x", 1.0, 2.0)
+    session = provider._session()
+    assert session.trust_env is False
+    assert session.proxies["https"] == "http://proxy.internal:3128"

@@ -91,6 +91,10 @@ class OpenAIProvider:
         self.deployments = dict(deployments) if deployments is not None else None
         self.timeout = (connect_timeout, read_timeout)
         self._local = threading.local()
+        # Proxy and CA-bundle settings are read from the environment once: left to requests,
+        # they are looked up (walking all of os.environ) on every call.
+        self._proxies = requests.utils.get_environ_proxies(self.base_url or "")
+        self._verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
 
     @property
     def is_loopback(self):
@@ -136,6 +140,9 @@ class OpenAIProvider:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
+            session.trust_env = False
+            session.proxies.update(self._proxies)
+            session.verify = self._verify
         return session
 
     def _error(self, status, message, **kwargs):
