@@ -129,6 +129,18 @@ def test_find_model_refuses(book, provider, name, status, code):
     assert (raised.value.status, raised.value.code) == (status, code)
 
 
+def test_number_parameters_accept_numbers_within_bounds(tmp_path):
+    document = with_change(edit_dalle3(params={"strength": {"type": "number", "min": 0, "max": 1}}))
+    path = tmp_path / "pricing.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    schema = model(PriceBook.from_file(path), "dall-e-3").params_schema
+
+    assert schema.load({"strength": 0.5}) == {"strength": 0.5}
+    for bad in (1.5, float("nan")):
+        with pytest.raises(ValidationError):
+            schema.load({"strength": bad})
+
+
 def test_params_schema_follows_the_catalog(book):
     gpt = model(book, "gpt-image-1")
 
@@ -197,6 +209,8 @@ DALLE3 = "providers.openai.models.dall-e-3"
                      id="bad-param-spec"),
         pytest.param(with_change(edit_dalle3(params=["style"])), f"{DALLE3}.params: expected an object",
                      id="params-not-an-object"),
+        pytest.param(with_change(edit_dalle3(params={"strength": {"type": "number", "max": "high"}})),
+                     f"{DALLE3}.params.strength.max: expected a number", id="param-bound-not-a-number"),
         pytest.param(with_change(edit_dalle3(default_quality=None)), f"{DALLE3}: missing or invalid 'default_quality'",
                      id="missing-default-of-a-dimension"),
         pytest.param(with_change(edit_dalle3(price_dimensions="quality")),

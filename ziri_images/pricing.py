@@ -99,8 +99,14 @@ def _param_field(name, spec, where):
     if spec == "string":
         return fields.String(validate=validate.Length(min=1, max=256))
     if isinstance(spec, dict) and spec.get("type") in ("integer", "number"):
-        field_class = fields.Integer if spec["type"] == "integer" else fields.Float
-        return field_class(strict=True, validate=validate.Range(min=spec.get("min"), max=spec.get("max")))
+        bounds = {bound: spec.get(bound) for bound in ("min", "max")}
+        for bound, value in bounds.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConfigError(f"{where}.params.{name}.{bound}: expected a number")
+        limits = validate.Range(min=bounds["min"], max=bounds["max"])
+        if spec["type"] == "integer":
+            return fields.Integer(strict=True, validate=limits)
+        return fields.Float(allow_nan=False, validate=limits)
     if isinstance(spec, dict) and spec.get("type") == "boolean":
         return fields.Boolean(truthy={True}, falsy={False})
     raise ConfigError(f"{where}.params.{name}: expected a list of values, \"string\" or a {{\"type\": ...}} object")
