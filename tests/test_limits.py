@@ -361,6 +361,18 @@ def test_reservation_of_a_dead_worker_is_charged_at_the_reserved_amount(make_cli
         assert (report["daily"]["spent"], report["daily"]["reserved"], report["inFlight"]) == (0, 0.08, 1)
 
 
+def test_usage_settles_a_dead_workers_reservation_without_waiting_for_a_request(make_client, clock, ledger_path):
+    client = make_client(alice={})
+    written = reservation_record("alice", 0.08, clock() - timedelta(seconds=5), f"{socket.gethostname()}:{dead_pid()}:0")
+    append_records(ledger_path, written)
+
+    report = usage(client, "alice")
+
+    [record] = records(ledger_path, "reservation_expired")
+    assert (record["requestId"], record["reason"]) == (written["requestId"], "worker_died")
+    assert (report["daily"]["spent"], report["daily"]["reserved"], report["inFlight"]) == (0.08, 0, 0)
+
+
 # --- rate and concurrency ------------------------------------------------------------------
 
 

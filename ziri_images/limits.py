@@ -255,6 +255,13 @@ class Limiter:
             })
         return records
 
+    def _settle_stale(self, transaction, now):
+        """Write expiry records for stale reservations; the state follows once they are in the file."""
+        expiries = self._expire_stale(now)
+        for expiry in expiries:
+            transaction.append(expiry)
+        self._commit(transaction, expiries, sync=False)
+
     def _check(self, key, micros, now):
         state = self.state
         now_epoch = now.timestamp()
@@ -295,11 +302,7 @@ class Limiter:
         with self.ledger.transaction() as transaction:
             self._catch_up()
             now = self.clock()
-            expiries = self._expire_stale(now)
-            for expiry in expiries:
-                transaction.append(expiry)
-            # Written before the check, so the state only ever follows what is in the file.
-            self._commit(transaction, expiries, sync=False)
+            self._settle_stale(transaction, now)
             self._check(key, micros, now)
             record = {
                 "ts": format_ts(now),
@@ -356,9 +359,11 @@ class Limiter:
 
     def usage(self, key):
         """Return the key's current spend, reservations, limits and counts."""
-        with self.ledger.transaction():
+        with self.ledger.transaction() as transaction:
             self._catch_up()
             now = self.clock()
+            # A crashed worker's reservation is spent, not reserved, as soon as anyone looks.
+            self._settle_stale(transaction, now)
             state = self.state
             report = {"keyId": key.id, "user": key.user, "currency": "USD"}
             for name, period, limit_name, resets in budget_periods(now):
