@@ -109,7 +109,9 @@ ERROR_MAPPING = [
     mapping({"body": requests.ConnectionError("Connection aborted.")}, 502, billed=True,
             message="Provider 'openai' dropped the connection.", id="connection-dropped"),
     mapping({"body": requests.exceptions.ChunkedEncodingError()}, 502, billed=True,
-            message="Provider 'openai' request failed: ChunkedEncodingError.", id="other-requests-error"),
+            message="Provider 'openai' dropped the connection in the middle of its answer.", id="cut-mid-body"),
+    mapping({"body": requests.exceptions.InvalidHeader()}, 502, billed=True,
+            message="Provider 'openai' request failed: InvalidHeader.", id="other-requests-error"),
 ]
 
 

@@ -178,6 +178,9 @@ class OpenAIProvider:
             message = "could not be reached" if refused else "dropped the connection"
             raise self._error(502, f"Provider '{self.name}' {message}.", may_have_billed=not refused,
                               should_retry=refused)
+        except requests.exceptions.ChunkedEncodingError:
+            raise self._error(502, f"Provider '{self.name}' dropped the connection in the middle of its answer.",
+                              may_have_billed=True)
         except requests.exceptions.RequestException as error:
             raise self._error(502, f"Provider '{self.name}' request failed: {type(error).__name__}.",
                               may_have_billed=True)
