@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from responses import matchers
-
 from conftest import DEMO_KEY
 from conftest import DISABLED_KEY
 from conftest import ENDPOINT
@@ -17,6 +15,8 @@ from conftest import START
 from conftest import USER_KEY
 from conftest import ledger_lines
 from conftest import openai_image_response
+from responses import matchers
+
 from ziri_images import __version__
 from ziri_images.providers import OpenAIProvider
 

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import PROJECT_DIR
+
 from ziri_images.errors import ConfigError
 from ziri_images.settings import load_settings
 

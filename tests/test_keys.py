@@ -8,10 +8,10 @@ from datetime import timedelta
 from datetime import timezone
 
 import pytest
-
 from conftest import DEMO_KEY
 from conftest import key_record
 from conftest import write_keys
+
 from ziri_images.errors import ApiError
 from ziri_images.errors import ConfigError
 from ziri_images.keys import KEY_PATTERN

@@ -363,7 +363,8 @@ def test_reservation_of_a_dead_worker_is_charged_at_the_reserved_amount(make_cli
 
 def test_usage_settles_a_dead_workers_reservation_without_waiting_for_a_request(make_client, clock, ledger_path):
     client = make_client(alice={})
-    written = reservation_record("alice", 0.08, clock() - timedelta(seconds=5), f"{socket.gethostname()}:{dead_pid()}:0")
+    dead_worker = f"{socket.gethostname()}:{dead_pid()}:0"
+    written = reservation_record("alice", 0.08, clock() - timedelta(seconds=5), dead_worker)
     append_records(ledger_path, written)
 
     report = usage(client, "alice")

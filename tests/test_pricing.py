@@ -5,9 +5,9 @@ import json
 from datetime import date
 
 import pytest
+from conftest import SHIPPED_PRICING
 from marshmallow import ValidationError
 
-from conftest import SHIPPED_PRICING
 from ziri_images.errors import ApiError
 from ziri_images.errors import ConfigError
 from ziri_images.pricing import ImageModel

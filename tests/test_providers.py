@@ -5,13 +5,13 @@ import threading
 
 import pytest
 import requests
+from conftest import GENERATIONS_URL
+from conftest import PROVIDER_KEY
+from conftest import SHIPPED_PROVIDERS
 from responses import matchers
 from urllib3.exceptions import MaxRetryError
 from urllib3.exceptions import NewConnectionError
 
-from conftest import GENERATIONS_URL
-from conftest import PROVIDER_KEY
-from conftest import SHIPPED_PROVIDERS
 from ziri_images import __version__
 from ziri_images import providers
 from ziri_images.errors import ApiError

@@ -12,8 +12,6 @@ import re
 
 import pytest
 import requests
-from responses import matchers
-
 from conftest import AZURE_ENDPOINT
 from conftest import AZURE_KEY
 from conftest import DEMO_KEY
@@ -24,6 +22,8 @@ from conftest import PROVIDER_KEY
 from conftest import USER_KEY
 from conftest import XAI_KEY
 from conftest import ledger_lines
+from responses import matchers
+
 from ziri_images import __version__
 from ziri_images.errors import ConfigError
 

@@ -1,12 +1,12 @@
 """Size rules: arbitrary ``WxH`` sizes priced by pixel-count tier (gpt-image-2), refused when no rule applies."""
 
 import pytest
-from responses import matchers
-
 from conftest import ENDPOINT
 from conftest import GENERATIONS_URL
 from conftest import USER_KEY
 from conftest import ledger_lines
+from responses import matchers
+
 from ziri_images.errors import ConfigError
 from ziri_images.pricing import ImageModel
 from ziri_images.sizes import SizeRule

@@ -7,12 +7,12 @@ millionths of a dollar (the ledger's unit).
 import logging
 
 import pytest
-from responses import matchers
-
 from conftest import ENDPOINT
 from conftest import GENERATIONS_URL
 from conftest import USER_KEY
 from conftest import ledger_lines
+from responses import matchers
+
 from ziri_images.errors import ConfigError
 from ziri_images.tokens import TokenPrices
 

@@ -90,7 +90,8 @@ def price_request(gateway, generation):
     choices, params = check_model_fields(image_model, generation)
     if generation.n > image_model.max_images:
         raise ApiError(400, "IMAGE_REQUEST_TOO_LARGE",
-                       f"Requested number of images ({generation.n}) exceeds maximum allowed ({image_model.max_images})",
+                       f"Requested number of images ({generation.n}) exceeds maximum allowed "
+                       f"({image_model.max_images})",
                        requested=generation.n, maximum=image_model.max_images)
     if len(generation.prompt) > image_model.max_prompt_chars:
         raise ApiError(400, "PROMPT_TOO_LONG",

@@ -7,7 +7,6 @@ last good version in service (and is logged), while a broken file at start-up is
 """
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -18,6 +17,7 @@ from datetime import datetime
 
 from .errors import ApiError
 from .errors import ConfigError
+from .settings import load_json_file
 
 log = logging.getLogger("ziri_images")
 
@@ -103,14 +103,7 @@ def parse_key_record(record, where):
 
 def load_key_file(path):
     """Return {hash: ApiKey} from ``path``, or raise ConfigError naming the file."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            document = json.load(file)
-    except FileNotFoundError:
-        raise ConfigError(f"key file {path}: not found")
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"key file {path}: {error}")
-    return parse_key_document(document, path)
+    return parse_key_document(load_json_file(path, "key file"), path)
 
 
 def parse_key_document(document, path):

@@ -17,7 +17,6 @@ Anything not in the catalog is refused before the provider is called: a request 
 billed at another row's price.
 """
 
-import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,6 +27,7 @@ from marshmallow import validate
 
 from .errors import ApiError
 from .errors import ConfigError
+from .settings import load_json_file
 from .sizes import SizeRule
 from .tokens import TokenPrices
 from .tokens import to_amount
@@ -329,14 +329,7 @@ class PriceBook:
     @classmethod
     def from_file(cls, path):
         """Load and validate ``path``, or raise ConfigError naming it."""
-        try:
-            with open(path, encoding="utf-8") as file:
-                document = json.load(file)
-        except FileNotFoundError:
-            raise ConfigError(f"pricing file {path}: not found")
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"pricing file {path}: {error}")
-        return cls(document, path)
+        return cls(load_json_file(path, "pricing file"), path)
 
     def image_models(self):
         """Yield every ImageModel of every provider."""

@@ -14,7 +14,6 @@ every provider. ``may_have_billed`` tells the caller whether the provider could 
 generated (and charged for) images anyway.
 """
 
-import json
 import os
 import re
 import threading
@@ -30,6 +29,7 @@ from urllib3.exceptions import ReadTimeoutError
 from . import __version__
 from .errors import ApiError
 from .errors import ConfigError
+from .settings import load_json_file
 
 # Ten large b64 images are ~40 MB; anything far beyond that is not an images response.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
@@ -364,13 +364,7 @@ def build_providers(settings, environ=None):
     """Return {name: provider} for the providers in the ``PROVIDERS_FILE``, or raise ConfigError naming it."""
     environ = os.environ if environ is None else environ
     path = settings.get("PROVIDERS_FILE", "providers.json")
-    try:
-        with open(path, encoding="utf-8") as file:
-            document = json.load(file)
-    except FileNotFoundError:
-        raise ConfigError(f"providers file {path}: not found")
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"providers file {path}: {error}")
+    document = load_json_file(path, "providers file")
     if not isinstance(document, dict) or not isinstance(document.get("providers"), dict) or not document["providers"]:
         raise ConfigError(f"providers file {path}: expected an object with a non-empty 'providers' object")
     providers = {}

@@ -5,6 +5,7 @@ them with environment variables (Heroku config vars, systemd ``Environment=``...
 Tests pass a ``test_config`` mapping to ``create_app`` instead.
 """
 
+import json
 import logging
 import math
 import os
@@ -78,3 +79,14 @@ def load_settings(environ=None):
         raw = environ.get(env_name)
         settings[name] = default if raw is None else _parse(name, env_name, raw, parser)
     return settings
+
+
+def load_json_file(path, label):
+    """Return the parsed JSON document at ``path``, or raise ConfigError naming the ``label`` file."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"{label} {path}: not found")
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{label} {path}: {error}")

@@ -2,8 +2,9 @@
 
 It answers ``POST /v1/images/generations`` in OpenAI's shapes (``url`` or ``b64_json`` with a
 real PNG, ``revised_prompt`` for dall-e-3, ``size``/``quality`` and ``usage`` for GPT image
-models, with the output token counts the real models report) and never generates anything real. It only listens where it is told (127.0.0.1 by
-default) and the gateway treats it like any other provider: nothing falls back to it.
+models, with the output token counts the real models report) and never generates anything
+real. It only listens where it is told (127.0.0.1 by default) and the gateway treats it like
+any other provider: nothing falls back to it.
 
 Directives in the prompt drive faults for tests: ``[stub:delay=2]``, ``[stub:status=500]``,
 ``[stub:status=400:content_policy_violation]``, ``[stub:fewer]``, ``[stub:nonjson]``,
@@ -45,7 +46,8 @@ def png_bytes(seed, size=16):
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * size)) + chunk(b"IEND", b"")
+    pixels = zlib.compress(row * size)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
 def output_tokens(model, quality, size):

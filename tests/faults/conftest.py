@@ -33,7 +33,6 @@ import threading
 from dataclasses import dataclass
 
 import pytest
-
 from conftest import AZURE_KEY
 from conftest import PROVIDER_KEY
 from conftest import XAI_KEY

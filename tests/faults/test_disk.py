@@ -22,12 +22,12 @@ from datetime import datetime
 from datetime import timezone
 
 import pytest
-
 from conftest import ENDPOINT
 from conftest import GENERATIONS_URL
 from conftest import USER_KEY
 from conftest import ledger_lines
 from conftest import openai_image_response
+
 from faults.conftest import live_workers
 from faults.conftest import set_file_size_limit
 from ziri_images.limits import parse_ts

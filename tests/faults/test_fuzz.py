@@ -20,16 +20,16 @@ import json
 import math
 
 import pytest
+from conftest import DISABLED_KEY
+from conftest import USER_KEY
+from conftest import key_record
+from conftest import write_keys
 from hypothesis import HealthCheck
 from hypothesis import example
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from conftest import DISABLED_KEY
-from conftest import USER_KEY
-from conftest import key_record
-from conftest import write_keys
 from ziri_images import create_app
 
 # A catalog of every shape the format allows: price dimensions with defaults and ``auto``, a

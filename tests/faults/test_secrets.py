@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import AZURE_KEY
 from conftest import DEMO_KEY
 from conftest import DISABLED_KEY
@@ -23,6 +22,7 @@ from conftest import USER_KEY
 from conftest import XAI_KEY
 from e2e.conftest import STUB_API_KEY
 from e2e.conftest import raw_key
+
 from faults.conftest import FaultServer
 from faults.conftest import http_response
 from faults.conftest import reset

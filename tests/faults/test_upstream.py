@@ -11,12 +11,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
-
 from conftest import ENDPOINT
 from conftest import PROVIDER_KEY
 from conftest import USER_KEY
 from conftest import ledger_lines
+from werkzeug.serving import make_server
+
 from faults.conftest import FaultServer
 from faults.conftest import close_at_once
 from faults.conftest import closed_port_url
