@@ -613,3 +613,67 @@ def test_record_after_a_torn_line_is_not_lost(make_client, provider, clock, ledg
     assert [json.loads(line)["type"] for line in lines[1:]] == ["reservation", "charge"]
     report = usage(make_client(), "alice")
     assert (report["daily"]["spent"], report["daily"]["requests"]) == (0.04, 1)
+
+
+# --- idempotency ---------------------------------------------------------------------------
+
+
+def generate_with_idempotency_key(client, name, idempotency_key, prompt="a red fox"):
+    body = {"provider": "openai", "model": "dall-e-3", "prompt": prompt}
+    return client.post("/api/images/generations", json=body,
+                       headers={"X-API-Key": raw_key(name), "Idempotency-Key": idempotency_key})
+
+
+def test_a_repeated_idempotency_key_is_refused_not_billed_again(make_client, provider, ledger_path):
+    client = make_client(alice={}, bob={})
+    first = generate_with_idempotency_key(client, "alice", "fox-1")
+    again = generate_with_idempotency_key(client, "alice", "fox-1")
+    other_key = generate_with_idempotency_key(client, "bob", "fox-1")  # keys are per API key
+    other_token = generate_with_idempotency_key(client, "alice", "fox-2")
+
+    assert first.status_code == 200
+    assert (again.status_code, again.json["code"]) == (409, "IDEMPOTENCY_KEY_REUSED")
+    assert again.json["originalRequestId"] == first.json["_meta"]["requestId"]
+    assert again.headers["x-should-retry"] == "false"
+    assert (other_key.status_code, other_token.status_code) == (200, 200)
+    assert [r["cost"] for r in records(ledger_path, "charge", "alice")] == [0.04, 0.04]
+    assert "fox-1" not in ledger_path.read_text()  # only a digest is kept
+
+
+def test_an_idempotency_key_in_flight_is_refused_with_retry_after(make_client, provider, gate, ledger_path):
+    client = make_client(alice={})
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        held = pool.submit(generate_with_idempotency_key, client, "alice", "owl", f"an owl {HOLD}")
+        wait_for(lambda: complete_reservations(ledger_path), "the held request's reservation")
+        retry = generate_with_idempotency_key(client, "alice", "owl", f"an owl {HOLD}")
+        gate.set()
+        assert held.result(timeout=WAIT_SECONDS).status_code == 200
+
+    assert (retry.status_code, retry.json["code"]) == (409, "IDEMPOTENT_REQUEST_IN_PROGRESS")
+    assert retry.headers["Retry-After"] == "5"
+    assert len(records(ledger_path, "reservation", "alice")) == 1
+
+
+def test_idempotency_keys_survive_a_restart_for_a_day(make_client, provider, clock, ledger_path):
+    client = make_client(alice={})
+    assert generate_with_idempotency_key(client, "alice", "fox").status_code == 200
+
+    restarted = make_client()
+    assert generate_with_idempotency_key(restarted, "alice", "fox").status_code == 409
+    clock.advance(24 * 3600 + 1)
+    generate(restarted, "alice")  # a later admission ages the day-old key out
+    assert generate_with_idempotency_key(restarted, "alice", "fox").status_code == 200
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param("", id="empty"),
+    pytest.param("x" * 256, id="too-long"),
+    pytest.param("tab\there", id="not-printable"),
+])
+def test_a_malformed_idempotency_key_is_refused_before_anything_is_reserved(make_client, responses_mock,
+                                                                            ledger_path, value):
+    client = make_client(alice={})
+    response = generate_with_idempotency_key(client, "alice", value)
+
+    assert (response.status_code, response.json["code"]) == (400, "INVALID_IDEMPOTENCY_KEY")
+    assert records(ledger_path, "reservation") == []

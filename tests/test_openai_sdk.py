@@ -245,6 +245,21 @@ def test_a_client_timeout_shorter_than_the_gateways_is_retried_by_the_sdk(gatewa
 
 
 @pytest.mark.real_http
+def test_an_idempotency_key_makes_the_sdks_own_retries_safe(gateway, api_key):
+    before = len(gateway.ledger())
+
+    with gateway.client(api_key, timeout=0.5, max_retries=2) as client, pytest.raises(openai.ConflictError) as raised:
+        client.images.generate(model="dall-e-3", prompt="[stub:delay=1] a careful owl",
+                               extra_headers={"Idempotency-Key": "owl-0001"})
+
+    # The SDK gave up on the first attempt and sent it again: the retry is refused, not billed.
+    assert raised.value.response.json()["code"] == "IDEMPOTENT_REQUEST_IN_PROGRESS"
+    charges = new_records(gateway, before, "charge", 1)
+    assert [charge["cost"] for charge in charges] == [0.04]
+    assert len([record for record in gateway.ledger()[before:] if record["type"] == "reservation"]) == 1
+
+
+@pytest.mark.real_http
 def test_key_file_edits_reach_the_running_gateway(gateway):
     old_key = gateway.cli("keys", "create", "--user", "rotating", "--id", "key_rotating")
     request = {"model": "dall-e-2", "prompt": "a boat", "size": "256x256"}

@@ -3,6 +3,7 @@
 authenticate -> validate -> price -> check access -> reserve -> call provider -> settle -> respond
 """
 
+import hashlib
 import logging
 import time
 import uuid
@@ -58,6 +59,17 @@ def authenticate():
     gateway = current_gateway()
     g.api_key = gateway.keys.authenticate(raw_key, gateway.clock())
     return g.api_key
+
+
+def idempotency_digest():
+    """Return a digest of the client's ``Idempotency-Key`` header (None without one), or raise."""
+    value = request.headers.get("Idempotency-Key")
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 255 or not value.isprintable():
+        raise ApiError(400, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1 to 255 printable characters.")
+    # Only a digest is kept: the value is the client's, and could be anything.
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
 
 
 def check_access(key, provider, model):
@@ -116,6 +128,7 @@ def create_generation():
     if request.path.startswith("/v1/") and isinstance(body, dict) and "provider" not in body:
         body["provider"] = OPENAI_COMPATIBLE_DEFAULT_PROVIDER  # OpenAI's SDKs do not send one
     generation = parse_generation_request(body)
+    idempotency_key = idempotency_digest()
     image_model, quote, payload = price_request(gateway, generation)
     check_access(key, generation.provider, generation.model)
     provider = resolve_provider(gateway, key, generation.provider)
@@ -131,6 +144,8 @@ def create_generation():
         "pricePerImage": quote.price_per_image,
         "currency": quote.currency,
     }
+    if idempotency_key:
+        summary["idempotencyKey"] = idempotency_key
     reservation = gateway.limiter.reserve(key, quote.reserved, summary)
     started = time.monotonic()
 

@@ -30,6 +30,8 @@ from .keys import LIMIT_NAMES
 
 MICROS = 1_000_000
 RATE_WINDOW_SECONDS = 60
+# A client's Idempotency-Key is remembered this long (the replay keeps at least a day).
+IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 _LIVENESS_CACHE_SECONDS = 1.0
 
 
@@ -96,6 +98,8 @@ class UsageState:
         self.expired = {}  # request_id -> micros charged conservatively, until a charge replaces it
         self.reserved = {}  # (key_id, "YYYY-MM-DD" | "YYYY-MM") -> micros held by open reservations
         self.admissions = {}  # key_id -> deque of admission times (epoch seconds)
+        self.idempotency = {}  # (key_id, idempotency key digest) -> (request_id, admission time)
+        self._idempotency_order = deque()  # (admission time, (key_id, digest)), oldest first, for pruning
 
     def _add(self, table, key_id, ts, amount):
         for period in (day_of(ts), month_of(ts)):
@@ -124,6 +128,8 @@ class UsageState:
             window.append(admitted_at)
             while window and window[0] <= admitted_at - RATE_WINDOW_SECONDS:
                 window.popleft()
+            if record.get("idempotencyKey"):
+                self._remember_idempotency(key_id, record["idempotencyKey"], request_id, admitted_at)
         elif kind in ("charge", "reservation_expired"):
             micros = to_micros(record.get("cost", 0))
             reservation = self.open.pop(request_id, None)
@@ -135,6 +141,19 @@ class UsageState:
             else:
                 micros -= self.expired.pop(request_id, 0)
             self._add(self.spent, key_id, record.get("reservedAt", record["ts"]), micros)
+
+    def _remember_idempotency(self, key_id, digest, request_id, admitted_at):
+        self.idempotency[(key_id, digest)] = (request_id, admitted_at)
+        self._idempotency_order.append((admitted_at, (key_id, digest)))
+        while self._idempotency_order and self._idempotency_order[0][0] <= admitted_at - IDEMPOTENCY_WINDOW_SECONDS:
+            old_admitted_at, old = self._idempotency_order.popleft()
+            if self.idempotency.get(old, (None, None))[1] == old_admitted_at:
+                del self.idempotency[old]
+
+    def idempotent_request(self, key_id, digest, now_epoch):
+        """Return the request id that used ``digest`` for this key in the last day, or None."""
+        request_id, admitted_at = self.idempotency.get((key_id, digest), (None, 0.0))
+        return request_id if now_epoch - admitted_at < IDEMPOTENCY_WINDOW_SECONDS else None
 
     def reserved_micros(self, key_id, period):
         """Return the budget held by the key's open reservations made in ``period``."""
@@ -262,6 +281,19 @@ class Limiter:
             transaction.append(expiry)
         self._commit(transaction, expiries, sync=False)
 
+    def _check_idempotency(self, key, digest, now):
+        """Refuse a second request with the same Idempotency-Key: it would be billed twice."""
+        original = self.state.idempotent_request(key.id, digest, now.timestamp()) if digest else None
+        if original is None:
+            return
+        if original in self.state.open:
+            raise ApiError(409, "IDEMPOTENT_REQUEST_IN_PROGRESS",
+                           "A request with this Idempotency-Key is still being generated.",
+                           headers={"Retry-After": "5"}, originalRequestId=original)
+        raise ApiError(409, "IDEMPOTENCY_KEY_REUSED",
+                       "A request with this Idempotency-Key was already processed (and charged if it succeeded).",
+                       originalRequestId=original)
+
     def _check(self, key, micros, now):
         state = self.state
         now_epoch = now.timestamp()
@@ -303,6 +335,7 @@ class Limiter:
             self._catch_up()
             now = self.clock()
             self._settle_stale(transaction, now)
+            self._check_idempotency(key, details.get("idempotencyKey"), now)
             self._check(key, micros, now)
             record = {
                 "ts": format_ts(now),

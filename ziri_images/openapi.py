@@ -40,6 +40,11 @@ ERROR_CODES = (
     (403, "DEMO_KEY_RESTRICTED", "generation", "A demo key against a non-local provider."),
     (429, "RATE_LIMIT_EXCEEDED", "generation", "Over the key's requests_per_minute (Retry-After)."),
     (503, "QUEUE_FULL", "generation", "Over the key's max_concurrent_requests (Retry-After)."),
+    (400, "INVALID_IDEMPOTENCY_KEY", "generation", "Idempotency-Key is not 1 to 255 printable characters."),
+    (409, "IDEMPOTENT_REQUEST_IN_PROGRESS", "generation",
+     "A request with the same Idempotency-Key is still running (originalRequestId)."),
+    (409, "IDEMPOTENCY_KEY_REUSED", "generation",
+     "A request with the same Idempotency-Key was already processed (originalRequestId)."),
     (402, "SPEND_LIMIT_EXCEEDED", "generation", "The cost does not fit the daily or monthly budget."),
     (500, "PROVIDER_KEY_MISSING", "generation", "No provider key is configured."),
     (400, "LLM_PROVIDER_ERROR", "generation", "The provider refused the request; its 4xx status is kept."),
@@ -60,6 +65,12 @@ HEADERS = {
                        "schema": {"type": "string", "enum": ["true", "false"]}},
 }
 _REQUEST_ID = {"$ref": "#/components/headers/X-Request-Id"}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "A client token, unique per intended generation: a second request with the same key "
+                   "(within 24 h, per API key) is refused with 409 instead of being billed again.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
 _SHOULD_RETRY = {"$ref": "#/components/headers/x-should-retry"}
 _GENERATION_DESCRIPTION = (
     "Generate images. The body is priced and checked against the key's limits before the provider "
@@ -110,6 +121,7 @@ def _operation(summary, request_schema, response_schema, scopes, authenticated):
     operation = {"summary": summary, "responses": {"200": ok, **_error_responses(scopes)}}
     if request_schema is not None:
         operation["description"] = _GENERATION_DESCRIPTION
+        operation["parameters"] = [IDEMPOTENCY_KEY]
         operation["requestBody"] = {"required": True,
                                     "content": {"application/json": {"schema": request_schema}}}
     if authenticated:
