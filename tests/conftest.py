@@ -34,6 +34,7 @@ Plain helpers to import: ``ledger_lines(app)``, ``key_record(raw_key, ...)``,
 
 import json
 import os
+import re
 import shutil
 from datetime import datetime
 from datetime import timedelta
@@ -43,6 +44,7 @@ from pathlib import Path
 import pytest
 import responses
 
+from ziri_images import __version__
 from ziri_images import create_app
 from ziri_images.keys import hash_key
 from ziri_images.settings import _SETTINGS
@@ -80,6 +82,23 @@ class FakeClock:
     def advance(self, seconds):
         self.now += timedelta(seconds=seconds)
         return self.now
+
+
+ANY = re.compile(r".*")
+
+
+def exact_headers(credential):
+    """Return every header the gateway sends: its one credential header and nothing of the client's."""
+    return {
+        **credential,
+        "Content-Type": "application/json",
+        "User-Agent": f"ziri-images/{__version__}",
+        "X-Client-Request-Id": re.compile(r"req_[0-9a-f]{32}\Z"),
+        "Content-Length": re.compile(r"\d+\Z"),
+        "Accept": ANY,
+        "Accept-Encoding": ANY,
+        "Connection": ANY,
+    }
 
 
 def key_record(raw_key, *, key_id, user, status="active", demo=False, expires_at=None, limits=None,

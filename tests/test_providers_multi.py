@@ -21,13 +21,12 @@ from conftest import PROJECT_DIR
 from conftest import PROVIDER_KEY
 from conftest import USER_KEY
 from conftest import XAI_KEY
+from conftest import exact_headers
 from conftest import ledger_lines
 from responses import matchers
 
-from ziri_images import __version__
 from ziri_images.errors import ConfigError
 
-ANY = re.compile(r".*")
 AZURE_QUERY = "?api-version=2025-04-01-preview"
 AZURE_DALLE3_URL = f"{AZURE_ENDPOINT}/openai/deployments/dall-e-3/images/generations{AZURE_QUERY}"
 AZURE_GPT_IMAGE_1_URL = f"{AZURE_ENDPOINT}/openai/deployments/gpt-image-1/images/generations{AZURE_QUERY}"
@@ -35,20 +34,6 @@ XAI_URL = "https://api.x.ai/v1/images/generations"
 BEARER_OPENAI = {"Authorization": f"Bearer {PROVIDER_KEY}"}
 API_KEY_AZURE = {"api-key": AZURE_KEY}
 BEARER_XAI = {"Authorization": f"Bearer {XAI_KEY}"}
-
-
-def exact_headers(credential):
-    """Return every header the gateway sends: its one credential header and nothing of the client's."""
-    return {
-        **credential,
-        "Content-Type": "application/json",
-        "User-Agent": f"ziri-images/{__version__}",
-        "X-Client-Request-Id": re.compile(r"req_[0-9a-f]{32}\Z"),
-        "Content-Length": re.compile(r"\d+\Z"),
-        "Accept": ANY,
-        "Accept-Encoding": ANY,
-        "Connection": ANY,
-    }
 
 
 def expect(responses_mock, url, credential, sent, **answer):
