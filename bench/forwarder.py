@@ -6,7 +6,7 @@ bench/run.py runs it under the same gunicorn.conf.py to price the stack apart fr
 """
 
 import os
-import threading
+import queue
 
 import requests
 from flask import Flask
@@ -16,13 +16,17 @@ from flask import request
 app = Flask(__name__)
 upstream_url = os.environ["OPENAI_BASE_URL"].rstrip("/") + "/images/generations"
 upstream_headers = {"Authorization": "Bearer " + os.environ["OPENAI_API_KEY"], "Content-Type": "application/json"}
-sessions = threading.local()
+idle_sessions = queue.LifoQueue()
 
 
 @app.post("/api/images/generations")
 def forward():
-    session = getattr(sessions, "session", None)
-    if session is None:
-        session = sessions.session = requests.Session()
-    answer = session.post(upstream_url, data=request.get_data(), headers=upstream_headers, timeout=(5, 180))
-    return Response(answer.content, status=answer.status_code, content_type=answer.headers.get("Content-Type"))
+    try:
+        session = idle_sessions.get_nowait()
+    except queue.Empty:
+        session = requests.Session()
+    try:
+        answer = session.post(upstream_url, data=request.get_data(), headers=upstream_headers, timeout=(5, 180))
+        return Response(answer.content, status=answer.status_code, content_type=answer.headers.get("Content-Type"))
+    finally:
+        idle_sessions.put(session)

@@ -1,7 +1,6 @@
 """The outbound HTTP boundary: what is sent to OpenAI and how its failures are translated."""
 
 import re
-import threading
 
 import pytest
 import requests
@@ -211,14 +210,24 @@ def test_require_credentials_names_the_variable():
     assert raised.value.message == "No API key configured for provider 'other' (set OTHER_KEY)."
 
 
-def test_each_thread_has_its_own_session(provider):
-    sessions = []
-    thread = threading.Thread(target=lambda: sessions.append(provider._session()))
-    thread.start()
-    thread.join()
+def test_a_session_is_never_shared_by_calls_in_flight_and_is_reused_after(provider):
+    with provider._session() as first:
+        with provider._session() as second:
+            assert first is not second  # two calls at once (two threads, or two greenlets)
+        with provider._session() as later:
+            assert later is second  # the idle one, with its kept-alive connection
 
-    assert provider._session() is provider._session()
-    assert sessions[0] is not provider._session()
+
+def test_sessions_coming_back_to_a_full_pool_are_closed(provider, monkeypatch):
+    monkeypatch.setattr(providers, "MAX_IDLE_SESSIONS", 1)
+    closed = []
+    with provider._session() as first:
+        monkeypatch.setattr(first, "close", lambda: closed.append(first))
+        with provider._session() as second:
+            pass
+    assert closed == [first]  # the pool already held `second`
+    with provider._session() as again:
+        assert again is second
 
 
 def test_build_providers_from_settings():
@@ -236,6 +245,6 @@ def test_sessions_read_proxy_settings_once_not_per_call(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "")
     provider = OpenAIProvider("openai", "https://api.openai.test/v1", "sk-x", 1.0, 2.0)
-    session = provider._session()
-    assert session.trust_env is False
-    assert session.proxies["https"] == "http://proxy.internal:3128"
+    with provider._session() as session:
+        assert session.trust_env is False
+        assert session.proxies["https"] == "http://proxy.internal:3128"

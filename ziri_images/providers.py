@@ -7,16 +7,20 @@ base URL and a key) and Azure OpenAI, which only differs in its URL (a deploymen
 the API version in the query string) and its ``api-key`` header. Credentials come from the
 environment only (or config values named like the variables, for tests), never from a file.
 
-Every call has explicit (connect, read) timeouts, each thread keeps its own
-``requests.Session`` (sessions are not thread-safe), and every ``requests`` exception or bad
+Every call has explicit (connect, read) timeouts and borrows a ``requests.Session`` that no
+other call uses meanwhile (sessions are not thread-safe); the session, with its kept-alive
+connection, goes back to an idle pool afterwards, so under gevent (where every request is a
+new greenlet) calls still reuse connections instead of paying a TLS handshake each. Every
+``requests`` exception or bad
 upstream answer becomes a ``ProviderError`` here and nowhere else, with one error mapping for
 every provider. ``may_have_billed`` tells the caller whether the provider could have
 generated (and charged for) images anyway.
 """
 
 import os
+import queue
 import re
-import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import quote
 from urllib.parse import urlencode
@@ -33,6 +37,8 @@ from .settings import load_json_file
 
 # Ten large b64 images are ~40 MB; anything far beyond that is not an images response.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+# Idle sessions (each with its kept-alive connections) a provider keeps for the next calls.
+MAX_IDLE_SESSIONS = 64
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _SECRET_PATTERN = re.compile(r"\b((?:sk|xai)-[A-Za-z0-9_*\-]{6,}|ziri-[A-Za-z0-9_.-]+-[0-9a-f]{16,})")
 # Some providers (xAI) answer a wrong key with 400, not 401: the message tells.
@@ -90,7 +96,7 @@ class OpenAIProvider:
         self.query = dict(query or {})
         self.deployments = dict(deployments) if deployments is not None else None
         self.timeout = (connect_timeout, read_timeout)
-        self._local = threading.local()
+        self._idle_sessions = queue.LifoQueue()  # most recently used first: its connection is warmest
         # Proxy and CA-bundle settings are read from the environment once: left to requests,
         # they are looked up (walking all of os.environ) on every call.
         self._proxies = requests.utils.get_environ_proxies(self.base_url or "")
@@ -136,14 +142,27 @@ class OpenAIProvider:
         value = self.api_key if self.auth_scheme is None else f"{self.auth_scheme} {self.api_key}"
         return {self.auth_header: value}
 
-    def _session(self):
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            session.trust_env = False
-            session.proxies.update(self._proxies)
-            session.verify = self._verify
+    def _new_session(self):
+        session = requests.Session()
+        session.trust_env = False
+        session.proxies.update(self._proxies)
+        session.verify = self._verify
         return session
+
+    @contextmanager
+    def _session(self):
+        """Lend a session no other call is using; take it back (or close it if enough are idle)."""
+        try:
+            session = self._idle_sessions.get_nowait()
+        except queue.Empty:
+            session = self._new_session()
+        try:
+            yield session
+        finally:
+            if self._idle_sessions.qsize() < MAX_IDLE_SESSIONS:
+                self._idle_sessions.put(session)
+            else:
+                session.close()
 
     def _error(self, status, message, **kwargs):
         return ProviderError(status, self._redacted(message), provider=self.name, **kwargs)
@@ -162,9 +181,10 @@ class OpenAIProvider:
             "X-Client-Request-Id": request_id,
         }
         try:
-            response = self._session().post(url, json=payload, headers=headers, timeout=self.timeout, stream=True)
-            provider_request_id = self._redacted(response.headers.get("x-request-id"))
-            raw = self._read_capped(response)
+            with self._session() as session:
+                response = session.post(url, json=payload, headers=headers, timeout=self.timeout, stream=True)
+                provider_request_id = self._redacted(response.headers.get("x-request-id"))
+                raw = self._read_capped(response)
         except requests.exceptions.ConnectTimeout:
             raise self._error(504, f"Timed out connecting to provider '{self.name}'.", should_retry=True)
         except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as error:
