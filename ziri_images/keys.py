@@ -153,10 +153,6 @@ class KeyStore:
             except ConfigError as error:
                 log.error("key file change ignored, keeping previous keys: %s", error)
 
-    def all_keys(self):
-        """Return every key record (for readiness and tools)."""
-        return list(self._keys.values())
-
     def authenticate(self, raw_key, now):
         """Return the active ApiKey for ``raw_key`` or raise the contract's auth error."""
         if not raw_key:
