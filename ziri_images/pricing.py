@@ -12,6 +12,12 @@ An image model entry says what a request may ask for and what it costs:
 - ``token_prices`` (USD per 1M tokens) make the provider's reported ``usage`` the charge; the
   per-image figures then serve as the estimate and, with ``output_tokens_per_image``, the
   reservation's ceiling.
+- ``retired`` (``YYYY-MM-DD``): from that day the model is refused with 410 MODEL_RETIRED,
+  naming the provider's ``image_model_suggestion``, before anything is reserved or sent;
+  except on a provider reached at a compatible endpoint rather than its own API (the local
+  stub, an OpenAI-compatible server), where the provider's retirements do not apply.
+- ``based_on`` names another model of the same provider whose fields the entry reuses
+  (dated snapshots, models priced alike); the entry's own fields win.
 
 Anything not in the catalog is refused before the provider is called: a request is never
 billed at another row's price.
@@ -19,6 +25,8 @@ billed at another row's price.
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
+from datetime import timezone
 from decimal import Decimal
 
 from marshmallow import Schema
@@ -37,6 +45,7 @@ IMAGE_KIND = "image"
 MODEL_KINDS = (IMAGE_KIND, "chat", "embedding", "audio", "moderation", "video")
 DEFAULT_DIMENSIONS = ("quality", "size")
 _DIMENSION_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
+_RETIRED_DATE = re.compile(r"20[0-9]{2}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?\Z")
 # A dimension's value is written into ledger records and error details under its own name.
 _RESERVED_NAMES = {"provider", "model", "prompt", "n", "stream", "user", "status", "cost", "currency", "amount",
                    "type", "ts", "reason"}
@@ -159,6 +168,8 @@ class ImageModel:
         self.source = entry.get("source")
         self.as_of = entry.get("as_of")
         self.retired = entry.get("retired")
+        if self.retired is not None and not (isinstance(self.retired, str) and _RETIRED_DATE.match(self.retired)):
+            raise ConfigError(f"{where}.retired: expected 'YYYY-MM-DD' (or 'YYYY-MM')")
         try:
             self.max_images = int(entry["max_images"])
             self.max_prompt_chars = int(entry["max_prompt_chars"])
@@ -210,6 +221,13 @@ class ImageModel:
                 if not _leaves(self.prices, keys):
                     raise ConfigError(f"{where}: default_{dimension} {default!r} has no price")
 
+    def is_retired(self, today):
+        """Return whether the provider has retired the model by ``today`` (an ISO date string).
+
+        A date compares correctly with today's as text; a month alone counts from its first day.
+        """
+        return self.retired is not None and self.retired[:10] <= today
+
     @property
     def default_quality(self):
         return self.defaults.get("quality")
@@ -234,18 +252,24 @@ class ImageModel:
             rule = self.rules.get(dimension)
             if rule is None:
                 continue
-            tiers = {tier for tier, _ in rule.tiers}
             for table in (self.prices, self.output_tokens):
-                keys = set(self._level_keys(table, level)) if table is not None else set()
-                if not keys <= tiers:
-                    raise ConfigError(f"{where}: {', '.join(sorted(keys - tiers))}: not a tier of size_rule")
+                for row in self._level_rows(table, level) if table is not None else ():
+                    unknown = set(row) - rule.keys
+                    if unknown:
+                        raise ConfigError(f"{where}: {', '.join(sorted(unknown))}: not a tier or size of size_rule")
+                    # A listed size missing from a row would be refused rather than priced by its tier.
+                    missing = set(rule.sizes) - set(row)
+                    if missing:
+                        raise ConfigError(f"{where}: {', '.join(sorted(missing))}: a size of size_rule without a "
+                                          "figure in every row")
 
-    def _level_keys(self, table, level):
+    def _level_rows(self, table, level):
+        """Yield the tables nested ``level`` levels deep: the rows keyed by that dimension."""
         if level == 0:
-            yield from table
+            yield table
             return
         for value in table.values():
-            yield from self._level_keys(value, level - 1)
+            yield from self._level_rows(value, level - 1)
 
     def _key_for(self, dimension, value):
         """Return the table key for one dimension's value: None for ``auto`` (any key), False for none."""
@@ -297,11 +321,35 @@ class ImageModel:
         return max(price, to_amount(self.token_prices.output_bound(max(tokens))))
 
 
-class PriceBook:
-    """All providers' models, loaded and validated once from pricing.json."""
+def _based_on(models, entry, where):
+    """Return ``entry`` with the fields of the model it is ``based_on`` filled in (its own win)."""
+    if not isinstance(entry, dict) or "based_on" not in entry:
+        return entry
+    base = models.get(entry["based_on"])
+    if not isinstance(base, dict) or base.get("kind") != IMAGE_KIND or "based_on" in base:
+        raise ConfigError(f"{where}.based_on: {entry['based_on']!r} is not an image model of this provider "
+                          "(that is not based on another)")
+    # Provenance and retirement belong to each entry: a snapshot does not retire with its alias.
+    inherited = {name: value for name, value in base.items() if name not in ("source", "as_of", "retired")}
+    return {**inherited, **{name: value for name, value in entry.items() if name != "based_on"}}
 
-    def __init__(self, document, path):
+
+def _utc_now():
+    return datetime.now(timezone.utc)
+
+
+class PriceBook:
+    """All providers' models, loaded and validated once from pricing.json.
+
+    ``compatible_providers`` names the providers reached at an endpoint other than their own
+    published API (an OpenAI-compatible server, the local stub): the provider's retirements do
+    not apply there, so retired models stay usable on them. ``clock`` says what day it is.
+    """
+
+    def __init__(self, document, path, clock=_utc_now, compatible_providers=frozenset()):
         self.path = path
+        self.clock = clock
+        self.compatible_providers = frozenset(compatible_providers)
         where = f"pricing file {path}"
         if not isinstance(document, dict) or not isinstance(document.get("providers"), dict):
             raise ConfigError(f"{where}: expected an object with a 'providers' object")
@@ -312,24 +360,33 @@ class PriceBook:
             models = provider_entry.get("models") if isinstance(provider_entry, dict) else None
             if not isinstance(models, dict):
                 raise ConfigError(f"{where}: providers.{provider}: expected a 'models' object")
-            catalog = {}
-            for name, entry in models.items():
-                model_where = f"{where}: providers.{provider}.models.{name}"
-                kind = entry.get("kind") if isinstance(entry, dict) else None
-                if kind not in MODEL_KINDS:
-                    raise ConfigError(f"{model_where}.kind: expected one of {', '.join(MODEL_KINDS)}")
-                catalog[name] = ImageModel(provider, name, entry, model_where) if kind == IMAGE_KIND else kind
-            self.providers[provider] = catalog
+            self.providers[provider] = self._catalog(provider, models, f"{where}: providers.{provider}.models")
             suggestion = provider_entry.get("image_model_suggestion")
-            if suggestion is not None and not isinstance(catalog.get(suggestion), ImageModel):
+            if suggestion is not None and not isinstance(self.providers[provider].get(suggestion), ImageModel):
                 raise ConfigError(
                     f"{where}: providers.{provider}.image_model_suggestion: '{suggestion}' is not an image model")
             self.suggestions[provider] = suggestion
 
+    @staticmethod
+    def _catalog(provider, models, where):
+        catalog = {}
+        for name, entry in models.items():
+            model_where = f"{where}.{name}"
+            entry = _based_on(models, entry, model_where)
+            kind = entry.get("kind") if isinstance(entry, dict) else None
+            if kind not in MODEL_KINDS:
+                raise ConfigError(f"{model_where}.kind: expected one of {', '.join(MODEL_KINDS)}")
+            catalog[name] = ImageModel(provider, name, entry, model_where) if kind == IMAGE_KIND else kind
+        return catalog
+
     @classmethod
-    def from_file(cls, path):
+    def from_file(cls, path, **options):
         """Load and validate ``path``, or raise ConfigError naming it."""
-        return cls(load_json_file(path, "pricing file"), path)
+        return cls(load_json_file(path, "pricing file"), path, **options)
+
+    def today(self):
+        """Return today's date (UTC) as an ISO string."""
+        return self.clock().astimezone(timezone.utc).date().isoformat()
 
     def image_models(self):
         """Yield every ImageModel of every provider."""
@@ -343,11 +400,16 @@ class PriceBook:
             raise ApiError(404, "PROVIDER_NOT_FOUND", f"Provider '{provider}' not found.",
                            availableProviders=sorted(self.providers))
         entry = catalog.get(model)
+        suggestion = self.suggestions.get(provider)
+        hint = f" Use {suggestion} instead." if suggestion else ""
         if isinstance(entry, ImageModel):
+            if provider not in self.compatible_providers and entry.is_retired(self.today()):
+                # Refused before anything is reserved or sent: the provider would only refuse it.
+                raise ApiError(410, "MODEL_RETIRED", f"Model '{model}' was retired by {provider} on "
+                               f"{entry.retired}.{hint}", provider=provider, model=model, retiredOn=entry.retired,
+                               suggestedModel=suggestion)
             return entry
         if entry is not None:
-            suggestion = self.suggestions.get(provider)
-            hint = f" Use {suggestion} instead." if suggestion else ""
             raise ApiError(
                 400,
                 "ACTION_NOT_SUPPORTED",
