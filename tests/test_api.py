@@ -289,7 +289,7 @@ ERROR_CASES = [
     error_case(404, "PROVIDER_NOT_FOUND", "Provider 'stability' not found.", body=body_with(provider="stability"),
                id="unknown-provider"),
     error_case(400, "ACTION_NOT_SUPPORTED",
-               "Model gpt-4o does not support image_generation action. Use dall-e-3 instead.",
+               "Model gpt-4o does not support image_generation action. Use gpt-image-2.6-flare instead.",
                body=body_with(model="gpt-4o"), id="chat-model"),
     error_case(400, "IMAGE_CONFIG_NOT_FOUND", "Image pricing not configured for model 'dall-e-3' (hd, 256x256)",
                body=body_with(quality="hd", size="256x256"), id="unpriced-size"),

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from conftest import read_keys
 
 from ziri_images import cli
 from ziri_images import launch
+from ziri_images import pricing_check
 from ziri_images.keys import KEY_PATTERN
 from ziri_images.keys import hash_key
 from ziri_images.ledger import encode_record
@@ -282,7 +284,15 @@ def catalog_path(tmp_path):
     return path
 
 
-def test_pricing_check_prints_the_catalog_and_warns(capsys, catalog_path):
+@pytest.fixture
+def today(monkeypatch):
+    """Pin the day pricing check counts ages and retirements from."""
+    day = {"date": date(2026, 12, 2)}
+    monkeypatch.setattr(pricing_check, "utc_today", lambda: day["date"])
+    return day
+
+
+def test_pricing_check_prints_the_catalog_and_warns(capsys, catalog_path, today):
     code, out, err = run(capsys, "pricing", "check", "--pricing-file", catalog_path)
 
     assert code == 0
@@ -301,11 +311,53 @@ def test_pricing_check_prints_the_catalog_and_warns(capsys, catalog_path):
         ["acme", "paint-2", "-", "-", "resolution=2k", "0.06", "tokens", "1", "-", "-", "2026-01"],
     ]
     assert err.splitlines() == [
+        "note: acme/paint-2: retired by its provider on 2026-01; refused with MODEL_RETIRED (except where the "
+        "provider is reached at a compatible endpoint)",
         "warning: acme/paint-2: no source or as_of: say where its prices come from and when",
-        "warning: acme/paint-2: was retired by its provider (2026-01); the gateway still accepts it",
-        f"{catalog_path}: valid, 2 image models, 5 prices, 2 warning(s)",
+        f"{catalog_path}: valid, 2 image models, 5 prices, 1 warning(s)",
     ]
     assert run(capsys, "pricing", "check", "--pricing-file", catalog_path, "--strict")[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("day", "warning"),
+    [
+        pytest.param(date(2027, 1, 30), None, id="90-days-old"),
+        pytest.param(date(2027, 1, 31), "warning: acme/paint-1: figures read 91 days ago (2026-11-01): check them "
+                     "against the provider's page, then update as_of", id="91-days-old"),
+    ],
+)
+def test_pricing_check_warns_about_figures_older_than_90_days(capsys, catalog_path, today, day, warning):
+    document = json.loads(catalog_path.read_text())
+    document["providers"]["acme"]["models"]["paint-2"].update(source="https://acme.test/pricing", as_of="2025-01-01")
+    catalog_path.write_text(json.dumps(document))
+    today["date"] = day
+
+    code, _, err = run(capsys, "pricing", "check", "--pricing-file", catalog_path, "--strict")
+
+    # paint-2 is retired: its figures no longer change, so their age is not a warning.
+    assert [line for line in err.splitlines() if line.startswith("warning")] == ([warning] if warning else [])
+    assert code == (1 if warning else 0)
+
+
+def test_pricing_check_warns_about_a_retirement_to_come_and_a_retired_suggestion(capsys, catalog_path, today):
+    document = json.loads(catalog_path.read_text())
+    document["providers"]["acme"]["models"]["paint-1"]["retired"] = "2026-12-31"
+    document["providers"]["acme"]["image_model_suggestion"] = "paint-2"
+    catalog_path.write_text(json.dumps(document))
+
+    _, _, err = run(capsys, "pricing", "check", "--pricing-file", catalog_path)
+
+    assert "warning: acme/paint-1: is to be retired by its provider on 2026-12-31; from that day it is refused " \
+           "with MODEL_RETIRED" in err.splitlines()
+    assert "warning: acme: image_model_suggestion paint-2 is retired: suggest a current model" in err.splitlines()
+
+
+def test_the_shipped_catalog_passes_the_strict_check(capsys, today):
+    code, _, err = run(capsys, "pricing", "check", "--pricing-file", SHIPPED_PRICING, "--strict")
+
+    assert code == 0, err
+    assert err.splitlines()[-1].endswith(" 0 warning(s)")
 
 
 def test_pricing_check_as_csv_and_json(capsys, catalog_path, monkeypatch):

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+import threading
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
@@ -211,7 +212,7 @@ def test_broken_edit_keeps_previous_keys_until_fixed(store, caplog):
 
     with caplog.at_level(logging.ERROR, logger="ziri_images"):
         assert store.authenticate(ALICE, NOW).id == "key_alice"
-    assert any("keeping previous keys" in record.getMessage() and path in record.getMessage()
+    assert any("keeping the previous version" in record.getMessage() and path in record.getMessage()
                for record in caplog.records)
 
     write_keys(path, [key_record(BOB, key_id="key_bob", user="bob")])
@@ -233,3 +234,57 @@ def test_keys_are_reloaded_by_the_running_app(client, add_key):
     response = client.get("/api/me/usage", headers={"X-API-Key": revoked})
 
     assert response.get_json()["code"] == "API_KEY_REVOKED_OR_DISABLED"
+
+
+def _loader_that_blocks(monkeypatch):
+    """Patch load_key_file so that, once armed, a load holds until released (a large key file)."""
+    import ziri_images.keys as keys_module
+
+    real_load = keys_module.load_key_file
+    gate = {"armed": False, "loading": threading.Event(), "release": threading.Event()}
+
+    def load(path):
+        if gate["armed"]:
+            gate["loading"].set()
+            gate["release"].wait(timeout=30)
+        return real_load(path)
+
+    monkeypatch.setattr(keys_module, "load_key_file", load)
+    return gate
+
+
+@pytest.mark.parametrize("change", ["added", "disabled"])
+def test_requests_during_a_reload_see_the_new_file(tmp_path, monkeypatch, change):
+    # Two threads race one reload: the first is loading the changed file when the second
+    # arrives. The second must wait for the new keys, not authenticate against the old ones.
+    gate = _loader_that_blocks(monkeypatch)
+    path = tmp_path / "keys.json"
+    write_keys(path, [key_record(ALICE, key_id="key_alice", user="alice")])
+    store = KeyStore(str(path))
+    if change == "added":
+        write_keys(path, [key_record(ALICE, key_id="key_alice", user="alice"),
+                          key_record(BOB, key_id="key_bob", user="bob")])
+        raw_key, expected = BOB, "key_bob"
+    else:
+        write_keys(path, [key_record(ALICE, key_id="key_alice", user="alice", status="disabled")])
+        raw_key, expected = ALICE, "API_KEY_REVOKED_OR_DISABLED"
+    gate["armed"] = True
+    outcomes = {}
+
+    def authenticate(name):
+        try:
+            outcomes[name] = store.authenticate(raw_key, NOW).id
+        except ApiError as error:
+            outcomes[name] = error.code
+
+    first = threading.Thread(target=authenticate, args=("first",))
+    first.start()
+    assert gate["loading"].wait(timeout=30)
+    second = threading.Thread(target=authenticate, args=("second",))
+    second.start()
+    second.join(timeout=0.5)  # unfixed, it answers from the old keys at once
+    gate["release"].set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+
+    assert outcomes == {"first": expected, "second": expected}

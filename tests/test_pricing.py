@@ -3,6 +3,7 @@
 import copy
 import json
 from datetime import date
+from datetime import datetime
 
 import pytest
 from conftest import SHIPPED_PRICING
@@ -16,9 +17,13 @@ from ziri_images.pricing import PriceBook
 SIZES_GPT = ("1024x1024", "1024x1536", "1536x1024")
 
 
+ALL_PROVIDERS = ("openai", "azure", "xai")
+
+
 @pytest.fixture(scope="module")
 def book():
-    return PriceBook.from_file(str(SHIPPED_PRICING))
+    # The catalog as a compatible endpoint sees it: retired models are still priced there.
+    return PriceBook.from_file(str(SHIPPED_PRICING), compatible_providers=ALL_PROVIDERS)
 
 
 def model(book, name):
@@ -61,7 +66,11 @@ def test_shipped_catalog_defaults_and_image_models(book):
     assert book.currency == "USD"
     assert {(m.provider, m.name) for m in book.image_models()} == {
         ("openai", "dall-e-2"), ("openai", "dall-e-3"), ("openai", "gpt-image-1"), ("openai", "gpt-image-1-mini"),
-        ("openai", "gpt-image-2"), ("azure", "dall-e-3"), ("azure", "gpt-image-1"), ("xai", "grok-2-image-1212")}
+        ("openai", "gpt-image-2"), ("openai", "gpt-image-2-2026-04-21"), ("openai", "gpt-image-2.5-sunburst"),
+        ("openai", "gpt-image-2.5-flare"), ("openai", "gpt-image-2.5-sunburst-2026-09-08"),
+        ("openai", "gpt-image-2.5-flare-2026-09-08"), ("openai", "gpt-image-2.6-sunburst"),
+        ("openai", "gpt-image-2.6-flare"), ("azure", "dall-e-3"), ("azure", "gpt-image-1"), ("azure", "gpt-image-2"),
+        ("xai", "grok-imagine-image"), ("xai", "grok-2-image-1212")}
     dalle3_model, gpt = model(book, "dall-e-3"), model(book, "gpt-image-1")
     assert (dalle3_model.default_quality, dalle3_model.default_size) == ("standard", "1024x1024")
     assert (gpt.default_quality, gpt.default_size) == ("auto", "1024x1024")
@@ -133,7 +142,7 @@ def test_number_parameters_accept_numbers_within_bounds(tmp_path):
     document = with_change(edit_dalle3(params={"strength": {"type": "number", "min": 0, "max": 1}}))
     path = tmp_path / "pricing.json"
     path.write_text(json.dumps(document), encoding="utf-8")
-    schema = model(PriceBook.from_file(path), "dall-e-3").params_schema
+    schema = model(PriceBook.from_file(path, compatible_providers=ALL_PROVIDERS), "dall-e-3").params_schema
 
     assert schema.load({"strength": 0.5}) == {"strength": 0.5}
     for bad in (1.5, float("nan")):
@@ -313,3 +322,102 @@ def test_image_model_accepts_auto_default_only_where_listed():
     entry.update(default_quality="auto", auto=["quality"])
 
     assert ImageModel("openai", "dall-e-3", entry, "here").price_per_image("auto", "1024x1792") == 0.12
+
+
+# --- retirement and entries based on another ------------------------------------------------
+
+def clock_at(day):
+    return lambda: datetime.fromisoformat(f"{day}T12:00:00+00:00")
+
+
+@pytest.mark.parametrize(
+    ("provider", "name", "retired_on", "suggestion"),
+    [
+        pytest.param("openai", "dall-e-3", "2026-05-12", "gpt-image-2.6-flare", id="openai-dall-e-3"),
+        pytest.param("openai", "gpt-image-1", "2026-10-23", "gpt-image-2.6-flare", id="openai-gpt-image-1"),
+        pytest.param("openai", "gpt-image-1-mini", "2026-12-01", "gpt-image-2.6-flare", id="openai-gpt-image-1-mini"),
+        pytest.param("azure", "dall-e-3", "2026-02-18", "gpt-image-2", id="azure-dall-e-3"),
+    ],
+)
+def test_a_retired_model_is_refused_with_a_current_suggestion(provider, name, retired_on, suggestion):
+    shipped = PriceBook.from_file(str(SHIPPED_PRICING), clock=clock_at("2026-12-02"))
+
+    with pytest.raises(ApiError) as raised:
+        shipped.find_model(provider, name)
+
+    error = raised.value
+    assert (error.status, error.code) == (410, "MODEL_RETIRED")
+    assert error.message == f"Model '{name}' was retired by {provider} on {retired_on}. Use {suggestion} instead."
+    assert error.details == {"provider": provider, "model": name, "retiredOn": retired_on, "suggestedModel": suggestion}
+    assert isinstance(shipped.find_model(provider, suggestion), ImageModel)
+
+
+@pytest.mark.parametrize(
+    ("day", "compatible", "served"),
+    [
+        pytest.param("2026-11-30", (), True, id="the-day-before"),
+        pytest.param("2026-12-01", (), False, id="the-day-itself"),
+        pytest.param("2026-12-01", ("openai",), True, id="at-a-compatible-endpoint"),
+    ],
+)
+def test_retirement_applies_from_its_day_to_the_providers_own_api(day, compatible, served):
+    shipped = PriceBook.from_file(str(SHIPPED_PRICING), clock=clock_at(day), compatible_providers=compatible)
+
+    if served:
+        assert shipped.find_model("openai", "gpt-image-1-mini").name == "gpt-image-1-mini"
+    else:
+        with pytest.raises(ApiError, match="MODEL_RETIRED|retired"):
+            shipped.find_model("openai", "gpt-image-1-mini")
+
+
+def test_a_month_alone_retires_from_its_first_day():
+    document = with_change(edit_dalle3(retired="2026-05"))
+    for day, retired in (("2026-04-30", False), ("2026-05-01", True)):
+        image_model = model(PriceBook(document, "p", compatible_providers=ALL_PROVIDERS), "dall-e-3")
+        assert image_model.is_retired(day) is retired
+
+
+@pytest.mark.parametrize("value", ["May 2026", "2026-13-01", "2026-05-12T00:00:00Z", 20260512])
+def test_retired_must_be_a_date(value):
+    with pytest.raises(ConfigError, match=r"models\.dall-e-3\.retired: expected 'YYYY-MM-DD'"):
+        PriceBook(with_change(edit_dalle3(retired=value)), "p")
+
+
+def test_snapshots_and_variants_reuse_the_entry_they_are_based_on(book):
+    base = model(book, "gpt-image-2")
+    for name in ("gpt-image-2-2026-04-21", "gpt-image-2.5-sunburst", "gpt-image-2.5-flare-2026-09-08",
+                 "gpt-image-2.6-sunburst", "gpt-image-2.6-flare"):
+        variant = model(book, name)
+        assert (variant.prices, variant.token_prices.prices, variant.param_names) == (
+            base.prices, base.token_prices.prices, base.param_names), name
+        assert variant.rules["size"].tiers == base.rules["size"].tiers
+        assert variant.source != base.source and variant.as_of and variant.retired is None, name
+
+
+def add_openai_models(models):
+    def change(document):
+        document["providers"]["openai"]["models"].update(models)
+    return change
+
+
+def test_own_fields_win_over_the_base_and_provenance_is_not_inherited():
+    document = with_change(add_openai_models(
+        {"gpt-image-2-copy": {"kind": "image", "based_on": "gpt-image-2", "max_images": 2}}))
+    copy = model(PriceBook(document, "p"), "gpt-image-2-copy")
+
+    assert (copy.max_images, copy.source, copy.as_of) == (2, None, None)
+
+
+@pytest.mark.parametrize(
+    ("based_on", "extra"),
+    [
+        pytest.param("dall-e-4", {}, id="unknown"),
+        pytest.param("gpt-4o", {}, id="not-an-image-model"),
+        pytest.param("chained", {"chained": {"kind": "image", "based_on": "gpt-image-2"}}, id="itself-based-on"),
+    ],
+)
+def test_based_on_must_name_an_image_model_of_the_provider(based_on, extra):
+    document = with_change(add_openai_models({**extra, "copy": {"kind": "image", "based_on": based_on}}))
+
+    with pytest.raises(ConfigError, match=rf"models\.copy\.based_on: '{based_on}' is not an image model"):
+        PriceBook(document, "p")

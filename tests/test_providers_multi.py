@@ -79,6 +79,17 @@ OPENAI_GPT_IMAGE_2_ANSWER = {
 }
 
 
+@pytest.fixture(autouse=True)
+def azure_still_serving_dalle3(pricing_path):
+    """Keep Azure's dall-e-3 in service here: these tests use its deployment for Azure's wire format.
+
+    Azure has retired it (the shipped catalog refuses it with MODEL_RETIRED, see test_pricing.py).
+    """
+    document = json.loads(pricing_path.read_text(encoding="utf-8"))
+    del document["providers"]["azure"]["models"]["dall-e-3"]["retired"]
+    pricing_path.write_text(json.dumps(document), encoding="utf-8")
+
+
 @pytest.mark.parametrize(
     ("body", "url", "credential", "sent", "answer", "actual", "charged_by"),
     [
@@ -128,7 +139,8 @@ def test_each_provider_is_sent_exactly_its_request(client, app, responses_mock, 
 
 def test_azure_deployment_names_come_from_configuration(make_app, providers_path, responses_mock):
     document = json.loads(providers_path.read_text())
-    document["providers"]["azure"]["deployments"] = {"dall-e-3": "images/dalle 3", "gpt-image-1": "gpt-image-1-prod"}
+    document["providers"]["azure"]["deployments"] = {"dall-e-3": "images/dalle 3", "gpt-image-1": "gpt-image-1-prod",
+                                                    "gpt-image-2": "gpt-image-2-prod"}
     providers_path.write_text(json.dumps(document))
     url = f"{AZURE_ENDPOINT}/openai/deployments/images%2Fdalle%203/images/generations{AZURE_QUERY}"
     sent = {"model": "dall-e-3", "prompt": "a lighthouse", "n": 1, "quality": "standard", "size": "1024x1024"}

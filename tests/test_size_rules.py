@@ -1,8 +1,11 @@
 """Size rules: arbitrary ``WxH`` sizes priced by pixel-count tier (gpt-image-2), refused when no rule applies."""
 
+import json
+
 import pytest
 from conftest import ENDPOINT
 from conftest import GENERATIONS_URL
+from conftest import SHIPPED_PRICING
 from conftest import USER_KEY
 from conftest import ledger_lines
 from responses import matchers
@@ -14,8 +17,8 @@ from ziri_images.sizes import parse_size
 
 # gpt-image-2's limits, as in the shipped catalog.
 GPT_IMAGE_2_RULE = {
-    "multiple_of": 16, "max_edge": 3840, "max_pixels": 3840 * 2160, "max_aspect_ratio": 3,
-    "tiers": ["1024x1024", "1536x1024", "2560x1440", "3840x2160"],
+    "multiple_of": 16, "max_edge": 3840, "min_pixels": 655360, "max_pixels": 3840 * 2160, "max_aspect_ratio": 3,
+    "sizes": ["1024x1536", "1536x1024"], "tiers": ["1024x1024", "2048x768", "2560x1440", "3840x2160"],
 }
 
 
@@ -29,8 +32,13 @@ def rule():
     [
         pytest.param("1024x1024", "1024x1024", None, id="a-tier-itself"),
         pytest.param("1280x720", "1024x1024", None, id="hd-fits-the-smallest-tier"),
-        pytest.param("1024x1536", "1536x1024", None, id="portrait-same-pixels-as-landscape-tier"),
-        pytest.param("1040x1024", "1536x1024", None, id="one-step-over-a-tier"),
+        pytest.param("1024x1536", "1024x1536", None, id="listed-portrait-priced-as-itself"),
+        pytest.param("1536x1024", "1536x1024", None, id="listed-landscape-priced-as-itself"),
+        pytest.param("1248x1248", "2048x768", None, id="unlisted-size-of-the-second-tier"),
+        pytest.param("1040x1024", "2048x768", None, id="one-step-over-a-tier"),
+        pytest.param("1024x640", "1024x1024", None, id="exactly-the-minimum"),
+        pytest.param("512x512", None, "fewer than 655360 pixels", id="below-the-minimum-square"),
+        pytest.param("1024x512", None, "fewer than 655360 pixels", id="below-the-minimum-wide"),
         pytest.param("1920x1088", "2560x1440", None, id="full-hd-in-steps-of-16"),
         pytest.param("2048x2048", "3840x2160", None, id="square-2k"),
         pytest.param("3840x2160", "3840x2160", None, id="largest"),
@@ -49,6 +57,35 @@ def rule():
 )
 def test_tier_for(rule, size, tier, reason):
     assert rule.tier_for(size) == (tier, reason)
+
+
+def test_the_rule_here_is_the_shipped_one():
+    shipped = json.loads(SHIPPED_PRICING.read_text(encoding="utf-8"))["providers"]["openai"]["models"]["gpt-image-2"]
+
+    assert shipped["size_rule"] == GPT_IMAGE_2_RULE
+
+
+@pytest.mark.parametrize(
+    ("sizes", "problem"),
+    [
+        pytest.param(["1000x1000"], "here.sizes: 1000x1000: width and height must be multiples of 16",
+                     id="breaks-a-limit"),
+        pytest.param(["1024x1024"], "here.sizes: 1024x1024 is also a tier", id="a-tier"),
+        pytest.param(["3840x2160"], "here.sizes: 3840x2160 is also a tier", id="the-largest-tier"),
+        pytest.param(["2160x3840", "1024"], "here.sizes: expected a list of 'WxH' sizes", id="not-wxh"),
+        pytest.param("1024x1536", "here.sizes: expected a list of 'WxH' sizes", id="not-a-list"),
+    ],
+)
+def test_listed_sizes_are_checked(sizes, problem):
+    with pytest.raises(ConfigError) as raised:
+        SizeRule({**GPT_IMAGE_2_RULE, "sizes": sizes}, "here")
+
+    assert str(raised.value).startswith(problem)
+
+
+def test_a_listed_size_beyond_every_tier_is_refused():
+    with pytest.raises(ConfigError, match="here.sizes: 1536x1024 has more pixels than the largest tier"):
+        SizeRule({"sizes": ["1536x1024"], "tiers": ["1024x1024"]}, "here")
 
 
 def test_minimum_pixels_and_a_size_beyond_every_tier():
@@ -107,7 +144,8 @@ def gpt_image_2_like(**changes):
     entry = {
         "kind": "image", "max_images": 10, "max_prompt_chars": 100, "default_quality": "low",
         "default_size": "1024x1024", "size_rule": GPT_IMAGE_2_RULE,
-        "prices": {"low": {"1024x1024": 0.01, "1536x1024": 0.02, "2560x1440": 0.03, "3840x2160": 0.04}},
+        "prices": {"low": {"1024x1024": 0.01, "1024x1536": 0.015, "1536x1024": 0.015, "2048x768": 0.02,
+                           "2560x1440": 0.03, "3840x2160": 0.04}},
     }
     entry.update(changes)
     return entry
@@ -117,11 +155,14 @@ def gpt_image_2_like(**changes):
     ("changes", "problem"),
     [
         pytest.param({"prices": {"low": {"1024x1024": 0.01, "1280x720": 0.02}}},
-                     "here: 1280x720: not a tier of size_rule", id="price-for-a-size-that-is-no-tier"),
+                     "here: 1280x720: not a tier or size of size_rule", id="price-for-a-size-that-is-no-tier"),
         pytest.param({"price_dimensions": ["quality"], "prices": {"low": 0.01}},
                      "here.size_rule: 'size' is not one of the price_dimensions", id="rule-without-size-dimension"),
         pytest.param({"default_size": "1000x1000"}, "here: default_size '1000x1000' has no price",
                      id="default-size-breaks-the-rule"),
+        pytest.param({"prices": {"low": {"1024x1024": 0.01, "1536x1024": 0.015, "2048x768": 0.02}}},
+                     "here: 1024x1536: a size of size_rule without a figure in every row",
+                     id="a-listed-size-without-a-price"),
     ],
 )
 def test_catalog_entry_with_a_rule_is_checked(changes, problem):
@@ -139,8 +180,8 @@ def test_a_default_size_inside_a_tier_is_priced():
 
 # --- through the endpoint, with the shipped gpt-image-2 entry -------------------------------
 
-def generate(client, **fields):
-    body = {"provider": "openai", "model": "gpt-image-2", "prompt": "a lighthouse", **fields}
+def generate(client, model="gpt-image-2", **fields):
+    body = {"provider": "openai", "model": model, "prompt": "a lighthouse", **fields}
     return client.post(ENDPOINT, json=body, headers={"X-API-Key": USER_KEY})
 
 
@@ -148,6 +189,8 @@ def generate(client, **fields):
     ("quality", "size", "reserved_per_image"),
     [
         pytest.param("low", "1280x720", 0.00588, id="low-hd"),
+        pytest.param("high", "1536x1024", 0.16464, id="high-standard-landscape-at-its-published-tokens"),
+        pytest.param("medium", "1024x1536", 0.04116, id="medium-standard-portrait-at-its-published-tokens"),
         pytest.param("medium", "1536x864", 0.06174, id="medium-wide"),
         pytest.param("high", "2160x3840", 0.71157, id="high-4k-portrait"),
         pytest.param("auto", "auto", 0.71157, id="auto-reserves-the-dearest-tier"),
@@ -176,26 +219,33 @@ def test_arbitrary_size_is_sent_as_asked_and_reserved_by_its_tier(client, app, r
         pytest.param("4096x4096", "size 4096x4096: an edge is longer than 3840 pixels", id="too-large"),
         pytest.param("3840x1248", "size 3840x1248: the aspect ratio is beyond 3:1", id="too-wide"),
         pytest.param("big", "size big: the size is not 'WxH'", id="not-a-size"),
+        pytest.param("512x512", "size 512x512: fewer than 655360 pixels", id="below-the-minimum"),
+        pytest.param("1024x512", "size 1024x512: fewer than 655360 pixels", id="below-the-minimum-wide"),
     ],
 )
-def test_size_outside_the_rule_is_refused_before_the_provider(client, app, responses_mock, size, reason):
-    response = generate(client, quality="high", size=size)
+@pytest.mark.parametrize("model", ["gpt-image-2", "gpt-image-2.5-flare", "gpt-image-2.6-sunburst"])
+def test_size_outside_the_rule_is_refused_before_the_provider(client, app, responses_mock, size, reason, model):
+    response = generate(client, model=model, quality="high", size=size)
 
     assert response.status_code == 400
     body = response.get_json()
     assert body["code"] == "IMAGE_CONFIG_NOT_FOUND"
-    assert body["error"] == f"Image pricing not configured for model 'gpt-image-2' (high, {size})"
+    assert body["error"] == f"Image pricing not configured for model '{model}' (high, {size})"
     assert (body["size"], body["reason"]) == (size, reason)
     assert len(responses_mock.calls) == 0
     assert ledger_lines(app) == []
 
 
-def test_reported_size_is_priced_by_its_tier(client, app, responses_mock):
-    # Asked for auto, the provider reports what it made: 1024x1536 is in the 1536x1024 tier.
+@pytest.mark.parametrize(("size", "price"), [
+    pytest.param("1024x1536", 0.00474, id="listed-size-priced-as-itself"),
+    pytest.param("1248x1248", 0.00687, id="other-size-priced-by-its-tier"),
+])
+def test_reported_size_is_priced_by_the_rule(client, app, responses_mock, size, price):
+    # Asked for auto, the provider reports what it made; that size is priced by the same rule.
     responses_mock.post(GENERATIONS_URL, json={"created": 1, "data": [{"b64_json": "AA=="}], "quality": "low",
-                                               "size": "1024x1536"})
+                                               "size": size})
 
     cost = generate(client, quality="auto", size="auto").get_json()["_meta"]["cost"]
 
-    assert (cost["quality"], cost["size"], cost["pricePerImage"]) == ("low", "1024x1536", 0.00687)
-    assert (cost["chargedBy"], cost["actual"]) == ("per_image", 0.00687)
+    assert (cost["quality"], cost["size"], cost["pricePerImage"]) == ("low", size, price)
+    assert (cost["chargedBy"], cost["actual"]) == ("per_image", price)

@@ -12,6 +12,7 @@ from .keys import LIMIT_NAMES
 from .limits import format_ts
 from .pricing import PriceBook
 from .pricing_check import catalog_columns
+from .pricing_check import catalog_notes
 from .pricing_check import catalog_rows
 from .pricing_check import catalog_warnings
 from .report import Progress
@@ -152,6 +153,8 @@ def pricing_check(args):
     book = PriceBook.from_file(path)
     rows = catalog_rows(book)
     write_rows(sys.stdout, args.format, catalog_columns(rows), rows)
+    for line in catalog_notes(book):
+        note(f"note: {line}")
     warnings = catalog_warnings(book)
     for warning in warnings:
         note(f"warning: {warning}")

@@ -1,6 +1,7 @@
 """The per-app objects (keys, prices, providers, ledger, limiter), built once per app.
 
 They live in ``app.extensions["ziri_images"]`` and are reached through ``current_gateway()``.
+keys.json and pricing.json are reloaded when they change on disk (``reloading.py``).
 """
 
 import logging
@@ -17,6 +18,8 @@ from .limits import Limiter
 from .pricing import PriceBook
 from .providers import build_providers
 from .providers import check_catalog
+from .reloading import ReloadingFile
+from .settings import load_json_file
 
 log = logging.getLogger("ziri_images")
 
@@ -28,12 +31,44 @@ def utc_now():
 @dataclass
 class Gateway:
     keys: KeyStore
-    prices: PriceBook
+    catalog: ReloadingFile  # pricing.json, reloaded when it changes
     providers: dict
     ledger: Ledger
     limiter: Limiter
     clock: object
     allow_demo_keys_upstream: bool
+
+    @property
+    def prices(self):
+        """Return the PriceBook as pricing.json holds it now; a request keeps the one it was quoted from."""
+        return self.catalog.current()
+
+
+def compatible_providers(providers, providers_file):
+    """Return the providers reached at another endpoint than the published API providers.json names.
+
+    Such an endpoint (a loopback one such as the local stub, an OpenAI-compatible server) serves
+    models on its own terms, so the provider's retirements do not apply to it. Azure has no
+    published endpoint: every non-loopback Azure resource is Azure's, and its retirements apply.
+    """
+    entries = load_json_file(providers_file, "providers file")["providers"]
+    published = {name: (entries[name].get("base_url") or "").rstrip("/") for name in providers}
+    return frozenset(
+        name for name, provider in providers.items()
+        if provider.is_loopback or (provider.base_url and published[name] and provider.base_url != published[name])
+    )
+
+
+def catalog_loader(providers, providers_file, clock):
+    """Return the function that loads pricing.json and checks it against providers.json."""
+    compatible = compatible_providers(providers, providers_file)
+
+    def load(path):
+        book = PriceBook.from_file(path, clock=clock, compatible_providers=compatible)
+        check_catalog(providers, book, providers_file)
+        return book
+
+    return load
 
 
 def init_app(app):
@@ -41,9 +76,9 @@ def init_app(app):
     config = app.config
     clock = config.get("CLOCK", utc_now)
     keys = KeyStore(config["KEYS_FILE"])
-    prices = PriceBook.from_file(config["PRICING_FILE"])
     providers = build_providers(config)
-    check_catalog(providers, prices, config["PROVIDERS_FILE"])
+    load_catalog = catalog_loader(providers, config["PROVIDERS_FILE"], clock)
+    catalog = ReloadingFile(config["PRICING_FILE"], load_catalog, "pricing file")
     for provider in providers.values():
         if provider.missing_setting is not None:
             # Names the variable, never a value: its requests get PROVIDER_KEY_MISSING until it is set.
@@ -57,7 +92,7 @@ def init_app(app):
     log.info("ledger %s replayed: %d records in %.2fs", ledger.path, records, time.monotonic() - started)
     app.extensions["ziri_images"] = Gateway(
         keys=keys,
-        prices=prices,
+        catalog=catalog,
         providers=providers,
         ledger=ledger,
         limiter=limiter,

@@ -2,24 +2,21 @@
 
 Keys look like ``ziri-{userId}-{hex secret}``. Only ``sha256:`` hashes of whole keys are
 stored; the raw key is never kept, logged or echoed. The file is re-read when it changes
-on disk, so keys can be added, limited or revoked without a restart; a broken edit keeps the
-last good version in service (and is logged), while a broken file at start-up is fatal.
+on disk (``reloading.ReloadingFile``), so keys can be added, limited or revoked without a
+restart: once the file is replaced, every later request sees the new keys. A broken edit keeps
+the last good version in service (and is logged once), while a broken file at start-up is fatal.
 """
 
 import hashlib
-import logging
-import os
 import re
-import threading
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
 
 from .errors import ApiError
 from .errors import ConfigError
+from .reloading import ReloadingFile
 from .settings import load_json_file
-
-log = logging.getLogger("ziri_images")
 
 KEY_PATTERN = re.compile(r"^ziri-([A-Za-z0-9][A-Za-z0-9_.-]*)-([0-9a-f]{16,128})\Z")
 LIMIT_NAMES = ("daily_spend_limit", "monthly_spend_limit", "requests_per_minute", "max_concurrent_requests")
@@ -127,31 +124,11 @@ class KeyStore:
 
     def __init__(self, path):
         self.path = path
-        self._lock = threading.Lock()
-        self._signature = self._stat_signature()
-        self._keys = load_key_file(path)
-
-    def _stat_signature(self):
-        try:
-            stat = os.stat(self.path)
-        except OSError:
-            return None
-        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        self._file = ReloadingFile(path, load_key_file, "key file")
 
     def refresh(self):
-        """Reload the file if it changed; keep the last good keys if the new file is broken."""
-        signature = self._stat_signature()
-        if signature == self._signature:
-            return
-        with self._lock:
-            if signature == self._signature:
-                return
-            self._signature = signature
-            try:
-                self._keys = load_key_file(self.path)
-                log.info("key file reloaded: %s (%d keys)", self.path, len(self._keys))
-            except ConfigError as error:
-                log.error("key file change ignored, keeping previous keys: %s", error)
+        """Return the keys of the file as it is now (the last good version if the new one is broken)."""
+        return self._file.current()
 
     def authenticate(self, raw_key, now):
         """Return the active ApiKey for ``raw_key`` or raise the contract's auth error."""
@@ -161,8 +138,7 @@ class KeyStore:
             raise ApiError(
                 401, "INVALID_API_KEY_FORMAT", "Invalid API key format. Expected ziri-{userId}-{hex secret}."
             )
-        self.refresh()
-        key = self._keys.get(hash_key(raw_key))
+        key = self.refresh().get(hash_key(raw_key))
         if key is None:
             raise ApiError(403, "API_KEY_INVALID", "Invalid API key.")
         if key.status != "active":

@@ -33,6 +33,7 @@ ERROR_CODES = (
     (404, "PROVIDER_NOT_FOUND", "generation", "Unknown provider (`availableProviders`)."),
     (400, "ACTION_NOT_SUPPORTED", "generation", "The model is not an image model (`suggestedModel`)."),
     (400, "IMAGE_CONFIG_NOT_FOUND", "generation", "Unknown model, or a quality/size without a price."),
+    (410, "MODEL_RETIRED", "generation", "The provider has retired the model (`retiredOn`, `suggestedModel`)."),
     (400, "PARAMETER_NOT_SUPPORTED", "generation", "A parameter the model does not accept (`unsupported`)."),
     (400, "IMAGE_REQUEST_TOO_LARGE", "generation", "n above the model's maximum."),
     (400, "PROMPT_TOO_LONG", "generation", "The prompt is longer than the model accepts."),

@@ -1,11 +1,15 @@
 """Describe and check the catalog (pricing.json) for operators: ``ziri-images pricing check``."""
 
 from datetime import date
+from datetime import datetime
+from datetime import timezone
 
 CATALOG_COLUMNS = ("provider", "model", "quality", "size", "price", "charged_by", "max_images", "source", "as_of",
                    "retired")
 # Price dimensions with a column of their own; any other (e.g. resolution) is shown in "other".
 _OWN_COLUMNS = ("quality", "size")
+# Prices change monthly: figures read longer ago than this are probably stale.
+MAX_AGE_DAYS = 90
 
 
 def catalog_rows(book):
@@ -40,17 +44,52 @@ def catalog_columns(rows):
     return CATALOG_COLUMNS
 
 
+def utc_today():
+    """Return today's date in UTC, the day retirements and ages are counted in."""
+    return datetime.now(timezone.utc).date()
+
+
+def _age_in_days(as_of, today):
+    """Return how many days before ``today`` the figures were read, or None if ``as_of`` is no date."""
+    try:
+        return (today - date.fromisoformat(str(as_of))).days
+    except ValueError:
+        return None
+
+
 def catalog_warnings(book, today=None):
-    """Return a warning for each image model without provenance or marked retired."""
-    today = (today or date.today()).isoformat()
+    """Return a warning for each thing an operator should fix before the catalog misleads.
+
+    An image model without provenance, with figures older than MAX_AGE_DAYS (retired models
+    excepted: their figures no longer change), due to be retired, or a provider whose
+    image_model_suggestion is retired. ``pricing check --strict`` fails on any of them.
+    """
+    today = today or utc_today()
     warnings = []
     for model in book.image_models():
         name = f"{model.provider}/{model.name}"
         missing = [field for field, value in (("source", model.source), ("as_of", model.as_of)) if not value]
         if missing:
             warnings.append(f"{name}: no {' or '.join(missing)}: say where its prices come from and when")
-        if model.retired:
-            # A 'YYYY-MM' or 'YYYY-MM-DD' date compares correctly with today's ISO date as text.
-            when = "was retired" if str(model.retired) <= today else "is to be retired"
-            warnings.append(f"{name}: {when} by its provider ({model.retired}); the gateway still accepts it")
+        retired = model.is_retired(today.isoformat())
+        age = _age_in_days(model.as_of, today) if model.as_of else 0
+        if age is None:
+            warnings.append(f"{name}: as_of {model.as_of!r} is not a YYYY-MM-DD date")
+        elif age > MAX_AGE_DAYS and not retired:
+            warnings.append(f"{name}: figures read {age} days ago ({model.as_of}): check them against the "
+                            "provider's page, then update as_of")
+        if model.retired and not retired:
+            warnings.append(f"{name}: is to be retired by its provider on {model.retired}; from that day it is "
+                            "refused with MODEL_RETIRED")
+    for provider, suggestion in book.suggestions.items():
+        if suggestion and book.providers[provider][suggestion].is_retired(today.isoformat()):
+            warnings.append(f"{provider}: image_model_suggestion {suggestion} is retired: suggest a current model")
     return warnings
+
+
+def catalog_notes(book, today=None):
+    """Return one line per retired model: what the gateway does with it."""
+    today = (today or utc_today()).isoformat()
+    return [f"{model.provider}/{model.name}: retired by its provider on {model.retired}; refused with "
+            "MODEL_RETIRED (except where the provider is reached at a compatible endpoint)"
+            for model in book.image_models() if model.is_retired(today)]

@@ -2,10 +2,11 @@
 
 Most models accept a fixed list of sizes, the keys of their price table. A model that accepts
 any ``WxH`` within limits (gpt-image-2) carries a ``size_rule`` in pricing.json instead: the
-limits a size must meet, and tiers named by their largest size. A size is priced at the first
-tier with at least as many pixels; a size that breaks a limit, or is larger than every tier,
-has no price (the request is refused with IMAGE_CONFIG_NOT_FOUND, before the provider is
-called).
+limits a size must meet, ``sizes`` the provider prices one by one (its standard sizes, with
+published token counts) and tiers named by their largest size. A listed size is priced as
+itself; any other size at the first tier with at least as many pixels. A size that breaks a
+limit, or is larger than every tier, has no price (the request is refused with
+IMAGE_CONFIG_NOT_FOUND, before the provider is called).
 """
 
 import re
@@ -28,7 +29,7 @@ class SizeRule:
     def __init__(self, spec, where):
         if not isinstance(spec, dict):
             raise ConfigError(f"{where}: expected an object")
-        unknown = sorted(set(spec) - {*_LIMITS, "max_aspect_ratio", "tiers"})
+        unknown = sorted(set(spec) - {*_LIMITS, "max_aspect_ratio", "tiers", "sizes"})
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
         for name in _LIMITS:
@@ -50,6 +51,27 @@ class SizeRule:
         if pixels != sorted(set(pixels)):
             raise ConfigError(f"{where}.tiers: each tier must have more pixels than the one before it")
         self.tiers = tuple(zip(tiers, pixels))
+        self.sizes = ()  # set before the check: it prices candidates by the tiers alone
+        self.sizes = self._exact_sizes(spec.get("sizes", []), where)
+
+    def _exact_sizes(self, sizes, where):
+        """Return the sizes priced one by one, each checked against the limits and the tiers."""
+        if not isinstance(sizes, list) or not all(parse_size(size) for size in sizes):
+            raise ConfigError(f"{where}.sizes: expected a list of 'WxH' sizes")
+        for size in sizes:
+            problem = self.problem(*parse_size(size))
+            if problem is not None:
+                raise ConfigError(f"{where}.sizes: {size}: {problem}")
+            if any(size == tier for tier, _ in self.tiers):
+                raise ConfigError(f"{where}.sizes: {size} is also a tier; a tier is already priced as itself")
+            if self.tier_for(size)[0] is None:
+                raise ConfigError(f"{where}.sizes: {size} has more pixels than the largest tier")
+        return tuple(sizes)
+
+    @property
+    def keys(self):
+        """Return every price table key the rule can produce: the tiers and the listed sizes."""
+        return {tier for tier, _ in self.tiers} | set(self.sizes)
 
     def problem(self, width, height):
         """Return why ``width`` x ``height`` breaks the limits, or None when it meets them."""
@@ -67,8 +89,8 @@ class SizeRule:
         return None
 
     def tier_for(self, size):
-        """Return (tier, None) for a size the rule prices, else (None, the reason it does not)."""
-        if any(size == tier for tier, _ in self.tiers):
+        """Return (price key, None) for a size the rule prices, else (None, the reason it does not)."""
+        if any(size == tier for tier, _ in self.tiers) or size in self.sizes:
             return size, None
         parsed = parse_size(size)
         if parsed is None:

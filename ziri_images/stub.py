@@ -2,7 +2,8 @@
 
 It answers ``POST /v1/images/generations`` in OpenAI's shapes (``url`` or ``b64_json`` with a
 real PNG, ``revised_prompt`` for dall-e-3, ``size``/``quality`` and ``usage`` for GPT image
-models, with the output token counts the real models report) and never generates anything
+models, with the output token counts the real models report for each quality; xAI's
+grok-imagine-image, which refuses ``size`` and ``quality``) and never generates anything
 real. It only listens where it is told (127.0.0.1 by default) and the gateway treats it like
 any other provider: nothing falls back to it.
 
@@ -32,9 +33,14 @@ GPT_IMAGE_1_TOKENS = {
     "medium": {"1024x1024": 1056, "1024x1536": 1584, "1536x1024": 1568},
     "high": {"1024x1024": 4160, "1024x1536": 6240, "1536x1024": 6208},
 }
-# gpt-image-2's per-quality factor in OpenAI's cost calculator (see docs/pricing.md).
+# gpt-image-2's per-quality factor in OpenAI's cost calculator (see docs/pricing.md); the 2.5 and
+# 2.6 models (and the dated snapshots) answer with the same counts here.
+GPT_IMAGE_2_PREFIX = "gpt-image-2"
 GPT_IMAGE_2_FACTORS = {"low": 16, "medium": 48, "high": 96}
-KNOWN_MODELS = {"dall-e-2", "dall-e-3"}
+# xAI's current model: priced per image, sized by resolution and aspect_ratio, no usage.
+XAI_IMAGE_MODELS = {"grok-imagine-image"}
+XAI_REFUSED = ("size", "quality", "style")
+KNOWN_MODELS = {"dall-e-2", "dall-e-3", *XAI_IMAGE_MODELS}
 MAX_STORED_IMAGES = 1000
 _DIRECTIVE = re.compile(r"\[stub:([a-z_]+)(?:=([^\]]*))?\]")
 
@@ -52,7 +58,7 @@ def png_bytes(seed, size=16):
 
 def output_tokens(model, quality, size):
     """Return the image output tokens of one image, as the real models would report them."""
-    if model == "gpt-image-2":
+    if model.startswith(GPT_IMAGE_2_PREFIX):
         width, height = (int(edge) for edge in size.split("x"))
         factor = GPT_IMAGE_2_FACTORS.get(quality, GPT_IMAGE_2_FACTORS["medium"])
         short_factor = (2 * factor * min(width, height) + max(width, height)) // (2 * max(width, height))
@@ -119,6 +125,9 @@ def _generate(req, images, delay):
     model = body.get("model", "dall-e-2")
     if model not in KNOWN_MODELS and not model.startswith(GPT_IMAGE_PREFIX):
         return _openai_error(404, f"The model '{model}' does not exist.", code="model_not_found", param="model")
+    refused = [name for name in XAI_REFUSED if name in body] if model in XAI_IMAGE_MODELS else []
+    if refused:
+        return _openai_error(400, f"Argument not supported: {refused[0]}", param=refused[0])
     directives = dict(_DIRECTIVE.findall(body["prompt"]))
     time.sleep(float(directives.get("delay") or delay))
     if "status" in directives:

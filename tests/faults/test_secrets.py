@@ -89,9 +89,9 @@ REQUESTS = [
     *[(f"provider-{mode}", "/api/images/generations", {"X-API-Key": USER_KEY}, body(f"a street [echo:{mode}]"), "")
       for mode in ("400", "401", "403", "429", "500", "xai-400", "text-500", "text-200", "reset", "stall")],
     ("azure-401", "/api/images/generations", {"X-API-Key": USER_KEY},
-     body("a street [echo:401]", provider="azure"), ""),
+     body("a street [echo:401]", provider="azure", model="gpt-image-2"), ""),
     ("azure-text-500", "/api/images/generations", {"X-API-Key": USER_KEY},
-     body("a street [echo:text-500]", provider="azure"), ""),
+     body("a street [echo:text-500]", provider="azure", model="gpt-image-2"), ""),
     ("disabled-key", "/api/images/generations", {"X-API-Key": DISABLED_KEY}, body(), ""),
     ("unknown-key", "/api/images/generations", {"X-API-Key": UNKNOWN_KEY}, body(), ""),
     ("demo-key-upstream", "/api/images/generations", {"X-API-Key": DEMO_KEY}, body(), ""),
