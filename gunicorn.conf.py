@@ -15,6 +15,8 @@ if worker_class == "gevent" and __name__ == "__config__":
     from gevent import monkey
 
     monkey.patch_all()
+
+from ziri_images.serverlog import Logger  # noqa: E402  (imported after gevent's patches)
 # Processes: Heroku sets WEB_CONCURRENCY from the dyno size; gevent needs one per core.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Requests one gevent worker holds at once; further connections wait in the listen backlog.
@@ -33,6 +35,8 @@ accesslog = "-"
 # The path without its query string: a key pasted into a URL (?api_key=...) must not reach the log.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms requestId=%({x-request-id}o)s'
 errorlog = "-"
+# Every error-log and access-log line redacted (keys) and escaped (no forged lines or fields).
+logger_class = Logger
 # No runtime control socket: every instance on a host would share its one default path, its asyncio
 # thread in the master would be a greenlet under gevent's patches, and signals do the same job.
 control_socket_disable = True
