@@ -15,6 +15,7 @@ hold every greenlet or thread of a worker.
 
 import json
 import math
+import socket
 import ssl
 import time
 import uuid
@@ -205,6 +206,12 @@ class DeadlineInput:
 
     def _expire(self):
         self.expired = True
+        try:
+            # Nothing more will be read: gunicorn's closing of the connection then does not linger
+            # waiting for the silent client (gthread lingers up to 2 s each, on its main thread).
+            self.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
         raise ApiError(408, "REQUEST_TIMEOUT", f"The request body did not arrive within {self.seconds:g} seconds.",
                        should_retry=True)
 

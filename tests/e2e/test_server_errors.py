@@ -78,7 +78,7 @@ def test_every_server_refusal_is_the_json_contract(start_gateway):
 def stalled_upload(url, key=None):
     """Open a connection that sends complete headers and the first bytes of a 200-byte body, then nothing."""
     host, port = url.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=20)
+    sock = socket.create_connection((host, int(port)), timeout=30)
     sock.sendall(generation_head(200, key) + b'{"provider": "openai"')
     return sock
 
@@ -92,13 +92,16 @@ def read_until_closed(sock):
 
 
 def test_stalled_bodies_get_408_and_free_every_slot(start_gateway):
-    # One worker with two slots (two greenlets, or two threads), bodies due within one second.
+    # One worker with two slots (two greenlets, or two threads), bodies due within half a second.
     gateway = start_gateway({"alice": {}}, workers=1, threads=2,
-                            extra_env={"GUNICORN_WORKER_CONNECTIONS": 2, "ZIRI_BODY_TIMEOUT_SECONDS": 1})
-    stalled = [stalled_upload(gateway.url) for _ in range(5)]
+                            extra_env={"GUNICORN_WORKER_CONNECTIONS": 2, "ZIRI_BODY_TIMEOUT_SECONDS": 0.5})
+    # The clients stay silent after their 408 too (they neither read nor close).
+    stalled = [stalled_upload(gateway.url) for _ in range(6)]
     try:
-        # Without a body deadline the five uploads hold both slots for good and this never answers.
-        assert requests.get(f"{gateway.url}/health", timeout=(20, 20)).status_code == 200
+        # Six uploads through two slots take about 1.5 s. Without a body deadline they hold both
+        # slots for good; a slot held 2 s longer per upload (gthread lingering on each silent
+        # client before closing) takes over 12 s: both miss this bound.
+        assert requests.get(f"{gateway.url}/health", timeout=(10, 10)).status_code == 200
         for sock in stalled:
             # Nothing was sent upstream: resending is safe.
             assert_contract(parse_response(read_until_closed(sock)), 408, "REQUEST_TIMEOUT", should_retry="true")
