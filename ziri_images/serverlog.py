@@ -165,4 +165,8 @@ class Logger(GunicornLogger):
             log.addFilter(redacting)
 
     def _set_handler(self, log, output, fmt, stream=None):
-        super()._set_handler(log, output, log_formatter(fmt._fmt, fmt.datefmt), stream)
+        if log is self.access_log:
+            fmt = log_formatter(self.access_fmt)
+        else:
+            fmt = log_formatter(self.error_fmt, self.datefmt)
+        super()._set_handler(log, output, fmt, stream)
