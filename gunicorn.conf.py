@@ -7,20 +7,34 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '3100')}"
 # Image generation blocks on the provider for a minute or more: gevent holds each waiting request
 # as a greenlet of a few KB, so one process keeps ~1,000 open (gthread: workers x threads, sync: 1).
 # Pick the class with GUNICORN_WORKER_CLASS (gthread also works), not -k: the patch below follows it.
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
-if worker_class == "gevent" and __name__ == "__config__":
+worker_class_name = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+if worker_class_name == "gevent" and __name__ == "__config__":
     # preload_app (below) imports the app in the master before the gevent worker would patch: patch
     # now, so requests' sockets, threading.local and the ledger's and key store's locks are gevent's
     # from the start. gunicorn reads this file as __config__; a test or tool importing it patches nothing.
     from gevent import monkey
 
     monkey.patch_all()
+
+from ziri_images.errors import ConfigError  # noqa: E402  (imported after gevent's patches)
+from ziri_images.serverlog import Logger  # noqa: E402
+from ziri_images.workers import BodyDeadline  # noqa: E402
+from ziri_images.workers import body_timeout_seconds  # noqa: E402
+from ziri_images.workers import json_worker_class  # noqa: E402
+
 # Processes: Heroku sets WEB_CONCURRENCY from the dyno size; gevent needs one per core.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Requests one gevent worker holds at once; further connections wait in the listen backlog.
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 # Threads per process, used only by the gthread worker (GUNICORN_WORKER_CLASS=gthread).
 threads = int(os.environ.get("GUNICORN_THREADS", "32"))
+try:
+    # gunicorn's class with its own refusals (bad request line, headers over 8 KB...) answered as the JSON contract.
+    worker_class = json_worker_class(worker_class_name, threads)
+    # Seconds a request body may take to arrive after its headers: then 408, so stalled uploads free their slot.
+    body_timeout = body_timeout_seconds(os.environ)
+except ConfigError as error:
+    raise SystemExit(f"ziri-images: configuration error: {error}")
 # The heartbeat runs in its own greenlet (gthread: the main thread), so long upstream calls never trip this.
 timeout = 30
 # On SIGTERM give in-flight image requests time to finish (Heroku sends SIGKILL after 30 s).
@@ -33,8 +47,15 @@ accesslog = "-"
 # The path without its query string: a key pasted into a URL (?api_key=...) must not reach the log.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms requestId=%({x-request-id}o)s'
 errorlog = "-"
+# Every error-log and access-log line redacted (keys) and escaped (no forged lines or fields).
+logger_class = Logger
 # No runtime control socket: every instance on a host would share its one default path, its asyncio
 # thread in the master would be a greenlet under gevent's patches, and signals do the same job.
 control_socket_disable = True
 # Trust X-Forwarded-* only from the local reverse proxy (nginx on the same host).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_worker_init(worker):
+    # Bound the arrival of every request body (see body_timeout above).
+    worker.wsgi = BodyDeadline(worker.wsgi, body_timeout)

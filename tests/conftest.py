@@ -29,17 +29,21 @@ Fixtures (names are stable; other test modules rely on them):
     Tests that need real HTTP (end-to-end against 127.0.0.1) are marked ``@pytest.mark.real_http``.
 
 Plain helpers to import: ``ledger_lines(app)``, ``key_record(raw_key, ...)``,
-``write_keys(path, records)``, ``openai_image_response(...)``.
+``write_keys(path, records)``, ``openai_image_response(...)``, ``raw_exchange(url, data)`` (bytes
+sent as they are, for requests ``requests`` will not send; returns a ``RawResponse``).
 """
 
 import json
 import os
 import re
 import shutil
+import socket
+from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import responses
@@ -147,6 +151,50 @@ def openai_image_response(n=1, *, revised_prompt=None, **extra):
             item["revised_prompt"] = revised_prompt
         data.append(item)
     return {"created": 1764158400, "data": data, **extra}
+
+
+@dataclass
+class RawResponse:
+    """An HTTP response as it came off the wire: status, lower-cased headers, body."""
+
+    status: int
+    headers: dict
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def raw_exchange(url, data, timeout=15):
+    """Send ``data`` (bytes, sent as is) to ``url``'s host and port; return the RawResponse.
+
+    For what ``requests`` refuses to send: malformed request lines, oversized headers, bad framing.
+    Reads until the announced Content-Length has arrived, or the server closes.
+    """
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        while not _complete(received) and (chunk := sock.recv(65536)):
+            received += chunk
+    return parse_response(received)
+
+
+def _complete(received):
+    head, separator, body = received.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    return bool(separator) and length is not None and len(body) >= int(length.group(1))
+
+
+def parse_response(received):
+    """Return the RawResponse of the bytes of one complete HTTP/1.1 response."""
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return RawResponse(int(status_line.split()[1]), headers, body)
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ def create_app(test_config=None):
         app.config.update(test_config)
     # Return provider responses in the order the provider wrote them.
     app.json.sort_keys = False
-    _configure_logging(app.config["LOG_LEVEL"])
+    _configure_logging(app.config)
     errors.init_app(app)
     gateway.init_app(app)
     app.register_blueprint(api.bp)
@@ -38,14 +38,12 @@ def create_app(test_config=None):
     return app
 
 
-def _configure_logging(level):
-    """Send the gateway's log lines to stderr unless the host application configured logging."""
-    import logging
-    import sys
+def _configure_logging(config):
+    """Send the gateway's log lines to stderr unless the host application configured logging.
 
-    logger = logging.getLogger("ziri_images")
-    logger.setLevel(level)
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(message)s"))
-        logger.addHandler(handler)
+    Every line is redacted (key-shaped strings and the configured provider keys) and kept on one line.
+    """
+    from .serverlog import configure_gateway_logging
+    from .serverlog import configured_secrets
+
+    configure_gateway_logging(config["LOG_LEVEL"], configured_secrets(config))

@@ -18,6 +18,7 @@ from .providers import ProviderError
 from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
 from .schemas import check_model_fields
 from .schemas import parse_generation_request
+from .serverlog import escape
 
 log = logging.getLogger("ziri_images")
 
@@ -37,10 +38,11 @@ def finish_response(response):
     if key is not None:
         response.headers.update(current_gateway().limiter.rate_headers(key))
     # client: the peer, or the forwarded client address behind ZIRI_TRUSTED_PROXIES proxies.
+    # The client's values are escaped: a %0a or a space in the path cannot forge a line or a field.
     log.info(
         "request requestId=%s method=%s path=%s status=%d code=%s key=%s client=%s latencyMs=%d",
-        g.request_id, request.method, request.path, response.status_code, g.get("error_code", "-"),
-        key.id if key is not None else "-", request.remote_addr or "-", elapsed_ms(g.started),
+        g.request_id, escape(request.method), escape(request.path), response.status_code, g.get("error_code", "-"),
+        key.id if key is not None else "-", escape(request.remote_addr), elapsed_ms(g.started),
     )
     return response
 

@@ -27,6 +27,8 @@ ERROR_CODES = (
     (400, "INVALID_BODY", "generation", "The body is JSON but not an object."),
     (415, "UNSUPPORTED_MEDIA_TYPE", "generation", "The body is not application/json."),
     (413, "REQUEST_TOO_LARGE", "generation", "The body exceeds ZIRI_MAX_BODY_BYTES."),
+    (408, "REQUEST_TIMEOUT", "generation", "The body did not arrive within ZIRI_BODY_TIMEOUT_SECONDS of the headers."),
+    (400, "INVALID_CHUNKED_BODY", "generation", "The chunked body cannot be parsed."),
     (400, "MISSING_FIELDS", "generation", "provider, model or prompt is missing (`missing`)."),
     (400, "VALIDATION_ERROR", "generation", "A field has the wrong type or range (`details`)."),
     (400, "STREAMING_NOT_SUPPORTED", "generation", "stream: true."),
