@@ -37,6 +37,7 @@ from .deadline import call_deadline
 from .errors import ApiError
 from .errors import ConfigError
 from .settings import load_json_file
+from .strict_json import parse_provider_body
 
 # Ten large b64 images are ~40 MB; anything far beyond that is not an images response.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
@@ -227,7 +228,8 @@ class OpenAIProvider:
     def _interpret(self, status, headers, raw, provider_request_id):
         context = {"provider_status": status, "provider_request_id": provider_request_id}
         try:
-            body = requests.models.complexjson.loads(raw)
+            # NaN, Infinity and lone surrogates are not JSON: they never go further than here.
+            body = parse_provider_body(raw)
         except (ValueError, RecursionError):  # json gives up on deeply nested arrays with RecursionError
             body = None
         if 200 <= status < 300:
