@@ -230,8 +230,16 @@ class ReadinessCheckSchema(Schema):
     reason = fields.String()
 
 
+class ProviderReadinessSchema(Schema):
+    """Whether one provider has its key (and endpoint) set; ``missing`` names the variable to set."""
+
+    usable = fields.Boolean(required=True)
+    missing = fields.String()
+
+
 class ReadinessSchema(Schema):
-    """Whether the key file, the catalog and the ledger are usable."""
+    """Whether the key file, the catalog, the ledger and at least one provider are usable."""
 
     status = fields.String(required=True, validate=validate.OneOf(["ready", "not_ready"]))
     checks = fields.Dict(keys=fields.String(), values=fields.Nested(ReadinessCheckSchema), required=True)
+    providers = fields.Dict(keys=fields.String(), values=fields.Nested(ProviderReadinessSchema), required=True)
