@@ -409,8 +409,7 @@ class PriceBook:
         ``TOKEN_CHARGE_CAP`` times the reservation; a usage that cannot be read is charged the
         reservation.
         """
-        reported = {dimension: body[dimension][:MAX_RECORDED_CHARS] for dimension in quote.choices
-                    if isinstance(body.get(dimension), str)}
+        reported = {dimension: body[dimension] for dimension in quote.choices if isinstance(body.get(dimension), str)}
         produced = {**quote.choices, **reported}
         price = image_model.price_for(produced)
         if price is None or price > quote.price_per_image:
@@ -428,7 +427,8 @@ class PriceBook:
                 charged_by, cost = "tokens", min(token_cost, cap)
         return Charge(images=images, choices=produced, price_per_image=price, estimated_cost=estimated_cost,
                       token_cost=token_cost, usage=_recorded_usage(usage), charged_by=charged_by, cost=cost,
-                      provider_images=len(body["data"]), provider_choices=reported)
+                      provider_images=len(body["data"]),
+                      provider_choices={name: value[:MAX_RECORDED_CHARS] for name, value in reported.items()})
 
 
 def _recorded_usage(usage):

@@ -66,9 +66,8 @@ def test_reservation_outlives_the_call_deadline(app):
         assert gateway.limiter.reservation_ttl > provider.call_deadline
 
 
-@pytest.mark.parametrize("behaviour", TRICKLES)
-def test_trickling_upstream_under_gunicorn(start_gateway, behaviour):
-    with FaultServer(behaviour) as upstream:
+def test_trickling_upstream_under_gunicorn(start_gateway):
+    with FaultServer(trickle_body) as upstream:
         gateway = start_gateway({"solo": {"limits": {"max_concurrent_requests": 1}}}, workers=1, extra_env={
             "OPENAI_BASE_URL": upstream.url, "ZIRI_UPSTREAM_CONNECT_TIMEOUT": CONNECT_TIMEOUT,
             "ZIRI_UPSTREAM_READ_TIMEOUT": READ_TIMEOUT, "ZIRI_RESERVATION_GRACE_SECONDS": GRACE,
