@@ -29,8 +29,8 @@ Fixtures (names are stable; other test modules rely on them):
     Tests that need real HTTP (end-to-end against 127.0.0.1) are marked ``@pytest.mark.real_http``.
 
 Plain helpers to import: ``ledger_lines(app)``, ``key_record(raw_key, ...)``,
-``write_keys(path, records)``, ``openai_image_response(...)``, ``raw_exchange(url, data)`` (bytes
-sent as they are, for requests ``requests`` will not send; returns a ``RawResponse``).
+``write_keys(path, records)``, ``openai_image_response(...)``, ``strict_json_loads(text)``, ``raw_exchange(url, data)``
+(bytes sent as they are, for requests ``requests`` will not send; returns a ``RawResponse``).
 """
 
 import json
@@ -140,6 +140,13 @@ def ledger_lines(app):
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def strict_json_loads(text):
+    """Parse RFC 8259 JSON only: ``NaN``, ``Infinity`` and ``-Infinity`` are refused, as jq and JavaScript do."""
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(text, parse_constant=refuse)
 
 
 def openai_image_response(n=1, *, revised_prompt=None, **extra):

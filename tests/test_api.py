@@ -41,7 +41,7 @@ SUMMARY_FIELDS = {
     "reserved",
 }
 CHARGE_FIELDS = SUMMARY_FIELDS | {"providerStatus", "providerRequestId"}
-SUCCESS_CHARGE_FIELDS = CHARGE_FIELDS | {"estimatedCost", "tokenCost", "chargedBy", "usage"}
+SUCCESS_CHARGE_FIELDS = CHARGE_FIELDS | {"estimatedCost", "tokenCost", "chargedBy", "usage", "providerImages"}
 PROVIDER_ERROR_CHARGE_FIELDS = CHARGE_FIELDS | {"mayHaveBilled"}
 
 

@@ -10,7 +10,8 @@ from conftest import PROVIDER_KEY
 
 from ziri_images import readiness
 
-ALL_OK = {"keys": {"ok": True}, "catalog": {"ok": True}, "ledger": {"ok": True}}
+ALL_OK = {"keys": {"ok": True}, "catalog": {"ok": True}, "ledger": {"ok": True}, "providers": {"ok": True}}
+ALL_USABLE = {"openai": {"usable": True}, "azure": {"usable": True}, "xai": {"usable": True}}
 FakeStatvfs = namedtuple("FakeStatvfs", "f_bavail f_frsize")
 
 
@@ -23,7 +24,7 @@ def test_health_is_liveness_only(client):
 def test_ready_when_every_check_passes(client):
     response = client.get("/ready")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ready", "checks": ALL_OK}
+    assert response.get_json() == {"status": "ready", "checks": ALL_OK, "providers": ALL_USABLE}
 
 
 def break_key_file(app, monkeypatch):
@@ -66,7 +67,8 @@ def test_not_ready_names_the_failing_check(app, client, monkeypatch, tmp_path, b
 
     assert response.status_code == 503
     assert response.get_json() == {"status": "not_ready",
-                                   "checks": {**ALL_OK, check: {"ok": False, "reason": reason}}}
+                                   "checks": {**ALL_OK, check: {"ok": False, "reason": reason}},
+                                   "providers": ALL_USABLE}
     text = json.dumps(response.get_json())
     assert str(tmp_path) not in text and PROVIDER_KEY not in text
     assert client.get("/health").status_code == 200  # liveness does not depend on it

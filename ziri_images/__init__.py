@@ -16,13 +16,14 @@ def create_app(test_config=None):
     from . import openapi
     from . import readiness
     from .settings import load_settings
+    from .strict_json import StrictJSONProvider
 
     app = Flask(__name__, static_folder=None)
     app.config.update(load_settings())
     if test_config:
         app.config.update(test_config)
-    # Return provider responses in the order the provider wrote them.
-    app.json.sort_keys = False
+    # Only strict JSON (no NaN or Infinity), with provider responses in the order the provider wrote them.
+    app.json = StrictJSONProvider(app)
     _configure_logging(app.config)
     errors.init_app(app)
     gateway.init_app(app)

@@ -135,6 +135,14 @@ def create_generation():
     check_access(key, generation.provider, generation.model)
     provider = resolve_provider(gateway, key, generation.provider)
 
+    settle = reserve_spend(gateway, key, generation, quote, idempotency_key)
+    result = call_provider(provider, payload, quote, settle)
+    charge = charge_result(gateway, image_model, quote, result, settle)
+    return generation_response(generation, quote, result, charge)
+
+
+def reserve_spend(gateway, key, generation, quote, idempotency_key):
+    """Reserve the most the request can cost; return ``settle(status, http_status, **outcome)`` for its charge."""
     summary = {
         "requestId": g.request_id,
         "keyId": key.id,
@@ -156,8 +164,13 @@ def create_generation():
             **summary, "status": status, "httpStatus": http_status, **outcome, "latencyMs": elapsed_ms(started),
         })
 
+    return settle
+
+
+def call_provider(provider, payload, quote, settle):
+    """Return the provider's ProviderResult; a failed call is settled, then raised."""
     try:
-        result = provider.generate(payload, g.request_id)
+        return provider.generate(payload, g.request_id)
     except ProviderError as error:
         settle("provider_error", error.status, imagesReturned=0, cost=0.0, providerStatus=error.provider_status,
                providerRequestId=error.provider_request_id, mayHaveBilled=error.may_have_billed)
@@ -167,18 +180,37 @@ def create_generation():
         settle("gateway_error", 500, imagesReturned=None, cost=quote.reserved)
         raise
 
-    charge = gateway.prices.charge(image_model, quote, result.body)
-    if charge.cost > quote.reserved:
-        # Charged anyway: the ledger must show what the provider bills.
-        log.warning("charge exceeds reservation requestId=%s model=%s/%s charged=%s reserved=%s chargedBy=%s",
-                    g.request_id, generation.provider, generation.model, charge.cost, quote.reserved,
-                    charge.charged_by)
-    settle("succeeded", 200, imagesReturned=charge.images, pricePerImage=charge.price_per_image,
-           estimatedCost=charge.estimated_cost, tokenCost=charge.token_cost, chargedBy=charge.charged_by,
-           usage=charge.usage, cost=charge.cost, providerStatus=result.provider_status,
-           providerRequestId=result.provider_request_id)
+
+def charge_result(gateway, image_model, quote, result, settle):
+    """Return the Charge for a successful call, settled before the client hears back, whatever the body holds."""
+    upstream = {"providerStatus": result.provider_status, "providerRequestId": result.provider_request_id}
+    try:
+        charge = gateway.prices.charge(image_model, quote, result.body)
+        if charge.cost > quote.reserved:
+            # Token bills only (capped): the ledger shows the provider's own figure as tokenCost.
+            log.warning("charge exceeds reservation requestId=%s model=%s/%s charged=%s reserved=%s tokenCost=%s",
+                        g.request_id, image_model.provider, image_model.name, charge.cost, quote.reserved,
+                        charge.token_cost)
+        settle("succeeded", 200, **charge.ledger_fields(), **upstream)
+    except ApiError:
+        raise  # the ledger refused the charge: the reservation stays open and expires at its amount
+    except Exception:
+        # The provider answered, and may have billed: charge the reservation, and say so.
+        log.exception("answer could not be charged requestId=%s model=%s/%s", g.request_id, image_model.provider,
+                      image_model.name)
+        settle("gateway_error", 502, imagesReturned=None, cost=quote.reserved, mayHaveBilled=True, **upstream)
+        raise ProviderError(502, f"Provider '{image_model.provider}' answered, but its answer could not be charged; "
+                                 "the reservation was charged instead.", provider=image_model.provider,
+                            provider_status=result.provider_status, provider_request_id=result.provider_request_id,
+                            may_have_billed=True)
+    return charge
+
+
+def generation_response(generation, quote, result, charge):
+    """Return the client's answer: the provider's body with only the images charged, plus ``_meta``."""
     return {
         **result.body,
+        "data": result.body["data"][:charge.images],
         "_meta": {
             "requestId": g.request_id,
             "provider": generation.provider,

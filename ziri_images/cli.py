@@ -185,7 +185,7 @@ def _add_run_commands(commands):
     dev_parser = commands.add_parser(
         "dev", help="run the gateway locally, with the stub provider when no OpenAI key is set")
     dev_parser.add_argument("--config", default="gunicorn.conf.py", help="gunicorn config file")
-    dev_parser.add_argument("--port", type=int, default=3100, help="gateway port (default 3100; $PORT wins)")
+    dev_parser.add_argument("--port", type=int, help="gateway port (default: $PORT, else 3100)")
     dev_parser.add_argument("--stub-port", type=int, default=launch.DEFAULT_STUB_PORT, help="stub port (default 3199)")
     dev_parser.set_defaults(handler=launch.dev)
 

@@ -84,8 +84,9 @@ def init_app(app):
             # Names the variable, never a value: its requests get PROVIDER_KEY_MISSING until it is set.
             log.info("provider %s: no %s until %s is set", provider.name, *provider.missing_setting)
     ledger = Ledger(config["LEDGER_PATH"], durable=config["LEDGER_DURABLE"], mirror_stdout=config["LEDGER_STDOUT"])
-    # A reservation outlives the longest possible upstream call, plus a grace period.
-    ttl = config["UPSTREAM_CONNECT_TIMEOUT"] + config["UPSTREAM_READ_TIMEOUT"] + config["RESERVATION_GRACE_SECONDS"]
+    # A reservation outlives the longest possible upstream call (each call ends by its deadline,
+    # connect + read timeout from its start), plus a grace period.
+    ttl = max(provider.call_deadline for provider in providers.values()) + config["RESERVATION_GRACE_SECONDS"]
     limiter = Limiter(ledger, clock, ttl)
     started = time.monotonic()
     records = limiter.replay()

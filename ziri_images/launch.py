@@ -8,6 +8,7 @@ import time
 
 import requests
 
+DEFAULT_GATEWAY_PORT = 3100
 DEFAULT_STUB_PORT = 3199
 STUB_API_KEY = "sk-local-stub-not-a-real-key"
 
@@ -59,7 +60,8 @@ def dev(args):
         env.update(OPENAI_BASE_URL=stub_url + "/v1", OPENAI_API_KEY=STUB_API_KEY)
         print(f"ziri-images dev: no OPENAI_API_KEY set: using the LOCAL STUB at {stub_url}/v1 "
               "(no real images, no real cost).", flush=True)
-    env.setdefault("PORT", str(args.port))
+    # An explicit --port wins over $PORT (which honcho and `heroku local` always set); else $PORT, else 3100.
+    env["PORT"] = str(args.port) if args.port is not None else env.get("PORT", str(DEFAULT_GATEWAY_PORT))
     gateway = subprocess.Popen(_gunicorn_command(args), env=env)
     children.append(gateway)
     signal.signal(signal.SIGTERM, lambda *_: gateway.terminate())

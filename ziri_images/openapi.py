@@ -90,7 +90,7 @@ OPERATIONS = {
     "/api/me/usage": {"get": ("The key's current spend, limits and counts", None, "Usage", ("key", "ledger"),
                               True)},
     "/health": {"get": ("Liveness", None, "Health", (), False)},
-    "/ready": {"get": ("Readiness: key file, catalog and ledger usable", None, "Readiness", (), False)},
+    "/ready": {"get": ("Readiness: key file, catalog, ledger and a provider usable", None, "Readiness", (), False)},
     "/api/openapi.json": {"get": ("This document", None, None, (), False)},
 }
 

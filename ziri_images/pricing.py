@@ -15,6 +15,7 @@ Anything not in the catalog is refused before the provider is called: a request 
 billed at another row's price.
 """
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone
@@ -28,6 +29,11 @@ from .tokens import to_amount
 
 IMAGE_KIND = "image"
 MODEL_KINDS = (IMAGE_KIND, "chat", "embedding", "audio", "moderation", "video")
+# A token-billed charge is at most this many times its reservation: the provider's usage is
+# charged as reported up to there (the reported figure is kept beside it as tokenCost).
+TOKEN_CHARGE_CAP = 2
+# The longest reported dimension value kept in a charge record (usage: 64 times that, as JSON).
+MAX_RECORDED_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -62,22 +68,34 @@ class Quote:
 
 @dataclass(frozen=True)
 class Charge:
-    """What a successful request costs, from what the provider reports it produced and used."""
+    """What a successful request costs, from what the provider reports it produced and used.
+
+    ``images`` and ``choices`` are what is delivered and charged: never more images than were
+    requested, never dearer dimension values than were reserved. ``provider_images`` and
+    ``provider_choices`` are what the provider itself reported, kept for reconciliation.
+    """
 
     images: int
-    choices: dict  # the price dimensions as produced (reported by the provider, else requested)
+    choices: dict  # the price dimensions charged (as the provider reports them, unless dearer than reserved)
     price_per_image: float
-    estimated_cost: float  # images returned x the per-image price
-    token_cost: float | None  # from the reported usage, when the model has token prices
-    usage: dict | None
+    estimated_cost: float  # images charged x the per-image price
+    token_cost: float | None  # from the reported usage, when the model has token prices and it can be read
+    usage: dict | None  # the provider's usage as reported (None when absent, not an object or too large)
+    charged_by: str  # "per_image", "tokens", or "reservation" when a token-billed usage cannot be read
+    cost: float
+    provider_images: int
+    provider_choices: dict
 
-    @property
-    def charged_by(self):
-        return "per_image" if self.token_cost is None else "tokens"
-
-    @property
-    def cost(self):
-        return self.estimated_cost if self.token_cost is None else self.token_cost
+    def ledger_fields(self):
+        """Return the charge record's fields describing this charge."""
+        fields = {
+            "imagesReturned": self.images, "providerImages": self.provider_images,
+            "pricePerImage": self.price_per_image, "estimatedCost": self.estimated_cost,
+            "tokenCost": self.token_cost, "chargedBy": self.charged_by, "usage": self.usage, "cost": self.cost,
+        }
+        if self.provider_choices:
+            fields["providerChoices"] = self.provider_choices
+        return fields
 
 
 def _based_on(models, entry, where):
@@ -204,17 +222,38 @@ class PriceBook:
         )
 
     def charge(self, image_model, quote, body):
-        """Return the Charge for a successful response ``body`` to a request priced at ``quote``."""
-        produced = {}
-        for dimension, requested in quote.choices.items():
-            reported = body.get(dimension)
-            produced[dimension] = reported if isinstance(reported, str) else requested
+        """Return the Charge for a successful response ``body`` to a request priced at ``quote``.
+
+        Per image: the images requested at most, at the price of the dimension values the
+        provider reports, or at the reserved price when those are unpriced or dearer; so the
+        cost never exceeds the reservation. By tokens: the reported usage, capped at
+        ``TOKEN_CHARGE_CAP`` times the reservation; a usage that cannot be read is charged the
+        reservation.
+        """
+        reported = {dimension: body[dimension] for dimension in quote.choices if isinstance(body.get(dimension), str)}
+        produced = {**quote.choices, **reported}
         price = image_model.price_for(produced)
-        price = quote.price_per_image if price is None else price
-        images = len(body["data"])
-        usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
-        token_cost = None
+        if price is None or price > quote.price_per_image:
+            produced, price = dict(quote.choices), quote.price_per_image
+        images = min(len(body["data"]), quote.images)
+        estimated_cost = round(images * price, 6)
+        usage = body.get("usage")
+        token_cost, charged_by, cost = None, "per_image", estimated_cost
         if image_model.token_prices is not None and usage is not None:
             token_cost = image_model.token_prices.cost(usage)
-        return Charge(images=images, choices=produced, price_per_image=price,
-                      estimated_cost=round(images * price, 6), token_cost=token_cost, usage=usage)
+            if token_cost is None:
+                charged_by, cost = "reservation", quote.reserved
+            else:
+                cap = to_amount(Decimal(str(quote.reserved)) * TOKEN_CHARGE_CAP)
+                charged_by, cost = "tokens", min(token_cost, cap)
+        return Charge(images=images, choices=produced, price_per_image=price, estimated_cost=estimated_cost,
+                      token_cost=token_cost, usage=_recorded_usage(usage), charged_by=charged_by, cost=cost,
+                      provider_images=len(body["data"]),
+                      provider_choices={name: value[:MAX_RECORDED_CHARS] for name, value in reported.items()})
+
+
+def _recorded_usage(usage):
+    """Return ``usage`` to keep in the charge record: an object of bounded size, else None."""
+    if not isinstance(usage, dict) or len(json.dumps(usage)) > MAX_RECORDED_CHARS * 64:
+        return None
+    return usage

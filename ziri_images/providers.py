@@ -7,11 +7,12 @@ base URL and a key) and Azure OpenAI, which only differs in its URL (a deploymen
 the API version in the query string) and its ``api-key`` header. Credentials come from the
 environment only (or config values named like the variables, for tests), never from a file.
 
-Every call has explicit (connect, read) timeouts and borrows a ``requests.Session`` that no
-other call uses meanwhile (sessions are not thread-safe); the session, with its kept-alive
-connection, goes back to an idle pool afterwards, so under gevent (where every request is a
-new greenlet) calls still reuse connections instead of paying a TLS handshake each. Every
-``requests`` exception or bad
+Every call has explicit (connect, read) timeouts and a total deadline, their sum from the
+call's start (``deadline.py``), so an answer trickled byte by byte cannot keep it open. It
+borrows a ``requests.Session`` that no other call uses meanwhile (sessions are not
+thread-safe); the session, with its kept-alive connection, goes back to an idle pool
+afterwards, so under gevent (where every request is a new greenlet) calls still reuse
+connections instead of paying a TLS handshake each. Every ``requests`` exception or bad
 upstream answer becomes a ``ProviderError`` here and nowhere else, with one error mapping for
 every provider. ``may_have_billed`` tells the caller whether the provider could have
 generated (and charged for) images anyway.
@@ -31,9 +32,12 @@ from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import ReadTimeoutError
 
 from . import __version__
+from .deadline import DeadlineAdapter
+from .deadline import call_deadline
 from .errors import ApiError
 from .errors import ConfigError
 from .settings import load_json_file
+from .strict_json import parse_provider_body
 
 # Ten large b64 images are ~40 MB; anything far beyond that is not an images response.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
@@ -96,6 +100,8 @@ class OpenAIProvider:
         self.query = dict(query or {})
         self.deployments = dict(deployments) if deployments is not None else None
         self.timeout = (connect_timeout, read_timeout)
+        # The whole call, however its answer arrives; a reservation must outlive it (gateway.py).
+        self.call_deadline = connect_timeout + read_timeout
         self._idle_sessions = queue.LifoQueue()  # most recently used first: its connection is warmest
         # Proxy and CA-bundle settings are read from the environment once: left to requests,
         # they are looked up (walking all of os.environ) on every call.
@@ -145,6 +151,8 @@ class OpenAIProvider:
     def _new_session(self):
         session = requests.Session()
         session.trust_env = False
+        for prefix in ("http://", "https://"):
+            session.mount(prefix, DeadlineAdapter())
         session.proxies.update(self._proxies)
         session.verify = self._verify
         return session
@@ -181,7 +189,7 @@ class OpenAIProvider:
             "X-Client-Request-Id": request_id,
         }
         try:
-            with self._session() as session:
+            with self._session() as session, call_deadline(self.call_deadline):
                 response = session.post(url, json=payload, headers=headers, timeout=self.timeout, stream=True)
                 provider_request_id = self._redacted(response.headers.get("x-request-id"))
                 raw = self._read_capped(response)
@@ -220,7 +228,8 @@ class OpenAIProvider:
     def _interpret(self, status, headers, raw, provider_request_id):
         context = {"provider_status": status, "provider_request_id": provider_request_id}
         try:
-            body = requests.models.complexjson.loads(raw)
+            # NaN, Infinity and lone surrogates are not JSON: they never go further than here.
+            body = parse_provider_body(raw)
         except (ValueError, RecursionError):  # json gives up on deeply nested arrays with RecursionError
             body = None
         if 200 <= status < 300:

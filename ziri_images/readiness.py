@@ -1,8 +1,10 @@
 """Readiness: can this instance serve a paid request right now?
 
 ``GET /ready`` checks what a request needs and a restart would not fix by itself: the key
-file still parses, the catalog is loaded, the ledger can be written. It answers 200 when every
-check passes and 503 otherwise, naming each check. The body never carries secrets, file paths
+file still parses, the catalog is loaded, the ledger can be written, and at least one provider
+has its key (and endpoint) set. It answers 200 when every check passes and 503 otherwise,
+naming each check; ``providers`` says which providers are usable and, for the others, which
+variable to set (their requests get ``PROVIDER_KEY_MISSING``). The body never carries secrets, file paths
 or error text (those go to the log): it is meant for load balancers and uptime monitors.
 """
 
@@ -61,7 +63,23 @@ def check_ledger(gateway):
     return None
 
 
-CHECKS = {"keys": check_key_file, "catalog": check_catalog, "ledger": check_ledger}
+def provider_status(gateway):
+    """Return {provider: {"usable": bool, and for an unusable one the variable to set}}."""
+    status = {}
+    for name, provider in gateway.providers.items():
+        missing = provider.missing_setting
+        status[name] = {"usable": True} if missing is None else {"usable": False, "missing": missing[1]}
+    return status
+
+
+def check_providers(gateway):
+    """Return None if at least one provider has its key (and endpoint) set, else a short reason."""
+    if not any(provider.missing_setting is None for provider in gateway.providers.values()):
+        return "no provider has its key set"
+    return None
+
+
+CHECKS = {"keys": check_key_file, "catalog": check_catalog, "ledger": check_ledger, "providers": check_providers}
 
 
 @bp.get("/ready")
@@ -72,4 +90,5 @@ def ready():
         reason = check(gateway)
         checks[name] = {"ok": True} if reason is None else {"ok": False, "reason": reason}
     ok = all(result["ok"] for result in checks.values())
-    return {"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503
+    body = {"status": "ready" if ok else "not_ready", "checks": checks, "providers": provider_status(gateway)}
+    return body, 200 if ok else 503

@@ -142,13 +142,15 @@ class CostSchema(Schema):
         "description": "Held before the call: the estimate, plus for token-billed models the prompt's text tokens "
                        "and any output tokens above the per-image price."})
     actual = fields.Float(required=True, metadata={
-        "description": "Charged: the provider's reported token usage at the catalog's token prices, else images "
-                       "returned x their price."})
-    chargedBy = fields.String(required=True, validate=validate.OneOf(["tokens", "per_image"]))
+        "description": "Charged: the provider's reported token usage at the catalog's token prices (at most twice "
+                       "reserved), the reservation when that usage cannot be read, else images charged x their "
+                       "price (never more than reserved)."})
+    chargedBy = fields.String(required=True, validate=validate.OneOf(["tokens", "per_image", "reservation"]))
     usage = fields.Dict(required=True, allow_none=True, metadata={"description": "The provider's token usage."})
     pricePerImage = fields.Float(required=True)
     imagesRequested = fields.Integer(required=True)
-    imagesCharged = fields.Integer(required=True)
+    imagesCharged = fields.Integer(required=True, metadata={
+        "description": "Images delivered in data and charged: at most imagesRequested."})
     quality = fields.String(metadata={"description": "As produced; models priced by quality."})
     size = fields.String(metadata={"description": "As produced; models priced by size."})
     currency = fields.String(required=True)
@@ -230,8 +232,16 @@ class ReadinessCheckSchema(Schema):
     reason = fields.String()
 
 
+class ProviderReadinessSchema(Schema):
+    """Whether one provider has its key (and endpoint) set; ``missing`` names the variable to set."""
+
+    usable = fields.Boolean(required=True)
+    missing = fields.String()
+
+
 class ReadinessSchema(Schema):
-    """Whether the key file, the catalog and the ledger are usable."""
+    """Whether the key file, the catalog, the ledger and at least one provider are usable."""
 
     status = fields.String(required=True, validate=validate.OneOf(["ready", "not_ready"]))
     checks = fields.Dict(keys=fields.String(), values=fields.Nested(ReadinessCheckSchema), required=True)
+    providers = fields.Dict(keys=fields.String(), values=fields.Nested(ProviderReadinessSchema), required=True)

@@ -20,11 +20,14 @@ PER_TOKENS = Decimal(1_000_000)
 LEDGER_UNIT = Decimal("0.000001")
 REQUIRED_PRICES = ("text_input", "image_input", "image_output")
 OPTIONAL_PRICES = ("text_output",)
+# No image request uses a billion tokens (a 4K image is a few thousand): a larger count is not
+# a count, and would overflow the exact decimal arithmetic below.
+MAX_TOKENS = 10**9
 
 
 def _count(value):
-    """Return ``value`` if it is a token count (a whole number >= 0), else None."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    """Return ``value`` if it is a token count (a whole number from 0 to MAX_TOKENS), else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS:
         return None
     return value
 
@@ -68,7 +71,7 @@ class TokenPrices:
         """Return the USD cost of a response's ``usage`` (rounded to the ledger's unit), or None.
 
         None means the usage cannot be priced (not an object, or counts that are not whole
-        numbers); the caller then charges the per-image figure instead.
+        numbers up to MAX_TOKENS); the caller then charges the reservation instead.
         """
         if not isinstance(usage, dict):
             return None

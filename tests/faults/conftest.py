@@ -6,7 +6,8 @@
     (SO_LINGER 0), stall until ``server.released`` or stream a body without end. ``requests``
     lists what it received, so a test can prove the gateway called it exactly once (or never).
     The behaviours below build the common ones: ``respond``, ``close_at_once``,
-    ``reset_at_once``, ``partial_body``, ``stall``, ``endless_body``, ``gzip_bomb``.
+    ``reset_at_once``, ``partial_body``, ``stall``, ``endless_body``, ``gzip_bomb``, and
+    ``trickle_headers`` / ``trickle_body``, a valid answer sent a few bytes at a time.
 ``start_gateway`` / ``stub``
     The end-to-end fixtures of tests/e2e (real gunicorn with the project's gunicorn.conf.py,
     the stub as OpenAI). ``worker_class`` here is gevent only, the production default, to
@@ -236,6 +237,32 @@ def gzip_bomb(megabytes):
         connection.sendall(http_response(200, body, {"Content-Type": "application/json",
                                                      "Content-Encoding": "gzip"}))
     return behaviour
+
+
+TRICKLE_STEPS, TRICKLE_PAUSE = 40, 0.2  # 40 small writes 0.2 s apart: 8 s for the whole answer
+TRICKLED_ANSWER = json.dumps({"created": 1, "data": [{"url": "https://images.test/trickled.png"}]}).encode()
+
+
+def _trickle(connection, server, pieces):
+    for piece in pieces:
+        connection.sendall(piece)
+        if server.released.wait(TRICKLE_PAUSE):
+            return
+
+
+def trickle_headers(connection, request, server):
+    """Send a valid answer whose headers arrive one short line at a time, each well within a read timeout."""
+    head = [b"HTTP/1.1 200 OK\r\n"] + [b"X-Padding: %d\r\n" % step for step in range(TRICKLE_STEPS)]
+    body = http_response(200, TRICKLED_ANSWER, {"Content-Type": "application/json"}).split(b"\r\n", 1)[1]
+    _trickle(connection, server, head + [body])
+
+
+def trickle_body(connection, request, server):
+    """Send the headers at once, then a valid body a few bytes at a time, each well within a read timeout."""
+    body = TRICKLED_ANSWER + b" " * TRICKLE_STEPS  # trailing whitespace keeps it valid JSON
+    step = -(-len(body) // TRICKLE_STEPS)
+    head = http_response(200, b"", {"Content-Type": "application/json"}, announced=len(body))
+    _trickle(connection, server, [head] + [body[start:start + step] for start in range(0, len(body), step)])
 
 
 def closed_port_url():

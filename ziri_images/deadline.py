@@ -1,0 +1,98 @@
+"""Give an outbound HTTP call a total deadline, however slowly its answer arrives.
+
+``requests``' read timeout bounds each socket read, not the call: an answer trickled a few
+bytes at a time, in its headers or its body, never trips it. ``DeadlineAdapter`` makes every
+read of the response (status line, headers, body) wait at most until the deadline of the call
+in progress, by setting the socket's timeout to the time that remains before each read (or the
+read timeout, if shorter); past the deadline a read fails at once with ``TimeoutError``, which
+urllib3 reports as a read timeout. Plain socket timeouts work the same under threads and under gevent's patched
+sockets, so one mechanism serves both gunicorn worker classes. The call in progress is a
+context variable: each thread, and each greenlet, has its own.
+
+Connection set-up (TCP connect, TLS handshake) is bounded by the connect timeout as usual.
+"""
+
+import contextvars
+import http.client
+import io
+import time
+from contextlib import contextmanager
+
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection
+from urllib3.connection import HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.connectionpool import HTTPSConnectionPool
+
+_deadline = contextvars.ContextVar("ziri_images_call_deadline", default=None)
+
+
+@contextmanager
+def call_deadline(seconds):
+    """Let the HTTP calls made inside the block read their answers for ``seconds`` in all, from now."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket's own reader (``raw``), with every read ending by the deadline."""
+
+    def __init__(self, raw, sock, deadline):
+        super().__init__()
+        self._raw = raw  # keeps the socket open while the answer is read, as http.client expects
+        self._sock = sock
+        self._deadline = deadline
+        self._read_timeout = sock.gettimeout()  # the per-read timeout urllib3 set: it still applies
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the call's deadline has passed")
+        self._sock.settimeout(remaining if self._read_timeout is None else min(remaining, self._read_timeout))
+        return self._raw.readinto(buffer)
+
+    def close(self):
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """http.client's response, reading through a ``_DeadlineReader`` while a deadline is set."""
+
+    def __init__(self, sock, *args, **kwargs):
+        super().__init__(sock, *args, **kwargs)
+        deadline = _deadline.get()
+        if deadline is not None:
+            # Nothing was read yet: take the plain reader out of its buffer and put the deadline between them.
+            self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, deadline))
+
+
+class _HTTPConnection(HTTPConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPSConnection(HTTPSConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """requests' adapter, with connections whose answers are read within the call's deadline."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPConnectionPool, "https": _HTTPSConnectionPool}
