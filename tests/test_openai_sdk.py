@@ -200,8 +200,9 @@ def test_gateway_errors_become_the_sdks_exceptions(gateway, api_key, key, option
 
     error = raised.value
     assert error.status_code == status
-    assert error.response.json()["code"] == code
-    assert error.request_id == error.response.json()["requestId"]
+    assert error.code == code  # OpenAI's error shape: the SDK reads the gateway's code
+    assert error.type and error.message in str(error)  # the message, no longer only "Error code: NNN"
+    assert error.request_id == error.response.json()["error"]["requestId"]
     assert error.response.headers["x-should-retry"] == "false"
 
 
@@ -254,7 +255,7 @@ def test_an_idempotency_key_makes_the_sdks_own_retries_safe(gateway, api_key):
 
     # The SDK gave up on the first attempt and sent it again: the retry is refused, not billed. Whether it
     # arrives while the first is still generating or just after depends on the SDK's random back-off.
-    assert raised.value.response.json()["code"] in ("IDEMPOTENT_REQUEST_IN_PROGRESS", "IDEMPOTENCY_KEY_REUSED")
+    assert raised.value.code in ("IDEMPOTENT_REQUEST_IN_PROGRESS", "IDEMPOTENCY_KEY_REUSED")
     charges = new_records(gateway, before, "charge", 1)
     assert [charge["cost"] for charge in charges] == [0.04]
     assert len([record for record in gateway.ledger()[before:] if record["type"] == "reservation"]) == 1
@@ -270,12 +271,37 @@ def test_key_file_edits_reach_the_running_gateway(gateway):
         gateway.cli("keys", "disable", "key_rotating")
         with pytest.raises(openai.PermissionDeniedError) as raised:
             old_client.images.generate(**request)
-        assert raised.value.response.json()["code"] == "API_KEY_REVOKED_OR_DISABLED"
+        assert raised.value.code == "API_KEY_REVOKED_OR_DISABLED"
 
         gateway.cli("keys", "enable", "key_rotating")
         new_key = gateway.cli("keys", "rotate", "key_rotating")
         with pytest.raises(openai.PermissionDeniedError) as raised:
             old_client.images.generate(**request)
-        assert raised.value.response.json()["code"] == "API_KEY_INVALID"
+        assert raised.value.code == "API_KEY_INVALID"
     with gateway.client(new_key) as new_client:
         assert new_client.images.generate(**request).data
+
+
+@pytest.mark.real_http
+def test_an_over_budget_request_raises_with_the_gateways_code(gateway, api_key):
+    poor_key = gateway.cli("keys", "create", "--user", "sdk-poor", "--id", "key_sdk_poor",
+                           "--daily-spend-limit", "0.01")
+    before = len(gateway.ledger())
+
+    with gateway.client(poor_key) as client, pytest.raises(openai.APIStatusError) as raised:
+        client.images.generate(model="dall-e-3", prompt="an expensive cat")
+
+    error = raised.value
+    assert (error.status_code, error.code, error.type) == (402, "SPEND_LIMIT_EXCEEDED", "insufficient_quota")
+    assert "spend limit" in error.message
+    assert [record for record in gateway.ledger()[before:] if record["type"] != "key"] == []
+
+
+@pytest.mark.real_http
+def test_models_list(gateway, api_key):
+    with gateway.client(api_key) as client:
+        models = {model.id: model.owned_by for model in client.models.list()}
+        one = client.models.retrieve("gpt-image-1")
+
+    assert models["gpt-image-1"] == "openai" and "gpt-4o" not in models
+    assert (one.id, one.object) == ("gpt-image-1", "model")

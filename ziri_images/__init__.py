@@ -13,6 +13,7 @@ def create_app(test_config=None):
     from . import api
     from . import errors
     from . import gateway
+    from . import models
     from . import openapi
     from . import readiness
     from .settings import load_settings
@@ -28,6 +29,7 @@ def create_app(test_config=None):
     errors.init_app(app)
     gateway.init_app(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(models.bp)
     app.register_blueprint(readiness.bp)
     app.register_blueprint(openapi.bp)
     hops = app.config["TRUSTED_PROXIES"]

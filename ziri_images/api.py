@@ -77,10 +77,10 @@ def idempotency_digest():
 def check_access(key, provider, model):
     """Raise AUTHORIZATION_DENIED unless the key's allow-lists admit (provider, model)."""
     if key.allowed_providers is not None and provider not in key.allowed_providers:
-        raise ApiError(403, "AUTHORIZATION_DENIED", f"This key may not use provider '{provider}'.",
+        raise ApiError(403, "AUTHORIZATION_DENIED", f"This key may not use provider '{provider}'.", param="provider",
                        reason="provider_not_allowed", allowedProviders=list(key.allowed_providers))
     if key.allowed_models is not None and model not in key.allowed_models:
-        raise ApiError(403, "AUTHORIZATION_DENIED", f"This key may not use model '{model}'.",
+        raise ApiError(403, "AUTHORIZATION_DENIED", f"This key may not use model '{model}'.", param="model",
                        reason="model_not_allowed", allowedModels=list(key.allowed_models))
 
 
