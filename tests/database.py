@@ -1,0 +1,73 @@
+"""The PostgreSQL server the tests use: a database of their own per test run.
+
+The server is found through ``ZIRI_TEST_DATABASE_URL`` (default: the project machines' server,
+``postgresql://postgres@127.0.0.1:5432/test``). Each run creates a database with a random name,
+migrates it, and drops it at the end, so concurrent runs (other suites on the same server)
+cannot collide; each test starts from empty tables.
+
+With no server reachable the tests that need one are skipped, all with one reason; with
+``ZIRI_TEST_REQUIRE_DATABASE=1`` (``.ci/run`` sets it) they fail instead.
+"""
+
+import os
+import secrets
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from ziri_images.stores.pgschema import migrate
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
+TABLES = ("ledger_records", "key_locks", "key_periods", "open_reservations", "worker_leases")
+
+
+def server_url():
+    return os.environ.get("ZIRI_TEST_DATABASE_URL") or DEFAULT_URL
+
+
+def database_required():
+    return os.environ.get("ZIRI_TEST_REQUIRE_DATABASE", "").strip().lower() in ("1", "true", "yes")
+
+
+class TestDatabase:
+    """A database created for this run on the test server."""
+
+    __test__ = False  # not a test class, whatever its name
+
+    def __init__(self):
+        self.name = f"ziri_test_{secrets.token_hex(6)}"
+        self.url = make_conninfo(server_url(), dbname=self.name)
+        with psycopg.connect(server_url(), autocommit=True, connect_timeout=3) as admin:
+            admin.execute(f'CREATE DATABASE "{self.name}"')
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            migrate(connection)
+
+    def connect(self):
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+
+    def empty(self):
+        """Remove every row (the schema stays)."""
+        with self.connect() as connection:
+            connection.execute(f"TRUNCATE {', '.join(TABLES)}")
+
+    def records(self):
+        """Return every record, in the order written."""
+        with self.connect() as connection:
+            return [row[0] for row in connection.execute("SELECT record FROM ledger_records ORDER BY id")]
+
+    def drop(self):
+        with psycopg.connect(server_url(), autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def open_test_database():
+    """Return a new TestDatabase, or skip (fail, when required) with one reason if the server is unreachable."""
+    try:
+        return TestDatabase()
+    except psycopg.OperationalError as error:
+        detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        if database_required():
+            pytest.fail(f"PostgreSQL is not reachable at {server_url()}: {detail} "
+                        "(ZIRI_TEST_REQUIRE_DATABASE is set)", pytrace=False)
+        pytest.skip(f"PostgreSQL is not reachable at {server_url()} (set ZIRI_TEST_DATABASE_URL)")

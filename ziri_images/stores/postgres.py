@@ -1,0 +1,282 @@
+"""The PostgreSQL store: the ledger's records and every limit decision in one shared database.
+
+Budgets hold across hosts and survive a wiped disk. ``reserve`` is one transaction: lock the
+key's row, settle the key's stale reservations, build its ``KeyUsage``, run ``checks.CHECKS``,
+insert the reservation. ``settle`` is another. No lock is held while the provider works.
+
+Connections come from a pool opened in each process on first use (never before gunicorn
+forks: a connection shared by two processes would interleave their traffic). Under gevent's
+patches psycopg waits on sockets the cooperative way, so a slow query or a row lock parks one
+greenlet, never the worker. The database down, restarting or slow: ``reserve`` refuses with
+503 ``LEDGER_UNAVAILABLE`` (retryable) before the provider is called, and ``settle`` spools
+the charge on local disk (``spool.py``) to be written, once, when the database is back.
+
+A process's reservations carry its worker id; ``pglease.LeaseKeeper`` renews a lease for it.
+When a process dies its lease lapses, and its reservations are settled at the reserved amount
+(``reservation_expired``, reason ``worker_died``) by the next request of that key on any host,
+or by the next sweep of any live process, long before their full expiry.
+"""
+
+import logging
+import os
+from contextlib import contextmanager
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
+
+import psycopg
+from psycopg_pool import ConnectionPool
+from psycopg_pool import PoolTimeout
+
+from ..checks import IDEMPOTENCY_WINDOW_SECONDS
+from ..checks import RATE_WINDOW_SECONDS
+from ..checks import KeyUsage
+from ..checks import run_checks
+from ..errors import ApiError
+from ..errors import ConfigError
+from ..records import Reservation
+from ..records import charge_record
+from ..records import day_of
+from ..records import encode_json
+from ..records import expiry_record
+from ..records import format_ts
+from ..records import month_of
+from ..records import next_day
+from ..records import next_month
+from ..records import parse_ts
+from ..records import reservation_record
+from ..records import to_micros
+from . import pgsql
+from .base import Store
+from .base import ledger_unavailable
+from .pglease import LeaseKeeper
+from .pgreport import PostgresReports
+from .pgschema import LATEST
+from .pgschema import connect
+from .pgschema import describe
+from .pgschema import schema_version
+from .spool import ChargeSpool
+
+log = logging.getLogger("ziri_images")
+
+# What a database fault looks like from here: the server gone or restarting, a statement or lock
+# past its timeout, no pooled connection free in time, a schema that is not there.
+DATABASE_FAULTS = (psycopg.Error, PoolTimeout)
+
+
+def _ts(moment):
+    return parse_ts(moment) if isinstance(moment, str) else moment
+
+
+class PostgresStore(PostgresReports, Store):
+    """Keep the ledger in PostgreSQL; one row lock per key makes each decision atomic across hosts."""
+
+    def __init__(self, conninfo, clock, reservation_ttl, pool_size=4, timeout=5.0, lease_seconds=30.0,
+                 spool_dir="var/spool"):
+        super().__init__(clock, reservation_ttl)
+        self.conninfo = conninfo
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self.spool = ChargeSpool(spool_dir)
+        self.lease = LeaseKeeper(self, lease_seconds)
+        self._pool_of = None  # (pid, ConnectionPool)
+        self._windows = {}  # key_id -> admission times this process last saw (for the rate headers)
+
+    def __repr__(self):
+        return f"PostgresStore({describe(self.conninfo)})"
+
+    # --- connections ----------------------------------------------------------------------
+
+    def _pool(self):
+        """Return this process's pool, opening it (and the lease) on first use after a fork."""
+        pid = os.getpid()
+        if self._pool_of is None or self._pool_of[0] != pid:
+            millis = round(self.timeout * 1000)
+            pool = ConnectionPool(
+                self.conninfo, min_size=1, max_size=self.pool_size, timeout=self.timeout, open=False,
+                name=f"ziri-{pid}", reconnect_timeout=max(60.0, self.timeout),
+                kwargs={"autocommit": True, "connect_timeout": max(1, round(self.timeout)),
+                        # A statement or row lock waited on longer than this is cancelled: the request is
+                        # refused (503) instead of holding its greenlet and connection indefinitely.
+                        "options": f"-c statement_timeout={millis} -c lock_timeout={millis}"
+                                   f" -c idle_in_transaction_session_timeout={millis * 4}"})
+            pool.open(wait=False)
+            self._pool_of = (pid, pool)
+            self.lease.start()
+        return self._pool_of[1]
+
+    @contextmanager
+    def transaction(self):
+        """Yield a cursor in one transaction; a database fault becomes 503 LEDGER_UNAVAILABLE."""
+        try:
+            with self._pool().connection() as connection, connection.transaction(), connection.cursor() as cursor:
+                yield cursor
+        except DATABASE_FAULTS as error:
+            log.error("database %s: %s: %s", describe(self.conninfo), type(error).__name__, str(error).strip())
+            raise ledger_unavailable("the database is unavailable", should_retry=True) from None
+
+    # --- the Store interface ----------------------------------------------------------------
+
+    def start(self):
+        """Check the schema with a short-lived connection (the master must not keep one past the fork)."""
+        where = describe(self.conninfo)
+        try:
+            with connect(self.conninfo, self.timeout) as connection:
+                version = schema_version(connection)
+        except psycopg.Error as error:
+            # Serve anyway: requests get 503 and /ready says so until the database answers.
+            log.warning("database %s: not reachable at start-up: %s", where, str(error).strip())
+            return f"database {where}: not reachable yet"
+        if version < LATEST:
+            raise ConfigError(f"database {where}: schema version {version}, this gateway needs {LATEST}: "
+                              "run 'ziri-images db migrate'")
+        return f"database {where}: schema version {version}"
+
+    def reserve(self, key, micros, details):
+        refusal = None
+        with self.transaction() as cursor:
+            renewal = self.lease.ensure(cursor)
+            cursor.execute(pgsql.LOCK_KEY, {"key": key.id})
+            now = self.clock()
+            self.settle_stale(cursor, key.id, now)
+            digest = details.get("idempotencyKey")
+            usage = self._key_usage(cursor, key.id, now, digest)
+            try:
+                run_checks(key, usage, micros, now)
+            except ApiError as error:
+                refusal = error  # raised after the commit: the stale settlements above are kept
+            else:
+                record = reservation_record(now, key, details, micros, now + timedelta(seconds=self.reservation_ttl),
+                                            self.worker)
+                cursor.execute(pgsql.INSERT_RESERVATION, {
+                    "ts": now, "request_id": record["requestId"], "key": key.id, "user": key.user,
+                    "model": record.get("model"), "micros": micros, "digest": digest, "record": encode_json(record),
+                    "expires_at": parse_ts(record["expiresAt"]), "worker": self.worker,
+                    "day": day_of(record["ts"]), "month": month_of(record["ts"]),
+                })
+        self.lease.committed(renewal)
+        self._windows[key.id] = list(usage.admissions) + ([] if refusal else [now.timestamp()])
+        if refusal is not None:
+            raise refusal
+        return Reservation(request_id=record["requestId"], key_id=key.id, micros=micros, reserved_at=record["ts"],
+                           expires_at=parse_ts(record["expiresAt"]).timestamp(), worker=self.worker)
+
+    def settle(self, reservation, fields):
+        now = self.clock()
+        try:
+            return self.write_charge(reservation, fields, now)
+        except ApiError:
+            pass
+        # The provider has answered: the charge must not be lost. Keep it on disk, write it later.
+        self.spool.put({"settledAt": format_ts(now), "reservation": vars(reservation), "fields": fields})
+        log.warning("database unavailable: charge of %s spooled in %s", reservation.request_id, self.spool.directory)
+        return charge_record(now, reservation, fields, after_expiry=False)
+
+    def write_charge(self, reservation, fields, now):
+        """Write the charge for ``reservation`` unless it is already stored; return the record."""
+        with self.transaction() as cursor:
+            cursor.execute(pgsql.LOCK_KEY, {"key": reservation.key_id})
+            ids = {"request_id": reservation.request_id}
+            was_open = cursor.execute(pgsql.RELEASE, ids).fetchone() is not None
+            expired = None if was_open else cursor.execute(pgsql.EXPIRED_COST, ids).fetchone()
+            record = charge_record(now, reservation, fields, after_expiry=not was_open)
+            micros = to_micros(record.get("cost") or 0)
+            written = self._insert_settlement(cursor, record, reservation, micros)
+            if written:
+                # A charge replaces the expiry's conservative amount.
+                self._add_spent(cursor, reservation, micros - (expired[0] if expired else 0))
+        return record
+
+    def key_usage(self, key):
+        with self.transaction() as cursor:
+            cursor.execute(pgsql.LOCK_KEY, {"key": key.id})
+            now = self.clock()
+            # A crashed worker's reservation is spent, not reserved, as soon as anyone looks.
+            self.settle_stale(cursor, key.id, now)
+            usage = self._key_usage(cursor, key.id, now, None)
+        self._windows[key.id] = list(usage.admissions)
+        return usage
+
+    def rate_window(self, key_id):
+        # What this process saw at its last decision for the key: no query on every response.
+        start = self.clock().timestamp() - RATE_WINDOW_SECONDS
+        return [moment for moment in self._windows.get(key_id, ()) if moment > start]
+
+    def readiness(self):
+        ok, reason = self.ping_database()
+        if not ok:
+            return ok, reason
+        try:
+            os.makedirs(self.spool.directory, exist_ok=True)
+            if not os.access(self.spool.directory, os.W_OK):
+                raise PermissionError(self.spool.directory)
+        except OSError as error:
+            log.warning("readiness: spool %s is not writable: %s", self.spool.directory, error)
+            return False, "the charge spool is not writable"
+        return True, None
+
+    def ping_database(self):
+        """Return (ok, reason): does the database answer, with the schema this gateway needs?"""
+        try:
+            with self.transaction() as cursor:
+                version = schema_version(cursor.connection)
+        except ApiError:
+            return False, "the database is unavailable"
+        if version < LATEST:
+            return False, "the database schema is not migrated"
+        return True, None
+
+    def close(self):
+        self.lease.stop()
+        if self._pool_of is not None and self._pool_of[0] == os.getpid():
+            self._pool_of[1].close()
+        self._pool_of = None
+
+    # --- steps --------------------------------------------------------------------------------
+
+    def settle_stale(self, cursor, key_id, now):
+        """Settle ``key_id``'s stale reservations at their reserved amount (the caller holds the key's lock)."""
+        for request_id, micros, reserved_at, expires_at, worker in cursor.execute(
+                pgsql.TAKE_STALE, {"key": key_id, "now": now}).fetchall():
+            reservation = Reservation(request_id=request_id, key_id=key_id, micros=micros,
+                                      reserved_at=format_ts(reserved_at), expires_at=expires_at.timestamp(),
+                                      worker=worker)
+            reason = "expired" if expires_at <= now else "worker_died"
+            record = expiry_record(now, reservation, reason)
+            if self._insert_settlement(cursor, record, reservation, micros):
+                self._add_spent(cursor, reservation, micros)
+            log.warning("reservation %s of %s settled at its reserved amount: %s", request_id, worker, reason)
+
+    def _insert_settlement(self, cursor, record, reservation, micros):
+        images = record.get("imagesReturned")
+        return cursor.execute(pgsql.INSERT_SETTLEMENT, {
+            "ts": _ts(record["ts"]), "type": record["type"], "request_id": reservation.request_id,
+            "key": reservation.key_id, "user": record.get("user"), "model": record.get("model"),
+            "reserved_at": _ts(reservation.reserved_at), "micros": micros,
+            "images": images if type(images) is int else None, "record": encode_json(record),
+        }).fetchone() is not None
+
+    def _add_spent(self, cursor, reservation, delta):
+        if delta:
+            cursor.execute(pgsql.ADD_SPENT, {"key": reservation.key_id, "day": day_of(reservation.reserved_at),
+                                             "month": month_of(reservation.reserved_at), "delta": delta})
+
+    def _key_usage(self, cursor, key_id, now, digest):
+        day_start = datetime(now.year, now.month, now.day, tzinfo=timezone.utc)
+        month_start = datetime(now.year, now.month, 1, tzinfo=timezone.utc)
+        row = cursor.execute(pgsql.KEY_USAGE, {
+            "key": key_id, "day": now.strftime("%Y-%m-%d"), "month": now.strftime("%Y-%m"),
+            "day_start": day_start, "day_end": next_day(now), "month_start": month_start, "month_end": next_month(now),
+            "window_start": now - timedelta(seconds=RATE_WINDOW_SECONDS), "digest": digest,
+            "idempotency_start": now - timedelta(seconds=IDEMPOTENCY_WINDOW_SECONDS),
+        }).fetchone()
+        spent_day, spent_month, requests_day, requests_month, held_day, held_month, in_flight, window = row[:8]
+        same, is_open = row[8:]
+        usage = KeyUsage(
+            spent={"daily": spent_day, "monthly": spent_month},
+            reserved={"daily": held_day, "monthly": held_month},
+            requests={"daily": requests_day, "monthly": requests_month}, in_flight=in_flight,
+            admissions=window, idempotent_match=None if same is None else (same, bool(is_open)),
+        )
+        usage.now = now
+        return usage
