@@ -11,6 +11,7 @@ from datetime import timezone
 
 from . import __version__
 from . import commands as run
+from . import db_commands
 from . import keyfile
 from . import launch
 from .errors import ConfigError
@@ -177,6 +178,18 @@ def _add_pricing_commands(commands):
     check.set_defaults(handler=run.pricing_check)
 
 
+def _add_db_commands(commands):
+    database = commands.add_parser("db", help="the PostgreSQL store's schema")
+    actions = database.add_subparsers(dest="action", required=True, metavar="ACTION")
+    migrate = actions.add_parser(
+        "migrate", help="create or upgrade the database schema (safe at every deploy)",
+        description="Apply the schema migrations the database lacks; a current schema is left as it is. "
+                    "With no database configured (the file store) there is nothing to do: exits 0.")
+    migrate.add_argument("--database-url", help="the database (default: $ZIRI_DATABASE_URL, else $DATABASE_URL)")
+    migrate.add_argument("--timeout", type=float, default=10.0, help="seconds to connect (default 10)")
+    migrate.set_defaults(handler=db_commands.db_migrate)
+
+
 def _add_run_commands(commands):
     serve_parser = commands.add_parser("serve", help="run the gateway under gunicorn (production)")
     serve_parser.add_argument("--config", default="gunicorn.conf.py", help="gunicorn config file")
@@ -206,6 +219,7 @@ def build_parser():
     _add_keys_commands(commands)
     _add_report_command(commands)
     _add_pricing_commands(commands)
+    _add_db_commands(commands)
     return parser
 
 
@@ -216,7 +230,7 @@ def main(argv=None):
         if args.command == "keys":
             args.keys_file_path = run.setting(args, "keys_file", "KEYS_FILE")
         return args.handler(args) or 0
-    except (run.CliError, ConfigError, keyfile.KeyFileError) as error:
+    except (run.CliError, ConfigError, keyfile.KeyFileError, db_commands.DatabaseCommandError) as error:
         print(f"ziri-images: error: {error}", file=sys.stderr)
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""

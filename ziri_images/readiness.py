@@ -61,7 +61,16 @@ def check_ledger(gateway):
     return None
 
 
-CHECKS = {"keys": check_key_file, "catalog": check_catalog, "ledger": check_ledger}
+def check_database(gateway):
+    """Return None if the PostgreSQL store's database answers with a current schema (or none is used)."""
+    ping = getattr(gateway.store, "ping_database", None)
+    if ping is None:
+        return None  # the file store: no database to reach
+    ok, reason = ping()
+    return None if ok else reason
+
+
+CHECKS = {"keys": check_key_file, "catalog": check_catalog, "ledger": check_ledger, "database": check_database}
 
 
 @bp.get("/ready")

@@ -19,6 +19,7 @@ import time
 from ..records import Reservation
 from ..records import parse_ts
 from . import pgsql
+from .pgschema import error_text
 
 log = logging.getLogger("ziri_images")
 
@@ -72,7 +73,7 @@ class LeaseKeeper:
             try:
                 self.run_once()
             except Exception as error:  # the database is away: try again next pass
-                log.warning("database housekeeping: %s: %s", type(error).__name__, str(error).strip()[:200])
+                log.warning("database housekeeping: %s: %s", type(error).__name__, error_text(error))
             self._stop.wait(self.interval)
 
     def run_once(self):

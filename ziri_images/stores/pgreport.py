@@ -17,6 +17,7 @@ from ..report import UNKNOWN
 from ..report import Report
 from ..report import Totals
 from .pgschema import describe
+from .pgschema import error_text
 
 _IMPORT_BATCH = 1000
 
@@ -95,7 +96,7 @@ class PostgresReports:
             with self._pool().connection() as connection, connection.transaction():
                 yield connection
         except psycopg.Error as error:
-            raise ConfigError(f"database {describe(self.conninfo)}: {str(error).strip()}") from None
+            raise ConfigError(f"database {describe(self.conninfo)}: {error_text(error)}") from None
 
     def records(self, since=None, until=None):
         with self._command_connection() as connection:

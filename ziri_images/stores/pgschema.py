@@ -103,6 +103,12 @@ def describe(conninfo):
     return f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
 
 
+def error_text(error):
+    """Return the first line of a driver error (libpq's hints follow on further lines)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def connect(conninfo, timeout):
     """Open one connection (autocommit) for a command or a start-up check."""
     return psycopg.connect(conninfo, autocommit=True, connect_timeout=max(1, round(timeout)))

@@ -54,6 +54,7 @@ from .pgreport import PostgresReports
 from .pgschema import LATEST
 from .pgschema import connect
 from .pgschema import describe
+from .pgschema import error_text
 from .pgschema import schema_version
 from .spool import ChargeSpool
 
@@ -112,7 +113,7 @@ class PostgresStore(PostgresReports, Store):
             with self._pool().connection() as connection, connection.transaction(), connection.cursor() as cursor:
                 yield cursor
         except DATABASE_FAULTS as error:
-            log.error("database %s: %s: %s", describe(self.conninfo), type(error).__name__, str(error).strip())
+            log.error("database %s: %s: %s", describe(self.conninfo), type(error).__name__, error_text(error))
             raise ledger_unavailable("the database is unavailable", should_retry=True) from None
 
     # --- the Store interface ----------------------------------------------------------------
@@ -125,7 +126,7 @@ class PostgresStore(PostgresReports, Store):
                 version = schema_version(connection)
         except psycopg.Error as error:
             # Serve anyway: requests get 503 and /ready says so until the database answers.
-            log.warning("database %s: not reachable at start-up: %s", where, str(error).strip())
+            log.warning("database %s: not reachable at start-up: %s", where, error_text(error))
             return f"database {where}: not reachable yet"
         if version < LATEST:
             raise ConfigError(f"database {where}: schema version {version}, this gateway needs {LATEST}: "
@@ -203,9 +204,8 @@ class PostgresStore(PostgresReports, Store):
         return [moment for moment in self._windows.get(key_id, ()) if moment > start]
 
     def readiness(self):
-        ok, reason = self.ping_database()
-        if not ok:
-            return ok, reason
+        # The local half: where charges wait while the database is away. readiness.py's database
+        # check asks ping_database for the other half.
         try:
             os.makedirs(self.spool.directory, exist_ok=True)
             if not os.access(self.spool.directory, os.W_OK):
