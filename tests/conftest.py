@@ -43,6 +43,7 @@ from pathlib import Path
 
 import pytest
 import responses
+from database import open_test_database
 
 from ziri_images import __version__
 from ziri_images import create_app
@@ -256,3 +257,18 @@ def app(make_app):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def test_database():
+    """This run's own database on the test server (see tests/database.py); dropped at the end."""
+    database = open_test_database()
+    yield database
+    database.drop()
+
+
+@pytest.fixture
+def database(test_database):
+    """The run's database, emptied for this test."""
+    test_database.empty()
+    return test_database
