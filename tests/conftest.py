@@ -44,6 +44,7 @@ from pathlib import Path
 import pytest
 import responses
 from database import open_test_database
+from database import summarize_skips
 
 from ziri_images import __version__
 from ziri_images import create_app
@@ -65,6 +66,10 @@ AZURE_KEY = "0123456789abcdef0123456789abcdef"
 AZURE_ENDPOINT = "https://ziri-test.openai.azure.com"
 XAI_KEY = "xai-test-provider-key-abcdef123456"
 START = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def pytest_terminal_summary(terminalreporter):
+    summarize_skips(terminalreporter)
 
 
 def pytest_configure(config):

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from ziri_images.stores.pgschema import describe
 from ziri_images.stores.pgschema import migrate
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -61,13 +62,27 @@ class TestDatabase:
             admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
+UNREACHABLE = "PostgreSQL is not reachable"
+
+
+def skip_reason():
+    return f"{UNREACHABLE} at {describe(server_url())} (set ZIRI_TEST_DATABASE_URL)"
+
+
 def open_test_database():
     """Return a new TestDatabase, or skip (fail, when required) with one reason if the server is unreachable."""
     try:
         return TestDatabase()
     except psycopg.OperationalError as error:
         detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        if database_required():
-            pytest.fail(f"PostgreSQL is not reachable at {server_url()}: {detail} "
-                        "(ZIRI_TEST_REQUIRE_DATABASE is set)", pytrace=False)
-        pytest.skip(f"PostgreSQL is not reachable at {server_url()} (set ZIRI_TEST_DATABASE_URL)")
+    if database_required():
+        pytest.fail(f"{UNREACHABLE} at {describe(server_url())}: {detail} (ZIRI_TEST_REQUIRE_DATABASE is set)",
+                    pytrace=False)
+    pytest.skip(skip_reason())
+
+
+def summarize_skips(terminalreporter):
+    """Add one line to the summary: how many tests were skipped for want of a server, and why."""
+    skipped = [report for report in terminalreporter.stats.get("skipped", []) if UNREACHABLE in str(report.longrepr)]
+    if skipped:
+        terminalreporter.write_line(f"{len(skipped)} test(s) skipped: {skip_reason()}")
