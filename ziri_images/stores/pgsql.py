@@ -108,5 +108,3 @@ ON CONFLICT (worker) DO UPDATE SET expires_at = EXCLUDED.expires_at
 
 # Leases that lapsed a day ago: no reservation can still need them (each expires within minutes).
 FORGET_LEASES = "DELETE FROM worker_leases WHERE expires_at < clock_timestamp() - interval '1 day'"
-
-END_LEASE = "DELETE FROM worker_leases WHERE worker = %(worker)s"

@@ -92,19 +92,23 @@ class PostgresStore(PostgresReports, Store):
         """Return this process's pool, opening it (and the lease) on first use after a fork."""
         pid = os.getpid()
         if self._pool_of is None or self._pool_of[0] != pid:
-            millis = round(self.timeout * 1000)
             pool = ConnectionPool(
                 self.conninfo, min_size=1, max_size=self.pool_size, timeout=self.timeout, open=False,
-                name=f"ziri-{pid}", reconnect_timeout=max(60.0, self.timeout),
-                kwargs={"autocommit": True, "connect_timeout": max(1, round(self.timeout)),
-                        # A statement or row lock waited on longer than this is cancelled: the request is
-                        # refused (503) instead of holding its greenlet and connection indefinitely.
-                        "options": f"-c statement_timeout={millis} -c lock_timeout={millis}"
-                                   f" -c idle_in_transaction_session_timeout={millis * 4}"})
+                name=f"ziri-{pid}", reconnect_timeout=max(60.0, self.timeout), configure=self._configure,
+                kwargs={"autocommit": True, "connect_timeout": max(1, round(self.timeout))})
             pool.open(wait=False)
             self._pool_of = (pid, pool)
             self.lease.start()
         return self._pool_of[1]
+
+    def _configure(self, connection):
+        """Set each new connection's timeouts (SET, not startup options: connection poolers refuse those)."""
+        millis = round(self.timeout * 1000)
+        # A statement or row lock waited on longer than this is cancelled: the request is refused
+        # (503) instead of holding its greenlet and its connection indefinitely.
+        connection.execute(f"SET statement_timeout = {millis}")
+        connection.execute(f"SET lock_timeout = {millis}")
+        connection.execute(f"SET idle_in_transaction_session_timeout = {millis * 4}")
 
     @contextmanager
     def transaction(self):
@@ -169,7 +173,13 @@ class PostgresStore(PostgresReports, Store):
         except ApiError:
             pass
         # The provider has answered: the charge must not be lost. Keep it on disk, write it later.
-        self.spool.put({"settledAt": format_ts(now), "reservation": vars(reservation), "fields": fields})
+        try:
+            self.spool.put({"settledAt": format_ts(now), "reservation": vars(reservation), "fields": fields})
+        except OSError as error:
+            # Neither the database nor the disk: the open reservation will be charged at its amount.
+            log.critical("charge of %s lost to the spool %s: %s", reservation.request_id, self.spool.directory,
+                         error.strerror or error)
+            raise ledger_unavailable("neither the database nor the charge spool is writable") from None
         log.warning("database unavailable: charge of %s spooled in %s", reservation.request_id, self.spool.directory)
         return charge_record(now, reservation, fields, after_expiry=False)
 
