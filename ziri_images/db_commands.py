@@ -7,8 +7,6 @@ configured (the file store) says so and succeeds.
 
 import sys
 
-import psycopg
-
 from .records import decode_line
 from .settings import load_settings
 
@@ -24,6 +22,9 @@ def database_url(args):
 
 
 def db_migrate(args):
+    # Imported here: the other commands (and gunicorn's master, before gevent patches) never load the driver.
+    import psycopg
+
     from .stores.pgschema import LATEST
     from .stores.pgschema import connect
     from .stores.pgschema import describe
