@@ -22,6 +22,7 @@ from ziri_images.records import expiry_record
 from ziri_images.records import format_ts
 from ziri_images.records import reservation_record
 from ziri_images.records import to_micros
+from ziri_images.settings import load_settings
 from ziri_images.stores.pgschema import LATEST
 from ziri_images.stores.pgschema import migrate
 from ziri_images.stores.pgschema import schema_version
@@ -248,3 +249,13 @@ def test_report_groups_in_sql_as_the_ledger_counts(make_store):
     each = {"requests": 3, "images": 2, "cost": 0.1, "expired": 1}
     assert rows == {("pat", "dall-e-3"): each, ("sam", "dall-e-3"): each}
     assert store.report(by=("day",), since="2027-01-01T00:00:00.000000Z").groups == {}
+
+
+@pytest.mark.parametrize("environ, expected", [
+    pytest.param({}, "", id="neither: the file store"),
+    pytest.param({"DATABASE_URL": "postgresql://heroku/db"}, "postgresql://heroku/db", id="heroku"),
+    pytest.param({"DATABASE_URL": "postgresql://heroku/db", "ZIRI_DATABASE_URL": "postgresql://own/db"},
+                 "postgresql://own/db", id="ziri-wins"),
+])
+def test_the_database_url_setting(environ, expected):
+    assert load_settings(environ)["DATABASE_URL"] == expected
