@@ -592,7 +592,7 @@ def test_replay_skips_months_old_lines_but_keeps_the_day_before(make_client, clo
 
     client = make_client(alice={})
 
-    state = client.application.extensions["ziri_images"].limiter.state
+    state = client.application.extensions["ziri_images"].store.state
     assert sorted(period for key, period in state.spent) == ["2026-11", "2026-11-30"]
     assert state.spent[("key_alice", "2026-11-30")] == 40_000
     assert list(state.open) == ["req_open"]

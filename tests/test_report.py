@@ -12,10 +12,10 @@ from conftest import USER_KEY
 from conftest import ledger_lines
 from conftest import openai_image_response
 
-from ziri_images.ledger import encode_record
-from ziri_images.limits import to_micros
+from ziri_images.records import encode_record
+from ziri_images.records import to_micros
 from ziri_images.report import Progress
-from ziri_images.report import build_report
+from ziri_images.stores.file_scan import build_report
 
 
 def ts(day, hour=12, minute=0, second=0):
@@ -24,7 +24,7 @@ def ts(day, hour=12, minute=0, second=0):
 
 def reservation(request_id, at, key="key_a", user="alice", model="dall-e-3", amount=0.04):
     return {"ts": at, "type": "reservation", "requestId": request_id, "provider": "openai", "model": model,
-            "keyId": key, "user": user, "amount": amount}
+            "keyId": key, "user": user, "amount": amount, "expiresAt": at, "worker": "host:1:0badc0de"}
 
 
 def charge(request_id, at, reserved_at, key="key_a", user="alice", model="dall-e-3", cost=0.04, images=1):

@@ -7,6 +7,7 @@ records and hold the lock, never in what they decide.
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
@@ -32,11 +33,14 @@ class KeyUsage:
     their admission time.
     """
 
+    now: datetime | None = None  # the moment this usage describes
+
     spent: dict = field(default_factory=dict)  # budget name -> micros charged (expiries included)
     reserved: dict = field(default_factory=dict)  # budget name -> micros held by open reservations
     requests: dict = field(default_factory=dict)  # budget name -> requests admitted
     in_flight: int = 0  # open reservations
-    admissions: list = field(default_factory=list)  # admission times in the rate window, sorted epoch seconds
+    # Admission times in the rate window ending now, sorted epoch seconds: any sequence with len() and [0].
+    admissions: Sequence = field(default_factory=list)
     # (original request id, still open) for this request's Idempotency-Key digest within the window, or None.
     idempotent_match: tuple | None = None
 

@@ -157,13 +157,35 @@ def _add_report_command(commands):
                     "no charge followed).")
     parser.add_argument("--by", type=groupings, default=("key",), metavar="GROUPS",
                         help=f"group by one or more of {', '.join(GROUPINGS)}, comma-separated (default key)")
-    parser.add_argument("--since", type=when, metavar="WHEN", help="from this ISO date/date-time (inclusive, UTC)")
-    parser.add_argument("--until", type=when, metavar="WHEN", help="up to this ISO date/date-time (exclusive, UTC)")
+    _time_range_options(parser)
     _format_option(parser)
-    parser.add_argument("--ledger", help="the ledger (default: $ZIRI_LEDGER_PATH or var/ledger.jsonl)")
+    _ledger_option(parser)
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show progress on stderr (default: when stderr is a terminal)")
     parser.set_defaults(handler=run.report)
+
+
+def _ledger_option(parser):
+    parser.add_argument("--ledger", help="read this JSONL ledger (default: the configured store: "
+                                         "$ZIRI_LEDGER_PATH or var/ledger.jsonl)")
+
+
+def _time_range_options(parser):
+    parser.add_argument("--since", type=when, metavar="WHEN", help="from this ISO date/date-time (inclusive, UTC)")
+    parser.add_argument("--until", type=when, metavar="WHEN", help="up to this ISO date/date-time (exclusive, UTC)")
+
+
+def _add_ledger_commands(commands):
+    ledger = commands.add_parser("ledger", help="export the ledger's records",
+                                 description="Move the ledger's records between stores.")
+    actions = ledger.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = actions.add_parser("export", help="write every record as JSONL on stdout",
+                                description="Write every record of the store, oldest first, as JSONL on stdout "
+                                            "in the file store's format (one compact JSON object per line). "
+                                            "Records are filtered on their time (ts).")
+    _time_range_options(export)
+    _ledger_option(export)
+    export.set_defaults(handler=run.ledger_export)
 
 
 def _add_pricing_commands(commands):
@@ -218,6 +240,7 @@ def build_parser():
     _add_run_commands(commands)
     _add_keys_commands(commands)
     _add_report_command(commands)
+    _add_ledger_commands(commands)
     _add_pricing_commands(commands)
     _add_db_commands(commands)
     return parser

@@ -1,4 +1,4 @@
-"""The per-app objects (keys, prices, providers, ledger, limiter), built once per app.
+"""The per-app objects (keys, prices, providers, store, limiter), built once per app.
 
 They live in ``app.extensions["ziri_images"]`` and are reached through ``current_gateway()``.
 """
@@ -17,6 +17,8 @@ from .limits import Limiter
 from .pricing import PriceBook
 from .providers import build_providers
 from .providers import check_catalog
+from .stores.base import Store
+from .stores.file import FileStore
 
 log = logging.getLogger("ziri_images")
 
@@ -30,14 +32,27 @@ class Gateway:
     keys: KeyStore
     prices: PriceBook
     providers: dict
-    ledger: Ledger
+    store: Store
     limiter: Limiter
     clock: object
     allow_demo_keys_upstream: bool
 
 
+def open_store(settings, clock=utc_now, create=True):
+    """Return the store the settings choose: the JSONL ledger at LEDGER_PATH.
+
+    ``create=False`` opens an existing ledger only (a report or an export never makes one).
+    """
+    # A reservation outlives the longest possible upstream call, plus a grace period.
+    ttl = (settings["UPSTREAM_CONNECT_TIMEOUT"] + settings["UPSTREAM_READ_TIMEOUT"]
+           + settings["RESERVATION_GRACE_SECONDS"])
+    ledger = Ledger(settings["LEDGER_PATH"], durable=settings["LEDGER_DURABLE"],
+                    mirror_stdout=settings["LEDGER_STDOUT"], create=create)
+    return FileStore(ledger, clock, ttl)
+
+
 def init_app(app):
-    """Load and validate every file the gateway needs; replay the ledger once."""
+    """Load and validate every file the gateway needs; open the store (the file store replays its ledger)."""
     config = app.config
     clock = config.get("CLOCK", utc_now)
     keys = KeyStore(config["KEYS_FILE"])
@@ -48,19 +63,16 @@ def init_app(app):
         if provider.missing_setting is not None:
             # Names the variable, never a value: its requests get PROVIDER_KEY_MISSING until it is set.
             log.info("provider %s: no %s until %s is set", provider.name, *provider.missing_setting)
-    ledger = Ledger(config["LEDGER_PATH"], durable=config["LEDGER_DURABLE"], mirror_stdout=config["LEDGER_STDOUT"])
-    # A reservation outlives the longest possible upstream call, plus a grace period.
-    ttl = config["UPSTREAM_CONNECT_TIMEOUT"] + config["UPSTREAM_READ_TIMEOUT"] + config["RESERVATION_GRACE_SECONDS"]
-    limiter = Limiter(ledger, clock, ttl)
+    store = open_store(config, clock)
     started = time.monotonic()
-    records = limiter.replay()
-    log.info("ledger %s replayed: %d records in %.2fs", ledger.path, records, time.monotonic() - started)
+    summary = store.start()
+    log.info("%s in %.2fs", summary, time.monotonic() - started)
     app.extensions["ziri_images"] = Gateway(
         keys=keys,
         prices=prices,
         providers=providers,
-        ledger=ledger,
-        limiter=limiter,
+        store=store,
+        limiter=Limiter(store),
         clock=clock,
         allow_demo_keys_upstream=config["ALLOW_DEMO_KEYS_UPSTREAM"],
     )

@@ -7,8 +7,6 @@ or error text (those go to the log): it is meant for load balancers and uptime m
 """
 
 import logging
-import os
-import tempfile
 
 from flask import Blueprint
 
@@ -19,10 +17,6 @@ from .keys import load_key_file
 log = logging.getLogger("ziri_images")
 
 bp = Blueprint("readiness", __name__)
-
-# Below this much free space a ledger write (and so every paid request) is about to fail.
-MIN_FREE_BYTES = 1024 * 1024
-
 
 def check_key_file(gateway):
     """Return None if the key file on disk parses, else a short reason."""
@@ -42,23 +36,9 @@ def check_catalog(gateway):
 
 
 def check_ledger(gateway):
-    """Return None if the ledger file and its directory accept writes, else a short reason."""
-    path = gateway.ledger.path
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        # A real write, not os.access: root passes os.access even on a read-only mount.
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-        # No O_CREAT: the file was created at start-up, so a missing one was moved or deleted.
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
-        disk = os.statvfs(directory)
-    except OSError as error:
-        log.warning("readiness: ledger %s is not writable: %s", path, error.strerror or error)
-        return "the ledger is not writable"
-    if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
-        log.warning("readiness: ledger %s: less than %d bytes free", path, MIN_FREE_BYTES)
-        return "the ledger's disk is full"
-    return None
+    """Return None if the store can keep a request's records, else a short reason."""
+    ok, reason = gateway.store.readiness()
+    return None if ok else reason
 
 
 def check_database(gateway):

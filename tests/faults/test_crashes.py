@@ -30,7 +30,7 @@ import pytest
 import requests
 
 from faults.conftest import live_workers
-from ziri_images.limits import parse_ts
+from ziri_images.records import parse_ts
 
 pytestmark = pytest.mark.real_http
 
