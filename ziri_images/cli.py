@@ -186,6 +186,15 @@ def _add_ledger_commands(commands):
     _time_range_options(export)
     _ledger_option(export)
     export.set_defaults(handler=run.ledger_export)
+    load = actions.add_parser("import", help="load a JSONL ledger into the PostgreSQL store",
+                              description="Load the records of a JSONL ledger (the file store's, or an export) "
+                                          "into the database. Records already stored (same type and request id) "
+                                          "are skipped, so running it twice imports nothing twice.")
+    load.add_argument("file", metavar="FILE", help="the JSONL ledger to load")
+    load.add_argument("--database-url", help="the database (default: $ZIRI_DATABASE_URL, else $DATABASE_URL)")
+    load.add_argument("--into-file-store", action="store_true",
+                      help="with no database configured, append to the file store's ledger instead")
+    load.set_defaults(handler=db_commands.ledger_import)
 
 
 def _add_pricing_commands(commands):

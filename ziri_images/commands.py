@@ -137,6 +137,7 @@ def _existing_store(args):
     settings = load_settings()
     if args.ledger is not None:
         settings["LEDGER_PATH"] = args.ledger
+        settings["DATABASE_URL"] = ""  # a file named on the command line, whatever store the gateway uses
     return open_store(settings, create=False)
 
 

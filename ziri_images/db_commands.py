@@ -5,6 +5,7 @@ the PostgreSQL schema up to date, does nothing on a current one, and with no dat
 configured (the file store) says so and succeeds.
 """
 
+import os
 import sys
 
 from .records import decode_line
@@ -62,9 +63,25 @@ def _values(path):
                 yield None  # counted as skipped, and logged, by the store's validation
 
 
-def ledger_import(args, store):
-    """Load a JSONL ledger into ``store``; records already there are skipped, so a rerun writes nothing."""
-    written, skipped = store.import_records(_values(args.file))
-    print(f"{args.file}: imported {written} record(s); skipped {skipped} (already stored or not valid)",
+def ledger_import(args):
+    """Load a JSONL ledger into the configured store; records already there are skipped, so a rerun writes nothing."""
+    from .gateway import open_store
+
+    settings = load_settings()
+    url = database_url(args)
+    settings["DATABASE_URL"] = url
+    if not url and not args.into_file_store:
+        raise DatabaseCommandError("no database configured (ZIRI_DATABASE_URL, DATABASE_URL or --database-url): "
+                                   "ledger import loads a JSONL ledger into PostgreSQL "
+                                   "(--into-file-store appends it to ZIRI_LEDGER_PATH instead)")
+    if not os.path.isfile(args.file):
+        raise DatabaseCommandError(f"{args.file}: not found")
+    store = open_store(settings)
+    try:
+        where = store.start()
+        written, skipped = store.import_records(_values(args.file))
+    finally:
+        store.close()
+    print(f"{where}\n{args.file}: imported {written} record(s); skipped {skipped} (already stored or not valid)",
           file=sys.stderr)
     return 0

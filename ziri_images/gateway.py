@@ -39,13 +39,20 @@ class Gateway:
 
 
 def open_store(settings, clock=utc_now, create=True):
-    """Return the store the settings choose: the JSONL ledger at LEDGER_PATH.
+    """Return the store the settings choose: PostgreSQL at DATABASE_URL, else the JSONL ledger at LEDGER_PATH.
 
     ``create=False`` opens an existing ledger only (a report or an export never makes one).
     """
     # A reservation outlives the longest possible upstream call, plus a grace period.
     ttl = (settings["UPSTREAM_CONNECT_TIMEOUT"] + settings["UPSTREAM_READ_TIMEOUT"]
            + settings["RESERVATION_GRACE_SECONDS"])
+    if settings.get("DATABASE_URL"):
+        # Imported only when used: the file store never loads the driver.
+        from .stores.postgres import PostgresStore
+
+        return PostgresStore(settings["DATABASE_URL"], clock, ttl, pool_size=settings["DATABASE_POOL_SIZE"],
+                             timeout=settings["DATABASE_TIMEOUT"], lease_seconds=settings["DATABASE_LEASE_SECONDS"],
+                             spool_dir=settings["SPOOL_DIR"])
     ledger = Ledger(settings["LEDGER_PATH"], durable=settings["LEDGER_DURABLE"],
                     mirror_stdout=settings["LEDGER_STDOUT"], create=create)
     return FileStore(ledger, clock, ttl)

@@ -282,11 +282,9 @@ class PostgresStore(PostgresReports, Store):
         }).fetchone()
         spent_day, spent_month, requests_day, requests_month, held_day, held_month, in_flight, window = row[:8]
         same, is_open = row[8:]
-        usage = KeyUsage(
-            spent={"daily": spent_day, "monthly": spent_month},
+        return KeyUsage(
+            now=now, spent={"daily": spent_day, "monthly": spent_month},
             reserved={"daily": held_day, "monthly": held_month},
             requests={"daily": requests_day, "monthly": requests_month}, in_flight=in_flight,
             admissions=window, idempotent_match=None if same is None else (same, bool(is_open)),
         )
-        usage.now = now
-        return usage
