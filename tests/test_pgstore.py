@@ -259,3 +259,29 @@ def test_report_groups_in_sql_as_the_ledger_counts(make_store):
 ])
 def test_the_database_url_setting(environ, expected):
     assert load_settings(environ)["DATABASE_URL"] == expected
+
+
+def test_ledger_import_command_twice_and_report_and_export_on_the_database(database, tmp_path, monkeypatch, capsys):
+    records = ledger_of(FakeClock(), Key())
+    path = tmp_path / "ledger.jsonl"
+    path.write_bytes(b"".join(encode_record(record) for record in records))
+    monkeypatch.setenv("ZIRI_DATABASE_URL", database.url)
+    monkeypatch.setenv("ZIRI_SPOOL_DIR", str(tmp_path / "spool"))
+
+    assert cli.main(["ledger", "import", str(path)]) == 0
+    assert "imported 7 record(s); skipped 0" in capsys.readouterr().err
+    assert cli.main(["ledger", "import", str(path)]) == 0
+    assert "imported 0 record(s); skipped 7" in capsys.readouterr().err
+
+    assert cli.main(["report", "--by", "key", "--format", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["totals"] == {"requests": 3, "images": 2, "cost": 0.1, "expired": 1}
+    assert cli.main(["ledger", "export"]) == 0
+    assert capsys.readouterr().out.encode() == path.read_bytes()
+
+
+def test_ledger_import_without_a_database_refuses(tmp_path, capsys):
+    path = tmp_path / "ledger.jsonl"
+    path.write_text("")
+    assert cli.main(["ledger", "import", str(path)]) == 1
+    assert "no database configured" in capsys.readouterr().err

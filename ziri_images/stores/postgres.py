@@ -111,10 +111,14 @@ class PostgresStore(PostgresReports, Store):
         connection.execute(f"SET idle_in_transaction_session_timeout = {millis * 4}")
 
     @contextmanager
-    def transaction(self):
-        """Yield a cursor in one transaction; a database fault becomes 503 LEDGER_UNAVAILABLE."""
+    def transaction(self, wait=None):
+        """Yield a cursor in one transaction; a database fault becomes 503 LEDGER_UNAVAILABLE.
+
+        ``wait`` bounds the wait for a pooled connection (default: the database timeout).
+        """
         try:
-            with self._pool().connection() as connection, connection.transaction(), connection.cursor() as cursor:
+            with (self._pool().connection(timeout=wait) as connection, connection.transaction(),
+                  connection.cursor() as cursor):
                 yield cursor
         except DATABASE_FAULTS as error:
             log.error("database %s: %s: %s", describe(self.conninfo), type(error).__name__, error_text(error))
@@ -228,7 +232,8 @@ class PostgresStore(PostgresReports, Store):
     def ping_database(self):
         """Return (ok, reason): does the database answer, with the schema this gateway needs?"""
         try:
-            with self.transaction() as cursor:
+            # A health check must answer before a load balancer's own timeout gives up on it.
+            with self.transaction(wait=min(2.0, self.timeout)) as cursor:
                 version = schema_version(cursor.connection)
         except ApiError:
             return False, "the database is unavailable"
