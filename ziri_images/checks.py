@@ -14,7 +14,7 @@ from datetime import datetime
 from datetime import timezone
 
 from .errors import ApiError
-from .records import budget_periods
+from .records import BUDGETS
 from .records import format_ts
 from .records import to_amount
 from .records import to_micros
@@ -29,7 +29,7 @@ class KeyUsage:
     """One key's usage at one moment, as the checks and ``GET /api/me/usage`` need it.
 
     ``spent``, ``reserved`` and ``requests`` are keyed by budget name ("daily", "monthly", as
-    ``budget_periods`` names them) and cover the periods that contain ``now``. Requests count at
+    ``records.BUDGETS`` names them) and cover the periods that contain ``now``. Requests count at
     their admission time.
     """
 
@@ -86,30 +86,28 @@ def check_concurrency(key, usage, micros, now):
 
 
 def _check_budget(budget, key, usage, micros, now):
-    for period_name, _period, limit_name, resets in budget_periods(now):
-        if period_name != budget:
-            continue
-        limit = key.limit(limit_name)
-        if not limit:
-            return
-        spent, reserved = usage.spent.get(period_name, 0), usage.reserved.get(period_name, 0)
-        if spent + reserved + micros > to_micros(limit):
-            raise ApiError(
-                402, "SPEND_LIMIT_EXCEEDED",
-                f"The {period_name} spend limit of ${limit:.2f} would be exceeded by this request.",
-                period=period_name, limit=limit, spent=to_amount(spent), reserved=to_amount(reserved),
-                requested=to_amount(micros), resetsAt=format_ts(resets),
-            )
+    name, limit_name, _period_of, next_period = budget
+    limit = key.limit(limit_name)
+    if not limit:
+        return
+    spent, reserved = usage.spent.get(name, 0), usage.reserved.get(name, 0)
+    if spent + reserved + micros > to_micros(limit):
+        raise ApiError(
+            402, "SPEND_LIMIT_EXCEEDED",
+            f"The {name} spend limit of ${limit:.2f} would be exceeded by this request.",
+            period=name, limit=limit, spent=to_amount(spent), reserved=to_amount(reserved),
+            requested=to_amount(micros), resetsAt=format_ts(next_period(now)),
+        )
 
 
 def check_daily_budget(key, usage, micros, now):
     """Refuse a request whose reservation would take the day's spend past the daily limit."""
-    _check_budget("daily", key, usage, micros, now)
+    _check_budget(BUDGETS[0], key, usage, micros, now)
 
 
 def check_monthly_budget(key, usage, micros, now):
     """Refuse a request whose reservation would take the month's spend past the monthly limit."""
-    _check_budget("monthly", key, usage, micros, now)
+    _check_budget(BUDGETS[1], key, usage, micros, now)
 
 
 CHECKS = (check_idempotency, check_rate, check_concurrency, check_daily_budget, check_monthly_budget)

@@ -34,7 +34,6 @@ RECORD_TYPES = ("reservation", "charge", "reservation_expired")
 MAX_AMOUNT = 1_000_000_000
 _TS_LENGTH = len("YYYY-MM-DDTHH:MM:SS.ffffffZ")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_DECODER = json.JSONDecoder()
 
 
 # --- money, time and periods ------------------------------------------------------------
@@ -53,7 +52,7 @@ def format_ts(moment):
 
 
 def parse_ts(text):
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text)
 
 
 def day_of(ts):
@@ -72,17 +71,28 @@ def next_month(now):
     return datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=timezone.utc)
 
 
+#: The spend budgets: (name, limit setting, its period of a timestamp, the start of the next period).
+BUDGETS = (
+    ("daily", "daily_spend_limit", day_of, next_day),
+    ("monthly", "monthly_spend_limit", month_of, next_month),
+)
+
+
 def budget_periods(now):
     """Yield (name, period, limit setting, reset time) for the budgets that apply at ``now``."""
-    yield "daily", now.strftime("%Y-%m-%d"), "daily_spend_limit", next_day(now)
-    yield "monthly", now.strftime("%Y-%m"), "monthly_spend_limit", next_month(now)
+    ts = format_ts(now)
+    for name, limit_name, period_of, next_period in BUDGETS:
+        yield name, period_of(ts), limit_name, next_period(now)
 
 
 # --- typed records ----------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
-    """One validated ledger record: the fields the limits and the report use, and the whole record."""
+    """One validated ledger record: the fields the limits and the report use, and the whole record.
+
+    Field order is the constructor's: ``parse_record`` builds it positionally (replay speed).
+    """
 
     kind: str  # one of RECORD_TYPES
     ts: str  # when it was written (ledger format)
@@ -194,75 +204,66 @@ def _skip(reason, detail=""):
     log.error("ledger: skipping a record that is not valid: %s%s", reason, detail)
 
 
-def _timestamp(value):
-    """Return ``value`` if it is a ledger timestamp, else None."""
-    if not isinstance(value, str) or len(value) != _TS_LENGTH or value[-1] != "Z":
+def _moment(value):
+    """Return the datetime of ``value`` if it is a ledger timestamp, else None."""
+    if type(value) is not str or len(value) != _TS_LENGTH or value[-1] != "Z":
         return None
     try:
-        parse_ts(value)
+        return datetime.fromisoformat(value)
     except ValueError:
         return None
-    return value
 
 
-def _amount(value):
+def _micros(value):
     """Return ``value`` in micro-dollars if it is a plausible amount in dollars, else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if not (math.isfinite(value) and 0 <= value <= MAX_AMOUNT):
-        return None
-    return to_micros(value)
+    kind = type(value)
+    if (kind is float and math.isfinite(value) or kind is int) and 0 <= value <= MAX_AMOUNT:
+        return round(value * MICROS)
+    return None
 
 
-def _optional_text(value):
-    return value if isinstance(value, str) else None
+def _text(value):
+    return value if type(value) is str else None
 
 
 def parse_record(value):
     """Return the Record for a decoded JSON value, or None (logged) if it is not a valid record."""
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         _skip("not an object")
         return None
-    kind = value.get("type")
+    get = value.get
+    kind = get("type")
     if kind not in RECORD_TYPES:
         _skip("unknown type")
         return None
-    ts = _timestamp(value.get("ts"))
-    request_id, key_id = value.get("requestId"), value.get("keyId")
-    if ts is None or not isinstance(request_id, str) or not isinstance(key_id, str) or not request_id:
+    ts, request_id, key_id = get("ts"), get("requestId"), get("keyId")
+    if _moment(ts) is None or type(request_id) is not str or type(key_id) is not str or not request_id:
         _skip(f"{kind} without a valid ts, requestId or keyId")
         return None
-    expires_at, images = None, None
+    expires_at = images = None
     if kind == "reservation":
-        micros = _amount(value.get("amount"))
-        expires = _timestamp(value.get("expiresAt"))
+        micros = _micros(get("amount"))
+        expires = _moment(get("expiresAt"))
         if micros is None or expires is None:
             _skip("reservation without a valid amount or expiresAt", f" ({request_id})")
             return None
-        expires_at = parse_ts(expires).timestamp()
+        expires_at = expires.timestamp()
         reserved_at = ts
     else:
-        micros = _amount(value.get("cost"))
-        reserved_at = _timestamp(value.get("reservedAt", ts))
-        images = value.get("imagesReturned")
-        if micros is None or reserved_at is None or not (images is None or type(images) is int and images >= 0):
+        micros = _micros(get("cost"))
+        reserved_at = get("reservedAt", ts)
+        images = get("imagesReturned")
+        if micros is None or _moment(reserved_at) is None or not (images is None or type(images) is int
+                                                                    and images >= 0):
             _skip(f"{kind} without a valid cost, reservedAt or imagesReturned", f" ({request_id})")
             return None
-    return Record(
-        kind=kind, ts=ts, request_id=request_id, key_id=key_id, micros=micros, reserved_at=reserved_at,
-        user=_optional_text(value.get("user")), model=_optional_text(value.get("model")), images=images,
-        expires_at=expires_at, worker=_optional_text(value.get("worker")) or "",
-        idempotency_key=_optional_text(value.get("idempotencyKey")), fields=value,
-    )
+    return Record(kind, ts, request_id, key_id, micros, reserved_at, _text(get("user")), _text(get("model")),
+                  images, expires_at, _text(get("worker")) or "", _text(get("idempotencyKey")), value)
 
 
 def decode_line(line):
     """Return the JSON value of one whole line (bytes or str), or raise ValueError."""
-    text = (line.decode("utf-8") if isinstance(line, bytes) else line).strip()
-    value, end = _DECODER.raw_decode(text)
-    if end != len(text):
-        raise ValueError("extra data after the record")
-    return value
+    return json.loads(line)
 
 
 def parse_line(line):

@@ -10,9 +10,10 @@ from collections import deque
 from ..checks import IDEMPOTENCY_WINDOW_SECONDS
 from ..checks import RATE_WINDOW_SECONDS
 from ..checks import KeyUsage
+from ..records import BUDGETS
 from ..records import Reservation
-from ..records import budget_periods
 from ..records import day_of
+from ..records import format_ts
 from ..records import month_of
 from ..records import parse_ts
 
@@ -97,7 +98,9 @@ class UsageState:
         now_epoch = now.timestamp()
         usage = KeyUsage(now=now, in_flight=len(self.open_by_key.get(key_id, ())),
                          admissions=self.window(key_id, now_epoch))
-        for name, period, _limit_name, _resets in budget_periods(now):
+        ts = format_ts(now)
+        for name, _limit_name, period_of, _next_period in BUDGETS:
+            period = period_of(ts)
             usage.spent[name] = self.spent.get((key_id, period), 0)
             # Kept as a running total: summing the open reservations made every request O(requests in flight).
             usage.reserved[name] = self.reserved.get((key_id, period), 0)
