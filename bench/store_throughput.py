@@ -26,6 +26,7 @@ from datetime import timezone
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ziri_images.errors import ApiError  # noqa: E402
 from ziri_images.gateway import open_store  # noqa: E402
 from ziri_images.keys import ApiKey  # noqa: E402
 from ziri_images.records import to_micros  # noqa: E402
@@ -37,21 +38,28 @@ SUMMARY = {"provider": "openai", "model": "dall-e-2", "quality": "standard", "si
            "imagesRequested": 1, "pricePerImage": PRICE, "currency": "USD"}
 
 
-def run_worker(settings_env, threads, start_epoch, seconds):
+def run_worker(settings_env, threads, start_epoch, seconds, keys=1):
     """Reserve and settle from ``threads`` threads between the two times; return records written."""
     settings = load_settings({**os.environ, **settings_env})
     store = open_store(settings, lambda: datetime.now(timezone.utc))
     store.start()
-    key = ApiKey(id="key_bench", user="bench", status="active")
+    # One key: every request contends for that key's lock (the worst case). More: thread i uses key i % keys.
+    all_keys = [ApiKey(id=f"key_bench{number}", user=f"bench{number}", status="active") for number in range(keys)]
     counts = [0] * threads
+    errors = [0] * threads
 
     def run(slot):
+        key = all_keys[slot % keys]
         time.sleep(max(0.0, start_epoch - time.time()))
         sequence = 0
         while time.time() < start_epoch + seconds:
             sequence += 1
             request_id = f"req_{os.getpid()}_{slot}_{sequence}_{secrets.token_hex(4)}"
-            reservation = store.reserve(key, to_micros(PRICE), {"requestId": request_id, **SUMMARY})
+            try:
+                reservation = store.reserve(key, to_micros(PRICE), {"requestId": request_id, **SUMMARY})
+            except ApiError:  # 503 LEDGER_UNAVAILABLE: counted, never hidden
+                errors[slot] += 1
+                continue
             store.settle(reservation, {**SUMMARY, "requestId": request_id, "user": key.user, "keyId": key.id,
                                        "status": "succeeded", "httpStatus": 200, "imagesReturned": 1,
                                        "cost": PRICE, "latencyMs": 0})
@@ -63,7 +71,7 @@ def run_worker(settings_env, threads, start_epoch, seconds):
     for worker in workers:
         worker.join()
     store.close()
-    return sum(counts)
+    return sum(counts), sum(errors)
 
 
 def temporary_database(server):
@@ -87,7 +95,7 @@ def temporary_database(server):
     return url, drop
 
 
-def measure(store, processes, threads, seconds, database_url=None):
+def measure(store, processes, threads, seconds, database_url=None, keys=1):
     """Run ``processes`` workers on one new store; return {"records": N, "records_per_s": ...}."""
     with tempfile.TemporaryDirectory(prefix="ziri-store-bench-") as work:
         env = {"ZIRI_LEDGER_PATH": os.path.join(work, "ledger.jsonl"), "ZIRI_LEDGER_DURABLE": "true",
@@ -101,19 +109,22 @@ def measure(store, processes, threads, seconds, database_url=None):
         try:
             start = time.time() + 2.0  # every process imported and connected before the window opens
             command = [sys.executable, os.path.abspath(__file__), "worker", "--threads", str(threads),
-                       "--start", str(start), "--seconds", str(seconds), "--env", json.dumps(env)]
+                       "--start", str(start), "--seconds", str(seconds), "--keys", str(keys),
+                       "--env", json.dumps(env)]
             children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
-            records = 0
+            records = errors = 0
             for child in children:
                 out, _ = child.communicate(timeout=seconds + 60)
                 if child.returncode != 0:
                     raise RuntimeError(f"a {store} worker failed (exit {child.returncode})")
-                records += json.loads(out.strip().splitlines()[-1])["records"]
+                result = json.loads(out.strip().splitlines()[-1])
+                records += result["records"]
+                errors += result["errors"]
         finally:
             if drop is not None:
                 drop()
-    return {"store": store, "processes": processes, "threads": threads, "seconds": seconds,
-            "records": records, "records_per_s": records / seconds}
+    return {"store": store, "processes": processes, "threads": threads, "seconds": seconds, "keys": keys,
+            "records": records, "records_per_s": records / seconds, "errors": errors}
 
 
 def main(argv=None):
@@ -123,15 +134,17 @@ def main(argv=None):
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--keys", type=int, default=1, help="keys the threads spread over (default 1: one lock)")
     parser.add_argument("--database-url", help="the server to create the temporary database on")
     parser.add_argument("--start", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--env", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.command == "worker":
-        records = run_worker(json.loads(args.env), args.threads, args.start, args.seconds)
-        print(json.dumps({"records": records}), flush=True)
+        records, errors = run_worker(json.loads(args.env), args.threads, args.start, args.seconds, args.keys)
+        print(json.dumps({"records": records, "errors": errors}), flush=True)
         return 0
-    print(json.dumps(measure(args.store, args.processes, args.threads, args.seconds, args.database_url)), flush=True)
+    print(json.dumps(measure(args.store, args.processes, args.threads, args.seconds, args.database_url, args.keys)),
+          flush=True)
     return 0
 
 

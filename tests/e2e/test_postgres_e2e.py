@@ -60,12 +60,11 @@ def test_two_hosts_on_one_database_admit_exactly_the_budget(start_gateway, tmp_p
 
     responses = burst(10 * fits, alternate(hosts, "alice", "a red fox [stub:delay=0.1]"))
 
+    # Each host alone would admit the whole budget (2 x fits in all): exactly fits means one shared budget.
     assert Counter(r.status_code for r in responses) == {200: fits, 402: 9 * fits}
     assert {r.json()["code"] for r in responses if r.status_code == 402} == {"SPEND_LIMIT_EXCEEDED"}
     charges = hosts[0].records("charge", "alice")
     assert len(charges) == fits and sum(micros(r["cost"]) for r in charges) <= micros(fits * PRICE)
-    # Both hosts admitted some: the budget really was shared, not enforced per host.
-    assert len({r["worker"].split(":")[1] for r in hosts[0].records("reservation", "alice")}) >= 2
     for host in hosts:
         assert host.usage("alice")["daily"]["remaining"] == 0
 

@@ -32,6 +32,7 @@ class LeaseKeeper:
         self.lease_seconds = lease_seconds
         self.interval = lease_seconds / 3
         self._renewed = None  # (worker, monotonic time) of the last renewal that committed
+        self._renewing = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
 
@@ -47,26 +48,33 @@ class LeaseKeeper:
         if thread is not None and thread is not threading.current_thread():
             thread.join(self.store.timeout + 1)
 
-    def ensure(self, cursor):
-        """Renew the lease inside the caller's transaction unless a recent renewal stands.
+    def _fresh(self):
+        renewed = self._renewed
+        return renewed is not None and renewed[0] == self.store.worker and time.monotonic() - renewed[1] < self.interval
+
+    def ensure(self):
+        """Renew the lease first unless a recent renewal stands (called before each reservation).
 
         A reservation must never be committed under a lapsed (or not yet written) lease, or any
-        other process would take it for a dead one's at once. Return what to pass to
-        ``committed`` once the caller's transaction has committed (None: nothing renewed).
+        other process would take it for a dead one's at once. The renewal is a transaction of
+        its own, by one thread at a time: inside the reservation's it would hold the lease's row
+        while waiting for the key's, and queue every request of the process behind it.
         """
+        if self._fresh():
+            return
+        with self._renewing:
+            if not self._fresh():
+                self.renew()
+
+    def renew(self):
+        """Renew the lease now (raise the store's 503 if the database is away)."""
         worker = self.store.worker
-        renewed = self._renewed
-        if renewed is not None and renewed[0] == worker and time.monotonic() - renewed[1] < self.interval:
-            return None
         # Counted from before the statement: the lease runs from the database's clock at the statement.
         started = time.monotonic()
-        cursor.execute(pgsql.RENEW_LEASE, {"worker": worker, "seconds": self.lease_seconds})
-        return worker, started
-
-    def committed(self, renewal):
-        """Note a renewal made by ``ensure`` as standing: its transaction committed."""
-        if renewal is not None:
-            self._renewed = renewal
+        with self.store.transaction() as cursor:
+            cursor.execute(pgsql.RENEW_LEASE, {"worker": worker, "seconds": self.lease_seconds})
+            cursor.execute(pgsql.FORGET_LEASES)
+        self._renewed = (worker, started)
 
     def _run(self):
         while not self._stop.is_set():
@@ -78,11 +86,7 @@ class LeaseKeeper:
 
     def run_once(self):
         """Renew the lease, write spooled charges, settle dead processes' reservations; return charges written."""
-        started = time.monotonic()
-        with self.store.transaction() as cursor:
-            cursor.execute(pgsql.RENEW_LEASE, {"worker": self.store.worker, "seconds": self.lease_seconds})
-            cursor.execute(pgsql.FORGET_LEASES)
-        self._renewed = (self.store.worker, started)
+        self.renew()
         written = self.store.spool.flush(self._write_spooled)
         if written:
             log.warning("database back: %d spooled charge(s) written", written)
@@ -99,5 +103,5 @@ class LeaseKeeper:
             keys = [row[0] for row in cursor.execute(pgsql.KEYS_WITH_DEAD_WORKERS).fetchall()]
         for key_id in keys:
             with self.store.transaction() as cursor:
-                cursor.execute(pgsql.LOCK_KEY, {"key": key_id})
+                self.store.lock_key(cursor, key_id)
                 self.store.settle_stale(cursor, key_id, self.store.clock())

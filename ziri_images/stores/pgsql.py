@@ -5,14 +5,14 @@ Every statement that decides or writes runs while the transaction holds the key'
 atomic step for that key across every process and host.
 """
 
-# Create the key's lock row on first use, and lock it either way: an upsert that updates
-# locks the conflicting row until the transaction ends. Rules out two reservations of one key
-# both seeing the budget free (lost update), a late charge and an expiry of one reservation
-# both counting it, and two requests with one Idempotency-Key both being admitted.
-LOCK_KEY = """
-INSERT INTO key_locks (key_id) VALUES (%(key)s)
-ON CONFLICT (key_id) DO UPDATE SET key_id = EXCLUDED.key_id
-"""
+# Lock the key's row until the transaction ends. Rules out two reservations of one key both
+# seeing the budget free (lost update), a late charge and an expiry of one reservation both
+# counting it, and two requests with one Idempotency-Key both being admitted. A plain row lock,
+# not an update: waiting requests queue on it without writing a row version each.
+LOCK_KEY = "SELECT key_id FROM key_locks WHERE key_id = %(key)s FOR UPDATE"
+
+# The key's first request creates its row (two first requests at once: one inserts, both then lock).
+CREATE_KEY = "INSERT INTO key_locks (key_id) VALUES (%(key)s) ON CONFLICT (key_id) DO NOTHING"
 
 # Take the key's stale reservations out of the open set: past their expiry on the gateway's
 # clock, or held by a process whose lease has lapsed on the database's clock. DELETE ... RETURNING

@@ -19,6 +19,7 @@ or by the next sweep of any live process, long before their full expiry.
 
 import logging
 import os
+import threading
 from contextlib import contextmanager
 from datetime import datetime
 from datetime import timedelta
@@ -81,6 +82,8 @@ class PostgresStore(PostgresReports, Store):
         self.spool = ChargeSpool(spool_dir)
         self.lease = LeaseKeeper(self, lease_seconds)
         self._pool_of = None  # (pid, ConnectionPool)
+        self._opening = threading.Lock()
+        self._closed = False
         self._windows = {}  # key_id -> admission times this process last saw (for the rate headers)
 
     def __repr__(self):
@@ -90,15 +93,21 @@ class PostgresStore(PostgresReports, Store):
 
     def _pool(self):
         """Return this process's pool, opening it (and the lease) on first use after a fork."""
+        if self._closed:
+            raise psycopg.OperationalError("the store is closed")
         pid = os.getpid()
-        if self._pool_of is None or self._pool_of[0] != pid:
-            pool = ConnectionPool(
-                self.conninfo, min_size=1, max_size=self.pool_size, timeout=self.timeout, open=False,
-                name=f"ziri-{pid}", reconnect_timeout=max(60.0, self.timeout), configure=self._configure,
-                kwargs={"autocommit": True, "connect_timeout": max(1, round(self.timeout))})
-            pool.open(wait=False)
-            self._pool_of = (pid, pool)
-            self.lease.start()
+        opened = self._pool_of
+        if opened is not None and opened[0] == pid:
+            return opened[1]
+        with self._opening:  # the threads of a new process race here: one pool per process
+            if self._pool_of is None or self._pool_of[0] != pid:
+                pool = ConnectionPool(
+                    self.conninfo, min_size=1, max_size=self.pool_size, timeout=self.timeout, open=False,
+                    name=f"ziri-{pid}", reconnect_timeout=max(60.0, self.timeout), configure=self._configure,
+                    kwargs={"autocommit": True, "connect_timeout": max(1, round(self.timeout))})
+                pool.open(wait=False)
+                self._pool_of = (pid, pool)
+                self.lease.start()
         return self._pool_of[1]
 
     def _configure(self, connection):
@@ -143,9 +152,9 @@ class PostgresStore(PostgresReports, Store):
 
     def reserve(self, key, micros, details):
         refusal = None
+        self.lease.ensure()
         with self.transaction() as cursor:
-            renewal = self.lease.ensure(cursor)
-            cursor.execute(pgsql.LOCK_KEY, {"key": key.id})
+            self.lock_key(cursor, key.id)
             now = self.clock()
             self.settle_stale(cursor, key.id, now)
             digest = details.get("idempotencyKey")
@@ -163,7 +172,6 @@ class PostgresStore(PostgresReports, Store):
                     "expires_at": parse_ts(record["expiresAt"]), "worker": self.worker,
                     "day": day_of(record["ts"]), "month": month_of(record["ts"]),
                 })
-        self.lease.committed(renewal)
         self._windows[key.id] = list(usage.admissions) + ([] if refusal else [now.timestamp()])
         if refusal is not None:
             raise refusal
@@ -190,7 +198,7 @@ class PostgresStore(PostgresReports, Store):
     def write_charge(self, reservation, fields, now):
         """Write the charge for ``reservation`` unless it is already stored; return the record."""
         with self.transaction() as cursor:
-            cursor.execute(pgsql.LOCK_KEY, {"key": reservation.key_id})
+            self.lock_key(cursor, reservation.key_id)
             ids = {"request_id": reservation.request_id}
             was_open = cursor.execute(pgsql.RELEASE, ids).fetchone() is not None
             expired = None if was_open else cursor.execute(pgsql.EXPIRED_COST, ids).fetchone()
@@ -204,7 +212,7 @@ class PostgresStore(PostgresReports, Store):
 
     def key_usage(self, key):
         with self.transaction() as cursor:
-            cursor.execute(pgsql.LOCK_KEY, {"key": key.id})
+            self.lock_key(cursor, key.id)
             now = self.clock()
             # A crashed worker's reservation is spent, not reserved, as soon as anyone looks.
             self.settle_stale(cursor, key.id, now)
@@ -242,12 +250,19 @@ class PostgresStore(PostgresReports, Store):
         return True, None
 
     def close(self):
+        self._closed = True
         self.lease.stop()
         if self._pool_of is not None and self._pool_of[0] == os.getpid():
             self._pool_of[1].close()
         self._pool_of = None
 
     # --- steps --------------------------------------------------------------------------------
+
+    def lock_key(self, cursor, key_id):
+        """Hold ``key_id``'s row lock for the rest of the transaction (creating the row on first use)."""
+        if cursor.execute(pgsql.LOCK_KEY, {"key": key_id}).fetchone() is None:
+            cursor.execute(pgsql.CREATE_KEY, {"key": key_id})
+            cursor.execute(pgsql.LOCK_KEY, {"key": key_id})
 
     def settle_stale(self, cursor, key_id, now):
         """Settle ``key_id``'s stale reservations at their reserved amount (the caller holds the key's lock)."""
