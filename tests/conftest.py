@@ -108,7 +108,7 @@ NOT_RECORDS = [
                  + socket.gethostname().encode() + b':99999999999999999999:0"}', id="reservation-pid-too-large"),
 ]
 # The stores a test marked ``@pytest.mark.stores()`` runs against.
-STORE_KINDS = ("file",)
+STORE_KINDS = ("file", "postgres")
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -285,10 +285,17 @@ def store_kind(request):
 
 
 @pytest.fixture
-def store_settings(store_kind):
-    """Return the config values that select the store under test (the file store uses LEDGER_PATH)."""
+def store_settings(request, store_kind, tmp_path):
+    """Return the config values that select the store under test (the file store uses LEDGER_PATH).
+
+    "postgres" uses this run's test database (emptied for the test; the tests skip, or fail with
+    ZIRI_TEST_REQUIRE_DATABASE, when no server is reachable) and a spool under ``tmp_path``.
+    """
     if store_kind == "file":
         return {}
+    if store_kind == "postgres":
+        database = request.getfixturevalue("database")
+        return {"DATABASE_URL": database.url, "SPOOL_DIR": str(tmp_path / "spool")}
     raise ValueError(f"unknown store kind {store_kind!r}")
 
 
@@ -318,15 +325,25 @@ def app_config(keys_path, pricing_path, providers_path, ledger_path, clock, stor
 
 @pytest.fixture
 def make_app(app_config):
-    def make(**overrides):
-        return create_app({**app_config, **overrides})
+    made = []
 
-    return make
+    def make(**overrides):
+        app = create_app({**app_config, **overrides})
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:  # the PostgreSQL store's pools and lease threads end with the test
+        app.extensions["ziri_images"].store.close()
 
 
 @pytest.fixture
-def another_worker(make_app):
-    """Return ``write(*records)``: append records as another worker on the same store would."""
+def another_worker(request, make_app, store_kind):
+    """Return ``write(*records)``: append records as another worker on the same store would.
+
+    On PostgreSQL a worker is alive while its lease is: the workers of the reservations written
+    get a live lease, as a running process would keep (a dead one is a file-store test: its pid).
+    """
     writer = []
 
     def write(*records):
@@ -334,6 +351,9 @@ def another_worker(make_app):
             writer.append(make_app())
         written, skipped = writer[0].extensions["ziri_images"].store.import_records(records)
         assert (written, skipped) == (len(records), 0), "a test record was refused"
+        if store_kind == "postgres":
+            workers = {record["worker"] for record in records if record.get("type") == "reservation"}
+            request.getfixturevalue("database").keep_alive(workers)
 
     return write
 

@@ -18,6 +18,7 @@ from psycopg.conninfo import make_conninfo
 
 from ziri_images.stores.pgschema import describe
 from ziri_images.stores.pgschema import migrate
+from ziri_images.stores.pgsql import RENEW_LEASE
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TABLES = ("ledger_records", "key_locks", "key_periods", "open_reservations", "worker_leases")
@@ -51,6 +52,12 @@ class TestDatabase:
         """Remove every row (the schema stays)."""
         with self.connect() as connection:
             connection.execute(f"TRUNCATE {', '.join(TABLES)}")
+
+    def keep_alive(self, workers, seconds=3600):
+        """Give ``workers`` live leases, as running gateway processes would keep."""
+        with self.connect() as connection:
+            for worker in workers:
+                connection.execute(RENEW_LEASE, {"worker": worker, "seconds": seconds})
 
     def records(self):
         """Return every record, in the order written."""

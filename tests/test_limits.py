@@ -304,13 +304,15 @@ def test_provider_failure_releases_the_reservation(make_client, provider):
 # --- reservations that are never settled ---------------------------------------------------
 
 
-def test_stale_reservation_expires_and_a_late_charge_replaces_it(make_client, provider, clock, gate):
+def test_stale_reservation_expires_and_a_late_charge_replaces_it(make_client, provider, clock, gate, store_kind):
     client = make_client(alice={}, bob={})
     held = HeldRequest(client, "alice", model="gpt-image-1", quality="auto")
     reserved = held.reservation["amount"]
 
     clock.now = datetime.fromisoformat(held.reservation["expiresAt"])
-    assert generate(client, "bob").status_code == 200  # any reservation catches up with stale ones
+    assert generate(client, "bob").status_code == 200  # file store: any reservation catches up with stale ones
+    if store_kind == "postgres":
+        usage(client, "alice")  # PostgreSQL settles a key's stale reservations under that key's lock only
 
     [expired] = records(client, "reservation_expired")
     assert expired["requestId"] == held.reservation["requestId"]
@@ -328,6 +330,7 @@ def test_stale_reservation_expires_and_a_late_charge_replaces_it(make_client, pr
     assert usage(make_client(), "alice")["daily"]["spent"] == charge["cost"]  # and so does a replay
 
 
+@pytest.mark.stores("file")  # a pid's liveness; PostgreSQL's leases: tests/test_pgstore.py
 @pytest.mark.parametrize(
     ("worker", "expires"),
     [
@@ -357,6 +360,7 @@ def test_reservation_of_a_dead_worker_is_charged_at_the_reserved_amount(make_cli
         assert (report["daily"]["spent"], report["daily"]["reserved"], report["inFlight"]) == (0, 0.08, 1)
 
 
+@pytest.mark.stores("file")  # a pid's liveness; PostgreSQL's leases: tests/test_pgstore.py
 def test_usage_settles_a_dead_workers_reservation_without_waiting_for_a_request(make_client, clock, another_worker):
     client = make_client(alice={})
     dead_worker = f"{socket.gethostname()}:{dead_pid()}:0"
