@@ -72,21 +72,20 @@ INSERT INTO key_periods (key_id, period, requests) VALUES (%(key)s, %(day)s, 1),
 ON CONFLICT (key_id, period) DO UPDATE SET requests = key_periods.requests + 1
 """
 
-# A charge or an expiry. ON CONFLICT DO NOTHING with the unique (request_id, type) index: a
-# charge written twice (a retried settle, a spooled charge whose first attempt did commit) is
-# stored once, and RETURNING tells the caller whether to count it.
-INSERT_SETTLEMENT = """
-INSERT INTO ledger_records (ts, type, request_id, key_id, user_id, model, reserved_at, micros, images, record)
-VALUES (%(ts)s, %(type)s, %(request_id)s, %(key)s, %(user)s, %(model)s, %(reserved_at)s, %(micros)s, %(images)s,
-        %(record)s)
-ON CONFLICT (request_id, type) DO NOTHING
-RETURNING id
-"""
-
-# Add to the spent totals of the periods the request was reserved in (the charge minus any expiry it replaces).
-ADD_SPENT = """
+# A charge or an expiry, and what it adds to the spent totals of the periods the request was
+# reserved in (a charge: its cost minus any expiry it replaces), in one statement. ON CONFLICT DO
+# NOTHING with the unique (request_id, type) index: a charge written twice (a retried settle, a
+# spooled charge whose first attempt did commit) is stored, and counted, once.
+WRITE_SETTLEMENT = """
+WITH written AS (
+  INSERT INTO ledger_records (ts, type, request_id, key_id, user_id, model, reserved_at, micros, images, record)
+  VALUES (%(ts)s, %(type)s, %(request_id)s, %(key)s, %(user)s, %(model)s, %(reserved_at)s, %(micros)s, %(images)s,
+          %(record)s)
+  ON CONFLICT (request_id, type) DO NOTHING
+  RETURNING key_id
+)
 INSERT INTO key_periods (key_id, period, spent_micros)
-VALUES (%(key)s, %(day)s, %(delta)s), (%(key)s, %(month)s, %(delta)s)
+SELECT key_id, period, %(delta)s FROM written, unnest(ARRAY[%(day)s, %(month)s]::text[]) AS period
 ON CONFLICT (key_id, period) DO UPDATE SET spent_micros = key_periods.spent_micros + EXCLUDED.spent_micros
 """
 

@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 from contextlib import contextmanager
+from contextlib import nullcontext
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
@@ -120,13 +121,16 @@ class PostgresStore(PostgresReports, Store):
         connection.execute(f"SET idle_in_transaction_session_timeout = {millis * 4}")
 
     @contextmanager
-    def transaction(self, wait=None):
+    def transaction(self, wait=None, pipelined=False):
         """Yield a cursor in one transaction; a database fault becomes 503 LEDGER_UNAVAILABLE.
 
         ``wait`` bounds the wait for a pooled connection (default: the database timeout).
+        ``pipelined``: statements are sent without waiting for each other's answers, until one
+        is fetched (or the commit), so a few statements cost one round trip.
         """
         try:
-            with (self._pool().connection(timeout=wait) as connection, connection.transaction(),
+            with (self._pool().connection(timeout=wait) as connection,
+                  connection.pipeline() if pipelined else nullcontext(), connection.transaction(),
                   connection.cursor() as cursor):
                 yield cursor
         except DATABASE_FAULTS as error:
@@ -153,12 +157,12 @@ class PostgresStore(PostgresReports, Store):
     def reserve(self, key, micros, details):
         refusal = None
         self.lease.ensure()
-        with self.transaction() as cursor:
+        # Three round trips: the lock; the stale reservations and the usage; the reservation and the commit.
+        with self.transaction(pipelined=True) as cursor:
             self.lock_key(cursor, key.id)
             now = self.clock()
-            self.settle_stale(cursor, key.id, now)
             digest = details.get("idempotencyKey")
-            usage = self._key_usage(cursor, key.id, now, digest)
+            usage = self._stale_and_usage(cursor, key.id, now, digest)
             try:
                 run_checks(key, usage, micros, now)
             except ApiError as error:
@@ -196,27 +200,31 @@ class PostgresStore(PostgresReports, Store):
         return charge_record(now, reservation, fields, after_expiry=False)
 
     def write_charge(self, reservation, fields, now):
-        """Write the charge for ``reservation`` unless it is already stored; return the record."""
-        with self.transaction() as cursor:
-            self.lock_key(cursor, reservation.key_id)
+        """Write the charge for ``reservation`` unless it is already stored; return the record.
+
+        No key lock: the open reservation's row decides. A charge and an expiry racing for it both
+        DELETE it and only one finds it (the other waits for that one's commit, then sees its
+        record); KEY_USAGE reads one snapshot, so a reserve sees this whole transaction or none.
+        Two round trips: release the reservation and read any expiry; write and commit.
+        """
+        with self.transaction(pipelined=True) as cursor:
             ids = {"request_id": reservation.request_id}
-            was_open = cursor.execute(pgsql.RELEASE, ids).fetchone() is not None
-            expired = None if was_open else cursor.execute(pgsql.EXPIRED_COST, ids).fetchone()
+            released = cursor.connection.execute(pgsql.RELEASE, ids)
+            expired = cursor.connection.execute(pgsql.EXPIRED_COST, ids)
+            was_open = released.fetchone() is not None
+            expired_micros = 0 if was_open else (expired.fetchone() or (0,))[0]
             record = charge_record(now, reservation, fields, after_expiry=not was_open)
             micros = to_micros(record.get("cost") or 0)
-            written = self._insert_settlement(cursor, record, reservation, micros)
-            if written:
-                # A charge replaces the expiry's conservative amount.
-                self._add_spent(cursor, reservation, micros - (expired[0] if expired else 0))
+            # A charge replaces the expiry's conservative amount.
+            self._write_settlement(cursor, record, reservation, micros, micros - expired_micros)
         return record
 
     def key_usage(self, key):
-        with self.transaction() as cursor:
+        with self.transaction(pipelined=True) as cursor:
             self.lock_key(cursor, key.id)
             now = self.clock()
             # A crashed worker's reservation is spent, not reserved, as soon as anyone looks.
-            self.settle_stale(cursor, key.id, now)
-            usage = self._key_usage(cursor, key.id, now, None)
+            usage = self._stale_and_usage(cursor, key.id, now, None)
         self._windows[key.id] = list(usage.admissions)
         return usage
 
@@ -260,46 +268,54 @@ class PostgresStore(PostgresReports, Store):
 
     def lock_key(self, cursor, key_id):
         """Hold ``key_id``'s row lock for the rest of the transaction (creating the row on first use)."""
-        if cursor.execute(pgsql.LOCK_KEY, {"key": key_id}).fetchone() is None:
-            cursor.execute(pgsql.CREATE_KEY, {"key": key_id})
-            cursor.execute(pgsql.LOCK_KEY, {"key": key_id})
+        # The insert finds the row already there but for a key's first request (and takes no lock then).
+        cursor.execute(pgsql.CREATE_KEY, {"key": key_id})
+        cursor.execute(pgsql.LOCK_KEY, {"key": key_id}).fetchone()  # fetched: waits until the lock is held
+
+    def _stale_and_usage(self, cursor, key_id, now, digest):
+        """Settle the key's stale reservations and return its KeyUsage (one round trip when none is stale)."""
+        taken = cursor.connection.execute(pgsql.TAKE_STALE, {"key": key_id, "now": now})
+        usage_cursor = cursor.connection.execute(pgsql.KEY_USAGE, self._usage_parameters(key_id, now, digest))
+        stale = taken.fetchall()
+        if stale:  # their amounts are now spent: read the usage again
+            self._expire(cursor, key_id, stale, now)
+            usage_cursor = cursor.connection.execute(pgsql.KEY_USAGE, self._usage_parameters(key_id, now, digest))
+        return self._usage_from(usage_cursor.fetchone(), now)
 
     def settle_stale(self, cursor, key_id, now):
         """Settle ``key_id``'s stale reservations at their reserved amount (the caller holds the key's lock)."""
-        for request_id, micros, reserved_at, expires_at, worker in cursor.execute(
-                pgsql.TAKE_STALE, {"key": key_id, "now": now}).fetchall():
+        self._expire(cursor, key_id, cursor.execute(pgsql.TAKE_STALE, {"key": key_id, "now": now}).fetchall(), now)
+
+    def _expire(self, cursor, key_id, stale, now):
+        for request_id, micros, reserved_at, expires_at, worker in stale:
             reservation = Reservation(request_id=request_id, key_id=key_id, micros=micros,
                                       reserved_at=format_ts(reserved_at), expires_at=expires_at.timestamp(),
                                       worker=worker)
             reason = "expired" if expires_at <= now else "worker_died"
-            record = expiry_record(now, reservation, reason)
-            if self._insert_settlement(cursor, record, reservation, micros):
-                self._add_spent(cursor, reservation, micros)
+            self._write_settlement(cursor, expiry_record(now, reservation, reason), reservation, micros, micros)
             log.warning("reservation %s of %s settled at its reserved amount: %s", request_id, worker, reason)
 
-    def _insert_settlement(self, cursor, record, reservation, micros):
+    def _write_settlement(self, cursor, record, reservation, micros, delta):
+        """Queue a charge or expiry record and its ``delta`` to the spent totals (nothing if already stored)."""
         images = record.get("imagesReturned")
-        return cursor.execute(pgsql.INSERT_SETTLEMENT, {
+        cursor.execute(pgsql.WRITE_SETTLEMENT, {
             "ts": _ts(record["ts"]), "type": record["type"], "request_id": reservation.request_id,
             "key": reservation.key_id, "user": record.get("user"), "model": record.get("model"),
             "reserved_at": _ts(reservation.reserved_at), "micros": micros,
-            "images": images if type(images) is int else None, "record": encode_json(record),
-        }).fetchone() is not None
+            "images": images if type(images) is int else None, "record": encode_json(record), "delta": delta,
+            "day": day_of(reservation.reserved_at), "month": month_of(reservation.reserved_at),
+        })
 
-    def _add_spent(self, cursor, reservation, delta):
-        if delta:
-            cursor.execute(pgsql.ADD_SPENT, {"key": reservation.key_id, "day": day_of(reservation.reserved_at),
-                                             "month": month_of(reservation.reserved_at), "delta": delta})
-
-    def _key_usage(self, cursor, key_id, now, digest):
-        day_start = datetime(now.year, now.month, now.day, tzinfo=timezone.utc)
-        month_start = datetime(now.year, now.month, 1, tzinfo=timezone.utc)
-        row = cursor.execute(pgsql.KEY_USAGE, {
+    def _usage_parameters(self, key_id, now, digest):
+        return {
             "key": key_id, "day": now.strftime("%Y-%m-%d"), "month": now.strftime("%Y-%m"),
-            "day_start": day_start, "day_end": next_day(now), "month_start": month_start, "month_end": next_month(now),
+            "day_start": datetime(now.year, now.month, now.day, tzinfo=timezone.utc), "day_end": next_day(now),
+            "month_start": datetime(now.year, now.month, 1, tzinfo=timezone.utc), "month_end": next_month(now),
             "window_start": now - timedelta(seconds=RATE_WINDOW_SECONDS), "digest": digest,
             "idempotency_start": now - timedelta(seconds=IDEMPOTENCY_WINDOW_SECONDS),
-        }).fetchone()
+        }
+
+    def _usage_from(self, row, now):
         spent_day, spent_month, requests_day, requests_month, held_day, held_month, in_flight, window = row[:8]
         same, is_open = row[8:]
         return KeyUsage(
