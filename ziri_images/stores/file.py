@@ -181,10 +181,23 @@ class FileStore(Store):
             if record is not None and (since is None or record.ts >= since) and (until is None or record.ts < until):
                 yield record.fields
 
+    def _stored_ids(self, stored, offset):
+        """Add the (type, requestId) of every record after byte ``offset`` to ``stored``; return the end."""
+        end = [offset]
+        for line, _ in self.ledger.scan(offset, on_block=end.append):
+            record = parse_line(line)
+            if record is not None:
+                stored.add((record.kind, record.request_id))
+        return max(end[-1], offset)
+
     def import_records(self, values):
+        # The file is read before the lock is taken (the import would hold up every worker meanwhile);
+        # under the lock only what was appended since is read.
+        stored = set()
+        offset = self._stored_ids(stored, 0)
         with self.ledger.transaction() as transaction:
             self._catch_up()
-            stored = {(record["type"], record["requestId"]) for record in self.records()}
+            self._stored_ids(stored, offset)
             written, skipped = [], 0
             for value in values:
                 record = parse_record(value)
