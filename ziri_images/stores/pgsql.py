@@ -1,14 +1,15 @@
 """The SQL of the PostgreSQL store's request path, each statement with what it rules out.
 
-Every statement that decides or writes runs while the transaction holds the key's row lock
-(``LOCK_KEY``), so the reads that build a ``KeyUsage`` and the writes that follow are one
-atomic step for that key across every process and host.
+Every decision runs while its transaction holds the key's row lock (``LOCK_KEY``), so the
+reads that build a ``KeyUsage`` and the reservation that follows are one atomic step for that
+key across every process and host. A settle needs no key lock (see ``RELEASE``).
 """
 
-# Lock the key's row until the transaction ends. Rules out two reservations of one key both
-# seeing the budget free (lost update), a late charge and an expiry of one reservation both
-# counting it, and two requests with one Idempotency-Key both being admitted. A plain row lock,
-# not an update: waiting requests queue on it without writing a row version each.
+# Lock the key's row until the transaction ends (reserve, usage, the sweep). Rules out two
+# reservations of one key both seeing the budget free or the rate window open (lost update), and
+# two requests with one Idempotency-Key both being admitted. A plain row lock, not an update:
+# waiting requests queue on it without writing a row version each. (A charge and an expiry
+# racing for one reservation are ruled out by the open reservation's row: see RELEASE.)
 LOCK_KEY = "SELECT key_id FROM key_locks WHERE key_id = %(key)s FOR UPDATE"
 
 # The key's first request creates its row (two first requests at once: one inserts, both then lock).
@@ -89,6 +90,8 @@ SELECT key_id, period, %(delta)s FROM written, unnest(ARRAY[%(day)s, %(month)s]:
 ON CONFLICT (key_id, period) DO UPDATE SET spent_micros = key_periods.spent_micros + EXCLUDED.spent_micros
 """
 
+# Settle's release: whichever of a charge and an expiry deletes the open row first settles the
+# reservation; the other waits for its commit, finds nothing, and (a late charge) replaces its amount.
 RELEASE = "DELETE FROM open_reservations WHERE request_id = %(request_id)s RETURNING 1"
 
 EXPIRED_COST = "SELECT micros FROM ledger_records WHERE request_id = %(request_id)s AND type = 'reservation_expired'"
