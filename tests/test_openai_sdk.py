@@ -305,3 +305,32 @@ def test_models_list(gateway, api_key):
 
     assert models["gpt-image-1"] == "openai" and "gpt-4o" not in models
     assert (one.id, one.object) == ("gpt-image-1", "model")
+
+
+def charges_of(gateway, before, request_id):
+    return [record for record in gateway.ledger()[before:]
+            if record["type"] == "charge" and record["requestId"] == request_id]
+
+
+@pytest.mark.real_http
+@pytest.mark.parametrize("images, with_mask", [
+    pytest.param(1, False, id="one-image"),
+    pytest.param(2, True, id="two-images-and-a-mask"),
+])
+def test_images_edit(gateway, api_key, images, with_mask):
+    from ziri_images.stub import png_bytes
+
+    before = len(gateway.ledger())
+    files = [(f"ref{index}.png", png_bytes(f"ref{index}", 64), "image/png") for index in range(images)]
+    mask = {"mask": ("mask.png", png_bytes("mask", 64), "image/png")} if with_mask else {}
+    with gateway.client(api_key) as client:
+        response = client.images.with_raw_response.edit(model="gpt-image-1", prompt="add a red hat",
+                                                        image=files[0] if images == 1 else files, **mask)
+    result = response.parse()
+
+    assert result.data[0].b64_json.startswith("iVBORw0KGgo")
+    meta = result.model_extra["_meta"]
+    assert result.usage.input_tokens_details.image_tokens == (images + with_mask) * (85 + 170)
+    new_records(gateway, before, "charge", 1)
+    [charge] = charges_of(gateway, before, meta["requestId"])
+    assert (charge["endpoint"], charge["status"], charge["cost"]) == ("edits", "succeeded", meta["cost"]["actual"])

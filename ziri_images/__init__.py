@@ -18,8 +18,10 @@ def create_app(test_config=None):
     from . import readiness
     from .settings import load_settings
     from .strict_json import StrictJSONProvider
+    from .uploads import InMemoryRequest
 
     app = Flask(__name__, static_folder=None)
+    app.request_class = InMemoryRequest  # an upload is never written to a temporary file
     app.config.update(load_settings())
     if test_config:
         app.config.update(test_config)

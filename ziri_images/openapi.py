@@ -37,6 +37,23 @@ _GENERATION_DESCRIPTION = (
     "is called; fields other than the gateway's own are provider parameters, accepted only if the "
     "model's catalog entry lists them.")
 
+_BINARY = {"type": "string", "format": "binary"}
+EDIT_FORM = {
+    "type": "object",
+    "required": ["image", "prompt"],
+    "description": "OpenAI's edit form. Text fields are a generation's (model, prompt, n, size, quality and the "
+                   "model's parameters, e.g. input_fidelity); on /api also provider.",
+    "properties": {
+        "image": {"oneOf": [_BINARY, {"type": "array", "items": _BINARY}],
+                  "description": "One or more PNG, JPEG or WebP images (also sent as image[])."},
+        "mask": {**_BINARY, "description": "Optional: where to edit (a PNG with transparency)."},
+        "prompt": {"type": "string"}, "model": {"type": "string"}, "provider": {"type": "string"},
+        "n": {"type": "integer", "minimum": 1}, "size": {"type": "string"}, "quality": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+EDIT_REQUEST = {"multipart/form-data": {"schema": EDIT_FORM}}
+
 # path -> {method: (summary, request schema, response schema, error scopes, authenticated)}
 OPERATIONS = {
     "/api/images/generations": {"post": ("Generate images", "GenerationRequest", "ImagesResponse",
@@ -47,6 +64,10 @@ OPERATIONS = {
     "/v1/models": {"get": ("The image models this key may use (OpenAI's list shape)", None, "ModelList", ("key",),
                            True)},
     "/v1/models/{model_id}": {"get": ("One image model this key may use", None, "Model", ("key", "models"), True)},
+    "/api/images/edits": {"post": ("Edit images (multipart: reference images, optional mask)", EDIT_REQUEST,
+                                   "ImagesResponse", ("key", "generation", "edit", "ledger"), True)},
+    "/v1/images/edits": {"post": ("Edit images (OpenAI-compatible path; provider defaults to openai)", EDIT_REQUEST,
+                                  "ImagesResponse", ("key", "generation", "edit", "ledger"), True)},
     "/api/me/usage": {"get": ("The key's current spend, limits and counts", None, "Usage", ("key", "ledger"),
                               True)},
     "/health": {"get": ("Liveness", None, "Health", (), False)},
@@ -85,8 +106,10 @@ def _operation(path, summary, request_schema, response_schema, scopes, authentic
     if request_schema is not None:
         operation["description"] = _GENERATION_DESCRIPTION
         operation["parameters"] = [IDEMPOTENCY_KEY]
-        operation["requestBody"] = {"required": True,
-                                    "content": {"application/json": {"schema": request_schema}}}
+        content = request_schema
+        if not isinstance(content, dict):
+            content = {"application/json": {"schema": request_schema}}
+        operation["requestBody"] = {"required": True, "content": content}
     if "{model_id}" in path:
         operation["parameters"] = [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}]
     if authenticated:
