@@ -334,3 +334,13 @@ def test_images_edit(gateway, api_key, images, with_mask):
     new_records(gateway, before, "charge", 1)
     [charge] = charges_of(gateway, before, meta["requestId"])
     assert (charge["endpoint"], charge["status"], charge["cost"]) == ("edits", "succeeded", meta["cost"]["actual"])
+
+
+@pytest.mark.real_http
+def test_an_edit_larger_than_the_json_body_limit(gateway, api_key):
+    from ziri_images.stub import png_bytes
+
+    image = png_bytes("large", 64) + b"\0" * (1024 * 1024)  # past ZIRI_MAX_BODY_BYTES (256 KB): edits have their own
+    with gateway.client(api_key) as client:
+        result = client.images.edit(model="gpt-image-1", prompt="a hat", image=("large.png", image, "image/png"))
+    assert result.data[0].b64_json
