@@ -15,6 +15,8 @@ from .pricing_check import catalog_columns
 from .pricing_check import catalog_notes
 from .pricing_check import catalog_rows
 from .pricing_check import catalog_warnings
+from .refusals import refusal_counts
+from .refusals import refusal_sink
 from .report import Progress
 from .report import build_report
 from .settings import load_settings
@@ -22,6 +24,7 @@ from .tables import write_rows
 
 KEY_COLUMNS = ("id", "user", "status", "expires_at", "allowed_providers", "allowed_models", *LIMIT_NAMES)
 REPORT_COLUMNS = ("requests", "images", "cost", "expired")
+REFUSAL_COLUMNS = ("day", "key", "code", "refused")
 
 
 class CliError(Exception):
@@ -124,6 +127,8 @@ def keys_set(args):
 # --- report -----------------------------------------------------------------------------
 
 def report(args):
+    if args.view == "refusals":
+        return refusal_report(args)
     since = format_ts(args.since) if args.since else None
     until = format_ts(args.until) if args.until else None
     if since and until and since >= until:
@@ -144,6 +149,19 @@ def report(args):
     document = {"by": list(args.by), "since": since, "until": until, "rows": rows, "totals": total_row,
                 "linesRead": result.lines}
     write_rows(sys.stdout, args.format, columns, rows, document=document)
+
+
+def refusal_report(args):
+    """Print refused requests per day, key and code (the side record next to the ledger)."""
+    since_day = args.since.strftime("%Y-%m-%d") if args.since else None
+    until_day = args.until.strftime("%Y-%m-%d") if args.until else None
+    sink = refusal_sink({"LEDGER_PATH": setting(args, "ledger", "LEDGER_PATH")})
+    counts = refusal_counts(sink.refusal_rows(since_day, until_day))
+    rows = [{"day": day, "key": key_id, "code": code, "refused": number}
+            for (day, key_id, code), number in sorted(counts.items())]
+    document = {"view": "refusals", "since": since_day, "until": until_day, "rows": rows,
+                "totals": {"refused": sum(row["refused"] for row in rows)}}
+    write_rows(sys.stdout, args.format, REFUSAL_COLUMNS, rows, document=document)
 
 
 # --- pricing ----------------------------------------------------------------------------

@@ -1,0 +1,101 @@
+"""Refusals on record: counted per day, key and code, flushed as aggregated rows, reported, bounded."""
+
+import json
+
+import pytest
+from conftest import ENDPOINT
+from conftest import USER_KEY
+from conftest import ledger_lines
+
+from ziri_images import cli
+from ziri_images.refusals import RefusalCounter
+from ziri_images.refusals import RefusalFile
+from ziri_images.refusals import refusal_counts
+
+BODY = {"provider": "openai", "model": "dall-e-3", "prompt": "a fox", "size": "1024x1024", "quality": "standard"}
+
+
+class ListSink:
+    def __init__(self, fail=False):
+        self.rows = []
+        self.fail = fail
+
+    def add_refusals(self, rows):
+        if self.fail:
+            raise OSError("disk full")
+        self.rows.extend(rows)
+
+
+def refusals_file(ledger_path):
+    return ledger_path.parent / "refusals.jsonl"
+
+
+def test_a_flood_of_refusals_writes_one_row_per_group_and_nothing_to_the_ledger(app, client, add_key,
+                                                                                ledger_path):
+    denied = add_key(key_id="key_denied", allowed_models=["gpt-image-1"])
+    for _ in range(50):
+        assert client.post(ENDPOINT, json=BODY, headers={"X-API-Key": denied}).status_code == 403
+    client.post(ENDPOINT, json=BODY, headers={"X-API-Key": "ziri-nobody-" + "0" * 32})
+    assert app.extensions["ziri_images_refusals"].flush() == 2
+    lines = refusals_file(ledger_path).read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"day": "2026-11-26", "keyId": "-", "code": "API_KEY_INVALID", "count": 1},
+        {"day": "2026-11-26", "keyId": "key_denied", "code": "AUTHORIZATION_DENIED", "count": 50},
+    ]
+    assert ledger_lines(app) == []  # refusals never touch the cost ledger
+
+
+def test_admitted_requests_and_bad_input_are_not_refusals(app, client, ledger_path):
+    assert client.post(ENDPOINT, json={**BODY, "n": "x"}, headers={"X-API-Key": USER_KEY}).status_code == 400
+    assert app.extensions["ziri_images_refusals"].flush() == 0
+    assert not refusals_file(ledger_path).exists()
+
+
+def test_groups_beyond_the_bound_count_as_other(clock):
+    sink = ListSink()
+    counter = RefusalCounter(sink, clock, max_groups=2)
+    for number in range(5):
+        counter.count(f"key_{number}", "RATE_LIMIT_EXCEEDED")
+    counter.flush()
+    assert [(row["keyId"], row["count"]) for row in sink.rows] == [
+        ("(other)", 3), ("key_0", 1), ("key_1", 1)]
+
+
+def test_counts_survive_a_failed_flush(clock):
+    sink = ListSink(fail=True)
+    counter = RefusalCounter(sink, clock)
+    counter.count("key_a", "QUEUE_FULL")
+    assert counter.flush() == 0
+    sink.fail = False
+    counter.count("key_a", "QUEUE_FULL")
+    assert counter.flush() == 1 and sink.rows[0]["count"] == 2
+
+
+def test_rows_of_several_flushes_and_processes_add_up(tmp_path):
+    record = RefusalFile(tmp_path / "refusals.jsonl")
+    record.add_refusals([{"day": "2026-11-26", "keyId": "k", "code": "QUEUE_FULL", "count": 2}])
+    record.add_refusals([{"day": "2026-11-26", "keyId": "k", "code": "QUEUE_FULL", "count": 3},
+                         {"day": "2026-11-27", "keyId": "k", "code": "QUEUE_FULL", "count": 1}])
+    with (tmp_path / "refusals.jsonl").open("a") as file:
+        file.write('{"day": "2026-11-2')  # a torn last line
+    assert refusal_counts(record.refusal_rows()) == {("2026-11-26", "k", "QUEUE_FULL"): 5,
+                                                     ("2026-11-27", "k", "QUEUE_FULL"): 1}
+    assert refusal_counts(record.refusal_rows("2026-11-27")) == {("2026-11-27", "k", "QUEUE_FULL"): 1}
+
+
+@pytest.mark.parametrize("fmt", ["json", "table"])
+def test_report_refusals_view(capsys, tmp_path, fmt):
+    ledger = tmp_path / "ledger.jsonl"
+    RefusalFile.beside(ledger).add_refusals([
+        {"day": "2026-11-25", "keyId": "key_a", "code": "SPEND_LIMIT_EXCEEDED", "count": 4},
+        {"day": "2026-11-26", "keyId": "key_a", "code": "SPEND_LIMIT_EXCEEDED", "count": 1},
+    ])
+    code = cli.main(["report", "--view", "refusals", "--since", "2026-11-26", "--ledger", str(ledger),
+                     "--format", fmt])
+    out = capsys.readouterr().out
+    assert code == 0
+    if fmt == "json":
+        assert json.loads(out)["rows"] == [{"day": "2026-11-26", "key": "key_a", "code": "SPEND_LIMIT_EXCEEDED",
+                                            "refused": 1}]
+    else:
+        assert "SPEND_LIMIT_EXCEEDED" in out and "2026-11-25" not in out
