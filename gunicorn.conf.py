@@ -83,3 +83,10 @@ def on_exit(server):
     # The temporary metrics directory goes with the server (one the operator chose stays).
     if __name__ == "__config__" and not metrics_dir_chosen:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def worker_exit(server, worker):
+    # The refusals this worker counted since its last write (at most 10 s of them) are written as it exits.
+    from ziri_images.refusals import flush_refusals
+
+    flush_refusals(worker.app.wsgi())

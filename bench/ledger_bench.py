@@ -1,7 +1,7 @@
 """Ledger fixtures and load for bench/run.py: pre-filled ledgers and the durable-append throughput.
 
 ``write_ledger`` fills a file with settled requests (a ``reservation`` and its ``charge``), shaped
-exactly as ``ziri_images.limits.Limiter`` writes them for ``api.create_generation``, spread over
+exactly as the file store writes them for ``api.create_generation``, spread over
 the current month for a few keys. Every line goes through the ledger's own encoder once, as a
 template, so a million lines take seconds.
 
@@ -25,9 +25,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ziri_images.keys import ApiKey  # noqa: E402
 from ziri_images.ledger import Ledger  # noqa: E402
-from ziri_images.ledger import encode_record  # noqa: E402
 from ziri_images.limits import Limiter  # noqa: E402
-from ziri_images.limits import format_ts  # noqa: E402
+from ziri_images.records import encode_record  # noqa: E402
+from ziri_images.records import format_ts  # noqa: E402
+from ziri_images.stores.file import FileStore  # noqa: E402
 
 #: The request every bench line and every bench call describes: DALL-E 2, 256x256, one image.
 PRICE = 0.016
@@ -100,9 +101,9 @@ def write_ledger(path, lines, keys, now):
 
 def throughput(ledger_path, threads, start_epoch, seconds):
     """Reserve and settle from ``threads`` threads between the two times; return records written."""
-    ledger = Ledger(ledger_path, durable=True)
-    limiter = Limiter(ledger, lambda: datetime.now(timezone.utc), RESERVATION_TTL)
-    limiter.replay()
+    store = FileStore(Ledger(ledger_path, durable=True), lambda: datetime.now(timezone.utc), RESERVATION_TTL)
+    store.start()
+    limiter = Limiter(store)
     key = ApiKey(id="key_bench", user="bench", status="active")
     counts = [0] * threads
 

@@ -3,7 +3,7 @@
     python bench/limits_overhead.py                # 1,000 vs 1,000,000 lines
     python bench/limits_overhead.py --large 100000
 
-For each ledger it times the replay at start-up, then ``Limiter.reserve`` + ``Limiter.settle``
+For each ledger it times the file store's replay at start-up, then ``Limiter.reserve`` + ``Limiter.settle``
 (what every request does: catch up, settle stale reservations, check rate, concurrency and
 spend, append; then append the charge) for a key with every limit set. Rounds alternate between
 the two ledgers so both see the same machine; it prints the median per-request time of each,
@@ -28,6 +28,7 @@ from bench.ledger_bench import write_ledger  # noqa: E402
 from ziri_images.keys import ApiKey  # noqa: E402
 from ziri_images.ledger import Ledger  # noqa: E402
 from ziri_images.limits import Limiter  # noqa: E402
+from ziri_images.stores.file import FileStore  # noqa: E402
 
 KEYS = [("key_bench_0", "bench-0"), ("key_bench_1", "bench-1"), ("key_bench_2", "bench-2"), ("key_bench_3", "bench-3")]
 LIMITED_KEY = ApiKey(id="key_bench_0", user="bench-0", status="active", limits={
@@ -41,10 +42,10 @@ def utc_now():
 
 def start_limiter(path):
     """Return (limiter, replay seconds) for the ledger at ``path``."""
-    limiter = Limiter(Ledger(path, durable=True), utc_now, RESERVATION_TTL)
+    store = FileStore(Ledger(path, durable=True), utc_now, RESERVATION_TTL)
     started = time.perf_counter()
-    limiter.replay()
-    return limiter, time.perf_counter() - started
+    store.start()
+    return Limiter(store), time.perf_counter() - started
 
 
 def time_requests(limiter, count, serial):

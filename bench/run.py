@@ -20,6 +20,12 @@ The six figures:
 5. per-request cost with a 1,000- and a 1,000,000-line ledger at a fixed modest load (two
    gateways, loaded in turns), and the start-up time (launch until /health answers);
 6. durable ledger records/s from 4 processes x 8 threads calling Limiter.reserve/settle.
+
+With a PostgreSQL server (``--database-url``, default ``ZIRI_BENCH_DATABASE_URL`` or the local
+test server; ``--no-postgres`` to leave it out) a second gateway runs on the PostgreSQL store,
+in a database created for the run and dropped at its end, beside the file-store gateway in 1-3,
+and figure 6 is also measured for both stores with bench/store_throughput.py (store.reserve +
+settle, 4 processes x 8 threads).
 """
 
 import argparse
@@ -45,6 +51,8 @@ sys.path.insert(0, BENCH_DIR)
 
 from ledger_bench import SUMMARY  # noqa: E402
 from ledger_bench import write_ledger  # noqa: E402
+from store_throughput import measure as measure_store  # noqa: E402
+from store_throughput import temporary_database  # noqa: E402
 
 PYTHON = sys.executable
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -79,7 +87,7 @@ class Plan:
         self.scale_seconds = 2
         self.scale_rounds = 1 if quick else 5  # turns per ledger, alternating between the two
         self.durable_seconds = 1 if quick else 4
-        self.deadline = 100 if quick else 420  # the whole run, start-ups included
+        self.deadline = 150 if quick else 600  # the whole run, start-ups included (both stores)
 
 
 class Children:
@@ -297,14 +305,15 @@ class Bench:
                 time.sleep(0.05)
         return Server("forwarder", url, process)
 
-    def gateway_env(self, ledger_path):
+    def gateway_env(self, ledger_path, database_url=""):
         return {"ZIRI_KEYS_FILE": self.keys_path, "ZIRI_PRICING_FILE": os.path.join(PROJECT_DIR, "pricing.json"),
-                "ZIRI_LEDGER_PATH": ledger_path, "ZIRI_LEDGER_DURABLE": "true"}
+                "ZIRI_LEDGER_PATH": ledger_path, "ZIRI_LEDGER_DURABLE": "true", "ZIRI_DATABASE_URL": database_url,
+                "DATABASE_URL": "", "ZIRI_SPOOL_DIR": os.path.join(self.work_dir, "spool")}
 
-    def start_gateway(self, name, ledger_path, seconds=20):
-        process, port = self.start_gunicorn(name, "app:app", self.gateway_env(ledger_path))
+    def start_gateway(self, name, ledger_path, seconds=20, database_url="", server_name="gateway"):
+        process, port = self.start_gunicorn(name, "app:app", self.gateway_env(ledger_path, database_url))
         waited = wait_until_answers(self.children, process, f"http://127.0.0.1:{port}/health", seconds)
-        server = Server("gateway", f"http://127.0.0.1:{port}/api/images/generations", process,
+        server = Server(server_name, f"http://127.0.0.1:{port}/api/images/generations", process,
                         api_key=self.raw_keys["bench"])
         return server, waited
 
@@ -462,6 +471,12 @@ class Bench:
         self.results["durable"] = {"records_per_s": records / seconds, "processes": processes, "threads": threads,
                                    "lines": lines, "records": records}
 
+    def measure_store_throughput(self, database_url, processes=4, threads=8):
+        """Figure 6 for both stores: store.reserve + settle records/s (bench/store_throughput.py)."""
+        for store in ("file", "postgres"):
+            self.results[("store", store)] = measure_store(store, processes, threads, self.plan.durable_seconds,
+                                                           database_url)
+
 
 # -- the table ----------------------------------------------------------------------------------
 
@@ -534,7 +549,36 @@ def build_table(results, plan):
     row(6, f"durable ledger records/s, {durable['processes']} processes × {durable['threads']} threads", "—", "—",
         f"{durable['records_per_s']:,.0f}/s",
         f"≥ {needed:,.0f}/s (what 1024 conns at {SLOW_SECONDS:g} s write)", verdict(durable["records_per_s"] >= needed))
+    if ("cpu", "postgres") in results:
+        postgres_rows(row, results, plan, needed)
     return "\n".join(rows)
+
+
+def postgres_rows(row, results, plan, needed):
+    """Add the PostgreSQL store's rows: the same gateway on the shared store, beside the file store."""
+    cpu, file_cpu = results[("cpu", "postgres")], results[("cpu", "gateway")]
+    ratio = cpu["cpu_ms"] / file_cpu["cpu_ms"]
+    row("1p", "PostgreSQL store: server CPU ms/request, instant upstream, 16 conns", "—", "—",
+        flagged(f"{cpu['cpu_ms']:.2f} ({ratio:.2f}× file store), {cpu['rps']:,.0f} req/s", cpu["errors"]),
+        "≤ 1.2× file store", verdict(ratio <= 1.2 and not cpu["errors"]))
+    floor = results[("latency", "direct")]["p50_ms"]
+    latency = results[("latency", "postgres")]
+    row("2p", "PostgreSQL store: latency p50 at 1 conn (added over direct)", "—", "—",
+        flagged(f"{latency['p50_ms']:.2f} ms (+{latency['p50_ms'] - floor:.2f}; file store "
+                f"+{results[('latency', 'gateway')]['p50_ms'] - floor:.2f})", latency["errors"]))
+    for connections in plan.levels:
+        capacity = results[("capacity", connections, "postgres")]
+        clean = capacity["errors"] == 0 and capacity["timeouts"] == 0
+        row("3p", f"PostgreSQL store: {connections} conns, {SLOW_SECONDS:g} s upstream", "—", "—",
+            f"{capacity['held']} held, {capacity['rps']:.0f} req/s, p50 {capacity['p50_s']:.2f} s, "
+            f"{capacity['errors']} err, {capacity['timeouts']} t/o, RSS {capacity['rss_mib']:.0f} MiB",
+            "all held, 0 errors/timeouts", verdict(capacity["held"] >= connections and clean))
+    for store in ("file", "postgres"):
+        figure = results.get(("store", store))
+        if figure is not None:
+            row("6s", f"{store} store: reserve+settle records/s, {figure['processes']} processes × "
+                      f"{figure['threads']} threads", "—", "—", f"{figure['records_per_s']:,.0f}/s",
+                f"≥ {needed:,.0f}/s", verdict(figure["records_per_s"] >= needed))
 
 
 def machine_line():
@@ -578,6 +622,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run (under a minute)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, ledgers)")
+    parser.add_argument("--database-url", help="PostgreSQL server for the PostgreSQL store's rows "
+                                               "(default $ZIRI_BENCH_DATABASE_URL or the local test server)")
+    parser.add_argument("--no-postgres", action="store_true", help="leave out the PostgreSQL store's rows")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is needed as the load generator: apt-get update && apt-get install -y wrk")
@@ -591,6 +638,9 @@ def main(argv=None):
     work_dir = tempfile.mkdtemp(prefix="ziri-bench-")
     children = Children(work_dir)
     bench = Bench(plan, work_dir, children)
+    database_url = None if args.no_postgres else (args.database_url or os.environ.get("ZIRI_BENCH_DATABASE_URL")
+                                                  or "postgresql://postgres@127.0.0.1:5432/test")
+    drop_database = None
     started = time.monotonic()
     load_before = os.getloadavg()[0]
     try:
@@ -601,17 +651,32 @@ def main(argv=None):
         worker_class, workers = bench.worker_setup(gateway.process)
         bench.worker_setup(forwarder.process)
         servers = [direct, forwarder, gateway]
+        if database_url:
+            try:
+                url, drop_database = temporary_database(database_url)
+            except Exception as error:  # psycopg's OperationalError: no server there
+                first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                print(f"bench: no PostgreSQL rows: {first_line} (--no-postgres leaves them out)", file=sys.stderr)
+                database_url = None
+        if database_url:
+            postgres, _ = bench.start_gateway("gateway-postgres", os.path.join(work_dir, "unused.jsonl"),
+                                              database_url=url, server_name="postgres")
+            bench.worker_setup(postgres.process)
+            servers.append(postgres)
         for step, measure in (("2 latency (warms every server up)", lambda: bench.measure_latency(servers)),
                               ("1 CPU per request", lambda: bench.measure_cpu(servers)),
                               ("3-4 capacity and memory", lambda: bench.measure_capacity(servers))):
             print(f"bench: {step} ...", flush=True)
             measure()
-        children.stop(gateway.process)
-        children.stop(forwarder.process)
+        for server in servers[1:]:
+            children.stop(server.process)
         print("bench: 5 ledger scale ...", flush=True)
         bench.measure_ledger_scale()
         print("bench: 6 durable ledger throughput ...", flush=True)
         bench.measure_durable_throughput()
+        if database_url:
+            print("bench: 6s store reserve+settle throughput, both stores ...", flush=True)
+            bench.measure_store_throughput(database_url)
         signal.alarm(0)
         elapsed = time.monotonic() - started
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -640,6 +705,8 @@ def main(argv=None):
         for signum in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the clean-up short
             signal.signal(signum, signal.SIG_IGN)
         children.stop_all()
+        if drop_database is not None:
+            drop_database()
         if args.keep:
             print(f"bench: logs and ledgers kept in {work_dir}", file=sys.stderr)
         else:

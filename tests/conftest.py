@@ -23,12 +23,25 @@ Fixtures (names are stable; other test modules rely on them):
 ``providers_path``
     A copy of the shipped providers.json. ``app`` gives every provider a fake key: OpenAI at
     ``BASE_URL``, Azure at ``AZURE_ENDPOINT`` (``AZURE_KEY``), xAI at its real URL (``XAI_KEY``).
+``store_kind`` / ``store_settings``
+    The kind of store the app keeps its records in: ``"file"`` unless the test is marked
+    ``@pytest.mark.stores()`` (every kind in ``STORE_KINDS``) or ``@pytest.mark.stores("file")``
+    (those named), which runs it once per store. A module opts in with ``pytestmark``.
+    ``store_settings`` are the config values that select it (``app_config`` includes them).
+``another_worker``
+    ``another_worker(*records)`` writes records the way another worker on the same store
+    would (through a second app's ``store.import_records``); the app under test catches up.
 ``responses_mock``
     Autouse: a ``responses.RequestsMock(assert_all_requests_are_fired=True)``, so a call to an
     unregistered URL fails (the gateway answers 502) and an unused registration fails the test.
     Tests that need real HTTP (end-to-end against 127.0.0.1) are marked ``@pytest.mark.real_http``.
 
-Plain helpers to import: ``ledger_lines(app)``, ``key_record(raw_key, ...)``,
+``NOT_RECORDS`` is a table of ledger lines that are valid JSON (or nearly) but not records, for the
+tests that no line of any shape breaks the limits or the report.
+
+Plain helpers to import: ``store_records(app)`` (every record, through the app's store: use it
+wherever the test is not about the JSONL file itself), ``ledger_lines(app)`` (the file store's
+lines), ``key_record(raw_key, ...)``,
 ``write_keys(path, records)``, ``openai_image_response(...)``, ``strict_json_loads(text)``, ``raw_exchange(url, data)``
 (bytes sent as they are, for requests ``requests`` will not send; returns a ``RawResponse``).
 """
@@ -47,6 +60,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import responses
+from database import open_test_database
+from database import summarize_skips
 
 from ziri_images import __version__
 from ziri_images import create_app
@@ -68,10 +83,50 @@ AZURE_KEY = "0123456789abcdef0123456789abcdef"
 AZURE_ENDPOINT = "https://ziri-test.openai.azure.com"
 XAI_KEY = "xai-test-provider-key-abcdef123456"
 START = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
+_REQUEST = '"requestId":"req_foreign","keyId":"key_other","user":"other"'
+# Lines another program (or a bug, or a hand edit) could leave in a ledger; none is a record.
+NOT_RECORDS = [
+    pytest.param(b"[]", id="array"),
+    pytest.param(b'"x"', id="string"),
+    pytest.param(b"1", id="number"),
+    pytest.param(b"null", id="null"),
+    pytest.param(b"{}", id="empty-object"),
+    pytest.param(b"not json", id="not-json"),
+    pytest.param(b'{"ts":"2026-11-26T11:00:00.000000Z","type":"charge",' + _REQUEST.encode() + b',"cost":NaN}',
+                 id="charge-cost-nan"),
+    pytest.param(b'{"ts":"2026-11-26T11:00:00.000000Z","type":"charge",' + _REQUEST.encode() + b',"cost":1e999}',
+                 id="charge-cost-1e999"),
+    pytest.param(b'{"ts":"2026-11-26T11:00:00.000000Z","type":"charge",' + _REQUEST.encode() + b',"cost":"0.04"}',
+                 id="charge-cost-a-string"),
+    pytest.param(b'{"ts":"2026-11-26T11:00:00.000000Z","type":"charge",' + _REQUEST.encode() + b',"cost":-5}',
+                 id="charge-cost-negative"),
+    pytest.param(b'{"ts":1764154800,"type":"charge",' + _REQUEST.encode() + b',"cost":0.04}', id="charge-ts-a-number"),
+    pytest.param(b'{"ts":"2026-11-26T11:00:00.000000Z","type":"reservation",' + _REQUEST.encode()
+                 + b',"amount":0.04,"worker":"elsewhere:1:0"}', id="reservation-without-expiresAt"),
+    pytest.param(b'{"ts":"2026-11-26T11:00:00.000000Z","type":"reservation",' + _REQUEST.encode()
+                 + b',"amount":0.04,"expiresAt":"soon","worker":"elsewhere:1:0"}', id="reservation-bad-expiresAt"),
+    # A valid record, but no process can have its pid: asking the kernel about it must not fail the request.
+    pytest.param(b'{"ts":"2026-11-26T11:00:00.000000Z","type":"reservation",' + _REQUEST.encode()
+                 + b',"amount":0.04,"expiresAt":"2026-11-26T12:04:05.000000Z","worker":"'
+                 + socket.gethostname().encode() + b':99999999999999999999:0"}', id="reservation-pid-too-large"),
+]
+# The stores a test marked ``@pytest.mark.stores()`` runs against.
+STORE_KINDS = ("file", "postgres")
+
+
+def pytest_terminal_summary(terminalreporter):
+    summarize_skips(terminalreporter)
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "real_http: let requests reach real sockets (no responses mock)")
+    config.addinivalue_line("markers", "stores(*kinds): run the test once per store kind (default: every kind)")
+
+
+def pytest_generate_tests(metafunc):
+    marker = metafunc.definition.get_closest_marker("stores")
+    if marker is not None and "store_kind" in metafunc.fixturenames:
+        metafunc.parametrize("store_kind", marker.args or STORE_KINDS, indirect=True)
 
 
 class FakeClock:
@@ -134,8 +189,13 @@ def read_keys(path):
     return json.loads(Path(path).read_text(encoding="utf-8"))["keys"]
 
 
+def store_records(app):
+    """Return every record the app's store holds, oldest first, as dicts (whichever the store)."""
+    return list(app.extensions["ziri_images"].store.records())
+
+
 def ledger_lines(app):
-    """Return the app's ledger records, one dict per line."""
+    """Return the app's ledger records, one dict per line (the file store's JSONL file)."""
     path = Path(app.config["LEDGER_PATH"])
     if not path.exists():
         return []
@@ -273,7 +333,28 @@ def ledger_path(tmp_path):
 
 
 @pytest.fixture
-def app_config(keys_path, pricing_path, providers_path, ledger_path, clock):
+def store_kind(request):
+    """Return the kind of store under test: "file", or the kind a ``stores`` mark parametrizes."""
+    return getattr(request, "param", "file")
+
+
+@pytest.fixture
+def store_settings(request, store_kind, tmp_path):
+    """Return the config values that select the store under test (the file store uses LEDGER_PATH).
+
+    "postgres" uses this run's test database (emptied for the test; the tests skip, or fail with
+    ZIRI_TEST_REQUIRE_DATABASE, when no server is reachable) and a spool under ``tmp_path``.
+    """
+    if store_kind == "file":
+        return {}
+    if store_kind == "postgres":
+        database = request.getfixturevalue("database")
+        return {"DATABASE_URL": database.url, "SPOOL_DIR": str(tmp_path / "spool")}
+    raise ValueError(f"unknown store kind {store_kind!r}")
+
+
+@pytest.fixture
+def app_config(keys_path, pricing_path, providers_path, ledger_path, clock, store_settings):
     return {
         "TESTING": True,
         "KEYS_FILE": str(keys_path),
@@ -292,15 +373,43 @@ def app_config(keys_path, pricing_path, providers_path, ledger_path, clock):
         "UPSTREAM_CONNECT_TIMEOUT": 2.0,
         "UPSTREAM_READ_TIMEOUT": 30.0,
         "CLOCK": clock,
+        **store_settings,
     }
 
 
 @pytest.fixture
 def make_app(app_config):
-    def make(**overrides):
-        return create_app({**app_config, **overrides})
+    made = []
 
-    return make
+    def make(**overrides):
+        app = create_app({**app_config, **overrides})
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:  # the PostgreSQL store's pools and lease threads end with the test
+        app.extensions["ziri_images"].store.close()
+
+
+@pytest.fixture
+def another_worker(request, make_app, store_kind):
+    """Return ``write(*records)``: append records as another worker on the same store would.
+
+    On PostgreSQL a worker is alive while its lease is: the workers of the reservations written
+    get a live lease, as a running process would keep (a dead one is a file-store test: its pid).
+    """
+    writer = []
+
+    def write(*records):
+        if not writer:
+            writer.append(make_app())
+        written, skipped = writer[0].extensions["ziri_images"].store.import_records(records)
+        assert (written, skipped) == (len(records), 0), "a test record was refused"
+        if store_kind == "postgres":
+            workers = {record["worker"] for record in records if record.get("type") == "reservation"}
+            request.getfixturevalue("database").keep_alive(workers)
+
+    return write
 
 
 @pytest.fixture
@@ -311,3 +420,18 @@ def app(make_app):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def test_database():
+    """This run's own database on the test server (see tests/database.py); dropped at the end."""
+    database = open_test_database()
+    yield database
+    database.drop()
+
+
+@pytest.fixture
+def database(test_database):
+    """The run's database, emptied for this test."""
+    test_database.empty()
+    return test_database

@@ -49,4 +49,5 @@ def test_python_version_satisfies_python_requires():
 def test_procfile_lines_run_python_through_the_resolver():
     lines = dict(line.split(":", 1) for line in (PROJECT_DIR / "Procfile").read_text().splitlines() if line.strip())
     assert lines["web"].split()[:3] == ["bin/run-python", "-m", "gunicorn"]
+    assert lines["release"].split() == ["bin/run-python", "-m", "ziri_images.cli", "db", "migrate"]
     assert (PROJECT_DIR / "bin" / "run-python").stat().st_mode & 0o111

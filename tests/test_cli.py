@@ -17,7 +17,7 @@ from ziri_images import launch
 from ziri_images import pricing_check
 from ziri_images.keys import KEY_PATTERN
 from ziri_images.keys import hash_key
-from ziri_images.ledger import encode_record
+from ziri_images.records import encode_record
 
 SCRIPT = Path(sys.executable).with_name("ziri-images")
 
@@ -215,7 +215,7 @@ def ledger_records():
     ]):
         at = f"2026-11-{day}T10:00:00.000000Z"
         base = {"requestId": f"r{number}", "model": "dall-e-3", "keyId": key, "user": user}
-        records += [{"ts": at, "type": "reservation", **base, "amount": cost},
+        records += [{"ts": at, "type": "reservation", **base, "amount": cost, "expiresAt": at, "worker": "host:1:0"},
                     {"ts": at.replace("10:00:00", "10:00:09"), "type": "charge", **base, "imagesReturned": images,
                      "cost": cost, "reservedAt": at}]
     return records

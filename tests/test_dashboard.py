@@ -76,6 +76,7 @@ def test_a_session_ends_when_the_token_changes(make_app):
     assert other.test_client().get("/admin/", headers={"Cookie": f"ziri_admin={cookie}"}).status_code == 401
 
 
+@pytest.mark.stores()
 def test_the_page_shows_spend_budgets_models_and_refusals(admin, add_key, responses_mock):
     responses_mock.post(GENERATIONS_URL, json=openai_image_response(1))
     assert admin.post(ENDPOINT, json=BODY, headers={"X-API-Key": USER_KEY}).status_code == 200

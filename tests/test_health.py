@@ -8,7 +8,7 @@ from collections import namedtuple
 import pytest
 from conftest import PROVIDER_KEY
 
-from ziri_images import readiness
+from ziri_images.stores import file as file_store
 
 ALL_OK = {"keys": {"ok": True}, "catalog": {"ok": True}, "ledger": {"ok": True}, "providers": {"ok": True}}
 ALL_USABLE = {"openai": {"usable": True}, "azure": {"usable": True}, "xai": {"usable": True}}
@@ -45,7 +45,7 @@ def delete_ledger_file(app, monkeypatch):
 
 
 def fill_the_disk(app, monkeypatch):
-    monkeypatch.setattr(readiness.os, "statvfs", lambda path: FakeStatvfs(f_bavail=10, f_frsize=4096))
+    monkeypatch.setattr(file_store.os, "statvfs", lambda path: FakeStatvfs(f_bavail=10, f_frsize=4096))
 
 
 def empty_the_catalog(app, monkeypatch):

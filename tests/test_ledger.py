@@ -1,4 +1,7 @@
-"""The JSONL ledger: whole lines or nothing, one writer at a time, readers follow offsets."""
+"""The JSONL ledger: whole lines or nothing, one writer at a time, readers follow offsets.
+
+The ledger moves lines; what a line means (and which lines are skipped) is tested in test_records.py.
+"""
 
 import errno
 import json
@@ -6,7 +9,13 @@ import os
 import threading
 
 import pytest
+import responses
+from conftest import ENDPOINT
+from conftest import GENERATIONS_URL
+from conftest import USER_KEY
+from conftest import openai_image_response
 
+from ziri_images import cli
 from ziri_images import ledger as ledger_module
 from ziri_images.errors import ApiError
 from ziri_images.errors import ConfigError
@@ -17,6 +26,23 @@ from ziri_images.ledger import encode_record
 @pytest.fixture
 def path(tmp_path):
     return str(tmp_path / "var" / "ledger.jsonl")
+
+
+def strict_loads(line):
+    """Parse ``line`` as RFC 8259 JSON: NaN and Infinity are refused."""
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+    return json.loads(line, parse_constant=refuse)
+
+
+def decoded(lines):
+    return [json.loads(line) for line in lines]
+
+
+def read_records(ledger, offset):
+    """Return (decoded records, new offset) of ``ledger.read_from(offset)``."""
+    lines, end = ledger.read_from(offset)
+    return decoded(lines), end
 
 
 def append(ledger, *records):
@@ -42,11 +68,11 @@ def test_records_round_trip(path, durable):
     end = append(ledger, first, second)
 
     assert end == os.path.getsize(path)
-    assert ledger.read_from(0) == ([first, second], end)
-    assert ledger.read_from(end) == ([], end)
+    assert read_records(ledger, 0) == ([first, second], end)
+    assert read_records(ledger, end) == ([], end)
     third = {"type": "charge", "requestId": "req_2", "cost": 0}
     new_end = append(ledger, third)
-    assert ledger.read_from(end) == ([third], new_end)
+    assert read_records(ledger, end) == ([third], new_end)
 
 
 def test_commit_with_nothing_queued_writes_nothing(path):
@@ -62,20 +88,21 @@ def test_read_from_leaves_a_partial_line_for_later(path):
     with open(path, "ab") as file:
         file.write(b'{"n": 2, "half')
 
-    assert ledger.read_from(0) == ([{"n": 1}], end)
-    assert ledger.read_from(end) == ([], end)
+    assert read_records(ledger, 0) == ([{"n": 1}], end)
+    assert read_records(ledger, end) == ([], end)
 
     with open(path, "ab") as file:
         file.write(b'": true}\n')
-    assert ledger.read_from(end) == ([{"n": 2, "half": True}], os.path.getsize(path))
+    assert read_records(ledger, end) == ([{"n": 2, "half": True}], os.path.getsize(path))
 
 
-def test_unparsable_lines_are_skipped(path):
+def test_blank_lines_are_left_out_and_the_others_handed_on_as_they_are(path):
     ledger = Ledger(path)
     with open(path, "wb") as file:
-        file.write(b'{"n": 1}\nnot json\n\n{"n": 2}\n')
+        file.write(b'{"n": 1}\nnot json\n\n  \n{"n": 2}\n')
 
-    assert ledger.read_from(0) == ([{"n": 1}, {"n": 2}], os.path.getsize(path))
+    assert ledger.read_from(0) == ([b'{"n": 1}', b"not json", b'{"n": 2}'], os.path.getsize(path))
+    assert [line for line, _ in ledger.scan(0)] == [b'{"n": 1}', b"not json", b'{"n": 2}']
 
 
 def half_write(ledger):
@@ -122,7 +149,7 @@ def test_failed_commit_leaves_the_file_as_it_was(path, monkeypatch, function, ma
         assert file.read() == before
     # The ledger is usable again once the disk is.
     append(ledger, {"n": 4})
-    assert ledger.read_from(0)[0] == [{"n": 1}, {"n": 4}]
+    assert read_records(ledger, 0)[0] == [{"n": 1}, {"n": 4}]
 
 
 def test_concurrent_appends_from_threads_and_descriptors(path):
@@ -161,7 +188,7 @@ def test_scan_filters_lines_and_stops_at_the_last_complete_one(path, monkeypatch
 
     scanned = list(ledger.scan(0, lambda line: line[7:17] >= b"2026-11-25"))
 
-    assert [record for record, _ in scanned] == records[5:]
+    assert decoded(line for line, _ in scanned) == records[5:]
     assert scanned[-1][1] == end
     assert all(offset <= end for _, offset in scanned)
 
@@ -171,7 +198,7 @@ def test_scan_from_an_offset(path):
     middle = append(ledger, {"n": 1}, {"n": 2})
     append(ledger, {"n": 3})
 
-    assert [record for record, _ in ledger.scan(middle)] == [{"n": 3}]
+    assert decoded(line for line, _ in ledger.scan(middle)) == [{"n": 3}]
 
 
 def test_mirror_to_stdout(path, capsys):
@@ -190,3 +217,73 @@ def test_unopenable_ledger_is_a_config_error(tmp_path):
         Ledger(str(blocker / "ledger.jsonl"))
 
     assert str(raised.value).startswith(f"ledger {blocker / 'ledger.jsonl'}: cannot open for appending")
+
+
+# --- what reaches the file, and ledger export --------------------------------------------
+
+
+def test_nan_and_infinity_from_the_provider_never_reach_the_ledger(app, client, responses_mock):
+    # Python's json reads these words; a strict parser (jq, JavaScript, PostgreSQL's jsonb) does not.
+    body = ('{"created": NaN, "data": [{"url": "https://images.openai.test/a.png"}],'
+            ' "usage": {"total_tokens": Infinity, "input_tokens": -Infinity}}')
+    responses_mock.add(responses.POST, GENERATIONS_URL, body=body, content_type="application/json")
+
+    client.post(ENDPOINT, json={"provider": "openai", "model": "dall-e-3", "prompt": "a fox"},
+                headers={"X-API-Key": USER_KEY})
+
+    with open(app.config["LEDGER_PATH"], "rb") as file:
+        lines = file.read().splitlines()
+    assert [strict_loads(line)["type"] for line in lines] == ["reservation", "charge"]
+    charge = strict_loads(lines[1])
+    assert charge["usage"] == {"total_tokens": None, "input_tokens": None}
+
+
+def export(capsys, *options):
+    """Return (exit code, exported records, stderr) of ``ziri-images ledger export``."""
+    code = cli.main(["ledger", "export", *map(str, options)])
+    out, err = capsys.readouterr()
+    return code, [strict_loads(line) for line in out.splitlines()], err
+
+
+def test_ledger_export_writes_every_record_in_the_ledger_format(path, capsys):
+    records = [{"ts": f"2026-11-0{day}T12:00:00.000000Z", "type": "charge", "requestId": f"req_{day}",
+                "keyId": "key_a", "cost": 0.04} for day in (1, 2, 3)]
+    ledger = Ledger(path)
+    append(ledger, records[0])
+    with open(path, "ab") as file:
+        file.write(b"[]\n")  # not a record: not exported
+    append(ledger, *records[1:])
+
+    code, exported, err = export(capsys, "--ledger", path)
+    assert (code, exported) == (0, records)
+    assert "exported 3 record(s)" in err
+    assert export(capsys, "--ledger", path, "--since", "2026-11-02", "--until", "2026-11-03")[1] == records[1:2]
+
+
+def test_ledger_export_of_a_missing_ledger_is_an_error_and_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "var" / "ledger.jsonl"
+
+    code, exported, err = export(capsys, "--ledger", missing)
+
+    assert (code, exported) == (1, [])
+    assert "No such file" in err
+    assert not missing.parent.exists()
+
+
+@pytest.mark.stores()
+def test_store_records_are_what_the_gateway_wrote_oldest_first(app, client, clock, responses_mock):
+    for _ in range(2):
+        responses_mock.add(responses.POST, GENERATIONS_URL, json=openai_image_response(1))
+        client.post(ENDPOINT, json={"provider": "openai", "model": "dall-e-3", "prompt": "a fox"},
+                    headers={"X-API-Key": USER_KEY})
+        clock.advance(60)
+    store = app.extensions["ziri_images"].store
+
+    records = list(store.records())
+
+    assert [record["type"] for record in records] == ["reservation", "charge"] * 2
+    first, second = records[:2], records[2:]
+    assert [charge["reservedAt"] for charge in (first[1], second[1])] == [first[0]["ts"], second[0]["ts"]]
+    assert list(store.records(since=second[0]["ts"])) == second
+    assert list(store.records(until=second[0]["ts"])) == first
+    assert store.import_records(records) == (0, 4)  # already there: nothing twice

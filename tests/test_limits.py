@@ -1,9 +1,12 @@
-"""Per-key limits (ziri_images/limits.py) through the API, with an injected clock.
+"""Per-key limits (limits.py, checks.py and the stores) through the API, with an injected clock.
 
 The provider is mocked with ``responses``; its answers come from the local stub app
 (``ziri_images.stub``), so bodies have OpenAI's shapes and prompt directives such as
 ``[stub:status=500]`` work. A prompt containing ``[hold]`` blocks at the provider until the
 test releases it, which keeps a reservation open while other requests run.
+
+Every test runs against every store (``STORE_KINDS`` in conftest.py) and reads records through
+the store; those marked ``stores("file")`` are about the JSONL file itself.
 """
 
 import hashlib
@@ -21,9 +24,13 @@ from datetime import timezone
 
 import pytest
 import responses
+from conftest import NOT_RECORDS
+from conftest import store_records
 
 from ziri_images.keys import hash_key
 from ziri_images.stub import create_stub_app
+
+pytestmark = pytest.mark.stores()
 
 HOLD = "[hold]"
 WAIT_SECONDS = 5
@@ -50,21 +57,14 @@ def write_user_keys(path, specs):
     os.utime(path, ns=(previous + 1_000_000_000,) * 2)
 
 
-def read_ledger(path):
-    """Return every ledger record; fail on a line that does not parse."""
-    if not path.exists():
-        return []
-    text = path.read_text()
-    assert text == "" or text.endswith("\n"), "the ledger ends with a partial line"
-    return [json.loads(line) for line in text.splitlines()]
+def records(client, kind, key=None):
+    """Return the records of ``kind`` (of ``key_{key}``) the client's app holds, through its store."""
+    return [r for r in store_records(client.application)
+            if r["type"] == kind and (key is None or r["keyId"] == f"key_{key}")]
 
 
-def records(path, kind, key=None):
-    return [r for r in read_ledger(path) if r["type"] == kind and (key is None or r["keyId"] == f"key_{key}")]
-
-
-def append_records(path, *entries):
-    """Append records to the ledger the way a worker writes them (compact JSON, ts first)."""
+def append_lines(path, *entries):
+    """Append records to the JSONL ledger the way a worker writes them (compact JSON, ts first)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as file:
         file.writelines(json.dumps(entry, separators=(",", ":")) + "\n" for entry in entries)
@@ -155,23 +155,21 @@ def usage(client, name):
     return response.json
 
 
-def complete_reservations(path):
-    """Return the reservation records on complete lines (safe while another thread appends)."""
-    data = path.read_bytes() if path.exists() else b""
-    lines = data[: data.rfind(b"\n") + 1].splitlines()
-    return [json.loads(line) for line in lines if b'"type":"reservation"' in line]
+def reservations(client):
+    """Return the reservation records written so far (safe while another thread writes)."""
+    return records(client, "reservation")
 
 
 class HeldRequest:
     """A generation request running in a thread, blocked at the provider until ``gate`` is set."""
 
-    def __init__(self, client, name, ledger_path, **body):
-        before = len(complete_reservations(ledger_path))
+    def __init__(self, client, name, **body):
+        before = len(reservations(client))
         self._pool = ThreadPoolExecutor(max_workers=1)
         body.setdefault("prompt", f"a red fox {HOLD}")
         self._future = self._pool.submit(generate, client, name, **body)
-        wait_for(lambda: len(complete_reservations(ledger_path)) > before, "the held request's reservation")
-        self.reservation = complete_reservations(ledger_path)[-1]
+        wait_for(lambda: len(reservations(client)) > before, "the held request's reservation")
+        self.reservation = reservations(client)[-1]
 
     def response(self):
         try:
@@ -183,7 +181,7 @@ class HeldRequest:
 # --- day and month boundaries --------------------------------------------------------------
 
 
-def test_spend_at_2359_on_the_last_day_does_not_count_the_next_day(make_client, provider, clock, ledger_path):
+def test_spend_at_2359_on_the_last_day_does_not_count_the_next_day(make_client, provider, clock):
     client = make_client(alice={"limits": {"daily_spend_limit": 0.05, "monthly_spend_limit": 0.05}})
     clock.now = utc(2026, 11, 30, 23, 59, 0)
     assert generate(client, "alice").status_code == 200
@@ -198,22 +196,21 @@ def test_spend_at_2359_on_the_last_day_does_not_count_the_next_day(make_client, 
     assert report["daily"]["spent"] == 0.04
     assert report["monthly"]["period"] == "2026-12"
     assert report["monthly"]["spent"] == 0.04
-    reservations = records(ledger_path, "reservation", "alice")
+    reservations = records(client, "reservation", "alice")
     assert [r["ts"][:10] for r in reservations] == ["2026-11-30", "2026-12-01"]
 
 
-def test_request_in_flight_at_midnight_is_charged_to_the_day_it_was_admitted(make_client, provider, clock, gate,
-                                                                                ledger_path):
+def test_request_in_flight_at_midnight_is_charged_to_the_day_it_was_admitted(make_client, provider, clock, gate):
     client = make_client(alice={"limits": {"daily_spend_limit": 0.04}})
     clock.now = utc(2026, 11, 30, 23, 59, 59)
-    held = HeldRequest(client, "alice", ledger_path)
+    held = HeldRequest(client, "alice")
 
     clock.now = utc(2026, 12, 1, 0, 0, 1)
     assert usage(client, "alice")["daily"]["reserved"] == 0  # held against November 30's budget
     gate.set()
     assert held.response().status_code == 200
 
-    [charge] = records(ledger_path, "charge", "alice")
+    [charge] = records(client, "charge", "alice")
     assert (charge["ts"][:10], charge["reservedAt"][:10]) == ("2026-12-01", "2026-11-30")
     report = usage(client, "alice")
     assert (report["daily"]["spent"], report["monthly"]["spent"]) == (0, 0)
@@ -256,11 +253,11 @@ def test_monthly_spend_accumulates_across_days(make_client, provider, clock):
         ),
     ],
 )
-def test_spend_limit_error_body(make_client, provider, clock, ledger_path, limits, now, expected):
+def test_spend_limit_error_body(make_client, provider, clock, limits, now, expected, another_worker):
     client = make_client(alice={"limits": limits})
     clock.now = now
     assert generate(client, "alice").status_code == 200
-    append_records(ledger_path, reservation_record("alice", 0.04, now, live_worker()))
+    another_worker(reservation_record("alice", 0.04, now, live_worker()))
 
     response = generate(client, "alice")
 
@@ -271,17 +268,16 @@ def test_spend_limit_error_body(make_client, provider, clock, ledger_path, limit
     assert body["requestId"] == response.headers["X-Request-Id"]
     assert {name: body[name] for name in ("period", "limit", "resetsAt")} == expected
     assert (body["spent"], body["reserved"], body["requested"]) == (0.04, 0.04, 0.04)
-    assert len(records(ledger_path, "reservation", "alice")) == 2  # the refused request reserved nothing
+    assert len(records(client, "reservation", "alice")) == 2  # the refused request reserved nothing
 
 
-def test_quality_auto_reserves_the_highest_price_and_charges_what_was_produced(make_client, provider,
-                                                                               ledger_path):
+def test_quality_auto_reserves_the_highest_price_and_charges_what_was_produced(make_client, provider):
     client = make_client(alice={}, bob={"limits": {"daily_spend_limit": 0.10}})
     body = {"model": "gpt-image-1", "size": "1024x1024"}
     for quality in ("low", "medium", "high", "auto"):
         assert generate(client, "alice", quality=quality, **body).status_code == 200
-    reserved = {r["quality"]: r["amount"] for r in records(ledger_path, "reservation", "alice")}
-    charged = {r["quality"]: r["cost"] for r in records(ledger_path, "charge", "alice")}
+    reserved = {r["quality"]: r["amount"] for r in records(client, "reservation", "alice")}
+    charged = {r["quality"]: r["cost"] for r in records(client, "charge", "alice")}
 
     assert reserved["auto"] == reserved["high"] == max(reserved.values())
     assert charged["auto"] == charged["medium"] < reserved["auto"]  # the stub answers "medium" for auto
@@ -292,13 +288,13 @@ def test_quality_auto_reserves_the_highest_price_and_charges_what_was_produced(m
     assert generate(client, "bob", quality="medium", **body).status_code == 200
 
 
-def test_provider_failure_releases_the_reservation(make_client, provider, ledger_path):
+def test_provider_failure_releases_the_reservation(make_client, provider):
     client = make_client(alice={"limits": {"daily_spend_limit": 0.04}})
 
     failed = generate(client, "alice", prompt="a red fox [stub:status=500]")
 
     assert failed.status_code == 502
-    [charge] = records(ledger_path, "charge", "alice")
+    [charge] = records(client, "charge", "alice")
     assert (charge["status"], charge["cost"], charge["reserved"]) == ("provider_error", 0.0, 0.04)
     report = usage(client, "alice")
     assert (report["daily"]["spent"], report["daily"]["reserved"], report["inFlight"]) == (0, 0, 0)
@@ -308,15 +304,17 @@ def test_provider_failure_releases_the_reservation(make_client, provider, ledger
 # --- reservations that are never settled ---------------------------------------------------
 
 
-def test_stale_reservation_expires_and_a_late_charge_replaces_it(make_client, provider, clock, gate, ledger_path):
+def test_stale_reservation_expires_and_a_late_charge_replaces_it(make_client, provider, clock, gate, store_kind):
     client = make_client(alice={}, bob={})
-    held = HeldRequest(client, "alice", ledger_path, model="gpt-image-1", quality="auto")
+    held = HeldRequest(client, "alice", model="gpt-image-1", quality="auto")
     reserved = held.reservation["amount"]
 
     clock.now = datetime.fromisoformat(held.reservation["expiresAt"])
-    assert generate(client, "bob").status_code == 200  # any reservation catches up with stale ones
+    assert generate(client, "bob").status_code == 200  # file store: any reservation catches up with stale ones
+    if store_kind == "postgres":
+        usage(client, "alice")  # PostgreSQL settles a key's stale reservations under that key's lock only
 
-    [expired] = records(ledger_path, "reservation_expired")
+    [expired] = records(client, "reservation_expired")
     assert expired["requestId"] == held.reservation["requestId"]
     assert (expired["reason"], expired["cost"]) == ("expired", reserved)
     assert expired["reservedAt"] == held.reservation["ts"]
@@ -325,13 +323,14 @@ def test_stale_reservation_expires_and_a_late_charge_replaces_it(make_client, pr
 
     gate.set()
     assert held.response().status_code == 200
-    [charge] = records(ledger_path, "charge", "alice")
+    [charge] = records(client, "charge", "alice")
     assert charge["afterExpiry"] is True
     assert 0 < charge["cost"] < reserved  # "auto" came back as medium: less than was reserved
     assert usage(client, "alice")["daily"]["spent"] == charge["cost"]
     assert usage(make_client(), "alice")["daily"]["spent"] == charge["cost"]  # and so does a replay
 
 
+@pytest.mark.stores("file")  # a pid's liveness; PostgreSQL's leases: tests/test_pgstore.py
 @pytest.mark.parametrize(
     ("worker", "expires"),
     [
@@ -341,15 +340,15 @@ def test_stale_reservation_expires_and_a_late_charge_replaces_it(make_client, pr
         pytest.param(lambda: f"other-host.invalid:{dead_pid()}:0badc0de", False, id="another-host"),
     ],
 )
-def test_reservation_of_a_dead_worker_is_charged_at_the_reserved_amount(make_client, provider, clock, ledger_path,
-                                                                         worker, expires):
+def test_reservation_of_a_dead_worker_is_charged_at_the_reserved_amount(make_client, provider, clock, worker, expires,
+                                                                        another_worker):
     client = make_client(alice={}, bob={})
     written = reservation_record("alice", 0.08, clock() - timedelta(seconds=5), worker())
-    append_records(ledger_path, written)
+    another_worker(written)
 
     assert generate(client, "bob").status_code == 200
 
-    expired = records(ledger_path, "reservation_expired")
+    expired = records(client, "reservation_expired")
     report = usage(client, "alice")
     if expires:
         [record] = expired
@@ -361,15 +360,16 @@ def test_reservation_of_a_dead_worker_is_charged_at_the_reserved_amount(make_cli
         assert (report["daily"]["spent"], report["daily"]["reserved"], report["inFlight"]) == (0, 0.08, 1)
 
 
-def test_usage_settles_a_dead_workers_reservation_without_waiting_for_a_request(make_client, clock, ledger_path):
+@pytest.mark.stores("file")  # a pid's liveness; PostgreSQL's leases: tests/test_pgstore.py
+def test_usage_settles_a_dead_workers_reservation_without_waiting_for_a_request(make_client, clock, another_worker):
     client = make_client(alice={})
     dead_worker = f"{socket.gethostname()}:{dead_pid()}:0"
     written = reservation_record("alice", 0.08, clock() - timedelta(seconds=5), dead_worker)
-    append_records(ledger_path, written)
+    another_worker(written)
 
     report = usage(client, "alice")
 
-    [record] = records(ledger_path, "reservation_expired")
+    [record] = records(client, "reservation_expired")
     assert (record["requestId"], record["reason"]) == (written["requestId"], "worker_died")
     assert (report["daily"]["spent"], report["daily"]["reserved"], report["inFlight"]) == (0.08, 0, 0)
 
@@ -377,7 +377,7 @@ def test_usage_settles_a_dead_workers_reservation_without_waiting_for_a_request(
 # --- rate and concurrency ------------------------------------------------------------------
 
 
-def test_rate_limit_refuses_with_retry_after_until_the_window_moves(make_client, provider, clock, ledger_path):
+def test_rate_limit_refuses_with_retry_after_until_the_window_moves(make_client, provider, clock):
     client = make_client(alice={"limits": {"requests_per_minute": 2}})
     clock.now = utc(2026, 11, 15, 12, 0, 0)
     reset = str(int(clock().timestamp()) + 60)
@@ -395,7 +395,7 @@ def test_rate_limit_refuses_with_retry_after_until_the_window_moves(make_client,
     body = refused.json
     assert (body["code"], body["limit"], body["retryAfter"]) == ("RATE_LIMIT_EXCEEDED", 2, 30)
     assert body["resetAt"] == "2026-11-15T12:01:00.000000Z"
-    assert len(records(ledger_path, "reservation", "alice")) == 2
+    assert len(records(client, "reservation", "alice")) == 2
 
     assert generate(make_client(), "alice").status_code == 429  # a replay rebuilds the window
 
@@ -418,7 +418,7 @@ def test_rate_limit_refuses_with_retry_after_until_the_window_moves(make_client,
     ],
 )
 def test_rate_limit_headers_on_every_response_of_an_authenticated_key(request, make_client, clock, send, status,
-                                                                     remaining):
+                                                                      remaining):
     if remaining == "4":
         request.getfixturevalue("provider")
     client = make_client(alice={
@@ -441,9 +441,9 @@ def test_no_rate_limit_headers_without_a_rate_limit_or_a_key(make_client, provid
     assert "X-RateLimit-Limit" not in generate(client, "nobody").headers
 
 
-def test_concurrency_limit_refuses_while_a_request_is_in_flight(make_client, provider, gate, ledger_path):
+def test_concurrency_limit_refuses_while_a_request_is_in_flight(make_client, provider, gate):
     client = make_client(alice={"limits": {"max_concurrent_requests": 1}}, bob={})
-    held = HeldRequest(client, "alice", ledger_path)
+    held = HeldRequest(client, "alice")
 
     refused = generate(client, "alice")
     other_key = generate(client, "bob")
@@ -456,12 +456,12 @@ def test_concurrency_limit_refuses_while_a_request_is_in_flight(make_client, pro
     assert other_key.status_code == 200
     assert held.response().status_code == 200
     assert generate(client, "alice").status_code == 200  # settled: the slot is free again
-    assert len(records(ledger_path, "reservation", "alice")) == 2
+    assert len(records(client, "reservation", "alice")) == 2
 
 
-def test_concurrency_limit_counts_reservations_written_by_other_workers(make_client, clock, ledger_path):
+def test_concurrency_limit_counts_reservations_written_by_other_workers(make_client, clock, another_worker):
     client = make_client(alice={"limits": {"max_concurrent_requests": 2}})
-    append_records(ledger_path, *(reservation_record("alice", 0.04, clock(), live_worker(), f"req_{i}")
+    another_worker(*(reservation_record("alice", 0.04, clock(), live_worker(), f"req_{i}")
                                   for i in range(2)))
     refused = generate(client, "alice")
     assert (refused.status_code, refused.json["inFlight"]) == (503, 2)
@@ -481,8 +481,7 @@ def test_concurrency_limit_counts_reservations_written_by_other_workers(make_cli
                      "allowedProviders": []}, id="empty-list-allows-nothing"),
     ],
 )
-def test_allow_lists_deny_before_anything_is_reserved(make_client, responses_mock, ledger_path, fields, body,
-                                                      denied):
+def test_allow_lists_deny_before_anything_is_reserved(make_client, responses_mock, fields, body, denied):
     client = make_client(alice=fields)
 
     response = generate(client, "alice", **body)
@@ -490,18 +489,18 @@ def test_allow_lists_deny_before_anything_is_reserved(make_client, responses_moc
     assert response.status_code == 403
     assert response.json["code"] == "AUTHORIZATION_DENIED"
     assert {name: response.json[name] for name in denied} == denied
-    assert read_ledger(ledger_path) == []
+    assert store_records(client.application) == []
     assert len(responses_mock.calls) == 0
 
 
-def test_allow_lists_admit_what_they_list(make_client, provider, ledger_path):
+def test_allow_lists_admit_what_they_list(make_client, provider):
     client = make_client(alice={"allowed_providers": ["openai"], "allowed_models": ["dall-e-2"]})
     assert generate(client, "alice", model="dall-e-2").status_code == 200
     assert generate(client, "alice").status_code == 403
-    assert len(records(ledger_path, "charge", "alice")) == 1
+    assert len(records(client, "charge", "alice")) == 1
 
 
-def test_expired_key_is_refused_from_its_expiry_time(make_client, provider, clock, ledger_path):
+def test_expired_key_is_refused_from_its_expiry_time(make_client, provider, clock):
     client = make_client(alice={"expires_at": "2026-11-15T12:00:00Z"})
     clock.now = utc(2026, 11, 15, 11, 59, 59)
     assert generate(client, "alice").status_code == 200
@@ -513,7 +512,7 @@ def test_expired_key_is_refused_from_its_expiry_time(make_client, provider, cloc
         body = response.json
         assert (body["code"], body["keyId"], body["expiredAt"]) == (
             "API_KEY_EXPIRED", "key_alice", "2026-11-15T12:00:00+00:00")
-    assert len(records(ledger_path, "reservation")) == 1
+    assert len(records(client, "reservation")) == 1
 
 
 # --- usage and replay -----------------------------------------------------------------------
@@ -526,7 +525,7 @@ ALICE_LIMITS = {
 }
 
 
-def traffic(client, clock, ledger_path):
+def traffic(client, clock, another_worker):
     """Make yesterday's and today's requests for alice, leave one open reservation; return today."""
     clock.now = utc(2026, 11, 14, 12, 0, 0)
     assert generate(client, "alice").status_code == 200
@@ -534,12 +533,12 @@ def traffic(client, clock, ledger_path):
     assert generate(client, "alice").status_code == 200
     assert generate(client, "alice", model="dall-e-2", n=2).status_code == 200
     assert generate(client, "alice", prompt="a red fox [stub:status=500]").status_code == 502
-    append_records(ledger_path, reservation_record("alice", 0.08, clock(), live_worker()))
+    another_worker(reservation_record("alice", 0.08, clock(), live_worker()))
 
 
-def test_usage_reports_spend_reservations_limits_and_counts(make_client, provider, clock, ledger_path):
+def test_usage_reports_spend_reservations_limits_and_counts(make_client, provider, clock, another_worker):
     client = make_client(alice=ALICE_LIMITS)
-    traffic(client, clock, ledger_path)
+    traffic(client, clock, another_worker)
 
     report = usage(client, "alice")
 
@@ -566,9 +565,9 @@ def test_usage_without_limits_has_no_remaining(make_client):
                                 "requests_per_minute": None, "max_concurrent_requests": None}
 
 
-def test_state_is_replayed_from_the_ledger_at_start_up(make_client, provider, clock, ledger_path, keys_path):
+def test_state_is_replayed_from_the_ledger_at_start_up(make_client, provider, clock, keys_path, another_worker):
     first = make_client(alice=ALICE_LIMITS)
-    traffic(first, clock, ledger_path)
+    traffic(first, clock, another_worker)
 
     second = make_client()
 
@@ -578,8 +577,9 @@ def test_state_is_replayed_from_the_ledger_at_start_up(make_client, provider, cl
     assert (refused.status_code, refused.json["spent"], refused.json["reserved"]) == (402, 0.08, 0.08)
 
 
+@pytest.mark.stores("file")
 def test_replay_skips_months_old_lines_but_keeps_the_day_before(make_client, clock, ledger_path, caplog):
-    append_records(
+    append_lines(
         ledger_path,
         charge_record("alice", 5.0, utc(2026, 9, 3, 10, 0, 0), "req_september"),
         charge_record("alice", 0.04, utc(2026, 11, 29, 23, 0, 0), "req_two_days_ago"),
@@ -592,7 +592,7 @@ def test_replay_skips_months_old_lines_but_keeps_the_day_before(make_client, clo
 
     client = make_client(alice={})
 
-    state = client.application.extensions["ziri_images"].limiter.state
+    state = client.application.extensions["ziri_images"].store.state
     assert sorted(period for key, period in state.spent) == ["2026-11", "2026-11-30"]
     assert state.spent[("key_alice", "2026-11-30")] == 40_000
     assert list(state.open) == ["req_open"]
@@ -601,6 +601,7 @@ def test_replay_skips_months_old_lines_but_keeps_the_day_before(make_client, clo
     assert (report["monthly"]["spent"], report["inFlight"]) == (0, 1)
 
 
+@pytest.mark.stores("file")
 def test_record_after_a_torn_line_is_not_lost(make_client, provider, clock, ledger_path):
     ledger_path.parent.mkdir(parents=True)
     ledger_path.write_text('{"ts":"2026-11-15T11:59:00.000000Z","type":"charge","requestId":"req_torn","co')
@@ -615,6 +616,45 @@ def test_record_after_a_torn_line_is_not_lost(make_client, provider, clock, ledg
     assert (report["daily"]["spent"], report["daily"]["requests"]) == (0.04, 1)
 
 
+# --- lines that are not records (the JSONL file) --------------------------------------------
+
+
+def append_raw_lines(path, *lines):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as file:
+        file.writelines(line + b"\n" for line in lines)
+
+
+@pytest.mark.stores("file")
+@pytest.mark.parametrize("line", NOT_RECORDS)
+def test_a_line_that_is_not_a_record_is_skipped_at_start_up(make_client, provider, clock, ledger_path, caplog, line):
+    append_raw_lines(ledger_path, line)
+    append_lines(ledger_path, charge_record("alice", 0.04, clock() - timedelta(minutes=5), "req_after"))
+
+    client = make_client(alice={"limits": {"daily_spend_limit": 0.08}})
+
+    assert usage(client, "alice")["daily"]["spent"] == 0.04  # the record after it still counts
+    assert generate(client, "alice").status_code == 200
+    assert generate(client, "alice").status_code == 402
+    if b":99999999999999999999:" not in line:  # that one is a record: nothing to skip
+        assert "ledger: skipping" in caplog.text
+
+
+@pytest.mark.stores("file")
+@pytest.mark.parametrize("line", NOT_RECORDS)
+def test_a_line_that_is_not_a_record_is_skipped_by_a_running_worker(make_client, provider, clock, ledger_path, line):
+    client = make_client(alice={"limits": {"daily_spend_limit": 0.08}})
+    assert generate(client, "alice").status_code == 200
+    # Another gateway on the same ledger writes a foreign line, then charges alice in the same read.
+    append_raw_lines(ledger_path, line)
+    append_lines(ledger_path, charge_record("alice", 0.04, clock(), "req_other_gateway"))
+
+    refused = generate(client, "alice")
+
+    assert (refused.status_code, refused.json["code"], refused.json["spent"]) == (402, "SPEND_LIMIT_EXCEEDED", 0.08)
+    assert usage(client, "alice")["daily"]["spent"] == 0.08
+
+
 # --- idempotency ---------------------------------------------------------------------------
 
 
@@ -624,7 +664,7 @@ def generate_with_idempotency_key(client, name, idempotency_key, prompt="a red f
                        headers={"X-API-Key": raw_key(name), "Idempotency-Key": idempotency_key})
 
 
-def test_a_repeated_idempotency_key_is_refused_not_billed_again(make_client, provider, ledger_path):
+def test_a_repeated_idempotency_key_is_refused_not_billed_again(make_client, provider):
     client = make_client(alice={}, bob={})
     first = generate_with_idempotency_key(client, "alice", "fox-1")
     again = generate_with_idempotency_key(client, "alice", "fox-1")
@@ -636,25 +676,25 @@ def test_a_repeated_idempotency_key_is_refused_not_billed_again(make_client, pro
     assert again.json["originalRequestId"] == first.json["_meta"]["requestId"]
     assert again.headers["x-should-retry"] == "false"
     assert (other_key.status_code, other_token.status_code) == (200, 200)
-    assert [r["cost"] for r in records(ledger_path, "charge", "alice")] == [0.04, 0.04]
-    assert "fox-1" not in ledger_path.read_text()  # only a digest is kept
+    assert [r["cost"] for r in records(client, "charge", "alice")] == [0.04, 0.04]
+    assert "fox-1" not in json.dumps(store_records(client.application))  # only a digest is kept
 
 
-def test_an_idempotency_key_in_flight_is_refused_with_retry_after(make_client, provider, gate, ledger_path):
+def test_an_idempotency_key_in_flight_is_refused_with_retry_after(make_client, provider, gate):
     client = make_client(alice={})
     with ThreadPoolExecutor(max_workers=1) as pool:
         held = pool.submit(generate_with_idempotency_key, client, "alice", "owl", f"an owl {HOLD}")
-        wait_for(lambda: complete_reservations(ledger_path), "the held request's reservation")
+        wait_for(lambda: reservations(client), "the held request's reservation")
         retry = generate_with_idempotency_key(client, "alice", "owl", f"an owl {HOLD}")
         gate.set()
         assert held.result(timeout=WAIT_SECONDS).status_code == 200
 
     assert (retry.status_code, retry.json["code"]) == (409, "IDEMPOTENT_REQUEST_IN_PROGRESS")
     assert retry.headers["Retry-After"] == "5"
-    assert len(records(ledger_path, "reservation", "alice")) == 1
+    assert len(records(client, "reservation", "alice")) == 1
 
 
-def test_idempotency_keys_survive_a_restart_for_a_day(make_client, provider, clock, ledger_path):
+def test_idempotency_keys_survive_a_restart_for_a_day(make_client, provider, clock):
     client = make_client(alice={})
     assert generate_with_idempotency_key(client, "alice", "fox").status_code == 200
 
@@ -670,10 +710,9 @@ def test_idempotency_keys_survive_a_restart_for_a_day(make_client, provider, clo
     pytest.param("x" * 256, id="too-long"),
     pytest.param("tab\there", id="not-printable"),
 ])
-def test_a_malformed_idempotency_key_is_refused_before_anything_is_reserved(make_client, responses_mock,
-                                                                            ledger_path, value):
+def test_a_malformed_idempotency_key_is_refused_before_anything_is_reserved(make_client, responses_mock, value):
     client = make_client(alice={})
     response = generate_with_idempotency_key(client, "alice", value)
 
     assert (response.status_code, response.json["code"]) == (400, "INVALID_IDEMPOTENCY_KEY")
-    assert records(ledger_path, "reservation") == []
+    assert records(client, "reservation") == []

@@ -30,19 +30,33 @@ def refusals_file(ledger_path):
     return ledger_path.parent / "refusals.jsonl"
 
 
-def test_a_flood_of_refusals_writes_one_row_per_group_and_nothing_to_the_ledger(app, client, add_key,
-                                                                                ledger_path):
+@pytest.mark.stores()
+def test_a_flood_of_refusals_writes_one_row_per_group_and_nothing_to_the_ledger(app, client, add_key):
     denied = add_key(key_id="key_denied", allowed_models=["gpt-image-1"])
     for _ in range(50):
         assert client.post(ENDPOINT, json=BODY, headers={"X-API-Key": denied}).status_code == 403
     client.post(ENDPOINT, json=BODY, headers={"X-API-Key": "ziri-nobody-" + "0" * 32})
-    assert app.extensions["ziri_images_refusals"].flush() == 2
-    lines = refusals_file(ledger_path).read_text().splitlines()
-    assert [json.loads(line) for line in lines] == [
-        {"day": "2026-11-26", "keyId": "-", "code": "API_KEY_INVALID", "count": 1},
-        {"day": "2026-11-26", "keyId": "key_denied", "code": "AUTHORIZATION_DENIED", "count": 50},
-    ]
-    assert ledger_lines(app) == []  # refusals never touch the cost ledger
+    counter = app.extensions["ziri_images_refusals"]
+    assert counter.flush() == 2
+    for _ in range(3):
+        client.post(ENDPOINT, json=BODY, headers={"X-API-Key": denied})
+    assert counter.flush() == 1
+    store = app.extensions["ziri_images"].store
+    assert refusal_counts(store.refusal_record().refusal_rows()) == {
+        ("2026-11-26", "-", "API_KEY_INVALID"): 1,
+        ("2026-11-26", "key_denied", "AUTHORIZATION_DENIED"): 53,
+    }
+    assert list(store.records()) == []  # refusals never touch the cost ledger
+
+
+def test_the_file_store_keeps_refusals_beside_its_ledger(app, client, add_key, ledger_path):
+    denied = add_key(key_id="key_denied", allowed_models=["gpt-image-1"])
+    for _ in range(5):
+        client.post(ENDPOINT, json=BODY, headers={"X-API-Key": denied})
+    app.extensions["ziri_images_refusals"].flush()
+    assert [json.loads(line) for line in refusals_file(ledger_path).read_text().splitlines()] == [
+        {"day": "2026-11-26", "keyId": "key_denied", "code": "AUTHORIZATION_DENIED", "count": 5}]
+    assert ledger_lines(app) == []
 
 
 def test_admitted_requests_and_bad_input_are_not_refusals(app, client, ledger_path):
@@ -86,6 +100,7 @@ def test_rows_of_several_flushes_and_processes_add_up(tmp_path):
 @pytest.mark.parametrize("fmt", ["json", "table"])
 def test_report_refusals_view(capsys, tmp_path, fmt):
     ledger = tmp_path / "ledger.jsonl"
+    ledger.touch()
     RefusalFile.beside(ledger).add_refusals([
         {"day": "2026-11-25", "keyId": "key_a", "code": "SPEND_LIMIT_EXCEEDED", "count": 4},
         {"day": "2026-11-26", "keyId": "key_a", "code": "SPEND_LIMIT_EXCEEDED", "count": 1},

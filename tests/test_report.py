@@ -8,14 +8,16 @@ import pytest
 import responses
 from conftest import ENDPOINT
 from conftest import GENERATIONS_URL
+from conftest import NOT_RECORDS
 from conftest import USER_KEY
-from conftest import ledger_lines
 from conftest import openai_image_response
+from conftest import store_records
 
-from ziri_images.ledger import encode_record
-from ziri_images.limits import to_micros
+from ziri_images import cli
+from ziri_images.records import encode_record
+from ziri_images.records import to_micros
 from ziri_images.report import Progress
-from ziri_images.report import build_report
+from ziri_images.stores.file_scan import build_report
 
 
 def ts(day, hour=12, minute=0, second=0):
@@ -24,7 +26,7 @@ def ts(day, hour=12, minute=0, second=0):
 
 def reservation(request_id, at, key="key_a", user="alice", model="dall-e-3", amount=0.04):
     return {"ts": at, "type": "reservation", "requestId": request_id, "provider": "openai", "model": model,
-            "keyId": key, "user": user, "amount": amount}
+            "keyId": key, "user": user, "amount": amount, "expiresAt": at, "worker": "host:1:0badc0de"}
 
 
 def charge(request_id, at, reserved_at, key="key_a", user="alice", model="dall-e-3", cost=0.04, images=1):
@@ -129,6 +131,20 @@ def test_unparsable_lines_are_counted_and_a_line_being_written_is_not(tmp_path):
     assert summary(report) == {("key_a",): (1, 1, 0.04, 0)}
 
 
+@pytest.mark.parametrize("line", NOT_RECORDS)
+def test_a_line_that_is_not_a_record_is_skipped_and_the_rest_reported(tmp_path, capsys, line):
+    path = tmp_path / "ledger.jsonl"
+    around = (reservation("r1", ts(1)), charge("r1", ts(1, 12, 5), ts(1)))
+    path.write_bytes(encode_record(around[0]) + line + b"\n" + encode_record(around[1]))
+
+    code = cli.main(["report", "--ledger", str(path), "--by", "user,model", "--format", "json"])
+
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert json.loads(out)["totals"] == {"requests": 1, "images": 1, "cost": 0.04, "expired": 0}
+    assert "Traceback" not in err
+
+
 def test_records_in_another_field_order_are_still_read(tmp_path):
     path = tmp_path / "ledger.jsonl"
     line = json.dumps({"type": "charge", "ts": ts(1), "keyId": "key_x", "user": "xena", "requestId": "r9",
@@ -194,16 +210,17 @@ def test_skipping_lines_unread_gives_the_same_answer_as_reading_all(tmp_path, by
     assert summary(build_report(path, by=by, since=since, until=until)) == reference_report(records, by, since, until)
 
 
-def test_the_ledger_the_gateway_writes_is_reported(app, client, responses_mock):
+@pytest.mark.stores()
+def test_the_records_the_gateway_writes_are_reported_by_its_store(app, client, responses_mock):
     responses_mock.add(responses.POST, GENERATIONS_URL, json=openai_image_response(1))
     responses_mock.add(responses.POST, GENERATIONS_URL, json={"error": {"message": "no"}}, status=400)
     body = {"provider": "openai", "model": "dall-e-3", "prompt": "a fox"}
     assert client.post(ENDPOINT, json=body, headers={"X-API-Key": USER_KEY}).status_code == 200
     assert client.post(ENDPOINT, json=body, headers={"X-API-Key": USER_KEY}).status_code == 400
 
-    report = build_report(app.config["LEDGER_PATH"], by=("user", "model", "day"))
+    report = app.extensions["ziri_images"].store.report(by=("user", "model", "day"))
 
-    charges = [record for record in ledger_lines(app) if record["type"] == "charge"]
+    charges = [record for record in store_records(app) if record["type"] == "charge"]
     day = charges[0]["reservedAt"][:10]
     assert summary(report) == {("alice", "dall-e-3", day): (2, 1, 0.04, 0)}
 

@@ -11,6 +11,7 @@ from datetime import timezone
 
 from . import __version__
 from . import commands as run
+from . import db_commands
 from . import keyfile
 from . import launch
 from .errors import ConfigError
@@ -158,13 +159,44 @@ def _add_report_command(commands):
                         help="spend (the default) or refusals: refused requests per day, key and code")
     parser.add_argument("--by", type=groupings, default=("key",), metavar="GROUPS",
                         help=f"group by one or more of {', '.join(GROUPINGS)}, comma-separated (default key)")
-    parser.add_argument("--since", type=when, metavar="WHEN", help="from this ISO date/date-time (inclusive, UTC)")
-    parser.add_argument("--until", type=when, metavar="WHEN", help="up to this ISO date/date-time (exclusive, UTC)")
+    _time_range_options(parser)
     _format_option(parser)
-    parser.add_argument("--ledger", help="the ledger (default: $ZIRI_LEDGER_PATH or var/ledger.jsonl)")
+    _ledger_option(parser)
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show progress on stderr (default: when stderr is a terminal)")
     parser.set_defaults(handler=run.report)
+
+
+def _ledger_option(parser):
+    parser.add_argument("--ledger", help="read this JSONL ledger (default: the configured store: "
+                                         "$ZIRI_LEDGER_PATH or var/ledger.jsonl)")
+
+
+def _time_range_options(parser):
+    parser.add_argument("--since", type=when, metavar="WHEN", help="from this ISO date/date-time (inclusive, UTC)")
+    parser.add_argument("--until", type=when, metavar="WHEN", help="up to this ISO date/date-time (exclusive, UTC)")
+
+
+def _add_ledger_commands(commands):
+    ledger = commands.add_parser("ledger", help="export the ledger's records",
+                                 description="Move the ledger's records between stores.")
+    actions = ledger.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = actions.add_parser("export", help="write every record as JSONL on stdout",
+                                description="Write every record of the store, oldest first, as JSONL on stdout "
+                                            "in the file store's format (one compact JSON object per line). "
+                                            "Records are filtered on their time (ts).")
+    _time_range_options(export)
+    _ledger_option(export)
+    export.set_defaults(handler=run.ledger_export)
+    load = actions.add_parser("import", help="load a JSONL ledger into the PostgreSQL store",
+                              description="Load the records of a JSONL ledger (the file store's, or an export) "
+                                          "into the database. Records already stored (same type and request id) "
+                                          "are skipped, so running it twice imports nothing twice.")
+    load.add_argument("file", metavar="FILE", help="the JSONL ledger to load")
+    load.add_argument("--database-url", help="the database (default: $ZIRI_DATABASE_URL, else $DATABASE_URL)")
+    load.add_argument("--into-file-store", action="store_true",
+                      help="with no database configured, append to the file store's ledger instead")
+    load.set_defaults(handler=db_commands.ledger_import)
 
 
 def _add_pricing_commands(commands):
@@ -177,6 +209,18 @@ def _add_pricing_commands(commands):
     _pricing_file_option(check)
     check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     check.set_defaults(handler=run.pricing_check)
+
+
+def _add_db_commands(commands):
+    database = commands.add_parser("db", help="the PostgreSQL store's schema")
+    actions = database.add_subparsers(dest="action", required=True, metavar="ACTION")
+    migrate = actions.add_parser(
+        "migrate", help="create or upgrade the database schema (safe at every deploy)",
+        description="Apply the schema migrations the database lacks; a current schema is left as it is. "
+                    "With no database configured (the file store) there is nothing to do: exits 0.")
+    migrate.add_argument("--database-url", help="the database (default: $ZIRI_DATABASE_URL, else $DATABASE_URL)")
+    migrate.add_argument("--timeout", type=float, default=10.0, help="seconds to connect (default 10)")
+    migrate.set_defaults(handler=db_commands.db_migrate)
 
 
 def _add_run_commands(commands):
@@ -207,7 +251,9 @@ def build_parser():
     _add_run_commands(commands)
     _add_keys_commands(commands)
     _add_report_command(commands)
+    _add_ledger_commands(commands)
     _add_pricing_commands(commands)
+    _add_db_commands(commands)
     return parser
 
 
@@ -218,7 +264,7 @@ def main(argv=None):
         if args.command == "keys":
             args.keys_file_path = run.setting(args, "keys_file", "KEYS_FILE")
         return args.handler(args) or 0
-    except (run.CliError, ConfigError, keyfile.KeyFileError) as error:
+    except (run.CliError, ConfigError, keyfile.KeyFileError, db_commands.DatabaseCommandError) as error:
         print(f"ziri-images: error: {error}", file=sys.stderr)
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""

@@ -8,17 +8,17 @@ import sys
 
 from . import keyfile
 from .errors import ConfigError
+from .gateway import open_store
 from .keys import LIMIT_NAMES
-from .limits import format_ts
 from .pricing import PriceBook
 from .pricing_check import catalog_columns
 from .pricing_check import catalog_notes
 from .pricing_check import catalog_rows
 from .pricing_check import catalog_warnings
+from .records import encode_record
+from .records import format_ts
 from .refusals import refusal_counts
-from .refusals import refusal_sink
 from .report import Progress
-from .report import build_report
 from .settings import load_settings
 from .tables import write_rows
 
@@ -124,20 +124,39 @@ def keys_set(args):
     note(f"updated key {record['id']} ({record['user']})")
 
 
-# --- report -----------------------------------------------------------------------------
+# --- report and ledger ------------------------------------------------------------------
 
-def report(args):
-    if args.view == "refusals":
-        return refusal_report(args)
+def _time_range(args):
+    """Return (since, until) as ledger timestamps (None when not given); refuse a backwards range."""
     since = format_ts(args.since) if args.since else None
     until = format_ts(args.until) if args.until else None
     if since and until and since >= until:
         raise CliError("--since must be before --until")
+    return since, until
+
+
+def _existing_store(args):
+    """Return the store to read: the ledger given with --ledger, else the one the settings choose."""
+    settings = load_settings()
+    if args.ledger is not None:
+        settings["LEDGER_PATH"] = args.ledger
+        settings["DATABASE_URL"] = ""  # a file named on the command line, whatever store the gateway uses
+    return open_store(settings, create=False)
+
+
+def report(args):
+    if args.view == "refusals":
+        return refusal_report(args)
+    since, until = _time_range(args)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
-    result = build_report(setting(args, "ledger", "LEDGER_PATH"), by=args.by, since=since, until=until,
-                          progress=Progress(sys.stderr) if show_progress else None)
+    store = _existing_store(args)
+    try:
+        result = store.report(by=args.by, since=since, until=until,
+                              progress=Progress(sys.stderr) if show_progress else None)
+    finally:
+        store.close()
     if result.skipped_unparsable:
-        note(f"warning: skipped {result.skipped_unparsable} unparsable ledger line(s)")
+        note(f"warning: skipped {result.skipped_unparsable} ledger line(s) that are not valid records")
     columns = (*args.by, *REPORT_COLUMNS)
     rows = [{**dict(zip(args.by, group, strict=True)), **totals.as_row()} for group, totals in result.rows()]
     total_row = result.totals().as_row()
@@ -152,16 +171,34 @@ def report(args):
 
 
 def refusal_report(args):
-    """Print refused requests per day, key and code (the side record next to the ledger)."""
+    """Print refused requests per day, key and code (the store's refusal record, apart from the ledger)."""
     since_day = args.since.strftime("%Y-%m-%d") if args.since else None
     until_day = args.until.strftime("%Y-%m-%d") if args.until else None
-    sink = refusal_sink({"LEDGER_PATH": setting(args, "ledger", "LEDGER_PATH")})
-    counts = refusal_counts(sink.refusal_rows(since_day, until_day))
+    store = _existing_store(args)
+    try:
+        counts = refusal_counts(store.refusal_record().refusal_rows(since_day, until_day))
+    finally:
+        store.close()
     rows = [{"day": day, "key": key_id, "code": code, "refused": number}
             for (day, key_id, code), number in sorted(counts.items())]
     document = {"view": "refusals", "since": since_day, "until": until_day, "rows": rows,
                 "totals": {"refused": sum(row["refused"] for row in rows)}}
     write_rows(sys.stdout, args.format, REFUSAL_COLUMNS, rows, document=document)
+
+
+def ledger_export(args):
+    since, until = _time_range(args)
+    store = _existing_store(args)
+    count = 0
+    try:
+        output = sys.stdout.buffer
+        for record in store.records(since=since, until=until):
+            output.write(encode_record(record))
+            count += 1
+        output.flush()
+    finally:
+        store.close()
+    note(f"exported {count} record(s)")
 
 
 # --- pricing ----------------------------------------------------------------------------

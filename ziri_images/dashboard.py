@@ -28,10 +28,8 @@ from .dashboard_page import render_dashboard
 from .dashboard_page import render_login
 from .errors import ApiError
 from .gateway import current_gateway
-from .limits import format_ts
+from .records import format_ts
 from .refusals import refusal_counts
-from .refusals import refusal_sink
-from .report import build_report
 
 bp = Blueprint("dashboard", __name__, url_prefix="/admin")
 
@@ -93,7 +91,7 @@ def dashboard():
             return redirect("/admin/login", code=303)  # a browser: to the form (the token never goes in a URL)
         raise ApiError(401, "ADMIN_TOKEN_INVALID", "Send the admin token as 'Authorization: Bearer <token>'.",
                        headers={"WWW-Authenticate": "Bearer"})
-    return _page(render_dashboard(spend_overview(current_gateway(), current_app.config)))
+    return _page(render_dashboard(spend_overview(current_gateway())))
 
 
 @bp.get("/login")
@@ -122,28 +120,23 @@ def login():
     return response
 
 
-def _report(gateway, config, by, since):
-    """Return the store's report ``by`` from ``since`` (the store the limits use)."""
-    return build_report(config["LEDGER_PATH"], by=by, since=since)
-
-
-def spend_overview(gateway, config):
+def spend_overview(gateway):
     """Return what the page shows, read from the store (its usage and reports) and the refusal record."""
     now = gateway.clock()
     first_day = (now - timedelta(days=DAYS_SHOWN - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    by_day = _report(gateway, config, ("day",), format_ts(first_day)).groups
+    by_day = gateway.store.report(by=("day",), since=format_ts(first_day)).groups
     days = [(first_day + timedelta(days=offset)).strftime("%Y-%m-%d") for offset in range(DAYS_SHOWN)]
     daily = [(day, by_day[(day,)].cost if (day,) in by_day else 0.0) for day in days]
     models = sorted(((group[0], totals) for group, totals in
-                     _report(gateway, config, ("model",), format_ts(month_start)).groups.items()),
+                     gateway.store.report(by=("model",), since=format_ts(month_start)).groups.items()),
                     key=lambda item: -item[1].cost_micros)[:10]
     keys = []
     for key in sorted(gateway.keys.refresh().values(), key=lambda key: key.id):
         usage = gateway.limiter.usage(key)
         keys.append({"id": key.id, "user": key.user, "status": key.status, "inFlight": usage["inFlight"],
                      **{name: usage[name] for name in ("daily", "monthly")}})
-    refused = refusal_counts(refusal_sink(config).refusal_rows(first_day.strftime("%Y-%m-%d")))
+    refused = refusal_counts(gateway.store.refusal_record().refusal_rows(first_day.strftime("%Y-%m-%d")))
     refusals = sorted(((day, key_id, code, number) for (day, key_id, code), number in refused.items()),
                       reverse=True)[:50]
     return {"now": now, "month": month_start.strftime("%B %Y"), "daily": daily, "models": models, "keys": keys,

@@ -1,4 +1,4 @@
-"""The per-app objects (keys, prices, providers, ledger, limiter), built once per app.
+"""The per-app objects (keys, prices, providers, store, limiter), built once per app.
 
 They live in ``app.extensions["ziri_images"]`` and are reached through ``current_gateway()``.
 keys.json and pricing.json are reloaded when they change on disk (``reloading.py``).
@@ -20,6 +20,8 @@ from .providers import build_providers
 from .providers import check_catalog
 from .reloading import ReloadingFile
 from .settings import load_json_file
+from .stores.base import Store
+from .stores.file import FileStore
 
 log = logging.getLogger("ziri_images")
 
@@ -33,7 +35,7 @@ class Gateway:
     keys: KeyStore
     catalog: ReloadingFile  # pricing.json, reloaded when it changes
     providers: dict
-    ledger: Ledger
+    store: Store
     limiter: Limiter
     clock: object
     allow_demo_keys_upstream: bool
@@ -71,8 +73,29 @@ def catalog_loader(providers, providers_file, clock):
     return load
 
 
+def open_store(settings, clock=utc_now, create=True):
+    """Return the store the settings choose: PostgreSQL at DATABASE_URL, else the JSONL ledger at LEDGER_PATH.
+
+    ``create=False`` opens an existing ledger only (a report or an export never makes one).
+    """
+    # A reservation outlives the longest possible upstream call (every provider call ends by its
+    # deadline, connect + read timeout from its start: providers.py), plus a grace period.
+    ttl = (settings["UPSTREAM_CONNECT_TIMEOUT"] + settings["UPSTREAM_READ_TIMEOUT"]
+           + settings["RESERVATION_GRACE_SECONDS"])
+    if settings.get("DATABASE_URL"):
+        # Imported only when used: the file store never loads the driver.
+        from .stores.postgres import PostgresStore
+
+        return PostgresStore(settings["DATABASE_URL"], clock, ttl, pool_size=settings["DATABASE_POOL_SIZE"],
+                             timeout=settings["DATABASE_TIMEOUT"], lease_seconds=settings["DATABASE_LEASE_SECONDS"],
+                             spool_dir=settings["SPOOL_DIR"])
+    ledger = Ledger(settings["LEDGER_PATH"], durable=settings["LEDGER_DURABLE"],
+                    mirror_stdout=settings["LEDGER_STDOUT"], create=create)
+    return FileStore(ledger, clock, ttl)
+
+
 def init_app(app):
-    """Load and validate every file the gateway needs; replay the ledger once."""
+    """Load and validate every file the gateway needs; open the store (the file store replays its ledger)."""
     config = app.config
     clock = config.get("CLOCK", utc_now)
     keys = KeyStore(config["KEYS_FILE"])
@@ -83,20 +106,16 @@ def init_app(app):
         if provider.missing_setting is not None:
             # Names the variable, never a value: its requests get PROVIDER_KEY_MISSING until it is set.
             log.info("provider %s: no %s until %s is set", provider.name, *provider.missing_setting)
-    ledger = Ledger(config["LEDGER_PATH"], durable=config["LEDGER_DURABLE"], mirror_stdout=config["LEDGER_STDOUT"])
-    # A reservation outlives the longest possible upstream call (each call ends by its deadline,
-    # connect + read timeout from its start), plus a grace period.
-    ttl = max(provider.call_deadline for provider in providers.values()) + config["RESERVATION_GRACE_SECONDS"]
-    limiter = Limiter(ledger, clock, ttl)
+    store = open_store(config, clock)
     started = time.monotonic()
-    records = limiter.replay()
-    log.info("ledger %s replayed: %d records in %.2fs", ledger.path, records, time.monotonic() - started)
+    summary = store.start()
+    log.info("%s in %.2fs", summary, time.monotonic() - started)
     app.extensions["ziri_images"] = Gateway(
         keys=keys,
         catalog=catalog,
         providers=providers,
-        ledger=ledger,
-        limiter=limiter,
+        store=store,
+        limiter=Limiter(store),
         clock=clock,
         allow_demo_keys_upstream=config["ALLOW_DEMO_KEYS_UPSTREAM"],
     )

@@ -6,18 +6,20 @@ of a whole line on an ``O_APPEND`` descriptor, fsynced before the transaction en
 ledger is durable. A short write (disk full) is cut back with ``ftruncate``, so a line is
 either entirely there or not at all. Readers follow the file from an offset, so a process
 only ever reads what other processes appended since it last looked.
+
+This module moves whole lines; ``records.py`` says what a line means.
 """
 
 import fcntl
-import json
 import logging
 import os
 import sys
 import threading
 from contextlib import contextmanager
 
-from .errors import ApiError
 from .errors import ConfigError
+from .records import encode_record
+from .stores.base import ledger_unavailable
 
 log = logging.getLogger("ziri_images")
 
@@ -25,30 +27,11 @@ log = logging.getLogger("ziri_images")
 _READ_BLOCK = 1 << 20
 
 
-def ledger_unavailable(reason):
-    return ApiError(503, "LEDGER_UNAVAILABLE", f"Cost ledger is not writable: {reason}", should_retry=False)
-
-
-def encode_record(record):
-    """Return the ledger line for ``record`` (compact JSON, one line, trailing newline)."""
-    return (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def iter_lines(data):
-    """Yield decoded records from complete lines of ``data``; skip (and log) unparsable ones."""
-    for line in data.splitlines():
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except ValueError:
-            log.error("ledger: skipping unparsable line (%d bytes)", len(line))
-
-
 class Ledger:
     """Append records to, and follow, one JSONL file."""
 
-    def __init__(self, path, durable=True, mirror_stdout=False):
+    def __init__(self, path, durable=True, mirror_stdout=False, create=True):
+        """Open (with ``create``, make) the ledger at ``path``; without ``create`` a missing file raises OSError."""
         self.path = path
         self.durable = durable
         self.mirror_stdout = mirror_stdout
@@ -57,6 +40,9 @@ class Ledger:
         self._thread_lock = threading.Lock()
         self._fd = None
         self._fd_pid = None
+        if not create:
+            os.stat(path)  # a report or an export of a ledger that is not there is an error, not an empty file
+            return
         directory = os.path.dirname(os.path.abspath(path))
         try:
             os.makedirs(directory, exist_ok=True)
@@ -71,6 +57,12 @@ class Ledger:
             self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
             self._fd_pid = os.getpid()
         return self._fd
+
+    def close(self):
+        """Close this process's descriptor (the next transaction opens a new one)."""
+        if self._fd is not None and self._fd_pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
 
     @contextmanager
     def transaction(self):
@@ -87,7 +79,7 @@ class Ledger:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
     def read_from(self, offset):
-        """Return (records, new_offset) for the complete lines after byte ``offset``."""
+        """Return (lines, new_offset) for the complete lines after byte ``offset`` (blank lines left out)."""
         try:
             with open(self.path, "rb") as file:
                 file.seek(offset)
@@ -95,11 +87,12 @@ class Ledger:
         except OSError as error:  # unreadable (I/O error) or moved away: refuse like an unwritable ledger
             raise ledger_unavailable(error.strerror or str(error))
         end = data.rfind(b"\n") + 1  # a line still being written elsewhere is left for later
-        return list(iter_lines(data[:end])), offset + end
+        return [line for line in data[:end].split(b"\n") if line and not line.isspace()], offset + end
 
     def scan(self, offset=0, line_filter=None, on_block=None):
-        """Yield (record, end_offset) for every complete line from ``offset``, block by block.
+        """Yield (line, end_offset) for every complete non-blank line from ``offset``, block by block.
 
+        ``line_filter(line)``, if given, drops the lines for which it returns False.
         ``on_block(end_offset)`` is called after each block, filtered lines included, so a
         follower knows exactly how far it has read.
         """
@@ -113,12 +106,10 @@ class Ledger:
                 data = carry + block
                 end = data.rfind(b"\n") + 1
                 carry = data[end:]
-                lines = data[:end]
                 offset += end
-                if line_filter is not None:
-                    lines = b"\n".join(line for line in lines.split(b"\n") if line_filter(line))
-                for record in iter_lines(lines):
-                    yield record, offset
+                for line in data[:end].split(b"\n"):
+                    if line and not line.isspace() and (line_filter is None or line_filter(line)):
+                        yield line, offset
                 if on_block is not None:
                     on_block(offset)
 

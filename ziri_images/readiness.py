@@ -9,8 +9,6 @@ or error text (those go to the log): it is meant for load balancers and uptime m
 """
 
 import logging
-import os
-import tempfile
 
 from flask import Blueprint
 
@@ -21,10 +19,6 @@ from .keys import load_key_file
 log = logging.getLogger("ziri_images")
 
 bp = Blueprint("readiness", __name__)
-
-# Below this much free space a ledger write (and so every paid request) is about to fail.
-MIN_FREE_BYTES = 1024 * 1024
-
 
 def check_key_file(gateway):
     """Return None if the key file on disk parses, else a short reason."""
@@ -44,23 +38,9 @@ def check_catalog(gateway):
 
 
 def check_ledger(gateway):
-    """Return None if the ledger file and its directory accept writes, else a short reason."""
-    path = gateway.ledger.path
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        # A real write, not os.access: root passes os.access even on a read-only mount.
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-        # No O_CREAT: the file was created at start-up, so a missing one was moved or deleted.
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
-        disk = os.statvfs(directory)
-    except OSError as error:
-        log.warning("readiness: ledger %s is not writable: %s", path, error.strerror or error)
-        return "the ledger is not writable"
-    if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
-        log.warning("readiness: ledger %s: less than %d bytes free", path, MIN_FREE_BYTES)
-        return "the ledger's disk is full"
-    return None
+    """Return None if the store can keep a request's records, else a short reason."""
+    ok, reason = gateway.store.readiness()
+    return None if ok else reason
 
 
 def provider_status(gateway):
@@ -79,7 +59,21 @@ def check_providers(gateway):
     return None
 
 
-CHECKS = {"keys": check_key_file, "catalog": check_catalog, "ledger": check_ledger, "providers": check_providers}
+# A check that does not apply to this gateway (e.g. the database, with the file store): left out.
+NOT_USED = object()
+
+
+def check_database(gateway):
+    """Return None if the PostgreSQL store's database answers with a current schema, else a short reason."""
+    ping = getattr(gateway.store, "ping_database", None)
+    if ping is None:
+        return NOT_USED  # the file store: no database to reach
+    ok, reason = ping()
+    return None if ok else reason
+
+
+CHECKS = {"keys": check_key_file, "catalog": check_catalog, "ledger": check_ledger, "database": check_database,
+          "providers": check_providers}
 
 
 @bp.get("/ready")
@@ -88,6 +82,8 @@ def ready():
     checks = {}
     for name, check in CHECKS.items():
         reason = check(gateway)
+        if reason is NOT_USED:
+            continue
         checks[name] = {"ok": True} if reason is None else {"ok": False, "reason": reason}
     ok = all(result["ok"] for result in checks.values())
     body = {"status": "ready" if ok else "not_ready", "checks": checks, "providers": provider_status(gateway)}

@@ -3,18 +3,18 @@
 A refused request (``metrics.is_refusal``: 402, 403, 409, 429, 503 ``QUEUE_FULL``) costs nothing and
 reaches no provider, so it never enters the ledger. Each process counts refusals in memory by
 ``(day, keyId, code)`` and a background thread flushes the counts every ``flush_seconds`` as
-aggregated rows into a side record (``RefusalFile`` next to the ledger; the PostgreSQL store's
-counter table), so a flood of refusals costs one dict increment each and writes at most one row
-per group and interval, never a line per request:
+aggregated rows into the store's refusal record (``Store.refusal_record()``: ``RefusalFile``
+next to the file ledger; the PostgreSQL store's ``refusal_counts`` table), so a flood of refusals
+costs one dict increment each and writes at most one row per group and interval, never one per request:
 
 - the key is the authenticated key's id, or ``-`` (a bad or missing key: never the raw value);
 - at most ``max_groups`` groups are held between flushes; beyond that refusals count under ``(other)``;
-- admitted requests never wait for a flush (it runs in its own thread, after the answer).
+- admitted requests never wait for a flush (it runs in its own thread, after the answer);
+- a gunicorn worker writes what it still holds as it exits (``flush_refusals``, from ``worker_exit``).
 
-``refusal_counts(rows, since_day, until_day)`` sums the rows any sink returns.
+``refusal_counts(rows)`` sums the rows any refusal record returns.
 """
 
-import atexit
 import json
 import logging
 import os
@@ -23,7 +23,6 @@ import threading
 from flask import current_app
 from flask import g
 
-from .gateway import utc_now
 from .metrics import is_refusal
 
 log = logging.getLogger("ziri_images")
@@ -133,11 +132,6 @@ def refusal_counts(rows):
     return totals
 
 
-def refusal_sink(config):
-    """Return where this app's refusal counts are kept (next to the file store's ledger)."""
-    return RefusalFile.beside(config["LEDGER_PATH"])
-
-
 def count_refusal(response):
     """Count the answer if it refused the request (``after_request``; no I/O)."""
     code = g.get("error_code", "-")
@@ -147,9 +141,15 @@ def count_refusal(response):
     return response
 
 
+def flush_refusals(app):
+    """Write the refusal counts ``app`` holds now (gunicorn's ``worker_exit``: a worker's last seconds)."""
+    counter = getattr(app, "extensions", {}).get("ziri_images_refusals")
+    return counter.flush() if counter is not None else 0
+
+
 def init_app(app):
-    """Count this app's refusals and flush them to its side record (also when the process exits)."""
-    counter = RefusalCounter(refusal_sink(app.config), app.config.get("CLOCK", utc_now))
+    """Count this app's refusals and flush them to its store's refusal record every few seconds."""
+    gateway = app.extensions["ziri_images"]
+    counter = RefusalCounter(gateway.store.refusal_record(), gateway.clock)
     app.extensions["ziri_images_refusals"] = counter
     app.after_request(count_refusal)
-    atexit.register(counter.flush)

@@ -45,6 +45,20 @@ _SETTINGS = {
     "ADMIN_TOKEN": ("ZIRI_ADMIN_TOKEN", "", str),
     # "text" (key=value lines) or "json" (one JSON object per line, for log drains).
     "LOG_FORMAT": ("ZIRI_LOG_FORMAT", "text", "log_format"),
+    # The PostgreSQL store (see DATABASE_URL below): unset keeps the file ledger.
+    "DATABASE_URL": ("ZIRI_DATABASE_URL", "", str),
+    # Heroku's convention: heroku-postgresql sets DATABASE_URL; ZIRI_DATABASE_URL wins over it.
+    "PLATFORM_DATABASE_URL": ("DATABASE_URL", "", str),
+    # Connections per worker process: each request holds one for a few milliseconds, never during the
+    # provider call, so a few serve ~1,000 concurrent requests; the server's max_connections caps the total.
+    "DATABASE_POOL_SIZE": ("ZIRI_DATABASE_POOL_SIZE", 4, int),
+    # Seconds to connect, to wait for a pooled connection, and for any statement or row lock: beyond
+    # it a request is refused with 503 LEDGER_UNAVAILABLE before the provider is called.
+    "DATABASE_TIMEOUT": ("ZIRI_DATABASE_TIMEOUT", 5.0, float),
+    # A process's lease: when it is not renewed for this long, other processes settle its reservations.
+    "DATABASE_LEASE_SECONDS": ("ZIRI_DATABASE_LEASE_SECONDS", 30.0, float),
+    # Charges that could not reach the database wait here (fsynced) until it is back.
+    "SPOOL_DIR": ("ZIRI_SPOOL_DIR", "var/spool", str),
 }
 
 LOG_FORMATS = ("text", "json")
@@ -91,6 +105,7 @@ def load_settings(environ=None):
     for name, (env_name, default, parser) in _SETTINGS.items():
         raw = environ.get(env_name)
         settings[name] = default if raw is None else _parse(name, env_name, raw, parser)
+    settings["DATABASE_URL"] = settings["DATABASE_URL"].strip() or settings["PLATFORM_DATABASE_URL"].strip()
     return settings
 
 

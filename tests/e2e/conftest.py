@@ -6,11 +6,17 @@
 ``worker_class``
     Parametrized: each test runs under gunicorn's ``gthread`` worker and, when gevent is
     installed, its ``gevent`` worker (chosen with ``GUNICORN_WORKER_CLASS``).
-``start_gateway(keys, workers=4, threads=4, extra_env=None)``
+``store``
+    The store the gateways use: ``"file"`` here; a module that runs on both parametrizes it
+    with ``STORES`` (``"postgres"`` uses the run's test database, emptied for the test, with
+    ``LEASE_SECONDS`` leases so a killed worker's lease lapses quickly).
+``start_gateway(keys, workers=4, threads=4, extra_env=None, directory=None)``
     The gateway under gunicorn with the project's ``gunicorn.conf.py`` (preload_app),
-    keys/pricing/ledger under ``tmp_path`` and the stub as OpenAI. ``keys`` maps a user name to
-    extra keys.json fields; ``raw_key(name)`` is that user's key. ``extra_env`` adds or replaces
-    environment variables (e.g. shorter timeouts, another upstream). Returns a ``Gateway``.
+    keys/pricing/ledger (and the PostgreSQL store's spool) under ``directory`` (default
+    ``tmp_path``: a second host gets a directory of its own) and the stub as OpenAI. ``keys``
+    maps a user name to extra keys.json fields; ``raw_key(name)`` is that user's key.
+    ``extra_env`` adds or replaces environment variables (e.g. shorter timeouts, another
+    upstream). Returns a ``Gateway``, whose ``ledger()`` reads the records from the store.
 
 Every process is started in its own session and stopped (then killed, by its process group)
 when the test ends; start-up and every request are bounded in time. Tests using these
@@ -41,7 +47,7 @@ STOP_SECONDS = 10
 STUB_API_KEY = "sk-local-stub-not-a-real-key"
 # Settings the gateway reads from the environment: the developer's values must not leak in.
 ENV_PREFIXES = ("ZIRI_", "OPENAI_", "GUNICORN_")
-ENV_NAMES = ("PORT", "HOST", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS")
+ENV_NAMES = ("PORT", "HOST", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "DATABASE_URL")
 # GUNICORN_WORKER_CLASS -> the ziri_images.workers class gunicorn reports using.
 WORKER_CLASS_NAMES = {"gevent": "GeventWorker", "gthread": "ThreadWorker", "sync": "SyncWorker"}
 
@@ -125,13 +131,14 @@ class Stub:
 
 
 class Gateway:
-    """A running gateway: its URL, ledger and gunicorn processes."""
+    """A running gateway: its URL, ledger (or database) and gunicorn processes."""
 
-    def __init__(self, url, ledger_path, process, worker_pids):
+    def __init__(self, url, ledger_path, process, worker_pids, database=None):
         self.url = url
         self.ledger_path = ledger_path
         self.process = process
         self.worker_pids = worker_pids
+        self.database = database
 
     def generate(self, name, prompt="a red fox", timeout=15, **body):
         body = {"provider": "openai", "model": "dall-e-3", "prompt": prompt, **body}
@@ -144,7 +151,9 @@ class Gateway:
         return response.json()
 
     def ledger(self):
-        """Return every ledger record; fail on a torn or unparsable line."""
+        """Return every ledger record (in the order written); fail on a torn or unparsable line."""
+        if self.database is not None:
+            return self.database.records()
         text = self.ledger_path.read_text(encoding="utf-8") if self.ledger_path.exists() else ""
         assert text == "" or text.endswith("\n"), "the ledger ends with a partial line"
         return [json.loads(line) for line in text.splitlines()]
@@ -175,19 +184,42 @@ def worker_class(request):
     return request.param
 
 
+# The stores an end-to-end module may run on: ``@pytest.fixture(params=STORES)`` named ``store``.
+STORES = [pytest.param("file", id="file"), pytest.param("postgres", id="postgres")]
+# Short leases for the PostgreSQL gateways: a killed worker's reservations are settled within seconds.
+LEASE_SECONDS = 2
+
+
 @pytest.fixture
-def start_gateway(tmp_path, stub, worker_class):
+def store():
+    return "file"
+
+
+def store_environment(request, store, directory):
+    """Return (environment, test database or None) that make a gateway use ``store``."""
+    if store != "postgres":
+        return {}, None
+    database = request.getfixturevalue("database")
+    return {"ZIRI_DATABASE_URL": database.url, "ZIRI_SPOOL_DIR": directory / "var" / "spool",
+            "ZIRI_DATABASE_LEASE_SECONDS": LEASE_SECONDS, "ZIRI_DATABASE_TIMEOUT": 3}, database
+
+
+@pytest.fixture
+def start_gateway(request, tmp_path, stub, worker_class, store):
     started = []
 
-    def start(keys, workers=4, threads=4, extra_env=None):
-        keys_path = tmp_path / "keys.json"
+    def start(keys, workers=4, threads=4, extra_env=None, directory=None):
+        directory = tmp_path if directory is None else directory
+        directory.mkdir(parents=True, exist_ok=True)
+        store_env, database = store_environment(request, store, directory)
+        keys_path = directory / "keys.json"
         keys_path.write_text(json.dumps({"keys": [
             {"id": f"key_{name}", "user": name, "hash": hash_key(raw_key(name)), **fields}
             for name, fields in keys.items()
         ]}))
-        pricing_path = tmp_path / "pricing.json"
+        pricing_path = directory / "pricing.json"
         shutil.copyfile(PROJECT_DIR / "pricing.json", pricing_path)
-        ledger_path = tmp_path / "var" / "ledger.jsonl"
+        ledger_path = directory / "var" / "ledger.jsonl"
         port = free_port()
         env = clean_environment(
             HOST="127.0.0.1", PORT=port, WEB_CONCURRENCY=workers, GUNICORN_THREADS=threads,
@@ -196,7 +228,7 @@ def start_gateway(tmp_path, stub, worker_class):
             OPENAI_BASE_URL=f"{stub.url}/v1", OPENAI_API_KEY=STUB_API_KEY,
             ZIRI_UPSTREAM_READ_TIMEOUT=10, ZIRI_LOG_LEVEL="WARNING",
         )
-        env.update({name: str(value) for name, value in (extra_env or {}).items()})
+        env.update({name: str(value) for name, value in {**store_env, **(extra_env or {})}.items()})
         command = [sys.executable, "-m", "gunicorn", "--config", str(PROJECT_DIR / "gunicorn.conf.py"), "app:app"]
         process = Process(command, tmp_path / f"gunicorn-{len(started)}.log", env)
         started.append(process)
@@ -209,7 +241,7 @@ def start_gateway(tmp_path, stub, worker_class):
         # The class really in use (gunicorn.conf.py chooses ziri_images.workers' from GUNICORN_WORKER_CLASS).
         in_use = WORKER_CLASS_NAMES[worker_class]
         assert re.search(rf"Using worker: {in_use}\b", process.log()), process.log()[-3000:]
-        return Gateway(url, ledger_path, process, [int(pid) for pid in booted()])
+        return Gateway(url, ledger_path, process, [int(pid) for pid in booted()], database)
 
     yield start
     for process in started:

@@ -1,7 +1,8 @@
-"""Per-key limits hold across gunicorn workers: real gateway, real stub, real ledger file.
+"""Per-key limits hold across gunicorn workers: real gateway, real stub, real store.
 
 Each test fires a burst of concurrent requests from a thread pool (released together by a
-barrier) at 4 workers x 4 threads and checks the outcome and the ledger, never timings.
+barrier) at 4 workers x 4 threads and checks the outcome and the ledger, never timings. Every
+test runs on both stores: the ledger file and the PostgreSQL test database.
 """
 
 import os
@@ -13,10 +14,17 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from e2e.conftest import STORES
+
 pytestmark = pytest.mark.real_http
 
 PRICE = 0.04  # dall-e-3, standard, 1024x1024
 MICROS = 1_000_000
+
+
+@pytest.fixture(params=STORES)
+def store(request):
+    return request.param
 
 
 def burst(count, send):
@@ -127,8 +135,8 @@ def test_reservation_of_a_killed_worker_is_charged_by_another_worker(start_gatew
     gateway = start_gateway({"victim": {}, "bystander": {}})
     with ThreadPoolExecutor(max_workers=1) as pool:
         doomed = pool.submit(gateway.generate, "victim", prompt="a red fox [stub:delay=3]")
-        gateway.process.wait_until(lambda: gateway.ledger_path.exists() and gateway.records("reservation"),
-                                   "the slow request's reservation", seconds=5)
+        gateway.process.wait_until(lambda: gateway.records("reservation"), "the slow request's reservation",
+                                   seconds=5)
         [reservation] = gateway.records("reservation", "victim")
         pid = worker_pid(reservation)
         assert pid in gateway.worker_pids
@@ -139,6 +147,9 @@ def test_reservation_of_a_killed_worker_is_charged_by_another_worker(start_gatew
             doomed.result(timeout=10)
     # The master reaps the worker (until then it is a zombie and still "alive" to kill(pid, 0)).
     gateway.process.wait_until(lambda: not os.path.exists(f"/proc/{pid}"), "the killed worker's exit", seconds=5)
+    # File store: at once (the pid is gone). PostgreSQL: once the dead worker's lease lapses.
+    gateway.process.wait_until(lambda: gateway.usage("victim")["inFlight"] == 0, "the dead worker's reservation",
+                               seconds=10)
 
     assert gateway.generate("bystander").status_code == 200  # the next request, on another worker
 

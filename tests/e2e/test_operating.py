@@ -45,6 +45,10 @@ def test_metrics_sum_every_worker_and_every_log_line_is_json(start_gateway):
         assert metric(text, "ziri_refusals_total") == 1
         assert metric(text, "ziri_reservations_open") == 0
     gateway.process.stop()
+    # The refusal reached its record as the workers exited, without waiting for the 10 s flush.
+    refusals = gateway.ledger_path.parent / "refusals.jsonl"
+    rows = [json.loads(line) for line in refusals.read_text().splitlines()]
+    assert [(row["keyId"], row["code"], row["count"]) for row in rows] == [("-", "API_KEY_INVALID", 1)]
     lines = [line for line in gateway.process.log().splitlines() if line.strip()]
     entries = [json.loads(line) for line in lines]  # every line, gunicorn's and the gateway's, is one object
     messages = " ".join(entry["message"] for entry in entries)

@@ -39,6 +39,7 @@ from conftest import PROVIDER_KEY
 from conftest import XAI_KEY
 from e2e.conftest import STUB_API_KEY
 from e2e.conftest import start_gateway  # noqa: F401  (a fixture, used by name)
+from e2e.conftest import store  # noqa: F401  (a fixture, used by name)
 from e2e.conftest import stub  # noqa: F401  (a fixture, used by name)
 
 # A gateway key (ziri-{user}-{hex secret}), whoever it belongs to, and the provider keys the tests use.

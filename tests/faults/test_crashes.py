@@ -5,7 +5,8 @@ directives give every request a small random delay and some of them a provider e
 images. A pool of clients sends a few hundred requests while a killer thread SIGKILLs workers
 that hold a reservation (or any worker, when none does); gunicorn starts replacements. Once the
 load is over and every reservation's expiry has passed, one more request lets a worker settle
-what the dead ones left open. Then:
+what the dead ones left open (on the PostgreSQL store, once a dead worker's lease lapses).
+It runs on both stores. Then:
 
 - every ledger line parses and the file ends with a whole line;
 - every 200 a client saw has exactly one charge: succeeded, its cost > 0 and as answered;
@@ -28,9 +29,11 @@ from datetime import timezone
 
 import pytest
 import requests
+from e2e.conftest import LEASE_SECONDS
+from e2e.conftest import STORES
 
 from faults.conftest import live_workers
-from ziri_images.limits import parse_ts
+from ziri_images.records import parse_ts
 
 pytestmark = pytest.mark.real_http
 
@@ -42,6 +45,8 @@ KILLS = 4
 # A reservation expires 3 s after it is made (connect 1 + read 1.5 + grace 0.5), so the test can wait for it.
 SHORT_EXPIRY = {"ZIRI_UPSTREAM_CONNECT_TIMEOUT": 1, "ZIRI_UPSTREAM_READ_TIMEOUT": 1.5,
                 "ZIRI_RESERVATION_GRACE_SECONDS": 0.5}
+# On PostgreSQL a dead worker is seen when its lease lapses: expire reservations well after that.
+EXPIRY_AFTER_LEASE = {**SHORT_EXPIRY, "ZIRI_UPSTREAM_READ_TIMEOUT": 2 * LEASE_SECONDS + 1}
 MICROS = 1_000_000
 
 
@@ -52,6 +57,11 @@ MICROS = 1_000_000
 def worker_class(request):
     if request.param == "gevent":
         pytest.importorskip("gevent")
+    return request.param
+
+
+@pytest.fixture(params=STORES)
+def store(request):
     return request.param
 
 
@@ -104,7 +114,8 @@ class Killer(threading.Thread):
 
     def victim(self):
         workers = set(live_workers(self.gateway))
-        records = complete_records(self.gateway.ledger_path)
+        gateway = self.gateway
+        records = complete_records(gateway.ledger_path) if gateway.database is None else gateway.ledger()
         settled = {r["requestId"] for r in records if r["type"] in ("charge", "reservation_expired")}
         busy = sorted({worker_pid(r) for r in records if r["type"] == "reservation" and r["requestId"] not in settled}
                       & workers)
@@ -135,9 +146,10 @@ def wait_for(condition, what, seconds=15):
         time.sleep(0.05)
 
 
-def test_workers_killed_during_a_load_lose_no_charge(start_gateway, worker_class):
+def test_workers_killed_during_a_load_lose_no_charge(start_gateway, worker_class, store):
     rng = random.Random(20261126)
-    gateway = start_gateway({user: {} for user in USERS}, workers=WORKERS, extra_env=SHORT_EXPIRY)
+    expiry = EXPIRY_AFTER_LEASE if store == "postgres" else SHORT_EXPIRY
+    gateway = start_gateway({user: {} for user in USERS}, workers=WORKERS, extra_env=expiry)
     killer = Killer(gateway, random.Random(rng.random()))
 
     killer.start()

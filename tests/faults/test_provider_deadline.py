@@ -19,7 +19,7 @@ from faults.conftest import FaultServer
 from faults.conftest import trickle_body
 from faults.conftest import trickle_headers
 from ziri_images.gateway import utc_now
-from ziri_images.limits import parse_ts
+from ziri_images.records import parse_ts
 
 pytestmark = pytest.mark.real_http
 
@@ -63,7 +63,7 @@ def test_reservation_outlives_the_call_deadline(app):
     gateway = app.extensions["ziri_images"]
     for provider in gateway.providers.values():
         assert provider.call_deadline == sum(provider.timeout)
-        assert gateway.limiter.reservation_ttl > provider.call_deadline
+        assert gateway.store.reservation_ttl > provider.call_deadline
 
 
 def test_trickling_upstream_under_gunicorn(start_gateway):

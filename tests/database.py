@@ -1,0 +1,95 @@
+"""The PostgreSQL server the tests use: a database of their own per test run.
+
+The server is found through ``ZIRI_TEST_DATABASE_URL`` (default: the project machines' server,
+``postgresql://postgres@127.0.0.1:5432/test``). Each run creates a database with a random name,
+migrates it, and drops it at the end, so concurrent runs (other suites on the same server)
+cannot collide; each test starts from empty tables.
+
+With no server reachable the tests that need one are skipped, all with one reason; with
+``ZIRI_TEST_REQUIRE_DATABASE=1`` (``.ci/run`` sets it) they fail instead.
+"""
+
+import os
+import secrets
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from ziri_images.stores.pgschema import describe
+from ziri_images.stores.pgschema import migrate
+from ziri_images.stores.pgsql import RENEW_LEASE
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
+TABLES = ("ledger_records", "key_locks", "key_periods", "open_reservations", "worker_leases", "refusal_counts")
+
+
+def server_url():
+    return os.environ.get("ZIRI_TEST_DATABASE_URL") or DEFAULT_URL
+
+
+def database_required():
+    return os.environ.get("ZIRI_TEST_REQUIRE_DATABASE", "").strip().lower() in ("1", "true", "yes")
+
+
+class TestDatabase:
+    """A database created for this run on the test server."""
+
+    __test__ = False  # not a test class, whatever its name
+
+    def __init__(self):
+        self.name = f"ziri_test_{secrets.token_hex(6)}"
+        self.url = make_conninfo(server_url(), dbname=self.name)
+        with psycopg.connect(server_url(), autocommit=True, connect_timeout=3) as admin:
+            admin.execute(f'CREATE DATABASE "{self.name}"')
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            migrate(connection)
+
+    def connect(self):
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+
+    def empty(self):
+        """Remove every row (the schema stays)."""
+        with self.connect() as connection:
+            connection.execute(f"TRUNCATE {', '.join(TABLES)}")
+
+    def keep_alive(self, workers, seconds=3600):
+        """Give ``workers`` live leases, as running gateway processes would keep."""
+        with self.connect() as connection:
+            for worker in workers:
+                connection.execute(RENEW_LEASE, {"worker": worker, "seconds": seconds})
+
+    def records(self):
+        """Return every record, in the order written."""
+        with self.connect() as connection:
+            return [row[0] for row in connection.execute("SELECT record FROM ledger_records ORDER BY id")]
+
+    def drop(self):
+        with psycopg.connect(server_url(), autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+UNREACHABLE = "PostgreSQL is not reachable"
+
+
+def skip_reason():
+    return f"{UNREACHABLE} at {describe(server_url())} (set ZIRI_TEST_DATABASE_URL)"
+
+
+def open_test_database():
+    """Return a new TestDatabase, or skip (fail, when required) with one reason if the server is unreachable."""
+    try:
+        return TestDatabase()
+    except psycopg.OperationalError as error:
+        detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if database_required():
+        pytest.fail(f"{UNREACHABLE} at {describe(server_url())}: {detail} (ZIRI_TEST_REQUIRE_DATABASE is set)",
+                    pytrace=False)
+    pytest.skip(skip_reason())
+
+
+def summarize_skips(terminalreporter):
+    """Add one line to the summary: how many tests were skipped for want of a server, and why."""
+    skipped = [report for report in terminalreporter.stats.get("skipped", []) if UNREACHABLE in str(report.longrepr)]
+    if skipped:
+        terminalreporter.write_line(f"{len(skipped)} test(s) skipped: {skip_reason()}")

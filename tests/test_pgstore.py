@@ -1,0 +1,287 @@
+"""The PostgreSQL store on the real server: schema, faults, leases, the spool, import and export.
+
+The limits suites (tests/test_limits.py and the end-to-end ones) run against both stores
+through the ``store`` parametrization; what is here is PostgreSQL's own: what the database
+rules out, and what happens when it is away.
+"""
+
+import json
+import socket
+import uuid
+from datetime import timedelta
+
+import pytest
+from conftest import FakeClock
+
+from ziri_images import cli
+from ziri_images.errors import ApiError
+from ziri_images.records import Reservation
+from ziri_images.records import charge_record
+from ziri_images.records import encode_record
+from ziri_images.records import expiry_record
+from ziri_images.records import format_ts
+from ziri_images.records import reservation_record
+from ziri_images.records import to_micros
+from ziri_images.settings import load_settings
+from ziri_images.stores.pgschema import LATEST
+from ziri_images.stores.pgschema import migrate
+from ziri_images.stores.pgschema import schema_version
+from ziri_images.stores.postgres import PostgresStore
+
+TTL = 245.0
+PRICE = 40_000  # micros: dall-e-3 standard 1024x1024
+
+
+class Key:
+    """The part of an ApiKey the store reads."""
+
+    def __init__(self, key_id="key_pg", user="pat", **limits):
+        self.id, self.user, self.limits = key_id, user, limits
+
+    def limit(self, name):
+        return self.limits.get(name)
+
+
+def details(**extra):
+    return {"requestId": "req_" + uuid.uuid4().hex, "provider": "openai", "model": "dall-e-3", **extra}
+
+
+def outcome(reservation, cost, images=1, user="pat"):
+    return {"requestId": reservation.request_id, "keyId": reservation.key_id, "user": user, "model": "dall-e-3",
+            "status": "succeeded", "httpStatus": 200, "imagesReturned": images, "cost": cost}
+
+
+def closed_port_url():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"postgresql://postgres@127.0.0.1:{sock.getsockname()[1]}/none"
+
+
+@pytest.fixture
+def make_store(database, tmp_path, clock):
+    stores = []
+
+    def make(url=None, **options):
+        options = {"spool_dir": str(tmp_path / "spool"), "timeout": 2.0, **options}
+        store = PostgresStore(url or database.url, clock, TTL, **options)
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+def charges(database):
+    return [record for record in database.records() if record["type"] == "charge"]
+
+
+def test_migrate_twice_changes_nothing_the_second_time(database):
+    with database.connect() as connection:
+        assert migrate(connection) == []  # the run's database is migrated already
+        assert schema_version(connection) == LATEST
+
+
+def test_db_migrate_without_a_database_says_so_and_succeeds(capsys):
+    assert cli.main(["db", "migrate"]) == 0
+    assert "no database configured" in capsys.readouterr().err
+
+
+def test_db_migrate_on_an_empty_database_creates_the_schema(test_database, capsys):
+    with test_database.connect() as connection:
+        connection.execute("CREATE SCHEMA fresh")
+    url = f"{test_database.url} options='-c search_path=fresh'"
+    try:
+        assert cli.main(["db", "migrate", "--database-url", url]) == 0
+        assert "applied migration(s) 1" in capsys.readouterr().err
+        assert cli.main(["db", "migrate", "--database-url", url]) == 0
+        assert "already current" in capsys.readouterr().err
+    finally:
+        with test_database.connect() as connection:
+            connection.execute("DROP SCHEMA fresh CASCADE")
+
+
+def test_db_migrate_names_an_unreachable_database_in_one_line(capsys):
+    assert cli.main(["db", "migrate", "--database-url", closed_port_url(), "--timeout", "2"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("ziri-images: error: database 127.0.0.1:") and error.count("\n") == 1
+
+
+def test_unreachable_database_refuses_before_the_provider_with_a_retryable_503(make_store):
+    store = make_store(closed_port_url(), timeout=1.0)
+    with pytest.raises(ApiError) as refused:
+        store.reserve(Key(), PRICE, details())
+    assert (refused.value.status, refused.value.code, refused.value.should_retry) == (503, "LEDGER_UNAVAILABLE", True)
+    assert store.ping_database() == (False, "the database is unavailable")
+
+
+def test_a_row_lock_held_past_the_timeout_refuses_instead_of_waiting(make_store, database):
+    store = make_store(timeout=1.0)
+    store.reserve(Key(), PRICE, details())  # creates the key's row
+    with database.connect() as holder, holder.transaction():
+        holder.execute("SELECT * FROM key_locks WHERE key_id = 'key_pg' FOR UPDATE")
+        with pytest.raises(ApiError) as refused:
+            store.reserve(Key(), PRICE, details())
+    assert refused.value.code == "LEDGER_UNAVAILABLE"
+    assert store.reserve(Key(), PRICE, details()).micros == PRICE  # released: admitted again
+
+
+def test_a_charge_written_twice_is_stored_and_counted_once(make_store, database, clock):
+    store = make_store()
+    reservation = store.reserve(Key(), PRICE, details())
+    store.write_charge(reservation, outcome(reservation, 0.04), clock())
+    store.write_charge(reservation, outcome(reservation, 0.04), clock())  # a retry after a lost answer
+    assert len(charges(database)) == 1
+    assert store.key_usage(Key()).spent == {"daily": PRICE, "monthly": PRICE}
+
+
+def test_a_charge_the_database_cannot_take_is_spooled_and_written_once_when_it_is_back(make_store, database):
+    store = make_store()
+    reservation = store.reserve(Key(), PRICE, details())
+    away = make_store(closed_port_url(), timeout=1.0)  # the same host's spool, the database gone
+
+    record = away.settle(reservation, outcome(reservation, 0.04))
+
+    assert (record["type"], record["cost"]) == ("charge", 0.04)
+    assert away.spool.pending() and charges(database) == []
+    assert store.lease.run_once() == 1
+    assert [charge["requestId"] for charge in charges(database)] == [reservation.request_id]
+    assert not store.spool.pending() and store.lease.run_once() == 0
+    usage = store.key_usage(Key())
+    assert (usage.spent["daily"], usage.reserved["daily"], usage.in_flight) == (PRICE, 0, 0)
+
+
+def test_a_spooled_charge_that_did_reach_the_database_is_not_written_again(make_store, database, clock):
+    store = make_store()
+    reservation = store.reserve(Key(), PRICE, details())
+    store.write_charge(reservation, outcome(reservation, 0.04), clock())
+    # The commit went through but its answer was lost: the same charge was spooled too.
+    store.spool.put({"settledAt": format_ts(clock()), "reservation": vars(reservation),
+                     "fields": outcome(reservation, 0.04)})
+    assert store.lease.run_once() == 1  # handed to the database, which already had it
+    assert len(charges(database)) == 1
+    assert store.key_usage(Key()).spent["daily"] == PRICE
+
+
+def lapse_leases(database):
+    with database.connect() as connection:
+        connection.execute("UPDATE worker_leases SET expires_at = clock_timestamp() - interval '1 second'")
+
+
+def test_a_dead_hosts_reservation_is_settled_once_its_lease_lapses_and_a_late_charge_replaces_it(
+        make_store, database, clock):
+    dead, alive = make_store(), make_store()
+    reservation = dead.reserve(Key(), PRICE, details())
+    assert alive.key_usage(Key()).in_flight == 1  # its lease is live: still in flight
+    lapse_leases(database)
+
+    usage = alive.key_usage(Key())
+
+    assert (usage.in_flight, usage.spent["daily"]) == (0, PRICE)
+    [expiry] = [r for r in database.records() if r["type"] == "reservation_expired"]
+    assert (expiry["reason"], expiry["cost"], expiry["worker"]) == ("worker_died", 0.04, reservation.worker)
+    late = dead.write_charge(reservation, outcome(reservation, 0.02), clock())
+    assert late["afterExpiry"] is True
+    assert alive.key_usage(Key()).spent == {"daily": to_micros(0.02), "monthly": to_micros(0.02)}
+
+
+def test_the_sweep_settles_a_dead_hosts_reservations_without_a_request_for_their_key(make_store, database):
+    dead, alive = make_store(), make_store()
+    dead.reserve(Key(), PRICE, details())
+    lapse_leases(database)
+    alive.lease.sweep()
+    assert [r["reason"] for r in database.records() if r["type"] == "reservation_expired"] == ["worker_died"]
+
+
+def test_a_refused_request_keeps_the_stale_settlements_of_its_transaction(make_store, database, clock):
+    store = make_store()
+    key = Key(daily_spend_limit=0.04)
+    store.reserve(key, PRICE, details())
+    clock.advance(TTL + 1)
+    with pytest.raises(ApiError) as refused:
+        store.reserve(key, PRICE, details())  # the expired reservation is now spent: no room left
+    assert refused.value.code == "SPEND_LIMIT_EXCEEDED"
+    assert [r["reason"] for r in database.records() if r["type"] == "reservation_expired"] == ["expired"]
+
+
+def ledger_of(clock, key):
+    """Return records as a file store writes them: a charged request, an expired one, one replaced late."""
+    records = []
+    for cost, fate in ((0.04, "charged"), (0.04, "expired"), (0.02, "late")):
+        now = clock()
+        record = reservation_record(now, key, details(), PRICE, now + timedelta(seconds=TTL), "h:1:ab")
+        records.append(record)
+        held = Reservation(request_id=record["requestId"], key_id=key.id, micros=PRICE, reserved_at=record["ts"],
+                           expires_at=(now + timedelta(seconds=TTL)).timestamp(), worker="h:1:ab")
+        clock.advance(1)
+        if fate != "charged":
+            records.append(expiry_record(clock(), held, "expired"))
+        if fate != "expired":
+            fields = outcome(held, cost, user=key.user)
+            records.append(charge_record(clock(), held, fields, after_expiry=fate == "late"))
+    return records
+
+
+def test_import_twice_writes_each_record_once_and_export_gives_the_lines_back(make_store, database, tmp_path, capsys):
+    clock = FakeClock()
+    records = ledger_of(clock, Key())
+    path = tmp_path / "ledger.jsonl"
+    path.write_bytes(b"".join(encode_record(record) for record in records) + b'[]\n{"type": "charge"}\n')
+    store = make_store()
+
+    assert store.import_records(json.loads(line) for line in path.read_text().splitlines()) == (7, 2)
+    assert store.import_records(json.loads(line) for line in path.read_text().splitlines()) == (0, 9)
+
+    assert b"".join(encode_record(record) for record in store.records()) == b"".join(map(encode_record, records))
+    usage = store.key_usage(Key())
+    assert usage.spent["daily"] == to_micros(0.04 + 0.04 + 0.02)
+    assert (usage.requests["daily"], usage.in_flight) == (3, 0)
+
+
+def test_report_groups_in_sql_as_the_ledger_counts(make_store):
+    clock = FakeClock()
+    store = make_store()
+    store.import_records(ledger_of(clock, Key()) + ledger_of(clock, Key("key_other", "sam")))
+
+    report = store.report(by=("user", "model"))
+
+    rows = {group: totals.as_row() for group, totals in report.rows()}
+    each = {"requests": 3, "images": 2, "cost": 0.1, "expired": 1}
+    assert rows == {("pat", "dall-e-3"): each, ("sam", "dall-e-3"): each}
+    assert store.report(by=("day",), since="2027-01-01T00:00:00.000000Z").groups == {}
+
+
+@pytest.mark.parametrize("environ, expected", [
+    pytest.param({}, "", id="neither: the file store"),
+    pytest.param({"DATABASE_URL": "postgresql://heroku/db"}, "postgresql://heroku/db", id="heroku"),
+    pytest.param({"DATABASE_URL": "postgresql://heroku/db", "ZIRI_DATABASE_URL": "postgresql://own/db"},
+                 "postgresql://own/db", id="ziri-wins"),
+])
+def test_the_database_url_setting(environ, expected):
+    assert load_settings(environ)["DATABASE_URL"] == expected
+
+
+def test_ledger_import_command_twice_and_report_and_export_on_the_database(database, tmp_path, monkeypatch, capsys):
+    records = ledger_of(FakeClock(), Key())
+    path = tmp_path / "ledger.jsonl"
+    path.write_bytes(b"".join(encode_record(record) for record in records))
+    monkeypatch.setenv("ZIRI_DATABASE_URL", database.url)
+    monkeypatch.setenv("ZIRI_SPOOL_DIR", str(tmp_path / "spool"))
+
+    assert cli.main(["ledger", "import", str(path)]) == 0
+    assert "imported 7 record(s); skipped 0" in capsys.readouterr().err
+    assert cli.main(["ledger", "import", str(path)]) == 0
+    assert "imported 0 record(s); skipped 7" in capsys.readouterr().err
+
+    assert cli.main(["report", "--by", "key", "--format", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["totals"] == {"requests": 3, "images": 2, "cost": 0.1, "expired": 1}
+    assert cli.main(["ledger", "export"]) == 0
+    assert capsys.readouterr().out.encode() == path.read_bytes()
+
+
+def test_ledger_import_without_a_database_refuses(tmp_path, capsys):
+    path = tmp_path / "ledger.jsonl"
+    path.write_text("")
+    assert cli.main(["ledger", "import", str(path)]) == 1
+    assert "no database configured" in capsys.readouterr().err

@@ -1,0 +1,240 @@
+"""The file store: the JSONL ledger on local disk, shared by every worker on one host.
+
+The ledger is the single source of truth. Every process keeps a ``UsageState`` derived from
+it (replayed once at start-up, then followed from its last offset), and every decision is
+made inside a ledger transaction (an exclusive ``flock``): catch up with what other workers
+appended, decide, append the reservation. The decision and the record are therefore atomic
+across all workers and threads, and the work per request depends on recent traffic, never on
+the ledger's size. No lock is held while the provider is called: the reservation is settled
+in a second transaction afterwards.
+
+A reservation whose worker died (its pid is gone from this host) or whose time ran out is
+settled by whichever worker notices first, at the reserved amount, with a visible
+``reservation_expired`` record. If the original worker does settle later, its ``charge``
+record replaces that conservative amount. A pid check cannot see another host's workers:
+their reservations are freed only by their expiry time.
+"""
+
+import logging
+import os
+import tempfile
+from bisect import bisect_right
+from datetime import timedelta
+
+from ..checks import RATE_WINDOW_SECONDS
+from ..checks import run_checks
+from ..records import charge_record
+from ..records import expiry_record
+from ..records import parse_line
+from ..records import parse_record
+from ..records import reservation_record
+from .base import Store
+from .file_scan import build_report
+from .file_scan import replay_prefilter
+from .usage_state import UsageState
+
+log = logging.getLogger("ziri_images")
+
+_LIVENESS_CACHE_SECONDS = 1.0
+# Below this much free space a ledger write (and so every paid request) is about to fail.
+MIN_FREE_BYTES = 1024 * 1024
+
+
+class FileStore(Store):
+    """Keep the records in one ``ledger.Ledger`` file; decide under its flock."""
+
+    def __init__(self, ledger, clock, reservation_ttl):
+        super().__init__(clock, reservation_ttl)
+        self.ledger = ledger
+        self.state = UsageState()
+        self._liveness = {}  # worker -> (checked_at, alive)
+
+    def start(self):
+        return f"ledger {self.ledger.path} replayed: {self.replay()} records"
+
+    def refusal_record(self):
+        from ..refusals import RefusalFile  # refusals.jsonl beside the ledger
+
+        return RefusalFile.beside(self.ledger.path)
+
+    def replay(self):
+        """Rebuild the state from the whole ledger; return the number of records applied."""
+        count = 0
+
+        def advance(offset):
+            self.state.offset = offset
+
+        for line, _ in self.ledger.scan(0, replay_prefilter(self.clock()), on_block=advance):
+            record = parse_line(line)
+            if record is not None:
+                self.state.apply(record)
+                count += 1
+        # Whatever other instances appended while we scanned (an overlapping deploy).
+        with self.ledger.transaction():
+            count += self._catch_up()
+        return count
+
+    def _catch_up(self):
+        """Apply what other workers appended since this process last looked; return how many."""
+        lines, self.state.offset = self.ledger.read_from(self.state.offset)
+        count = 0
+        for line in lines:
+            record = parse_line(line)
+            if record is not None:
+                self.state.apply(record)
+                count += 1
+        return count
+
+    def _commit(self, transaction, records, sync=True):
+        end = transaction.commit(sync=sync)
+        for record in records:
+            parsed = parse_record(record)
+            if parsed is not None:
+                self.state.apply(parsed)
+        if end is not None:
+            self.state.offset = end
+
+    def _worker_gone(self, worker, now_epoch):
+        host, _, rest = worker.partition(":")
+        pid_text, _, _token = rest.partition(":")
+        if host != self._host or not pid_text.isdigit():
+            return False  # another machine's worker: only its expiry time can free it
+        if worker == self.worker:
+            return False
+        pid = int(pid_text)
+        if pid == os.getpid():
+            return True  # an earlier process that had this pid
+        checked_at, alive = self._liveness.get(worker, (0.0, True))
+        if now_epoch - checked_at > _LIVENESS_CACHE_SECONDS:
+            try:
+                os.kill(pid, 0)
+                alive = True
+            except ProcessLookupError:
+                alive = False
+            except PermissionError:
+                alive = True
+            except OverflowError:  # a pid no process can have
+                alive = False
+            self._liveness[worker] = (now_epoch, alive)
+        return not alive
+
+    def _settle_stale(self, transaction, now):
+        """Write expiry records for reservations past their time or whose worker died."""
+        now_epoch = now.timestamp()
+        expiries = []
+        gone = {}  # worker -> verdict: the open reservations share a few workers; ask once per worker
+        for reservation in list(self.state.open.values()):
+            if now_epoch >= reservation.expires_at:
+                reason = "expired"
+            else:
+                if reservation.worker not in gone:
+                    gone[reservation.worker] = self._worker_gone(reservation.worker, now_epoch)
+                if not gone[reservation.worker]:
+                    continue
+                reason = "worker_died"
+            expiries.append(expiry_record(now, reservation, reason))
+        for expiry in expiries:
+            transaction.append(expiry)
+        # The state follows once they are in the file.
+        self._commit(transaction, expiries, sync=False)
+
+    def reserve(self, key, micros, details):
+        with self.ledger.transaction() as transaction:
+            self._catch_up()
+            now = self.clock()
+            self._settle_stale(transaction, now)
+            usage = self.state.usage(key.id, now, details.get("idempotencyKey"))
+            run_checks(key, usage, micros, now)
+            expires_at = now + timedelta(seconds=self.reservation_ttl)
+            record = reservation_record(now, key, details, micros, expires_at, self.worker)
+            transaction.append(record)
+            # Not fsynced here: a killed worker cannot lose it (it is in the page cache), and
+            # the request's charge, synced before the response is sent, flushes it too. Only
+            # an OS crash within milliseconds of the write could lose it, before any answer.
+            # After a failed commit it is synced: a disk that fails only at fsync (NFS, thin
+            # volumes) must refuse requests before the provider is called, not after each one.
+            self._commit(transaction, [record], sync=self.ledger.failing)
+        return self.state.open[record["requestId"]]
+
+    def settle(self, reservation, fields):
+        with self.ledger.transaction() as transaction:
+            self._catch_up()
+            after_expiry = reservation.request_id not in self.state.open
+            record = charge_record(self.clock(), reservation, fields, after_expiry)
+            transaction.append(record)
+            self._commit(transaction, [record])
+        return record
+
+    def key_usage(self, key):
+        with self.ledger.transaction() as transaction:
+            self._catch_up()
+            now = self.clock()
+            # A crashed worker's reservation is spent, not reserved, as soon as anyone looks.
+            self._settle_stale(transaction, now)
+            return self.state.usage(key.id, now)
+
+    def rate_window(self, key_id):
+        now_epoch = self.clock().timestamp()
+        # Read without the ledger lock: copy the window instead of trimming it in place, and bisect
+        # it (admissions are in time order) rather than filter it in Python, O(window) per request.
+        window = list(self.state.admissions.get(key_id, ()))
+        return window[bisect_right(window, now_epoch - RATE_WINDOW_SECONDS):]
+
+    def records(self, since=None, until=None):
+        for line, _ in self.ledger.scan(0):
+            record = parse_line(line)
+            if record is not None and (since is None or record.ts >= since) and (until is None or record.ts < until):
+                yield record.fields
+
+    def _stored_ids(self, stored, offset):
+        """Add the (type, requestId) of every record after byte ``offset`` to ``stored``; return the end."""
+        end = [offset]
+        for line, _ in self.ledger.scan(offset, on_block=end.append):
+            record = parse_line(line)
+            if record is not None:
+                stored.add((record.kind, record.request_id))
+        return max(end[-1], offset)
+
+    def import_records(self, values):
+        # The file is read before the lock is taken (the import would hold up every worker meanwhile);
+        # under the lock only what was appended since is read.
+        stored = set()
+        offset = self._stored_ids(stored, 0)
+        with self.ledger.transaction() as transaction:
+            self._catch_up()
+            self._stored_ids(stored, offset)
+            written, skipped = [], 0
+            for value in values:
+                record = parse_record(value)
+                if record is None or (record.kind, record.request_id) in stored:
+                    skipped += 1
+                    continue
+                stored.add((record.kind, record.request_id))
+                transaction.append(record.fields)
+                written.append(record.fields)
+            self._commit(transaction, written)
+        return len(written), skipped
+
+    def report(self, by=("key",), since=None, until=None, progress=None):
+        return build_report(self.ledger.path, by=by, since=since, until=until, progress=progress)
+
+    def readiness(self):
+        path = self.ledger.path
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            # A real write, not os.access: root passes os.access even on a read-only mount.
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+            # No O_CREAT: the file was created at start-up, so a missing one was moved or deleted.
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+            disk = os.statvfs(directory)
+        except OSError as error:
+            log.warning("readiness: ledger %s is not writable: %s", path, error.strerror or error)
+            return False, "the ledger is not writable"
+        if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
+            log.warning("readiness: ledger %s: less than %d bytes free", path, MIN_FREE_BYTES)
+            return False, "the ledger's disk is full"
+        return True, "ok"
+
+    def close(self):
+        self.ledger.close()

@@ -1,0 +1,110 @@
+"""Spend, reservations and admissions per key, folded from ledger records in memory.
+
+The file store keeps one ``UsageState`` per process: replayed from the ledger at start-up,
+then brought up to date with what other workers appended before every decision. Each update
+and each ``usage`` snapshot costs the same however long the ledger is.
+"""
+
+from collections import deque
+
+from ..checks import IDEMPOTENCY_WINDOW_SECONDS
+from ..checks import RATE_WINDOW_SECONDS
+from ..checks import KeyUsage
+from ..records import BUDGETS
+from ..records import Reservation
+from ..records import day_of
+from ..records import format_ts
+from ..records import month_of
+from ..records import parse_ts
+
+
+class UsageState:
+    """Spend, reservations and admissions per key, derived from ``records.Record`` values."""
+
+    def __init__(self):
+        self.offset = 0  # the ledger byte up to which records are applied
+        self.spent = {}  # (key_id, "YYYY-MM-DD" | "YYYY-MM") -> micros
+        self.requests = {}  # (key_id, period) -> admitted requests
+        self.open = {}  # request_id -> Reservation
+        self.open_by_key = {}  # key_id -> {request_id: Reservation}
+        self.expired = {}  # request_id -> micros charged conservatively, until a charge replaces it
+        self.reserved = {}  # (key_id, "YYYY-MM-DD" | "YYYY-MM") -> micros held by open reservations
+        self.admissions = {}  # key_id -> deque of admission times (epoch seconds)
+        self.idempotency = {}  # (key_id, idempotency key digest) -> (request_id, admission time)
+        self._idempotency_order = deque()  # (admission time, (key_id, digest)), oldest first, for pruning
+
+    def _add(self, table, key_id, ts, amount):
+        for period in (day_of(ts), month_of(ts)):
+            table[(key_id, period)] = table.get((key_id, period), 0) + amount
+
+    def apply(self, record):
+        """Fold one ``records.Record`` into the state."""
+        if record.kind == "reservation":
+            self._open(record)
+            return
+        request_id = record.request_id
+        micros = record.micros
+        reservation = self.open.pop(request_id, None)
+        if reservation is not None:
+            del self.open_by_key[reservation.key_id][request_id]
+            self._add(self.reserved, reservation.key_id, reservation.reserved_at, -reservation.micros)
+        if record.kind == "reservation_expired":
+            self.expired[request_id] = micros
+        else:
+            micros -= self.expired.pop(request_id, 0)
+        self._add(self.spent, record.key_id, record.reserved_at, micros)
+
+    def _open(self, record):
+        if record.request_id in self.open:
+            return  # the same reservation twice (an import): it holds the budget once
+        reservation = Reservation.from_record(record)
+        key_id = reservation.key_id
+        self.open[reservation.request_id] = reservation
+        self.open_by_key.setdefault(key_id, {})[reservation.request_id] = reservation
+        self._add(self.reserved, key_id, reservation.reserved_at, reservation.micros)
+        self._add(self.requests, key_id, record.ts, 1)
+        admitted_at = parse_ts(record.ts).timestamp()
+        window = self.admissions.setdefault(key_id, deque())
+        window.append(admitted_at)
+        while window and window[0] <= admitted_at - RATE_WINDOW_SECONDS:
+            window.popleft()
+        if record.idempotency_key:
+            self._remember_idempotency(key_id, record.idempotency_key, reservation.request_id, admitted_at)
+
+    def _remember_idempotency(self, key_id, digest, request_id, admitted_at):
+        self.idempotency[(key_id, digest)] = (request_id, admitted_at)
+        self._idempotency_order.append((admitted_at, (key_id, digest)))
+        while self._idempotency_order and self._idempotency_order[0][0] <= admitted_at - IDEMPOTENCY_WINDOW_SECONDS:
+            old_admitted_at, old = self._idempotency_order.popleft()
+            if self.idempotency.get(old, (None, None))[1] == old_admitted_at:
+                del self.idempotency[old]
+
+    def idempotent_match(self, key_id, digest, now_epoch):
+        """Return (request id, still open) for the request that used ``digest`` in the last day, or None."""
+        request_id, admitted_at = self.idempotency.get((key_id, digest), (None, 0.0))
+        if request_id is None or now_epoch - admitted_at >= IDEMPOTENCY_WINDOW_SECONDS:
+            return None
+        return request_id, request_id in self.open
+
+    def window(self, key_id, now_epoch):
+        """Return the key's admission times within the rate window ending now (trimmed in place)."""
+        window = self.admissions.get(key_id, deque())
+        while window and window[0] <= now_epoch - RATE_WINDOW_SECONDS:
+            window.popleft()
+        return window
+
+    def usage(self, key_id, now, digest=None):
+        """Return the key's KeyUsage at ``now``; call it with the ledger held (the window is trimmed)."""
+        now_epoch = now.timestamp()
+        usage = KeyUsage(now=now, in_flight=len(self.open_by_key.get(key_id, ())),
+                         admissions=self.window(key_id, now_epoch))
+        ts = format_ts(now)
+        for name, _limit_name, period_of, _next_period in BUDGETS:
+            period = period_of(ts)
+            usage.spent[name] = self.spent.get((key_id, period), 0)
+            # Kept as a running total: summing the open reservations made every request O(requests in flight).
+            usage.reserved[name] = self.reserved.get((key_id, period), 0)
+            usage.requests[name] = self.requests.get((key_id, period), 0)
+        if digest:
+            usage.idempotent_match = self.idempotent_match(key_id, digest, now_epoch)
+        return usage
