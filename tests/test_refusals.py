@@ -114,3 +114,20 @@ def test_report_refusals_view(capsys, tmp_path, fmt):
                                             "refused": 1}]
     else:
         assert "SPEND_LIMIT_EXCEEDED" in out and "2026-11-25" not in out
+
+
+def test_a_dropped_counter_stops_its_thread(clock):
+    import gc
+    import threading
+    import weakref
+
+    before = set(threading.enumerate())
+    counter = RefusalCounter(ListSink(), clock, flush_seconds=0.01)
+    counter.count("key_a", "QUEUE_FULL")
+    (thread,) = [thread for thread in set(threading.enumerate()) - before if thread.name == "ziri-refusals"]
+    reference = weakref.ref(counter)
+    del counter
+    gc.collect()
+    assert reference() is None
+    thread.join(timeout=5)
+    assert not thread.is_alive()

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import threading
+import weakref
 
 from flask import current_app
 from flask import g
@@ -63,8 +64,8 @@ class RefusalCounter:
                 for (day, key_id, code), number in sorted(counts.items())]
         try:
             self.sink.add_refusals(rows)
-        except Exception:
-            log.exception("refusal counts not written; kept for the next flush")
+        except Exception as error:  # the store has logged the fault itself
+            log.error("refusal counts not written, kept for the next flush: %s", error)
             with self._lock:
                 for group, number in counts.items():
                     self._counts[group] = self._counts.get(group, 0) + number
@@ -79,11 +80,23 @@ class RefusalCounter:
             if self._flusher_pid == os.getpid():
                 return
             self._flusher_pid = os.getpid()
-        threading.Thread(target=self._flush_forever, name="ziri-refusals", daemon=True).start()
+        # The thread holds the counter weakly: it ends with its app (or at close()).
+        threading.Thread(target=_flush_forever, args=(weakref.ref(self), self.flush_seconds, self._wake),
+                         name="ziri-refusals", daemon=True).start()
 
-    def _flush_forever(self):
-        while not self._wake.wait(self.flush_seconds):
-            self.flush()
+    def close(self):
+        """Stop the background writes and write what is held (before the store closes)."""
+        self._wake.set()
+        self.flush()
+
+
+def _flush_forever(counter_ref, interval, stop):
+    while not stop.wait(interval):
+        counter = counter_ref()
+        if counter is None:
+            return
+        counter.flush()
+        del counter  # not held while waiting
 
 
 class RefusalFile:
