@@ -11,10 +11,13 @@ def create_app(test_config=None):
     from flask import Flask
 
     from . import api
+    from . import dashboard
     from . import errors
     from . import gateway
+    from . import metrics
     from . import openapi
     from . import readiness
+    from . import refusals
     from .settings import load_settings
     from .strict_json import StrictJSONProvider
 
@@ -27,6 +30,9 @@ def create_app(test_config=None):
     _configure_logging(app.config)
     errors.init_app(app)
     gateway.init_app(app)
+    metrics.init_app(app)
+    refusals.init_app(app)
+    dashboard.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(readiness.bp)
     app.register_blueprint(openapi.bp)
@@ -47,4 +53,4 @@ def _configure_logging(config):
     from .serverlog import configure_gateway_logging
     from .serverlog import configured_secrets
 
-    configure_gateway_logging(config["LOG_LEVEL"], configured_secrets(config))
+    configure_gateway_logging(config["LOG_LEVEL"], configured_secrets(config), config["LOG_FORMAT"])

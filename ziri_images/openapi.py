@@ -55,6 +55,8 @@ ERROR_CODES = (
     (502, "LLM_PROVIDER_ERROR", "generation", "Provider 5xx, unreachable, bad answer, or it refused our credentials."),
     (504, "LLM_PROVIDER_ERROR", "generation", "The provider timed out; the images may have been generated."),
     (503, "LEDGER_UNAVAILABLE", "ledger", "The cost ledger cannot be written."),
+    (401, "METRICS_TOKEN_INVALID", "metrics", "No or a wrong 'Authorization: Bearer' metrics token."),
+    (401, "ADMIN_TOKEN_INVALID", "admin", "No admin session and no or a wrong 'Authorization: Bearer' admin token."),
     (404, "NOT_FOUND", "unrouted", "No such endpoint."),
     (405, "METHOD_NOT_ALLOWED", "any", "Method not allowed for this endpoint."),
     (500, "INTERNAL_ERROR", "any", "Anything unexpected (logged with the request id)."),
@@ -92,6 +94,13 @@ OPERATIONS = {
     "/health": {"get": ("Liveness", None, "Health", (), False)},
     "/ready": {"get": ("Readiness: key file, catalog, ledger and a provider usable", None, "Readiness", (), False)},
     "/api/openapi.json": {"get": ("This document", None, None, (), False)},
+    "/metrics": {"get": ("Prometheus metrics (only when ZIRI_METRICS_TOKEN is set; Bearer that token)", None, None,
+                         ("metrics",), False)},
+    "/admin/": {"get": ("The spend dashboard, HTML (only when ZIRI_ADMIN_TOKEN is set)", None, None, ("admin",),
+                        False)},
+    "/admin/login": {"get": ("The dashboard's sign-in form, HTML", None, None, (), False),
+                     "post": ("Sign in to the dashboard (form: token, csrf); sets a session cookie", None, None, (),
+                              False)},
 }
 
 
