@@ -1,6 +1,8 @@
 """gunicorn settings for ziri-images (``gunicorn --config gunicorn.conf.py app:app``)."""
 
 import os
+import shutil
+import tempfile
 
 # Heroku and most platforms pass the port in $PORT; 3100 is the local default.
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '3100')}"
@@ -15,6 +17,15 @@ if worker_class_name == "gevent" and __name__ == "__config__":
     from gevent import monkey
 
     monkey.patch_all()
+
+if __name__ == "__config__":
+    # Prometheus metrics shared by every worker: each process writes its values to files in this
+    # directory (read by /metrics), which must exist and be empty before prometheus-client is imported.
+    # Set PROMETHEUS_MULTIPROC_DIR to choose it; by default a fresh temporary directory per start.
+    metrics_dir_chosen = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+    metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="ziri-metrics-"))
+    shutil.rmtree(metrics_dir, ignore_errors=True)  # a previous run's values are not this run's
+    os.makedirs(metrics_dir, exist_ok=True)
 
 from ziri_images.errors import ConfigError  # noqa: E402  (imported after gevent's patches)
 from ziri_images.serverlog import Logger  # noqa: E402
@@ -59,3 +70,23 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 def post_worker_init(worker):
     # Bound the arrival of every request body (see body_timeout above).
     worker.wsgi = BodyDeadline(worker.wsgi, body_timeout)
+
+
+def child_exit(server, worker):
+    # A dead worker's live gauges (reservations open) leave the sum; its counters stay counted.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    # The temporary metrics directory goes with the server (one the operator chose stays).
+    if __name__ == "__config__" and not metrics_dir_chosen:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def worker_exit(server, worker):
+    # The refusals this worker counted since its last write (at most 10 s of them) are written as it exits.
+    from ziri_images.refusals import flush_refusals
+
+    flush_refusals(worker.app.wsgi())

@@ -388,6 +388,7 @@ def make_app(app_config):
 
     yield make
     for app in made:  # the PostgreSQL store's pools and lease threads end with the test
+        app.extensions["ziri_images_refusals"].close()  # its last counts written while the store is open
         app.extensions["ziri_images"].store.close()
 
 

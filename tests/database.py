@@ -21,7 +21,7 @@ from ziri_images.stores.pgschema import migrate
 from ziri_images.stores.pgsql import RENEW_LEASE
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
-TABLES = ("ledger_records", "key_locks", "key_periods", "open_reservations", "worker_leases")
+TABLES = ("ledger_records", "key_locks", "key_periods", "open_reservations", "worker_leases", "refusal_counts")
 
 
 def server_url():

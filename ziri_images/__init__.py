@@ -11,11 +11,14 @@ def create_app(test_config=None):
     from flask import Flask
 
     from . import api
+    from . import dashboard
     from . import errors
     from . import gateway
+    from . import metrics
     from . import models
     from . import openapi
     from . import readiness
+    from . import refusals
     from .settings import load_settings
     from .strict_json import StrictJSONProvider
     from .uploads import InMemoryRequest
@@ -30,6 +33,9 @@ def create_app(test_config=None):
     _configure_logging(app.config)
     errors.init_app(app)
     gateway.init_app(app)
+    metrics.init_app(app)
+    refusals.init_app(app)
+    dashboard.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(models.bp)
     app.register_blueprint(readiness.bp)
@@ -51,4 +57,4 @@ def _configure_logging(config):
     from .serverlog import configure_gateway_logging
     from .serverlog import configured_secrets
 
-    configure_gateway_logging(config["LOG_LEVEL"], configured_secrets(config))
+    configure_gateway_logging(config["LOG_LEVEL"], configured_secrets(config), config["LOG_FORMAT"])

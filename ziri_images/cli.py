@@ -155,6 +155,8 @@ def _add_report_command(commands):
         description="Spend and images per key, user, model and/or day. Each request counts once, at its "
                     "admission time, at its charged amount (or its reserved amount if its worker died and "
                     "no charge followed).")
+    parser.add_argument("--view", choices=("spend", "refusals"), default="spend",
+                        help="spend (the default) or refusals: refused requests per day, key and code")
     parser.add_argument("--by", type=groupings, default=("key",), metavar="GROUPS",
                         help=f"group by one or more of {', '.join(GROUPINGS)}, comma-separated (default key)")
     _time_range_options(parser)

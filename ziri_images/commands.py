@@ -17,12 +17,14 @@ from .pricing_check import catalog_rows
 from .pricing_check import catalog_warnings
 from .records import encode_record
 from .records import format_ts
+from .refusals import refusal_counts
 from .report import Progress
 from .settings import load_settings
 from .tables import write_rows
 
 KEY_COLUMNS = ("id", "user", "status", "expires_at", "allowed_providers", "allowed_models", *LIMIT_NAMES)
 REPORT_COLUMNS = ("requests", "images", "cost", "expired")
+REFUSAL_COLUMNS = ("day", "key", "code", "refused")
 
 
 class CliError(Exception):
@@ -143,6 +145,8 @@ def _existing_store(args):
 
 
 def report(args):
+    if args.view == "refusals":
+        return refusal_report(args)
     since, until = _time_range(args)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     store = _existing_store(args)
@@ -164,6 +168,22 @@ def report(args):
     document = {"by": list(args.by), "since": since, "until": until, "rows": rows, "totals": total_row,
                 "linesRead": result.lines}
     write_rows(sys.stdout, args.format, columns, rows, document=document)
+
+
+def refusal_report(args):
+    """Print refused requests per day, key and code (the store's refusal record, apart from the ledger)."""
+    since_day = args.since.strftime("%Y-%m-%d") if args.since else None
+    until_day = args.until.strftime("%Y-%m-%d") if args.until else None
+    store = _existing_store(args)
+    try:
+        counts = refusal_counts(store.refusal_record().refusal_rows(since_day, until_day))
+    finally:
+        store.close()
+    rows = [{"day": day, "key": key_id, "code": code, "refused": number}
+            for (day, key_id, code), number in sorted(counts.items())]
+    document = {"view": "refusals", "since": since_day, "until": until_day, "rows": rows,
+                "totals": {"refused": sum(row["refused"] for row in rows)}}
+    write_rows(sys.stdout, args.format, REFUSAL_COLUMNS, rows, document=document)
 
 
 def ledger_export(args):

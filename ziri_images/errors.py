@@ -82,6 +82,8 @@ ERROR_CODES = (
     (502, "LLM_PROVIDER_ERROR", "generation", "Provider 5xx, unreachable, bad answer, or it refused our credentials."),
     (504, "LLM_PROVIDER_ERROR", "generation", "The provider timed out; the images may have been generated."),
     (503, "LEDGER_UNAVAILABLE", "ledger", "The cost ledger cannot be written."),
+    (401, "METRICS_TOKEN_INVALID", "metrics", "No or a wrong 'Authorization: Bearer' metrics token."),
+    (401, "ADMIN_TOKEN_INVALID", "admin", "No admin session and no or a wrong 'Authorization: Bearer' admin token."),
     (404, "MODEL_NOT_FOUND", "models", "No such image model, or the key may not use it."),
     (404, "NOT_FOUND", "unrouted", "No such endpoint."),
     (405, "METHOD_NOT_ALLOWED", "any", "Method not allowed for this endpoint."),

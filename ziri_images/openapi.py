@@ -73,6 +73,13 @@ OPERATIONS = {
     "/health": {"get": ("Liveness", None, "Health", (), False)},
     "/ready": {"get": ("Readiness: key file, catalog, ledger and a provider usable", None, "Readiness", (), False)},
     "/api/openapi.json": {"get": ("This document", None, None, (), False)},
+    "/metrics": {"get": ("Prometheus metrics (only when ZIRI_METRICS_TOKEN is set; Bearer that token)", None, None,
+                         ("metrics",), False)},
+    "/admin/": {"get": ("The spend dashboard, HTML (only when ZIRI_ADMIN_TOKEN is set)", None, None, ("admin",),
+                        False)},
+    "/admin/login": {"get": ("The dashboard's sign-in form, HTML", None, None, (), False),
+                     "post": ("Sign in to the dashboard (form: token, csrf); sets a session cookie", None, None, (),
+                              False)},
 }
 
 

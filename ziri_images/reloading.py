@@ -10,15 +10,20 @@ caller that sees the new signature while another is still loading waits for that
 of carrying on with the old content. A broken edit (one that does not load) keeps the previous
 content in service; it is logged once, naming the file and the problem, and tried again when
 the file changes once more. A broken file at start-up raises ConfigError (start-up stops).
+
+Every reload sends ``reloaded`` (sender: the ReloadingFile, ``ok``: whether it loaded), for metrics.
 """
 
 import logging
 import os
 import threading
 
+from blinker import signal
+
 from .errors import ConfigError
 
 log = logging.getLogger("ziri_images")
+reloaded = signal("ziri-images-config-reloaded")
 
 
 def file_signature(path):
@@ -57,8 +62,10 @@ class ReloadingFile:
             content = self._load(self.path)
         except ConfigError as error:
             log.error("%s change ignored, keeping the previous version: %s", self.what, error)
+            reloaded.send(self, ok=False)
         else:
             self._content = content
             log.info("%s reloaded: %s", self.what, self.path)
+            reloaded.send(self, ok=True)
         # Recorded last: until now, every caller that saw the new signature waited on the lock.
         self._signature = signature

@@ -17,13 +17,17 @@ same for a value between double quotes (spaces kept), as gunicorn's access-log f
 
 ``RedactingFilter`` is attached to the gateway's logger (``configure_gateway_logging``) and,
 through ``Logger`` (gunicorn's ``logger_class``), to gunicorn's error and access logs.
-Every handler's format comes from ``log_formatter``: the one place to choose another line
-format (JSON, say) for every log at once.
+Every handler's format comes from ``log_formatter``: the one place the line format is chosen
+for every log at once. ``ZIRI_LOG_FORMAT=json`` makes each line one JSON object (``JsonFormatter``),
+for log drains; the record is redacted and escaped before either formatter sees it.
 """
 
+import json
 import logging
+import os
 import re
 import sys
+import time
 from urllib.parse import unquote
 
 from gunicorn.glogging import Logger as GunicornLogger
@@ -124,12 +128,43 @@ class RedactingFilter(logging.Filter):
         return "\n| ".join(_CONTROL_BUT_NEWLINE.sub(_escaped, line) for line in lines)
 
 
-def log_formatter(fmt, datefmt=None):
-    """Return the formatter of every log handler (the one slot for another line format)."""
+class JsonFormatter(logging.Formatter):
+    """Format a record as one JSON object on one line: time, level, logger, pid, message (and exception)."""
+
+    converter = time.gmtime
+
+    def format(self, record):
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        # ensure_ascii: line separators and every other control character leave as \uXXXX escapes.
+        return json.dumps(entry, ensure_ascii=True)
+
+
+def log_format(environ=None):
+    """Return the chosen line format, "text" or "json" (``ZIRI_LOG_FORMAT``; start-up validates it)."""
+    value = (os.environ if environ is None else environ).get("ZIRI_LOG_FORMAT", "text").strip().lower()
+    return "json" if value == "json" else "text"
+
+
+def log_formatter(fmt, datefmt=None, line_format=None):
+    """Return the formatter of every log handler (the one slot for the line format)."""
+    if (line_format or log_format()) == "json":
+        return JsonFormatter()
     return logging.Formatter(fmt, datefmt)
 
 
-def configure_gateway_logging(level, secrets=()):
+def configure_gateway_logging(level, secrets=(), line_format="text"):
     """Redact and escape every line of the gateway's logger; log to stderr unless the host configured logging."""
     logger = logging.getLogger("ziri_images")
     logger.setLevel(level)
@@ -138,8 +173,11 @@ def configure_gateway_logging(level, secrets=()):
     logger.addFilter(RedactingFilter(secrets))
     if not logger.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(log_formatter(GATEWAY_FORMAT))
+        handler.name = "ziri_images"
         logger.addHandler(handler)
+    for handler in logger.handlers:
+        if handler.name == "ziri_images":  # ours: the latest app's format applies
+            handler.setFormatter(log_formatter(GATEWAY_FORMAT, line_format=line_format))
     return logger
 
 

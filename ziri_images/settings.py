@@ -41,6 +41,14 @@ _SETTINGS = {
     "RESERVATION_GRACE_SECONDS": ("ZIRI_RESERVATION_GRACE_SECONDS", 60.0, float),
     # Reverse proxies in front of the app whose X-Forwarded-* headers are trusted (0 = none).
     "TRUSTED_PROXIES": ("ZIRI_TRUSTED_PROXIES", 0, "count"),
+    # /metrics is served only when this is set, to "Authorization: Bearer <token>".
+    "METRICS_TOKEN": ("ZIRI_METRICS_TOKEN", "", str),
+    # Label refusals and spend with the key id too (one series per key: mind the cardinality).
+    "METRICS_KEY_LABELS": ("ZIRI_METRICS_KEY_LABELS", False, "bool"),
+    # /admin/ (the spend dashboard) is served only when this is set.
+    "ADMIN_TOKEN": ("ZIRI_ADMIN_TOKEN", "", str),
+    # "text" (key=value lines) or "json" (one JSON object per line, for log drains).
+    "LOG_FORMAT": ("ZIRI_LOG_FORMAT", "text", "log_format"),
     # The PostgreSQL store (see DATABASE_URL below): unset keeps the file ledger.
     "DATABASE_URL": ("ZIRI_DATABASE_URL", "", str),
     # Heroku's convention: heroku-postgresql sets DATABASE_URL; ZIRI_DATABASE_URL wins over it.
@@ -57,6 +65,7 @@ _SETTINGS = {
     "SPOOL_DIR": ("ZIRI_SPOOL_DIR", "var/spool", str),
 }
 
+LOG_FORMATS = ("text", "json")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -73,6 +82,10 @@ def _parse(name, env_name, raw, parser):
         if not (raw.strip().isascii() and raw.strip().isdigit()):
             raise ConfigError(f"environment variable {env_name}: expected a whole number >= 0, got {raw!r}")
         return int(raw)
+    if parser == "log_format":
+        if raw.strip().lower() not in LOG_FORMATS:
+            raise ConfigError(f"environment variable {env_name}: expected text or json, got {raw!r}")
+        return raw.strip().lower()
     if parser == "level":
         # logging accepts only its own names; anything else would crash start-up with a traceback.
         level = raw.strip().upper()

@@ -110,5 +110,12 @@ class Store(abc.ABC):
     def readiness(self):
         """Return (ok, reason): can a request's records be kept right now? ``reason`` is short and secret-free."""
 
+    def refusal_record(self):
+        """Return where refused requests are counted (``refusals.py``): ``add_refusals``, ``refusal_rows``.
+
+        A record apart from the ledger's: refusals cost nothing and must never grow the cost ledger.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no refusal record")
+
     def close(self):
         """Release what the store holds (descriptors, connections)."""

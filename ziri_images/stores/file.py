@@ -52,6 +52,11 @@ class FileStore(Store):
     def start(self):
         return f"ledger {self.ledger.path} replayed: {self.replay()} records"
 
+    def refusal_record(self):
+        from ..refusals import RefusalFile  # refusals.jsonl beside the ledger
+
+        return RefusalFile.beside(self.ledger.path)
+
     def replay(self):
         """Rebuild the state from the whole ledger; return the number of records applied."""
         count = 0

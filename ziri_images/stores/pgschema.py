@@ -79,9 +79,22 @@ CREATE TABLE worker_leases (
 );
 """
 
+# Refused requests per day, key and code: never in ledger_records (a refusal costs nothing, and a
+# flood of them must not grow the ledger). Each process upserts its aggregated counts every few seconds.
+_REFUSALS = """
+CREATE TABLE refusal_counts (
+    day date NOT NULL,
+    key_id text NOT NULL,
+    code text NOT NULL,
+    refused bigint NOT NULL CHECK (refused >= 0),
+    PRIMARY KEY (day, key_id, code)
+);
+"""
+
 #: (version, name, SQL), in order. Never edit a released migration: add the next one.
 MIGRATIONS = (
     (1, "ledger records, key locks, period totals, open reservations, worker leases", _INITIAL),
+    (2, "refusal counts per day, key and code", _REFUSALS),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -257,6 +257,11 @@ class PostgresStore(PostgresReports, Store):
             return False, "the database schema is not migrated"
         return True, None
 
+    def refusal_record(self):
+        from .pgrefusals import PostgresRefusals  # the refusal_counts table (migration 2)
+
+        return PostgresRefusals(self)
+
     def close(self):
         self._closed = True
         self.lease.stop()

@@ -1,0 +1,98 @@
+"""The spend dashboard: off without a token, refuses without it, signs in safely, shows the store's figures."""
+
+import re
+
+import pytest
+from conftest import ENDPOINT
+from conftest import GENERATIONS_URL
+from conftest import USER_KEY
+from conftest import openai_image_response
+
+TOKEN = "admin-token-abcdef0123456789"
+BODY = {"provider": "openai", "model": "dall-e-3", "prompt": "a fox", "size": "1024x1024", "quality": "standard"}
+
+
+@pytest.fixture
+def admin(make_app):
+    return make_app(ADMIN_TOKEN=TOKEN).test_client()
+
+
+def bearer(token=TOKEN):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def sign_in(client, token=TOKEN):
+    form = client.get("/admin/login")
+    nonce = re.search(r'name="csrf" value="([^"]+)"', form.get_data(as_text=True)).group(1)
+    return client.post("/admin/login", data={"csrf": nonce, "token": token})
+
+
+def test_off_without_a_token(client):
+    for path in ("/admin/", "/admin/login"):
+        response = client.get(path, headers=bearer(""))
+        assert response.status_code == 404 and response.get_json()["code"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize("headers", [
+    pytest.param({}, id="nothing"),
+    pytest.param(bearer("wrong"), id="wrong-token"),
+    pytest.param({"X-API-Key": USER_KEY}, id="an-api-key"),
+    pytest.param({"Cookie": "ziri_admin=forged.value.sig"}, id="forged-cookie"),
+])
+def test_refuses_without_the_token(admin, headers):
+    response = admin.get("/admin/", headers=headers)
+    assert response.status_code == 401
+    body = response.get_json()
+    assert body["code"] == "ADMIN_TOKEN_INVALID" and body["requestId"].startswith("req_")
+
+
+def test_a_browser_is_sent_to_the_login_form(admin):
+    response = admin.get("/admin/", headers={"Accept": "text/html"})
+    assert response.status_code == 303 and response.headers["Location"] == "/admin/login"
+
+
+def test_login_sets_a_strict_httponly_signed_cookie(admin):
+    response = sign_in(admin)
+    assert response.status_code == 303 and response.headers["Location"] == "/admin/"
+    cookie = next(value for value in response.headers.getlist("Set-Cookie") if value.startswith("ziri_admin="))
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
+    assert admin.get("/admin/").status_code == 200
+
+
+def test_login_with_a_wrong_token_or_no_csrf_is_refused(admin):
+    assert sign_in(admin, "wrong").status_code == 401
+    assert admin.get("/admin/").status_code == 401
+    # A post from another site carries no CSRF cookie of ours.
+    fresh = admin.application.test_client()
+    assert fresh.post("/admin/login", data={"csrf": "x", "token": TOKEN}).status_code == 400
+    assert fresh.get("/admin/").status_code == 401
+
+
+def test_a_session_ends_when_the_token_changes(make_app):
+    client = make_app(ADMIN_TOKEN=TOKEN).test_client()
+    sign_in(client)
+    other = make_app(ADMIN_TOKEN="another-token-0000000000")
+    cookie = client.get_cookie("ziri_admin", path="/admin").value
+    assert other.test_client().get("/admin/", headers={"Cookie": f"ziri_admin={cookie}"}).status_code == 401
+
+
+@pytest.mark.stores()
+def test_the_page_shows_spend_budgets_models_and_refusals(admin, add_key, responses_mock):
+    responses_mock.post(GENERATIONS_URL, json=openai_image_response(1))
+    assert admin.post(ENDPOINT, json=BODY, headers={"X-API-Key": USER_KEY}).status_code == 200
+    denied = add_key(key_id="key_denied", user="<script>x</script>", allowed_models=["gpt-image-1"])
+    assert admin.post(ENDPOINT, json=BODY, headers={"X-API-Key": denied}).status_code == 403
+    admin.application.extensions["ziri_images_refusals"].flush()
+    response = admin.get("/admin/", headers=bearer())
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Cache-Control"] == "no-store"
+    assert len(re.findall(r'<rect class="bar"', page)) == 30
+    assert re.search(r'<rect class="bar" x="[\d.]+" y="[\d.]+" width="[\d.]+"\s+height="166.0"', page)
+    assert "$0.0400" in page and "dall-e-3" in page and "$50.00" in page  # alice's monthly budget
+    assert "AUTHORIZATION_DENIED" in page and "key_denied" in page
+    assert "<script>x</script>" not in page and "&lt;script&gt;" in page
+    offline = page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # a namespace name, never fetched
+    assert "http://" not in offline and "https://" not in offline and "src=" not in offline
+    assert TOKEN not in page
