@@ -32,11 +32,11 @@ README_BODY = {
 # Exactly the headers the gateway sends upstream: its own credential, never the client's.
 UPSTREAM_HEADERS = exact_headers({"Authorization": f"Bearer {PROVIDER_KEY}"})
 RESERVATION_FIELDS = {
-    "ts", "type", "requestId", "provider", "model", "quality", "size", "imagesRequested", "pricePerImage",
+    "ts", "type", "requestId", "endpoint", "provider", "model", "quality", "size", "imagesRequested", "pricePerImage",
     "currency", "keyId", "user", "amount", "expiresAt", "worker",
 }
 SUMMARY_FIELDS = {
-    "ts", "type", "requestId", "provider", "model", "quality", "size", "imagesRequested", "pricePerImage",
+    "ts", "type", "requestId", "endpoint", "provider", "model", "quality", "size", "imagesRequested", "pricePerImage",
     "currency", "user", "keyId", "status", "httpStatus", "imagesReturned", "cost", "latencyMs", "reservedAt",
     "reserved",
 }
@@ -110,6 +110,7 @@ def test_readme_request_succeeds_and_is_charged(client, app, responses_mock):
     assert set(reservation) == RESERVATION_FIELDS
     assert reservation["type"] == "reservation"
     assert reservation["requestId"] == meta["requestId"]
+    assert reservation["endpoint"] == charge["endpoint"] == "generations"
     assert reservation["ts"] == "2026-11-26T12:00:00.000000Z"
     assert reservation["expiresAt"] == "2026-11-26T12:01:32.000000Z"  # connect 2 + read 30 + grace 60
     assert (reservation["keyId"], reservation["user"], reservation["amount"]) == ("key_user", "alice", 0.04)

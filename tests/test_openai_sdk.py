@@ -200,8 +200,9 @@ def test_gateway_errors_become_the_sdks_exceptions(gateway, api_key, key, option
 
     error = raised.value
     assert error.status_code == status
-    assert error.response.json()["code"] == code
-    assert error.request_id == error.response.json()["requestId"]
+    assert error.code == code  # OpenAI's error shape: the SDK reads the gateway's code
+    assert error.type and error.message in str(error)  # the message, no longer only "Error code: NNN"
+    assert error.request_id == error.response.json()["error"]["requestId"]
     assert error.response.headers["x-should-retry"] == "false"
 
 
@@ -254,7 +255,7 @@ def test_an_idempotency_key_makes_the_sdks_own_retries_safe(gateway, api_key):
 
     # The SDK gave up on the first attempt and sent it again: the retry is refused, not billed. Whether it
     # arrives while the first is still generating or just after depends on the SDK's random back-off.
-    assert raised.value.response.json()["code"] in ("IDEMPOTENT_REQUEST_IN_PROGRESS", "IDEMPOTENCY_KEY_REUSED")
+    assert raised.value.code in ("IDEMPOTENT_REQUEST_IN_PROGRESS", "IDEMPOTENCY_KEY_REUSED")
     charges = new_records(gateway, before, "charge", 1)
     assert [charge["cost"] for charge in charges] == [0.04]
     assert len([record for record in gateway.ledger()[before:] if record["type"] == "reservation"]) == 1
@@ -270,12 +271,76 @@ def test_key_file_edits_reach_the_running_gateway(gateway):
         gateway.cli("keys", "disable", "key_rotating")
         with pytest.raises(openai.PermissionDeniedError) as raised:
             old_client.images.generate(**request)
-        assert raised.value.response.json()["code"] == "API_KEY_REVOKED_OR_DISABLED"
+        assert raised.value.code == "API_KEY_REVOKED_OR_DISABLED"
 
         gateway.cli("keys", "enable", "key_rotating")
         new_key = gateway.cli("keys", "rotate", "key_rotating")
         with pytest.raises(openai.PermissionDeniedError) as raised:
             old_client.images.generate(**request)
-        assert raised.value.response.json()["code"] == "API_KEY_INVALID"
+        assert raised.value.code == "API_KEY_INVALID"
     with gateway.client(new_key) as new_client:
         assert new_client.images.generate(**request).data
+
+
+@pytest.mark.real_http
+def test_an_over_budget_request_raises_with_the_gateways_code(gateway, api_key):
+    poor_key = gateway.cli("keys", "create", "--user", "sdk-poor", "--id", "key_sdk_poor",
+                           "--daily-spend-limit", "0.01")
+    before = len(gateway.ledger())
+
+    with gateway.client(poor_key) as client, pytest.raises(openai.APIStatusError) as raised:
+        client.images.generate(model="dall-e-3", prompt="an expensive cat")
+
+    error = raised.value
+    assert (error.status_code, error.code, error.type) == (402, "SPEND_LIMIT_EXCEEDED", "insufficient_quota")
+    assert "spend limit" in error.message
+    assert [record for record in gateway.ledger()[before:] if record["type"] != "key"] == []
+
+
+@pytest.mark.real_http
+def test_models_list(gateway, api_key):
+    with gateway.client(api_key) as client:
+        models = {model.id: model.owned_by for model in client.models.list()}
+        one = client.models.retrieve("gpt-image-1")
+
+    assert models["gpt-image-1"] == "openai" and "gpt-4o" not in models
+    assert (one.id, one.object) == ("gpt-image-1", "model")
+
+
+def charges_of(gateway, before, request_id):
+    return [record for record in gateway.ledger()[before:]
+            if record["type"] == "charge" and record["requestId"] == request_id]
+
+
+@pytest.mark.real_http
+@pytest.mark.parametrize("images, with_mask", [
+    pytest.param(1, False, id="one-image"),
+    pytest.param(2, True, id="two-images-and-a-mask"),
+])
+def test_images_edit(gateway, api_key, images, with_mask):
+    from ziri_images.stub import png_bytes
+
+    before = len(gateway.ledger())
+    files = [(f"ref{index}.png", png_bytes(f"ref{index}", 64), "image/png") for index in range(images)]
+    mask = {"mask": ("mask.png", png_bytes("mask", 64), "image/png")} if with_mask else {}
+    with gateway.client(api_key) as client:
+        response = client.images.with_raw_response.edit(model="gpt-image-1", prompt="add a red hat",
+                                                        image=files[0] if images == 1 else files, **mask)
+    result = response.parse()
+
+    assert result.data[0].b64_json.startswith("iVBORw0KGgo")
+    meta = result.model_extra["_meta"]
+    assert result.usage.input_tokens_details.image_tokens == (images + with_mask) * (85 + 170)
+    new_records(gateway, before, "charge", 1)
+    [charge] = charges_of(gateway, before, meta["requestId"])
+    assert (charge["endpoint"], charge["status"], charge["cost"]) == ("edits", "succeeded", meta["cost"]["actual"])
+
+
+@pytest.mark.real_http
+def test_an_edit_larger_than_the_json_body_limit(gateway, api_key):
+    from ziri_images.stub import png_bytes
+
+    image = png_bytes("large", 64) + b"\0" * (1024 * 1024)  # past ZIRI_MAX_BODY_BYTES (256 KB): edits have their own
+    with gateway.client(api_key) as client:
+        result = client.images.edit(model="gpt-image-1", prompt="a hat", image=("large.png", image, "image/png"))
+    assert result.data[0].b64_json

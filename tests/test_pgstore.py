@@ -23,6 +23,7 @@ from ziri_images.records import format_ts
 from ziri_images.records import reservation_record
 from ziri_images.records import to_micros
 from ziri_images.settings import load_settings
+from ziri_images.stores.file_scan import build_report
 from ziri_images.stores.pgschema import LATEST
 from ziri_images.stores.pgschema import migrate
 from ziri_images.stores.pgschema import schema_version
@@ -204,12 +205,12 @@ def test_a_refused_request_keeps_the_stale_settlements_of_its_transaction(make_s
     assert [r["reason"] for r in database.records() if r["type"] == "reservation_expired"] == ["expired"]
 
 
-def ledger_of(clock, key):
+def ledger_of(clock, key, **summary):
     """Return records as a file store writes them: a charged request, an expired one, one replaced late."""
     records = []
     for cost, fate in ((0.04, "charged"), (0.04, "expired"), (0.02, "late")):
         now = clock()
-        record = reservation_record(now, key, details(), PRICE, now + timedelta(seconds=TTL), "h:1:ab")
+        record = reservation_record(now, key, details(**summary), PRICE, now + timedelta(seconds=TTL), "h:1:ab")
         records.append(record)
         held = Reservation(request_id=record["requestId"], key_id=key.id, micros=PRICE, reserved_at=record["ts"],
                            expires_at=(now + timedelta(seconds=TTL)).timestamp(), worker="h:1:ab")
@@ -249,6 +250,22 @@ def test_report_groups_in_sql_as_the_ledger_counts(make_store):
     each = {"requests": 3, "images": 2, "cost": 0.1, "expired": 1}
     assert rows == {("pat", "dall-e-3"): each, ("sam", "dall-e-3"): each}
     assert store.report(by=("day",), since="2027-01-01T00:00:00.000000Z").groups == {}
+
+
+def test_report_by_endpoint_in_sql_matches_the_file_store(make_store, tmp_path):
+    clock = FakeClock()
+    # Edits name their endpoint; records from before edits name none (they were generations).
+    records = ledger_of(clock, Key(), endpoint="edits") + ledger_of(clock, Key("key_other", "sam"))
+    store = make_store()
+    store.import_records(records)
+    path = tmp_path / "ledger.jsonl"
+    path.write_bytes(b"".join(encode_record(record) for record in records))
+
+    in_sql = {group: totals.as_row() for group, totals in store.report(by=("endpoint", "user")).rows()}
+    in_file = {group: totals.as_row() for group, totals in build_report(str(path), by=("endpoint", "user")).rows()}
+
+    each = {"requests": 3, "images": 2, "cost": 0.1, "expired": 1}
+    assert in_sql == in_file == {("edits", "pat"): each, ("generations", "sam"): each}
 
 
 @pytest.mark.parametrize("environ, expected", [

@@ -18,6 +18,7 @@ from ziri_images.records import encode_record
 from ziri_images.records import to_micros
 from ziri_images.report import Progress
 from ziri_images.stores.file_scan import build_report
+from ziri_images.stub import png_bytes
 
 
 def ts(day, hour=12, minute=0, second=0):
@@ -223,6 +224,22 @@ def test_the_records_the_gateway_writes_are_reported_by_its_store(app, client, r
     charges = [record for record in store_records(app) if record["type"] == "charge"]
     day = charges[0]["reservedAt"][:10]
     assert summary(report) == {("alice", "dall-e-3", day): (2, 1, 0.04, 0)}
+
+
+def test_the_report_groups_by_endpoint(app, client, responses_mock, capsys):
+    responses_mock.add(responses.POST, GENERATIONS_URL, json=openai_image_response(1))
+    responses_mock.add(responses.POST, GENERATIONS_URL.replace("generations", "edits"), json=openai_image_response(2))
+    headers = {"X-API-Key": USER_KEY}
+    body = {"provider": "openai", "model": "dall-e-2", "prompt": "a fox", "size": "256x256"}
+    assert client.post(ENDPOINT, json=body, headers=headers).status_code == 200
+    form = {**body, "n": "2", "image": (io.BytesIO(png_bytes("fox", 32)), "fox.png")}
+    assert client.post("/api/images/edits", data=form, content_type="multipart/form-data",
+                       headers=headers).status_code == 200
+
+    report = app.extensions["ziri_images"].store.report(by=("endpoint",))
+    assert summary(report) == {("edits",): (1, 2, 0.032, 0), ("generations",): (1, 1, 0.016, 0)}
+    assert cli.main(["report", "--ledger", app.config["LEDGER_PATH"], "--by", "endpoint", "--format", "json"]) == 0
+    assert {row["endpoint"] for row in json.loads(capsys.readouterr().out)["rows"]} == {"edits", "generations"}
 
 
 def test_progress_appears_after_a_delay_and_is_cleared():

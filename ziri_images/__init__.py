@@ -15,13 +15,16 @@ def create_app(test_config=None):
     from . import errors
     from . import gateway
     from . import metrics
+    from . import models
     from . import openapi
     from . import readiness
     from . import refusals
     from .settings import load_settings
     from .strict_json import StrictJSONProvider
+    from .uploads import InMemoryRequest
 
     app = Flask(__name__, static_folder=None)
+    app.request_class = InMemoryRequest  # an upload is never written to a temporary file
     app.config.update(load_settings())
     if test_config:
         app.config.update(test_config)
@@ -34,6 +37,7 @@ def create_app(test_config=None):
     refusals.init_app(app)
     dashboard.init_app(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(models.bp)
     app.register_blueprint(readiness.bp)
     app.register_blueprint(openapi.bp)
     hops = app.config["TRUSTED_PROXIES"]

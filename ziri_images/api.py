@@ -1,24 +1,31 @@
 """The HTTP API: one blueprint, read top to bottom as the request's path.
 
 authenticate -> validate -> price -> check access -> reserve -> call provider -> settle -> respond
+
+Generations (JSON) and edits (multipart, with uploads) take the same path, ``serve``.
 """
 
-import hashlib
 import logging
 import time
 import uuid
 
 from flask import Blueprint
+from flask import current_app
 from flask import g
 from flask import request
 
+from .access import authenticate
+from .access import check_access
+from .access import idempotency_digest
+from .access import resolve_provider
 from .errors import ApiError
 from .gateway import current_gateway
 from .providers import ProviderError
+from .quoting import price_request
 from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
-from .schemas import check_model_fields
 from .schemas import parse_generation_request
 from .serverlog import escape
+from .uploads import read_edit_form
 
 log = logging.getLogger("ziri_images")
 
@@ -51,100 +58,65 @@ def elapsed_ms(started):
     return round((time.monotonic() - started) * 1000)
 
 
-def authenticate():
-    """Return the caller's ApiKey from ``X-API-Key`` (or ``Authorization: Bearer``)."""
-    raw_key = request.headers.get("X-API-Key", "").strip()
-    if not raw_key:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer":
-            raw_key = token.strip()
-    gateway = current_gateway()
-    g.api_key = gateway.keys.authenticate(raw_key, gateway.clock())
-    return g.api_key
-
-
-def idempotency_digest():
-    """Return a digest of the client's ``Idempotency-Key`` header (None without one), or raise."""
-    value = request.headers.get("Idempotency-Key")
-    if value is None:
-        return None
-    if not 1 <= len(value) <= 255 or not value.isprintable():
-        raise ApiError(400, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1 to 255 printable characters.")
-    # Only a digest is kept: the value is the client's, and could be anything.
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
-
-
-def check_access(key, provider, model):
-    """Raise AUTHORIZATION_DENIED unless the key's allow-lists admit (provider, model)."""
-    if key.allowed_providers is not None and provider not in key.allowed_providers:
-        raise ApiError(403, "AUTHORIZATION_DENIED", f"This key may not use provider '{provider}'.",
-                       reason="provider_not_allowed", allowedProviders=list(key.allowed_providers))
-    if key.allowed_models is not None and model not in key.allowed_models:
-        raise ApiError(403, "AUTHORIZATION_DENIED", f"This key may not use model '{model}'.",
-                       reason="model_not_allowed", allowedModels=list(key.allowed_models))
-
-
-def resolve_provider(gateway, key, name):
-    """Return the configured provider client, refusing demo keys against paid providers."""
-    provider = gateway.providers.get(name)
-    if provider is None:
-        raise ApiError(404, "PROVIDER_NOT_FOUND", f"Provider '{name}' not found.",
-                       availableProviders=sorted(gateway.providers))
-    provider.require_credentials()
-    if key.demo and not provider.is_loopback and not gateway.allow_demo_keys_upstream:
-        raise ApiError(403, "DEMO_KEY_RESTRICTED",
-                       "This demo key only works with the local stub provider. Create a key of your own "
-                       "(or set ZIRI_ALLOW_DEMO_KEYS_UPSTREAM=true) to reach a paid provider.")
-    return provider
-
-
-def price_request(gateway, generation):
-    """Return (image_model, quote, upstream payload) for a validated request, or raise."""
-    image_model = gateway.prices.find_model(generation.provider, generation.model)
-    choices, params = check_model_fields(image_model, generation)
-    if generation.n > image_model.max_images:
-        raise ApiError(400, "IMAGE_REQUEST_TOO_LARGE",
-                       f"Requested number of images ({generation.n}) exceeds maximum allowed "
-                       f"({image_model.max_images})",
-                       requested=generation.n, maximum=image_model.max_images)
-    if len(generation.prompt) > image_model.max_prompt_chars:
-        raise ApiError(400, "PROMPT_TOO_LONG",
-                       f"Prompt is {len(generation.prompt)} characters; '{image_model.name}' accepts at most "
-                       f"{image_model.max_prompt_chars}.", maximum=image_model.max_prompt_chars)
-    quote = gateway.prices.quote(image_model, choices, generation.n, generation.prompt)
-    # The priced values are always sent, so what is generated is what was priced.
-    payload = {"model": generation.model, "prompt": generation.prompt, "n": generation.n, **choices, **params}
-    return image_model, quote, payload
-
-
 @bp.post("/api/images/generations")
 @bp.post("/v1/images/generations")
 def create_generation():
-    gateway = current_gateway()
     key = authenticate()
+    return serve(key, "generations", parse_generation_request(json_body()))
+
+
+@bp.post("/api/images/edits")
+@bp.post("/v1/images/edits")
+def create_edit():
+    key = authenticate()
+    body, images, mask = read_edit_form(current_app.config)
+    return serve(key, "edits", parse_generation_request(with_default_provider(body)), images, mask)
+
+
+def serve(key, endpoint, generation, images=(), mask=None):
+    """The request's path once it is authenticated and validated, the same for every endpoint."""
+    gateway = current_gateway()
+    idempotency_key = idempotency_digest()
+    uploads = (*images, *([mask] if mask else []))
+    image_model, quote, payload = price_request(gateway, generation, uploads)
+    check_access(key, generation.provider, generation.model)
+    provider = resolve_provider(gateway, key, generation.provider)
+
+    settle = reserve_spend(gateway, key, endpoint, generation, quote, idempotency_key)
+    result = call_provider(provider, payload, quote, settle, upload_files(images, mask))
+    charge = charge_result(gateway, image_model, quote, result, settle)
+    return generation_response(generation, quote, result, charge)
+
+
+def json_body():
+    """Return the decoded JSON body (``provider`` defaulted on /v1), or raise the contract's 400."""
     try:
         body = request.get_json()
     except RecursionError:
         # json gives up on deeply nested arrays or objects with RecursionError, which Flask lets through as a 500.
         raise ApiError(400, "INVALID_JSON", "Request body is not valid JSON: it is nested too deeply.")
+    return with_default_provider(body)
+
+
+def with_default_provider(body):
     if request.path.startswith("/v1/") and isinstance(body, dict) and "provider" not in body:
         body["provider"] = OPENAI_COMPATIBLE_DEFAULT_PROVIDER  # OpenAI's SDKs do not send one
-    generation = parse_generation_request(body)
-    idempotency_key = idempotency_digest()
-    image_model, quote, payload = price_request(gateway, generation)
-    check_access(key, generation.provider, generation.model)
-    provider = resolve_provider(gateway, key, generation.provider)
-
-    settle = reserve_spend(gateway, key, generation, quote, idempotency_key)
-    result = call_provider(provider, payload, quote, settle)
-    charge = charge_result(gateway, image_model, quote, result, settle)
-    return generation_response(generation, quote, result, charge)
+    return body
 
 
-def reserve_spend(gateway, key, generation, quote, idempotency_key):
+def upload_files(images, mask):
+    """Return an edit's files as requests sends them (None for a generation): OpenAI's field names."""
+    if not images:
+        return None
+    field = "image[]" if len(images) > 1 else "image"
+    return [(field, image.as_file()) for image in images] + ([("mask", mask.as_file())] if mask else [])
+
+
+def reserve_spend(gateway, key, endpoint, generation, quote, idempotency_key):
     """Reserve the most the request can cost; return ``settle(status, http_status, **outcome)`` for its charge."""
     summary = {
         "requestId": g.request_id,
+        "endpoint": endpoint,
         "keyId": key.id,
         "user": key.user,
         "provider": generation.provider,
@@ -167,9 +139,11 @@ def reserve_spend(gateway, key, generation, quote, idempotency_key):
     return settle
 
 
-def call_provider(provider, payload, quote, settle):
+def call_provider(provider, payload, quote, settle, files=None):
     """Return the provider's ProviderResult; a failed call is settled, then raised."""
     try:
+        if files is not None:
+            return provider.edit(payload, files, g.request_id)
         return provider.generate(payload, g.request_id)
     except ProviderError as error:
         settle("provider_error", error.status, imagesReturned=0, cost=0.0, providerStatus=error.provider_status,

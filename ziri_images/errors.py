@@ -1,15 +1,19 @@
 """Turn every failure into the contract's JSON error body.
 
 Raise ``ApiError(status, code, message, **details)`` anywhere in a request; one app-level
-handler renders ``{"error", "code", "requestId", ...details}`` for it, for werkzeug's HTTP
-errors (bad JSON, 404, 405, 413, 415) and for anything unexpected (500, logged with the
-request id, never a traceback in the body).
+handler renders it, for werkzeug's HTTP errors (bad JSON, 404, 405, 413, 415) and for anything
+unexpected (500, logged with the request id, never a traceback in the body). ``/api/*`` answers
+the flat ``{"error", "code", "requestId", ...details}``; ``/v1/*`` answers OpenAI's shape,
+``{"error": {"message", "type", "param", "code", "requestId", ...details}}``, which OpenAI's
+SDKs read into ``e.code``, ``e.type`` and ``e.param``. ``ERROR_CODES`` is the one catalogue of
+codes: it gives each its status and OpenAI type, and the OpenAPI document lists it.
 """
 
 import logging
 
 from flask import g
 from flask import jsonify
+from flask import request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("ziri_images")
@@ -22,14 +26,100 @@ class ConfigError(Exception):
 class ApiError(Exception):
     """An error answered to the client with a stable ``code``."""
 
-    def __init__(self, status, code, message, headers=None, should_retry=False, **details):
+    def __init__(self, status, code, message, headers=None, should_retry=False, param=None, **details):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.param = param  # the offending request field, when there is one
         self.headers = dict(headers or {})
         self.should_retry = should_retry
         self.details = details
+
+
+# (status, code, scope, when). Scopes: "key" (authenticated routes), "generation" (the images
+# endpoint), "ledger" (routes that read or write the ledger), "any" (every route).
+ERROR_CODES = (
+    (400, "API_KEY_REQUIRED", "key", "No X-API-Key (or Authorization: Bearer) header."),
+    (401, "INVALID_API_KEY_FORMAT", "key", "The key is not ziri-{userId}-{hex secret}."),
+    (403, "API_KEY_INVALID", "key", "Unknown key."),
+    (403, "API_KEY_REVOKED_OR_DISABLED", "key", "The key is disabled."),
+    (403, "API_KEY_EXPIRED", "key", "The key is past its expires_at."),
+    (400, "INVALID_JSON", "generation", "The body is not valid JSON."),
+    (400, "INVALID_BODY", "generation", "The body is JSON but not an object."),
+    (415, "UNSUPPORTED_MEDIA_TYPE", "generation", "The body is not application/json."),
+    (413, "REQUEST_TOO_LARGE", "generation", "The body exceeds ZIRI_MAX_BODY_BYTES."),
+    (408, "REQUEST_TIMEOUT", "generation", "The body did not arrive within ZIRI_BODY_TIMEOUT_SECONDS of the headers."),
+    (400, "INVALID_CHUNKED_BODY", "generation", "The chunked body cannot be parsed."),
+    (400, "MISSING_FIELDS", "generation", "provider, model or prompt is missing (`missing`)."),
+    (400, "VALIDATION_ERROR", "generation", "A field has the wrong type or range (`details`)."),
+    (400, "STREAMING_NOT_SUPPORTED", "generation", "stream: true."),
+    (404, "PROVIDER_NOT_FOUND", "generation", "Unknown provider (`availableProviders`)."),
+    (400, "ACTION_NOT_SUPPORTED", "generation", "The model is not an image model (`suggestedModel`)."),
+    (400, "IMAGE_CONFIG_NOT_FOUND", "generation", "Unknown model, or a quality/size without a price."),
+    (410, "MODEL_RETIRED", "generation", "The provider has retired the model (`retiredOn`, `suggestedModel`)."),
+    (400, "PARAMETER_NOT_SUPPORTED", "generation", "A parameter the model does not accept (`unsupported`)."),
+    (400, "IMAGE_REQUEST_TOO_LARGE", "generation", "n above the model's maximum."),
+    (400, "PROMPT_TOO_LONG", "generation", "The prompt is longer than the model accepts."),
+    (400, "EDITS_NOT_SUPPORTED", "edit", "The model (or its provider) does not edit images."),
+    (413, "TOO_MANY_IMAGES", "edit", "More reference images than ZIRI_EDIT_MAX_FILES, or more than one mask."),
+    (413, "UPLOAD_TOO_LARGE", "edit", "A file above ZIRI_EDIT_MAX_FILE_BYTES, or all of them above "
+                                      "ZIRI_EDIT_MAX_TOTAL_BYTES."),
+    (400, "UNSUPPORTED_IMAGE_FORMAT", "edit", "An upload that is not a PNG, JPEG or WebP image (by content)."),
+    (403, "AUTHORIZATION_DENIED", "generation", "Provider or model outside the key's allow-lists (`reason`)."),
+    (403, "DEMO_KEY_RESTRICTED", "generation", "A demo key against a non-local provider."),
+    (429, "RATE_LIMIT_EXCEEDED", "generation", "Over the key's requests_per_minute (Retry-After)."),
+    (503, "QUEUE_FULL", "generation", "Over the key's max_concurrent_requests (Retry-After)."),
+    (400, "INVALID_IDEMPOTENCY_KEY", "generation", "Idempotency-Key is not 1 to 255 printable characters."),
+    (409, "IDEMPOTENT_REQUEST_IN_PROGRESS", "generation",
+     "A request with the same Idempotency-Key is still running (originalRequestId)."),
+    (409, "IDEMPOTENCY_KEY_REUSED", "generation",
+     "A request with the same Idempotency-Key was already processed (originalRequestId)."),
+    (402, "SPEND_LIMIT_EXCEEDED", "generation", "The cost does not fit the daily or monthly budget."),
+    (500, "PROVIDER_KEY_MISSING", "generation", "No provider key is configured."),
+    (400, "LLM_PROVIDER_ERROR", "generation", "The provider refused the request; its 4xx status is kept."),
+    (429, "LLM_PROVIDER_ERROR", "generation", "The provider rate-limited the gateway."),
+    (502, "LLM_PROVIDER_ERROR", "generation", "Provider 5xx, unreachable, bad answer, or it refused our credentials."),
+    (504, "LLM_PROVIDER_ERROR", "generation", "The provider timed out; the images may have been generated."),
+    (503, "LEDGER_UNAVAILABLE", "ledger", "The cost ledger cannot be written."),
+    (401, "METRICS_TOKEN_INVALID", "metrics", "No or a wrong 'Authorization: Bearer' metrics token."),
+    (401, "ADMIN_TOKEN_INVALID", "admin", "No admin session and no or a wrong 'Authorization: Bearer' admin token."),
+    (404, "MODEL_NOT_FOUND", "models", "No such image model, or the key may not use it."),
+    (404, "NOT_FOUND", "unrouted", "No such endpoint."),
+    (405, "METHOD_NOT_ALLOWED", "any", "Method not allowed for this endpoint."),
+    (500, "INTERNAL_ERROR", "any", "Anything unexpected (logged with the request id)."),
+)
+
+# OpenAI's error types: by code where the status alone does not say it, otherwise by status.
+_TYPE_BY_CODE = {
+    "SPEND_LIMIT_EXCEEDED": "insufficient_quota",
+    "LLM_PROVIDER_ERROR": "api_error",
+    "PROVIDER_KEY_MISSING": "server_error",
+    "LEDGER_UNAVAILABLE": "server_error",
+    "INTERNAL_ERROR": "server_error",
+}
+_TYPE_BY_STATUS = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                   429: "rate_limit_error"}
+
+
+def error_type(status, code):
+    """Return OpenAI's error ``type`` for a gateway error."""
+    if code in _TYPE_BY_CODE and not (code == "LLM_PROVIDER_ERROR" and status < 500):
+        return _TYPE_BY_CODE[code]
+    return _TYPE_BY_STATUS.get(status, "invalid_request_error" if status < 500 else "server_error")
+
+
+def error_param(error):
+    """Return the request field an error is about (OpenAI's ``param``), or None."""
+    if error.param is not None:
+        return error.param
+    for name in ("missing", "unsupported"):
+        if error.details.get(name):
+            return error.details[name][0]
+    fields = error.details.get("details")
+    if isinstance(fields, dict) and fields:
+        return sorted(fields)[0]
+    return None
 
 
 # werkzeug status -> (code, message) for errors raised before our code runs.
@@ -48,9 +138,13 @@ def request_id():
 
 
 def render_api_error(error):
-    """Render an ``ApiError`` as the contract's JSON body."""
-    body = {"error": error.message, "code": error.code, "requestId": request_id()}
-    body.update(error.details)
+    """Render an ``ApiError`` as the contract's JSON body: OpenAI's shape on ``/v1``, the flat one elsewhere."""
+    if request.path.startswith("/v1/"):
+        body = {"error": {"message": error.message, "type": error_type(error.status, error.code),
+                          "param": error_param(error), "code": error.code, "requestId": request_id(),
+                          **error.details}}
+    else:
+        body = {"error": error.message, "code": error.code, "requestId": request_id(), **error.details}
     response = jsonify(body)
     response.status_code = error.status
     response.headers.update(error.headers)

@@ -105,6 +105,7 @@ class ImageModel:
             raise ConfigError(f"{where}.retired: expected 'YYYY-MM-DD' (or 'YYYY-MM')")
         try:
             self.max_images = int(entry["max_images"])
+            self.edits = entry.get("edits", False) is True  # POST /images/edits is served for it
             self.max_prompt_chars = int(entry["max_prompt_chars"])
             prices = entry["prices"]
         except (KeyError, TypeError, ValueError) as error:

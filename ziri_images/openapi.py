@@ -2,7 +2,7 @@
 
 Served at ``GET /api/openapi.json``. Request and response bodies come from ``schemas.py``
 (apispec's MarshmallowPlugin); every error code the gateway can answer is listed once in
-``ERROR_CODES`` with its status, and each operation documents the statuses it can return.
+``errors.ERROR_CODES`` with its status, and each operation documents the statuses it can return.
 The tests check that every route of the app and every ``ApiError`` raised in the code is here.
 """
 
@@ -12,55 +12,10 @@ from flask import Blueprint
 
 from . import __version__
 from . import schemas
+from .errors import ERROR_CODES
+from .errors import error_type
 
 bp = Blueprint("openapi", __name__)
-
-# (status, code, scope, when). Scopes: "key" (authenticated routes), "generation" (the images
-# endpoint), "ledger" (routes that read or write the ledger), "any" (every route).
-ERROR_CODES = (
-    (400, "API_KEY_REQUIRED", "key", "No X-API-Key (or Authorization: Bearer) header."),
-    (401, "INVALID_API_KEY_FORMAT", "key", "The key is not ziri-{userId}-{hex secret}."),
-    (403, "API_KEY_INVALID", "key", "Unknown key."),
-    (403, "API_KEY_REVOKED_OR_DISABLED", "key", "The key is disabled."),
-    (403, "API_KEY_EXPIRED", "key", "The key is past its expires_at."),
-    (400, "INVALID_JSON", "generation", "The body is not valid JSON."),
-    (400, "INVALID_BODY", "generation", "The body is JSON but not an object."),
-    (415, "UNSUPPORTED_MEDIA_TYPE", "generation", "The body is not application/json."),
-    (413, "REQUEST_TOO_LARGE", "generation", "The body exceeds ZIRI_MAX_BODY_BYTES."),
-    (408, "REQUEST_TIMEOUT", "generation", "The body did not arrive within ZIRI_BODY_TIMEOUT_SECONDS of the headers."),
-    (400, "INVALID_CHUNKED_BODY", "generation", "The chunked body cannot be parsed."),
-    (400, "MISSING_FIELDS", "generation", "provider, model or prompt is missing (`missing`)."),
-    (400, "VALIDATION_ERROR", "generation", "A field has the wrong type or range (`details`)."),
-    (400, "STREAMING_NOT_SUPPORTED", "generation", "stream: true."),
-    (404, "PROVIDER_NOT_FOUND", "generation", "Unknown provider (`availableProviders`)."),
-    (400, "ACTION_NOT_SUPPORTED", "generation", "The model is not an image model (`suggestedModel`)."),
-    (400, "IMAGE_CONFIG_NOT_FOUND", "generation", "Unknown model, or a quality/size without a price."),
-    (410, "MODEL_RETIRED", "generation", "The provider has retired the model (`retiredOn`, `suggestedModel`)."),
-    (400, "PARAMETER_NOT_SUPPORTED", "generation", "A parameter the model does not accept (`unsupported`)."),
-    (400, "IMAGE_REQUEST_TOO_LARGE", "generation", "n above the model's maximum."),
-    (400, "PROMPT_TOO_LONG", "generation", "The prompt is longer than the model accepts."),
-    (403, "AUTHORIZATION_DENIED", "generation", "Provider or model outside the key's allow-lists (`reason`)."),
-    (403, "DEMO_KEY_RESTRICTED", "generation", "A demo key against a non-local provider."),
-    (429, "RATE_LIMIT_EXCEEDED", "generation", "Over the key's requests_per_minute (Retry-After)."),
-    (503, "QUEUE_FULL", "generation", "Over the key's max_concurrent_requests (Retry-After)."),
-    (400, "INVALID_IDEMPOTENCY_KEY", "generation", "Idempotency-Key is not 1 to 255 printable characters."),
-    (409, "IDEMPOTENT_REQUEST_IN_PROGRESS", "generation",
-     "A request with the same Idempotency-Key is still running (originalRequestId)."),
-    (409, "IDEMPOTENCY_KEY_REUSED", "generation",
-     "A request with the same Idempotency-Key was already processed (originalRequestId)."),
-    (402, "SPEND_LIMIT_EXCEEDED", "generation", "The cost does not fit the daily or monthly budget."),
-    (500, "PROVIDER_KEY_MISSING", "generation", "No provider key is configured."),
-    (400, "LLM_PROVIDER_ERROR", "generation", "The provider refused the request; its 4xx status is kept."),
-    (429, "LLM_PROVIDER_ERROR", "generation", "The provider rate-limited the gateway."),
-    (502, "LLM_PROVIDER_ERROR", "generation", "Provider 5xx, unreachable, bad answer, or it refused our credentials."),
-    (504, "LLM_PROVIDER_ERROR", "generation", "The provider timed out; the images may have been generated."),
-    (503, "LEDGER_UNAVAILABLE", "ledger", "The cost ledger cannot be written."),
-    (401, "METRICS_TOKEN_INVALID", "metrics", "No or a wrong 'Authorization: Bearer' metrics token."),
-    (401, "ADMIN_TOKEN_INVALID", "admin", "No admin session and no or a wrong 'Authorization: Bearer' admin token."),
-    (404, "NOT_FOUND", "unrouted", "No such endpoint."),
-    (405, "METHOD_NOT_ALLOWED", "any", "Method not allowed for this endpoint."),
-    (500, "INTERNAL_ERROR", "any", "Anything unexpected (logged with the request id)."),
-)
 
 HEADERS = {
     "X-Request-Id": {"description": "The gateway's id of this request (also in the ledger and logs).",
@@ -82,6 +37,23 @@ _GENERATION_DESCRIPTION = (
     "is called; fields other than the gateway's own are provider parameters, accepted only if the "
     "model's catalog entry lists them.")
 
+_BINARY = {"type": "string", "format": "binary"}
+EDIT_FORM = {
+    "type": "object",
+    "required": ["image", "prompt"],
+    "description": "OpenAI's edit form. Text fields are a generation's (model, prompt, n, size, quality and the "
+                   "model's parameters, e.g. input_fidelity); on /api also provider.",
+    "properties": {
+        "image": {"oneOf": [_BINARY, {"type": "array", "items": _BINARY}],
+                  "description": "One or more PNG, JPEG or WebP images (also sent as image[])."},
+        "mask": {**_BINARY, "description": "Optional: where to edit (a PNG with transparency)."},
+        "prompt": {"type": "string"}, "model": {"type": "string"}, "provider": {"type": "string"},
+        "n": {"type": "integer", "minimum": 1}, "size": {"type": "string"}, "quality": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+EDIT_REQUEST = {"multipart/form-data": {"schema": EDIT_FORM}}
+
 # path -> {method: (summary, request schema, response schema, error scopes, authenticated)}
 OPERATIONS = {
     "/api/images/generations": {"post": ("Generate images", "GenerationRequest", "ImagesResponse",
@@ -89,6 +61,13 @@ OPERATIONS = {
     "/v1/images/generations": {"post": ("Generate images (OpenAI-compatible path; provider defaults to openai)",
                                         "OpenAIImagesRequest", "ImagesResponse", ("key", "generation", "ledger"),
                                         True)},
+    "/v1/models": {"get": ("The image models this key may use (OpenAI's list shape)", None, "ModelList", ("key",),
+                           True)},
+    "/v1/models/{model_id}": {"get": ("One image model this key may use", None, "Model", ("key", "models"), True)},
+    "/api/images/edits": {"post": ("Edit images (multipart: reference images, optional mask)", EDIT_REQUEST,
+                                   "ImagesResponse", ("key", "generation", "edit", "ledger"), True)},
+    "/v1/images/edits": {"post": ("Edit images (OpenAI-compatible path; provider defaults to openai)", EDIT_REQUEST,
+                                  "ImagesResponse", ("key", "generation", "edit", "ledger"), True)},
     "/api/me/usage": {"get": ("The key's current spend, limits and counts", None, "Usage", ("key", "ledger"),
                               True)},
     "/health": {"get": ("Liveness", None, "Health", (), False)},
@@ -111,7 +90,7 @@ OTHER_RESPONSES = {
 }
 
 
-def _error_responses(scopes):
+def _error_responses(scopes, error_schema):
     """Return {status: response} for the error codes of ``scopes`` (plus those of every route)."""
     by_status = {}
     for status, code, scope, when in ERROR_CODES:
@@ -121,24 +100,33 @@ def _error_responses(scopes):
         status: {
             "description": " ".join(lines),
             "headers": {"X-Request-Id": _REQUEST_ID, "x-should-retry": _SHOULD_RETRY},
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{error_schema}"}}},
         }
         for status, lines in sorted(by_status.items())
     }
 
 
-def _operation(summary, request_schema, response_schema, scopes, authenticated):
+def _operation(path, summary, request_schema, response_schema, scopes, authenticated):
     ok = {"description": "OK", "headers": {"X-Request-Id": _REQUEST_ID},
           "content": {"application/json": {"schema": response_schema or {"type": "object"}}}}
-    operation = {"summary": summary, "responses": {"200": ok, **_error_responses(scopes)}}
+    operation = {"summary": summary, "responses": {"200": ok, **_error_responses(scopes, error_schema(path))}}
     if request_schema is not None:
         operation["description"] = _GENERATION_DESCRIPTION
         operation["parameters"] = [IDEMPOTENCY_KEY]
-        operation["requestBody"] = {"required": True,
-                                    "content": {"application/json": {"schema": request_schema}}}
+        content = request_schema
+        if not isinstance(content, dict):
+            content = {"application/json": {"schema": request_schema}}
+        operation["requestBody"] = {"required": True, "content": content}
+    if "{model_id}" in path:
+        operation["parameters"] = [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}]
     if authenticated:
         operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
     return operation
+
+
+def error_schema(path):
+    """Return the name of the error body's schema on ``path``: OpenAI's shape on /v1, the flat one elsewhere."""
+    return "OpenAIError" if path.startswith("/v1/") else "Error"
 
 
 def build_document():
@@ -153,18 +141,19 @@ def build_document():
     spec.components.security_scheme("ApiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
     spec.components.security_scheme("Bearer", {"type": "http", "scheme": "bearer",
                                                 "description": "The same key, for OpenAI's SDKs."})
-    for name in ("GenerationRequest", "ImagesResponse", "Error", "Usage", "Health", "Readiness"):
+    for name in ("GenerationRequest", "ImagesResponse", "Error", "OpenAIError", "Model", "ModelList", "Usage",
+                 "Health", "Readiness"):
         spec.components.schema(name, schema=getattr(schemas, f"{name}Schema"))
     spec.components.schema("OpenAIImagesRequest", schema=schemas.OpenAIImagesRequestSchema)
     for name, header in HEADERS.items():
         spec.components.header(name, header)
     for path, methods in OPERATIONS.items():
-        operations = {method: _operation(*details) for method, details in methods.items()}
+        operations = {method: _operation(path, *details) for method, details in methods.items()}
         for operation in operations.values():
             operation["responses"].update(OTHER_RESPONSES.get(path, {}))
         spec.path(path=path, operations=operations)
     document = spec.to_dict()
-    document["x-error-codes"] = [{"status": status, "code": code, "when": when}
+    document["x-error-codes"] = [{"status": status, "code": code, "type": error_type(status, code), "when": when}
                                  for status, code, _scope, when in ERROR_CODES]
     return document
 

@@ -79,6 +79,13 @@ class ProviderResult:
     provider_request_id: str | None
 
 
+def _form_value(value):
+    """Return a form field's text as OpenAI reads it (booleans as true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 class OpenAIProvider:
     """An OpenAI-compatible images endpoint: ``POST {base_url}{path}``, authenticated by one header.
 
@@ -133,14 +140,15 @@ class OpenAIProvider:
                 f"No {what} configured for provider '{self.name}' (set {variable}).",
             )
 
-    def url_for(self, model):
-        """Return the generations URL for ``model`` (its deployment's, for Azure)."""
+    def url_for(self, model, operation="generations"):
+        """Return the ``operation`` URL (generations or edits) for ``model`` (its deployment's, for Azure)."""
         deployment = model
         if self.deployments is not None:
             deployment = self.deployments.get(model)
             if deployment is None:
                 raise self._error(502, f"Provider '{self.name}' has no deployment for model '{model}'.")
-        url = self.base_url + self.path.format(deployment=quote(deployment, safe=""))
+        path = self.path.replace("/images/generations", f"/images/{operation}")
+        url = self.base_url + path.format(deployment=quote(deployment, safe=""))
         return f"{url}?{urlencode(self.query)}" if self.query else url
 
     def auth_headers(self):
@@ -180,17 +188,25 @@ class OpenAIProvider:
         return redact(value, (self.api_key,)) if isinstance(value, str) else value
 
     def generate(self, payload, request_id):
-        """POST ``payload`` and return a ProviderResult, or raise ProviderError."""
-        url = self.url_for(payload["model"])
+        """POST ``payload`` as JSON to the generations endpoint; return a ProviderResult, or raise ProviderError."""
+        return self._post(self.url_for(payload["model"]), request_id, {"Content-Type": "application/json"},
+                          json=payload)
+
+    def edit(self, payload, files, request_id):
+        """POST ``payload`` and ``files`` [(field, (name, stream, type))] as multipart/form-data to the edits URL."""
+        form = {name: _form_value(value) for name, value in payload.items()}
+        return self._post(self.url_for(payload["model"], "edits"), request_id, {}, data=form, files=files)
+
+    def _post(self, url, request_id, content_headers, **body):
         headers = {
             **self.auth_headers(),
-            "Content-Type": "application/json",
+            **content_headers,
             "User-Agent": f"ziri-images/{__version__}",
             "X-Client-Request-Id": request_id,
         }
         try:
             with self._session() as session, call_deadline(self.call_deadline):
-                response = session.post(url, json=payload, headers=headers, timeout=self.timeout, stream=True)
+                response = session.post(url, headers=headers, timeout=self.timeout, stream=True, **body)
                 provider_request_id = self._redacted(response.headers.get("x-request-id"))
                 raw = self._read_capped(response)
         except requests.exceptions.ConnectTimeout:

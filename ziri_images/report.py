@@ -14,7 +14,9 @@ from dataclasses import field
 
 from .records import MICROS
 
-GROUPINGS = ("key", "user", "model", "day")
+GROUPINGS = ("key", "user", "model", "day", "endpoint")
+# Records written before edits existed name no endpoint: they were all generations.
+DEFAULT_ENDPOINT = "generations"
 UNKNOWN = "(unknown)"
 
 
@@ -79,20 +81,24 @@ class Aggregator:
         self.since = since or ""
         self.until = until or "\uffff"
         self.groups = {}
-        self.details = {}  # requestId -> its reservation's (user, model), until it is settled
-        self.expired = {}  # requestId -> (group, micros) counted at the expiry amount so far
+        self.details = {}  # requestId -> its reservation's (user, model, endpoint), until it is settled
+        self.expired = {}  # requestId -> (group, micros, details) counted at the expiry amount so far
         self.users = {}  # keyId -> user, for expiry records (they name only the key)
 
     def group_of(self, record):
         if self.by == ("key",):
             return (record.key_id or UNKNOWN,)
         key_id = record.key_id or UNKNOWN
-        user, model = record.user, record.model
-        if user is None or model is None:
-            user_seen, model_seen = self.details.get(record.request_id, (None, None))
+        user, model, endpoint = record.user, record.model, record.fields.get("endpoint")
+        if user is None or model is None or endpoint is None:
+            # A late charge (after its expiry) finds its reservation's details with the expiry.
+            seen = self.details.get(record.request_id) or self.expired.get(record.request_id, (0, 0, None))[2]
+            user_seen, model_seen, endpoint_seen = seen or (None, None, None)
             user = user or user_seen or self.users.get(key_id, UNKNOWN)
             model = model or model_seen or UNKNOWN
-        values = {"key": key_id, "user": user, "model": model, "day": record.reserved_at[:10]}
+            endpoint = endpoint or endpoint_seen or DEFAULT_ENDPOINT
+        values = {"key": key_id, "user": user, "model": model, "day": record.reserved_at[:10],
+                  "endpoint": str(endpoint)}
         return tuple(values[name] for name in self.by)
 
     def _add(self, group, requests, images, micros, expired):
@@ -104,16 +110,16 @@ class Aggregator:
     def apply(self, record):
         if record.kind == "reservation":
             if self.since <= record.ts < self.until:
-                self.details[record.request_id] = (record.user, record.model)
+                self.details[record.request_id] = (record.user, record.model, record.fields.get("endpoint"))
                 self.users[record.key_id] = record.user
             return
         if not self.since <= record.reserved_at < self.until:
             return
         request_id = record.request_id
         group = self.group_of(record)
-        self.details.pop(request_id, None)
+        details = self.details.pop(request_id, None)
         if record.kind == "reservation_expired":
-            self.expired[request_id] = (group, record.micros)
+            self.expired[request_id] = (group, record.micros, details)
             self._add(group, 1, 0, record.micros, 1)
             return
         replaced = self.expired.pop(request_id, None)

@@ -193,6 +193,41 @@ class ErrorSchema(Schema):
     requestId = fields.String(required=True)
 
 
+class OpenAIErrorDetailSchema(Schema):
+    """OpenAI's error object, with the gateway's stable code and request id."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    message = fields.String(required=True, metadata={"description": "A human-readable message."})
+    type = fields.String(required=True, metadata={"description": "OpenAI's error type (see x-error-codes)."})
+    param = fields.String(required=True, allow_none=True, metadata={"description": "The offending field, if any."})
+    code = fields.String(required=True, metadata={"description": "A stable code (see x-error-codes)."})
+    requestId = fields.String(required=True)
+
+
+class OpenAIErrorSchema(Schema):
+    """Every error on ``/v1``, in OpenAI's shape (its SDKs read ``code``, ``type`` and ``param``)."""
+
+    error = fields.Nested(OpenAIErrorDetailSchema, required=True)
+
+
+class ModelSchema(Schema):
+    """One image model, as OpenAI lists it."""
+
+    id = fields.String(required=True)
+    object = fields.String(required=True, validate=validate.Equal("model"))
+    created = fields.Integer(required=True)
+    owned_by = fields.String(required=True, metadata={"description": "The provider that serves it."})
+
+
+class ModelListSchema(Schema):
+    """The image models the key may use."""
+
+    object = fields.String(required=True, validate=validate.Equal("list"))
+    data = fields.List(fields.Nested(ModelSchema), required=True)
+
+
 class BudgetSchema(Schema):
     """One spend period (the UTC day or month) of a key."""
 

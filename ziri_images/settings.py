@@ -32,6 +32,10 @@ _SETTINGS = {
     "ALLOW_DEMO_KEYS_UPSTREAM": ("ZIRI_ALLOW_DEMO_KEYS_UPSTREAM", False, "bool"),
     # Bodies above this are refused with 413 before they are parsed.
     "MAX_CONTENT_LENGTH": ("ZIRI_MAX_BODY_BYTES", 256 * 1024, int),
+    # An edit's uploads (multipart), instead of ZIRI_MAX_BODY_BYTES: OpenAI takes 16 images of up to 50 MB.
+    "EDIT_MAX_FILES": ("ZIRI_EDIT_MAX_FILES", 16, int),
+    "EDIT_MAX_FILE_BYTES": ("ZIRI_EDIT_MAX_FILE_BYTES", 50 * 1024 * 1024, int),
+    "EDIT_MAX_TOTAL_BYTES": ("ZIRI_EDIT_MAX_TOTAL_BYTES", 64 * 1024 * 1024, int),
     "LOG_LEVEL": ("ZIRI_LOG_LEVEL", "INFO", "level"),
     # A reservation whose worker died is settled this long after the upstream read timeout.
     "RESERVATION_GRACE_SECONDS": ("ZIRI_RESERVATION_GRACE_SECONDS", 60.0, float),

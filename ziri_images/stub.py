@@ -1,8 +1,10 @@
 """A local stand-in for OpenAI's images API, for development and tests only.
 
-It answers ``POST /v1/images/generations`` in OpenAI's shapes (``url`` or ``b64_json`` with a
-real PNG, ``revised_prompt`` for dall-e-3, ``size``/``quality`` and ``usage`` for GPT image
-models, with the output token counts the real models report for each quality; xAI's
+It answers ``POST /v1/images/generations`` and ``POST /v1/images/edits`` (multipart: ``image``
+or ``image[]`` files, an optional ``mask``; the images' input tokens in ``usage``) in OpenAI's
+shapes (``url`` or ``b64_json`` with a real PNG, ``revised_prompt`` for dall-e-3,
+``size``/``quality`` and ``usage`` for GPT image models, with the output token counts the real
+models report for each quality; xAI's
 grok-imagine-image, which refuses ``size`` and ``quality``) and never generates anything
 real. It only listens where it is told (127.0.0.1 by default) and the gateway treats it like
 any other provider: nothing falls back to it.
@@ -25,6 +27,10 @@ from flask import Flask
 from flask import Response
 from flask import jsonify
 from flask import request
+
+from .imageinfo import NotAnImage
+from .imageinfo import image_info
+from .quoting import image_input_tokens
 
 GPT_IMAGE_PREFIX = "gpt-image"
 # Output tokens per image as OpenAI documents them for gpt-image-1 (quality -> size -> tokens).
@@ -102,6 +108,11 @@ def create_stub_app(delay=0.0):
         with in_flight:
             return _generate(request, images, delay)
 
+    @app.post("/v1/images/edits")
+    def edit():
+        with in_flight:
+            return _edit(request, images, delay)
+
     @app.get("/v1/files/<image_id>.png")
     def image_file(image_id):
         data = images.get(image_id)
@@ -116,10 +127,26 @@ def create_stub_app(delay=0.0):
     return app
 
 
-def _generate(req, images, delay):
+def _edit(req, images, delay):
+    uploads = [*req.files.getlist("image"), *req.files.getlist("image[]"), *req.files.getlist("mask")]
+    if not req.files.getlist("image") and not req.files.getlist("image[]"):
+        return _openai_error(400, "'image' is a required property", param="image")
+    try:
+        infos = [image_info(upload.stream) for upload in uploads]
+    except NotAnImage:
+        return _openai_error(400, "Invalid image file.", code="invalid_image_format", param="image")
+    body = dict(req.form)
+    for name in ("n", "output_compression"):
+        if name in body:
+            body[name] = int(body[name])
+    tokens = sum(image_input_tokens(info, body.get("input_fidelity")) for info in infos)
+    return _generate(req, images, delay, body, tokens)
+
+
+def _generate(req, images, delay, body=None, image_input=0):
     if not req.headers.get("Authorization", "").startswith("Bearer "):
         return _openai_error(401, "You didn't provide an API key.", code="missing_api_key")
-    body = req.get_json(silent=True)
+    body = req.get_json(silent=True) if body is None else body
     if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
         return _openai_error(400, "'prompt' is a required property", param="prompt")
     model = body.get("model", "dall-e-2")
@@ -170,8 +197,9 @@ def _generate(req, images, delay):
             "size": size,
             "quality": quality,
             "usage": {
-                "input_tokens": text_tokens, "output_tokens": image_tokens, "total_tokens": text_tokens + image_tokens,
-                "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": 0},
+                "input_tokens": text_tokens + image_input, "output_tokens": image_tokens,
+                "total_tokens": text_tokens + image_input + image_tokens,
+                "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": image_input},
                 "output_tokens_details": {"image_tokens": image_tokens, "text_tokens": 0},
             },
         })

@@ -27,6 +27,8 @@ _GROUPS = {
     "user": f"coalesce(s.user_id, r.user_id, '{UNKNOWN}')",
     "model": f"coalesce(s.model, r.model, '{UNKNOWN}')",
     "day": "to_char(s.reserved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    # From the record as written (records from before edits name none: they were generations).
+    "endpoint": "coalesce(s.record->>'endpoint', r.record->>'endpoint', 'generations')",
 }
 
 # Each request once, at its reservation's time, at its final amount: its charge, else its expiry.

@@ -1,0 +1,56 @@
+"""Who may call what: the caller's key, its Idempotency-Key, its allow-lists, and the provider it reaches."""
+
+import hashlib
+
+from flask import g
+from flask import request
+
+from .errors import ApiError
+from .gateway import current_gateway
+
+
+def authenticate():
+    """Return the caller's ApiKey from ``X-API-Key`` (or ``Authorization: Bearer``)."""
+    raw_key = request.headers.get("X-API-Key", "").strip()
+    if not raw_key:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            raw_key = token.strip()
+    gateway = current_gateway()
+    g.api_key = gateway.keys.authenticate(raw_key, gateway.clock())
+    return g.api_key
+
+
+def idempotency_digest():
+    """Return a digest of the client's ``Idempotency-Key`` header (None without one), or raise."""
+    value = request.headers.get("Idempotency-Key")
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 255 or not value.isprintable():
+        raise ApiError(400, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1 to 255 printable characters.")
+    # Only a digest is kept: the value is the client's, and could be anything.
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
+
+
+def check_access(key, provider, model):
+    """Raise AUTHORIZATION_DENIED unless the key's allow-lists admit (provider, model)."""
+    if key.allowed_providers is not None and provider not in key.allowed_providers:
+        raise ApiError(403, "AUTHORIZATION_DENIED", f"This key may not use provider '{provider}'.", param="provider",
+                       reason="provider_not_allowed", allowedProviders=list(key.allowed_providers))
+    if key.allowed_models is not None and model not in key.allowed_models:
+        raise ApiError(403, "AUTHORIZATION_DENIED", f"This key may not use model '{model}'.", param="model",
+                       reason="model_not_allowed", allowedModels=list(key.allowed_models))
+
+
+def resolve_provider(gateway, key, name):
+    """Return the configured provider client, refusing demo keys against paid providers."""
+    provider = gateway.providers.get(name)
+    if provider is None:
+        raise ApiError(404, "PROVIDER_NOT_FOUND", f"Provider '{name}' not found.",
+                       availableProviders=sorted(gateway.providers))
+    provider.require_credentials()
+    if key.demo and not provider.is_loopback and not gateway.allow_demo_keys_upstream:
+        raise ApiError(403, "DEMO_KEY_RESTRICTED",
+                       "This demo key only works with the local stub provider. Create a key of your own "
+                       "(or set ZIRI_ALLOW_DEMO_KEYS_UPSTREAM=true) to reach a paid provider.")
+    return provider

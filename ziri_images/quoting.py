@@ -1,0 +1,54 @@
+"""Price a validated request before anything is reserved or sent: the catalog's checks, then the Quote.
+
+An edit's reservation also bounds its image-input tokens, from each upload's dimensions
+(``imageinfo``): OpenAI counts an input image in 512-pixel tiles after fitting it within
+2048x2048 (85 tokens, plus 170 a tile), and high input fidelity adds up to
+HIGH_FIDELITY_TOKENS more. The charge is the provider's usage, as for a generation.
+"""
+
+import dataclasses
+import math
+
+from .errors import ApiError
+from .schemas import check_model_fields
+
+TILE_PIXELS = 512
+FIT_PIXELS = 2048
+BASE_TOKENS, TILE_TOKENS = 85, 170
+HIGH_FIDELITY_TOKENS = 6_000  # a generous bound: more than OpenAI's published figures for any size
+
+
+def image_input_tokens(info, fidelity):
+    """Return the most image-input tokens one uploaded image (an ImageInfo) can be billed."""
+    scale = min(1.0, FIT_PIXELS / max(info.width, info.height))
+    width, height = max(1, round(info.width * scale)), max(1, round(info.height * scale))
+    tiles = math.ceil(width / TILE_PIXELS) * math.ceil(height / TILE_PIXELS)
+    return BASE_TOKENS + TILE_TOKENS * tiles + (HIGH_FIDELITY_TOKENS if fidelity == "high" else 0)
+
+
+def price_request(gateway, generation, uploads=()):
+    """Return (image_model, quote, upstream payload) for a validated request (an edit's: with uploads), or raise."""
+    image_model = gateway.prices.find_model(generation.provider, generation.model)
+    if uploads and not image_model.edits:
+        raise ApiError(400, "EDITS_NOT_SUPPORTED", f"Model '{generation.model}' of provider '{generation.provider}' "
+                       "does not edit images.", param="model", provider=generation.provider, model=generation.model)
+    choices, params = check_model_fields(image_model, generation)
+    if generation.n > image_model.max_images:
+        raise ApiError(400, "IMAGE_REQUEST_TOO_LARGE",
+                       f"Requested number of images ({generation.n}) exceeds maximum allowed "
+                       f"({image_model.max_images})",
+                       requested=generation.n, maximum=image_model.max_images)
+    if len(generation.prompt) > image_model.max_prompt_chars:
+        raise ApiError(400, "PROMPT_TOO_LONG",
+                       f"Prompt is {len(generation.prompt)} characters; '{image_model.name}' accepts at most "
+                       f"{image_model.max_prompt_chars}.", maximum=image_model.max_prompt_chars)
+    quote = gateway.prices.quote(image_model, choices, generation.n, generation.prompt)
+    if uploads and image_model.token_prices is not None:
+        tokens = sum(image_input_tokens(upload.info, params.get("input_fidelity")) for upload in uploads)
+        image_input = tokens * image_model.token_prices.per_token("image_input")
+        quote = dataclasses.replace(quote, prompt_reserve=quote.prompt_reserve + image_input)
+    # The priced values are always sent, so what is generated is what was priced.
+    payload = {"model": generation.model, "prompt": generation.prompt, "n": generation.n, **choices, **params}
+    return image_model, quote, payload
+
+
