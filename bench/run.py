@@ -1,6 +1,6 @@
 """Benchmark the gateway beside the bare forwarder and the upstream itself, in one run.
 
-    python bench/run.py            # the full run, about three minutes; rewrites bench/README.md
+    python bench/run.py            # the full run, about five minutes; rewrites bench/README.md
     python bench/run.py --quick    # a smoke run, under a minute; prints only
 
 Everything listens on 127.0.0.1 and is started here: the asyncio upstream (bench/upstream.py),
