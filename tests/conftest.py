@@ -429,11 +429,13 @@ def another_worker(request, make_app, store_kind):
     def write(*records):
         if not writer:
             writer.append(make_app())
-        written, skipped = writer[0].extensions["ziri_images"].store.import_records(records)
-        assert (written, skipped) == (len(records), 0), "a test record was refused"
         if store_kind == "postgres":
+            # The leases first: the writer's own sweep may run as soon as the records are in, and
+            # would take a reservation without a live lease for a dead process's.
             workers = {record["worker"] for record in records if record.get("type") == "reservation"}
             request.getfixturevalue("database").keep_alive(workers)
+        written, skipped = writer[0].extensions["ziri_images"].store.import_records(records)
+        assert (written, skipped) == (len(records), 0), "a test record was refused"
 
     return write
 

@@ -2,14 +2,14 @@
 
 Every decision runs while its transaction holds the key's row lock (``LOCK_KEY``), so the
 reads that build a ``KeyUsage`` and the reservation that follows are one atomic step for that
-key across every process and host. A settle needs no key lock (see ``RELEASE``).
+key across every process and host. A settle needs no key lock (see ``ziri_settle_charge`` in pgschema.py).
 """
 
 # Lock the key's row until the transaction ends (reserve, usage, the sweep). Rules out two
 # reservations of one key both seeing the budget free or the rate window open (lost update), and
 # two requests with one Idempotency-Key both being admitted. A plain row lock, not an update:
 # waiting requests queue on it without writing a row version each. (A charge and an expiry
-# racing for one reservation are ruled out by the open reservation's row: see RELEASE.)
+# racing for one reservation are ruled out by the open reservation's row: see ziri_settle_charge.)
 LOCK_KEY = "SELECT key_id FROM key_locks WHERE key_id = %(key)s FOR UPDATE"
 
 # The key's first request creates its row (two first requests at once: one inserts, both then lock).
@@ -32,30 +32,18 @@ SELECT DISTINCT r.key_id FROM open_reservations r
 WHERE NOT EXISTS (SELECT 1 FROM worker_leases l WHERE l.worker = r.worker AND l.expires_at > clock_timestamp())
 """
 
-# Everything the checks need, in ONE statement so it reads one snapshot: a settle committing
-# between two reads could otherwise be seen half (its reservation gone, its charge not yet).
-KEY_USAGE = """
-SELECT
-  coalesce((SELECT spent_micros FROM key_periods WHERE key_id = %(key)s AND period = %(day)s), 0),
-  coalesce((SELECT spent_micros FROM key_periods WHERE key_id = %(key)s AND period = %(month)s), 0),
-  coalesce((SELECT requests FROM key_periods WHERE key_id = %(key)s AND period = %(day)s), 0),
-  coalesce((SELECT requests FROM key_periods WHERE key_id = %(key)s AND period = %(month)s), 0),
-  held.day, held.month, held.count,
-  (SELECT coalesce(array_agg(extract(epoch FROM ts)::float8 ORDER BY ts), '{}')
-     FROM ledger_records WHERE type = 'reservation' AND key_id = %(key)s AND ts > %(window_start)s),
-  same.request_id,
-  same.request_id IN (SELECT request_id FROM open_reservations WHERE key_id = %(key)s)
-FROM (
-  SELECT coalesce(sum(micros) FILTER (WHERE reserved_at >= %(day_start)s AND reserved_at < %(day_end)s), 0)::bigint,
-         coalesce(sum(micros) FILTER (WHERE reserved_at >= %(month_start)s AND reserved_at < %(month_end)s), 0)::bigint,
-         count(*)
-  FROM open_reservations WHERE key_id = %(key)s
-) AS held (day, month, count)
-LEFT JOIN LATERAL (
-  SELECT request_id FROM ledger_records
-  WHERE type = 'reservation' AND key_id = %(key)s AND idempotency_key = %(digest)s AND ts > %(idempotency_start)s
-  ORDER BY ts DESC LIMIT 1
-) AS same ON true
+# Reserve's first round trip (and the usage endpoint's): lock the key's row, take its stale
+# reservations, read everything the checks need; see ziri_reserve_begin in pgschema.py.
+RESERVE_BEGIN = """
+SELECT * FROM ziri_reserve_begin(%(key)s::text, %(now)s::timestamptz, %(digest)s::text, %(rate_window)s::interval,
+                                 %(idempotency_window)s::interval)
+"""
+
+# Settle in one round trip: see ziri_settle_charge in pgschema.py.
+SETTLE_CHARGE = """
+SELECT ziri_settle_charge(%(request_id)s::text, %(key)s::text, %(user)s::text, %(model)s::text,
+                          %(reserved_at)s::timestamptz, %(ts)s::timestamptz, %(micros)s::bigint, %(images)s::integer,
+                          %(record)s::json, %(late_record)s::json, %(day)s::text, %(month)s::text)
 """
 
 # The reservation: its record, its open row and the request counts, in one round trip.
@@ -89,12 +77,6 @@ INSERT INTO key_periods (key_id, period, spent_micros)
 SELECT key_id, period, %(delta)s FROM written, unnest(ARRAY[%(day)s, %(month)s]::text[]) AS period
 ON CONFLICT (key_id, period) DO UPDATE SET spent_micros = key_periods.spent_micros + EXCLUDED.spent_micros
 """
-
-# Settle's release: whichever of a charge and an expiry deletes the open row first settles the
-# reservation; the other waits for its commit, finds nothing, and (a late charge) replaces its amount.
-RELEASE = "DELETE FROM open_reservations WHERE request_id = %(request_id)s RETURNING 1"
-
-EXPIRED_COST = "SELECT micros FROM ledger_records WHERE request_id = %(request_id)s AND type = 'reservation_expired'"
 
 RATE_WINDOW = """
 SELECT extract(epoch FROM ts)::float8 FROM ledger_records

@@ -22,7 +22,6 @@ import os
 import threading
 from contextlib import contextmanager
 from contextlib import nullcontext
-from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
 
@@ -43,8 +42,6 @@ from ..records import encode_json
 from ..records import expiry_record
 from ..records import format_ts
 from ..records import month_of
-from ..records import next_day
-from ..records import next_month
 from ..records import parse_ts
 from ..records import reservation_record
 from ..records import to_micros
@@ -157,12 +154,11 @@ class PostgresStore(PostgresReports, Store):
     def reserve(self, key, micros, details):
         refusal = None
         self.lease.ensure()
-        # Three round trips: the lock; the stale reservations and the usage; the reservation and the commit.
+        # Two round trips: the lock, stale reservations and usage (one function call); then the
+        # expiry records, the reservation and the commit, sent together.
         with self.transaction(pipelined=True) as cursor:
-            self.lock_key(cursor, key.id)
-            now = self.clock()
             digest = details.get("idempotencyKey")
-            usage = self._stale_and_usage(cursor, key.id, now, digest)
+            now, usage = self._lock_and_usage(cursor, key.id, digest)
             try:
                 run_checks(key, usage, micros, now)
             except ApiError as error:
@@ -202,29 +198,28 @@ class PostgresStore(PostgresReports, Store):
     def write_charge(self, reservation, fields, now):
         """Write the charge for ``reservation`` unless it is already stored; return the record.
 
-        No key lock: the open reservation's row decides. A charge and an expiry racing for it both
-        DELETE it and only one finds it (the other waits for that one's commit, then sees its
-        record); KEY_USAGE reads one snapshot, so a reserve sees this whole transaction or none.
-        Two round trips: release the reservation and read any expiry; write and commit.
+        One round trip, no key lock: ``ziri_settle_charge`` (pgschema.py) releases the open
+        reservation and writes the charge, the record for an open reservation or, when an expiry
+        settled it first, the one that replaces the expiry's amount. A reserve reads its usage
+        in one statement (one snapshot), so it sees this whole transaction or none of it.
         """
+        open_record = charge_record(now, reservation, fields, after_expiry=False)
+        late_record = charge_record(now, reservation, fields, after_expiry=True)
+        images = open_record.get("imagesReturned")
         with self.transaction(pipelined=True) as cursor:
-            ids = {"request_id": reservation.request_id}
-            released = cursor.connection.execute(pgsql.RELEASE, ids)
-            expired = cursor.connection.execute(pgsql.EXPIRED_COST, ids)
-            was_open = released.fetchone() is not None
-            expired_micros = 0 if was_open else (expired.fetchone() or (0,))[0]
-            record = charge_record(now, reservation, fields, after_expiry=not was_open)
-            micros = to_micros(record.get("cost") or 0)
-            # A charge replaces the expiry's conservative amount.
-            self._write_settlement(cursor, record, reservation, micros, micros - expired_micros)
-        return record
+            was_open = cursor.execute(pgsql.SETTLE_CHARGE, {
+                "request_id": reservation.request_id, "key": reservation.key_id, "user": open_record.get("user"),
+                "model": open_record.get("model"), "reserved_at": _ts(reservation.reserved_at), "ts": now,
+                "micros": to_micros(open_record.get("cost") or 0), "images": images if type(images) is int else None,
+                "record": encode_json(open_record), "late_record": encode_json(late_record),
+                "day": day_of(reservation.reserved_at), "month": month_of(reservation.reserved_at),
+            }).fetchone()[0]
+        return open_record if was_open else late_record
 
     def key_usage(self, key):
         with self.transaction(pipelined=True) as cursor:
-            self.lock_key(cursor, key.id)
-            now = self.clock()
             # A crashed worker's reservation is spent, not reserved, as soon as anyone looks.
-            usage = self._stale_and_usage(cursor, key.id, now, None)
+            _now, usage = self._lock_and_usage(cursor, key.id, None)
         self._windows[key.id] = list(usage.admissions)
         return usage
 
@@ -272,15 +267,21 @@ class PostgresStore(PostgresReports, Store):
         cursor.execute(pgsql.CREATE_KEY, {"key": key_id})
         cursor.execute(pgsql.LOCK_KEY, {"key": key_id}).fetchone()  # fetched: waits until the lock is held
 
-    def _stale_and_usage(self, cursor, key_id, now, digest):
-        """Settle the key's stale reservations and return its KeyUsage (one round trip when none is stale)."""
-        taken = cursor.connection.execute(pgsql.TAKE_STALE, {"key": key_id, "now": now})
-        usage_cursor = cursor.connection.execute(pgsql.KEY_USAGE, self._usage_parameters(key_id, now, digest))
-        stale = taken.fetchall()
-        if stale:  # their amounts are now spent: read the usage again
-            self._expire(cursor, key_id, stale, now)
-            usage_cursor = cursor.connection.execute(pgsql.KEY_USAGE, self._usage_parameters(key_id, now, digest))
-        return self._usage_from(usage_cursor.fetchone(), now)
+    def _lock_and_usage(self, cursor, key_id, digest):
+        """Lock ``key_id``'s row, settle its stale reservations; return (now, its KeyUsage) in one round trip.
+
+        ``now`` is the clock read before the lock, moved forward past the key's latest
+        reservation if another request took the lock in between (a key's records stay in time order).
+        """
+        row = cursor.execute(pgsql.RESERVE_BEGIN, {
+            "key": key_id, "now": self.clock(), "digest": digest,
+            "rate_window": timedelta(seconds=RATE_WINDOW_SECONDS),
+            "idempotency_window": timedelta(seconds=IDEMPOTENCY_WINDOW_SECONDS),
+        }).fetchone()
+        now = row[0].astimezone(timezone.utc)
+        if row[11] is not None:  # stale reservations, already out of the open set: write their expiries
+            self._expire(cursor, key_id, zip(*row[11:16]), now)
+        return now, self._usage_from(row[1:11], now)
 
     def settle_stale(self, cursor, key_id, now):
         """Settle ``key_id``'s stale reservations at their reserved amount (the caller holds the key's lock)."""
@@ -305,15 +306,6 @@ class PostgresStore(PostgresReports, Store):
             "images": images if type(images) is int else None, "record": encode_json(record), "delta": delta,
             "day": day_of(reservation.reserved_at), "month": month_of(reservation.reserved_at),
         })
-
-    def _usage_parameters(self, key_id, now, digest):
-        return {
-            "key": key_id, "day": now.strftime("%Y-%m-%d"), "month": now.strftime("%Y-%m"),
-            "day_start": datetime(now.year, now.month, now.day, tzinfo=timezone.utc), "day_end": next_day(now),
-            "month_start": datetime(now.year, now.month, 1, tzinfo=timezone.utc), "month_end": next_month(now),
-            "window_start": now - timedelta(seconds=RATE_WINDOW_SECONDS), "digest": digest,
-            "idempotency_start": now - timedelta(seconds=IDEMPOTENCY_WINDOW_SECONDS),
-        }
 
     def _usage_from(self, row, now):
         spent_day, spent_month, requests_day, requests_month, held_day, held_month, in_flight, window = row[:8]
