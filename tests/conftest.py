@@ -202,6 +202,32 @@ def ledger_lines(app):
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def append_lines(path, *entries):
+    """Append records to the JSONL ledger the way a worker writes them (compact JSON, ts first)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as file:
+        file.writelines(json.dumps(entry, separators=(",", ":")) + "\n" for entry in entries)
+
+
+def fmt(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def reservation_record(name, amount, at, worker, request_id="req_written", ttl_seconds=245):
+    """Return a reservation record as another worker would have written it."""
+    return {
+        "ts": fmt(at), "type": "reservation", "requestId": request_id, "provider": "openai",
+        "model": "dall-e-3", "quality": "standard", "size": "1024x1024", "imagesRequested": 1,
+        "pricePerImage": amount, "currency": "USD", "keyId": f"key_{name}", "user": name, "amount": amount,
+        "expiresAt": fmt(at + timedelta(seconds=ttl_seconds)), "worker": worker,
+    }
+
+
+def charge_record(name, cost, at, request_id):
+    return {"ts": fmt(at), "type": "charge", "requestId": request_id, "keyId": f"key_{name}", "user": name,
+            "status": "succeeded", "cost": cost, "reservedAt": fmt(at), "reserved": cost}
+
+
 def strict_json_loads(text):
     """Parse RFC 8259 JSON only: ``NaN``, ``Infinity`` and ``-Infinity`` are refused, as jq and JavaScript do."""
     def refuse(name):

@@ -6,6 +6,8 @@ The ledger moves lines; what a line means (and which lines are skipped) is teste
 import errno
 import json
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -287,3 +289,52 @@ def test_store_records_are_what_the_gateway_wrote_oldest_first(app, client, cloc
     assert list(store.records(since=second[0]["ts"])) == second
     assert list(store.records(until=second[0]["ts"])) == first
     assert store.import_records(records) == (0, 4)  # already there: nothing twice
+
+
+# --- blocking calls and the gevent loop -------------------------------------------------------
+
+OFF_LOOP_PROBE = """
+import signal, sys, threading
+signal.alarm(20)  # a loop that blocks on the flock never frees it: fail, do not hang
+if sys.argv[1] == "gevent":
+    from gevent import monkey
+    monkey.patch_all()
+    import gevent
+from ziri_images.ledger import Ledger, off_loop
+main = threading.get_ident()
+ran_in = off_loop(threading.get_ident)
+ticks = []
+if sys.argv[1] == "gevent":
+    # While one greenlet waits on a contended flock, the loop keeps running the others.
+    import fcntl, os
+    holder = os.open(sys.argv[2], os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another open file description: the ledger's flock must wait
+    ledger = Ledger(sys.argv[2])
+    def ticker():
+        for _ in range(5):
+            ticks.append(1)
+            gevent.sleep(0.01)
+        fcntl.flock(holder, fcntl.LOCK_UN)
+    def writer():
+        with ledger.transaction() as transaction:
+            transaction.append({"ts": "2026-11-15T12:00:00.000000Z", "type": "charge"})
+            transaction.commit()
+    gevent.joinall([gevent.spawn(writer), gevent.spawn(ticker)], timeout=30)
+print(ran_in != main, len(ticks))
+"""
+
+
+@pytest.mark.parametrize("mode, expected", [
+    pytest.param("gevent", "True 5", id="gevent-patched-off-the-loop"),
+    pytest.param("plain", "False 0", id="unpatched-called-directly"),
+])
+def test_blocking_ledger_calls_leave_the_gevent_loop_free(path, mode, expected):
+    os.makedirs(os.path.dirname(path))
+    open(path, "w").close()
+    probe = subprocess.run([sys.executable, "-c", OFF_LOOP_PROBE, mode, path], capture_output=True, text=True,
+                           timeout=60)
+
+    assert probe.stdout.strip() == expected, probe.stderr
+    if mode == "gevent":
+        with open(path, "rb") as file:
+            assert b'"type":"charge"' in file.read()  # the writer got the lock once it was free

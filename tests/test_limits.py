@@ -25,6 +25,9 @@ from datetime import timezone
 import pytest
 import responses
 from conftest import NOT_RECORDS
+from conftest import append_lines
+from conftest import charge_record
+from conftest import reservation_record
 from conftest import store_records
 
 from ziri_images.keys import hash_key
@@ -61,32 +64,6 @@ def records(client, kind, key=None):
     """Return the records of ``kind`` (of ``key_{key}``) the client's app holds, through its store."""
     return [r for r in store_records(client.application)
             if r["type"] == kind and (key is None or r["keyId"] == f"key_{key}")]
-
-
-def append_lines(path, *entries):
-    """Append records to the JSONL ledger the way a worker writes them (compact JSON, ts first)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as file:
-        file.writelines(json.dumps(entry, separators=(",", ":")) + "\n" for entry in entries)
-
-
-def fmt(moment):
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def reservation_record(name, amount, at, worker, request_id="req_written", ttl_seconds=245):
-    """Return a reservation record as another worker would have written it."""
-    return {
-        "ts": fmt(at), "type": "reservation", "requestId": request_id, "provider": "openai",
-        "model": "dall-e-3", "quality": "standard", "size": "1024x1024", "imagesRequested": 1,
-        "pricePerImage": amount, "currency": "USD", "keyId": f"key_{name}", "user": name, "amount": amount,
-        "expiresAt": fmt(at + timedelta(seconds=ttl_seconds)), "worker": worker,
-    }
-
-
-def charge_record(name, cost, at, request_id):
-    return {"ts": fmt(at), "type": "charge", "requestId": request_id, "keyId": f"key_{name}", "user": name,
-            "status": "succeeded", "cost": cost, "reservedAt": fmt(at), "reserved": cost}
 
 
 def dead_pid():

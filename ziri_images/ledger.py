@@ -27,6 +27,26 @@ log = logging.getLogger("ziri_images")
 _READ_BLOCK = 1 << 20
 
 
+def off_loop(function, *args):
+    """Return ``function(*args)``, run in gevent's thread pool when this process is monkey-patched.
+
+    A blocking call (a contended ``flock``, ``fdatasync``) made on a gevent worker's only OS thread
+    stops every greenlet of the worker; in the pool, only the calling greenlet waits. Under
+    gthread or in an unpatched process the call is made directly.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        return sys.modules["gevent"].get_hub().threadpool.apply(function, args)
+    return function(*args)
+
+
+def _lock(fd):
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # uncontended: no thread hand-off
+    except BlockingIOError:
+        off_loop(fcntl.flock, fd, fcntl.LOCK_EX)
+
+
 class Ledger:
     """Append records to, and follow, one JSONL file."""
 
@@ -70,7 +90,7 @@ class Ledger:
         with self._thread_lock:
             try:
                 fd = self._descriptor()
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                _lock(fd)
             except OSError as error:
                 raise ledger_unavailable(error.strerror)
             try:
@@ -147,7 +167,7 @@ class Transaction:
             if written != len(data):
                 raise OSError(28, "short write (disk full?)")
             if sync and self.ledger.durable:
-                os.fdatasync(fd)
+                off_loop(os.fdatasync, fd)
         except OSError as error:
             try:
                 os.ftruncate(fd, start)  # never leave half a line behind

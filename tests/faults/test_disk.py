@@ -112,7 +112,7 @@ FAULTS = [
     pytest.param(lambda fault: fault.fail(os, "write", errno.EROFS), "Read-only file system", id="read-only"),
     pytest.param(lambda fault: fault.fail(os, "write", errno.ENOSPC), "No space left on device", id="disk-full"),
     pytest.param(LedgerFault.write_half, "short write (disk full?)", id="short-write"),
-    pytest.param(lambda fault: fault.fail(fcntl, "flock", errno.ENOLCK, when=lambda op: op == fcntl.LOCK_EX),
+    pytest.param(lambda fault: fault.fail(fcntl, "flock", errno.ENOLCK, when=lambda op: op & fcntl.LOCK_EX),
                  "No locks available", id="lock-fails"),
     pytest.param(lambda fault: fault.fail_reading(errno.EIO), "Input/output error", id="read-fails"),
 ]

@@ -23,11 +23,13 @@ from datetime import timedelta
 
 from ..checks import RATE_WINDOW_SECONDS
 from ..checks import run_checks
+from ..ledger import off_loop
 from ..records import charge_record
 from ..records import expiry_record
 from ..records import parse_line
 from ..records import parse_record
 from ..records import reservation_record
+from . import checkpoint
 from .base import Store
 from .file_scan import build_report
 from .file_scan import replay_prefilter
@@ -38,6 +40,8 @@ log = logging.getLogger("ziri_images")
 _LIVENESS_CACHE_SECONDS = 1.0
 # Below this much free space a ledger write (and so every paid request) is about to fail.
 MIN_FREE_BYTES = 1024 * 1024
+# A running gateway checkpoints its state every this many ledger bytes (about 80,000 records).
+CHECKPOINT_EVERY_BYTES = 32 * 1024 * 1024
 
 
 class FileStore(Store):
@@ -48,9 +52,23 @@ class FileStore(Store):
         self.ledger = ledger
         self.state = UsageState()
         self._liveness = {}  # worker -> (checked_at, alive)
+        self._checkpointed = -1  # the ledger offset of this process's last checkpoint
 
     def start(self):
-        return f"ledger {self.ledger.path} replayed: {self.replay()} records"
+        path = self.ledger.path
+        restored = checkpoint.load(path)
+        if restored is None:
+            summary = f"ledger {path} replayed: {self.replay()} records"
+        else:
+            covered, self.state = restored.offset, restored
+            count = self.replay()
+            summary = f"ledger {path}: checkpoint to byte {covered} loaded, {count} records after it replayed"
+            if count == 0:
+                self._checkpointed = self.state.offset  # it is still current: nothing to write
+        data = self._due_checkpoint(every=0)
+        if data is not None:
+            checkpoint.save(path, data)
+        return summary
 
     def refusal_record(self):
         from ..refusals import RefusalFile  # refusals.jsonl beside the ledger
@@ -58,13 +76,14 @@ class FileStore(Store):
         return RefusalFile.beside(self.ledger.path)
 
     def replay(self):
-        """Rebuild the state from the whole ledger; return the number of records applied."""
+        """Bring the state up to the end of the ledger from its offset; return the number of records applied."""
         count = 0
 
         def advance(offset):
             self.state.offset = offset
 
-        for line, _ in self.ledger.scan(0, replay_prefilter(self.clock()), on_block=advance):
+        prefilter = replay_prefilter(self.clock())
+        for line, _ in self.ledger.scan(self.state.offset, prefilter, on_block=advance):
             record = parse_line(line)
             if record is not None:
                 self.state.apply(record)
@@ -73,6 +92,18 @@ class FileStore(Store):
         with self.ledger.transaction():
             count += self._catch_up()
         return count
+
+    def _due_checkpoint(self, every=None):
+        """Return a checkpoint's bytes if the ledger grew ``every`` bytes since the last; call it holding the ledger."""
+        every = CHECKPOINT_EVERY_BYTES if every is None else every
+        if self.state.offset - self._checkpointed < max(every, 1):
+            return None
+        self._checkpointed = self.state.offset
+        try:
+            return checkpoint.encode(self.ledger.path, self.state.snapshot())
+        except OSError as error:
+            log.warning("checkpoint of %s: ledger unreadable: %s", self.ledger.path, error.strerror or error)
+            return None
 
     def _catch_up(self):
         """Apply what other workers appended since this process last looked; return how many."""
@@ -119,20 +150,18 @@ class FileStore(Store):
         return not alive
 
     def _settle_stale(self, transaction, now):
-        """Write expiry records for reservations past their time or whose worker died."""
+        """Write expiry records for reservations past their time or whose worker died.
+
+        The work is the overdue reservations (from the deadline index) and one liveness check per
+        worker holding any, never a walk of every open reservation.
+        """
         now_epoch = now.timestamp()
-        expiries = []
-        gone = {}  # worker -> verdict: the open reservations share a few workers; ask once per worker
-        for reservation in list(self.state.open.values()):
-            if now_epoch >= reservation.expires_at:
-                reason = "expired"
-            else:
-                if reservation.worker not in gone:
-                    gone[reservation.worker] = self._worker_gone(reservation.worker, now_epoch)
-                if not gone[reservation.worker]:
-                    continue
-                reason = "worker_died"
-            expiries.append(expiry_record(now, reservation, reason))
+        stale = {reservation.request_id: (reservation, "expired") for reservation in self.state.overdue(now_epoch)}
+        for worker, held in self.state.open_by_worker.items():
+            if self._worker_gone(worker, now_epoch):
+                for request_id, reservation in held.items():
+                    stale.setdefault(request_id, (reservation, "worker_died"))
+        expiries = [expiry_record(now, reservation, reason) for reservation, reason in stale.values()]
         for expiry in expiries:
             transaction.append(expiry)
         # The state follows once they are in the file.
@@ -163,6 +192,9 @@ class FileStore(Store):
             record = charge_record(self.clock(), reservation, fields, after_expiry)
             transaction.append(record)
             self._commit(transaction, [record])
+            data = self._due_checkpoint()
+        if data is not None:
+            off_loop(checkpoint.save, self.ledger.path, data)
         return record
 
     def key_usage(self, key):

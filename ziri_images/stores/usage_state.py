@@ -5,6 +5,7 @@ then brought up to date with what other workers appended before every decision. 
 and each ``usage`` snapshot costs the same however long the ledger is.
 """
 
+import heapq
 from collections import deque
 
 from ..checks import IDEMPOTENCY_WINDOW_SECONDS
@@ -27,6 +28,8 @@ class UsageState:
         self.requests = {}  # (key_id, period) -> admitted requests
         self.open = {}  # request_id -> Reservation
         self.open_by_key = {}  # key_id -> {request_id: Reservation}
+        self.open_by_worker = {}  # worker -> {request_id: Reservation}, to free a dead worker's at once
+        self._deadlines = []  # heap of (expires_at, request_id); closed ones are dropped when they surface
         self.expired = {}  # request_id -> micros charged conservatively, until a charge replaces it
         self.reserved = {}  # (key_id, "YYYY-MM-DD" | "YYYY-MM") -> micros held by open reservations
         self.admissions = {}  # key_id -> deque of admission times (epoch seconds)
@@ -46,7 +49,8 @@ class UsageState:
         micros = record.micros
         reservation = self.open.pop(request_id, None)
         if reservation is not None:
-            del self.open_by_key[reservation.key_id][request_id]
+            _discard(self.open_by_key, reservation.key_id, request_id)
+            _discard(self.open_by_worker, reservation.worker, request_id)
             self._add(self.reserved, reservation.key_id, reservation.reserved_at, -reservation.micros)
         if record.kind == "reservation_expired":
             self.expired[request_id] = micros
@@ -59,8 +63,7 @@ class UsageState:
             return  # the same reservation twice (an import): it holds the budget once
         reservation = Reservation.from_record(record)
         key_id = reservation.key_id
-        self.open[reservation.request_id] = reservation
-        self.open_by_key.setdefault(key_id, {})[reservation.request_id] = reservation
+        self._index_open(reservation)
         self._add(self.reserved, key_id, reservation.reserved_at, reservation.micros)
         self._add(self.requests, key_id, record.ts, 1)
         admitted_at = parse_ts(record.ts).timestamp()
@@ -70,6 +73,62 @@ class UsageState:
             window.popleft()
         if record.idempotency_key:
             self._remember_idempotency(key_id, record.idempotency_key, reservation.request_id, admitted_at)
+
+    def _index_open(self, reservation):
+        request_id = reservation.request_id
+        self.open[request_id] = reservation
+        self.open_by_key.setdefault(reservation.key_id, {})[request_id] = reservation
+        self.open_by_worker.setdefault(reservation.worker, {})[request_id] = reservation
+        heapq.heappush(self._deadlines, (reservation.expires_at, request_id))
+
+    def overdue(self, now_epoch):
+        """Return the open reservations whose time ran out by ``now_epoch``, soonest first.
+
+        Costs O(k log n) for k overdue reservations, never a walk of all n open ones. They stay
+        open (and in the index) until their expiry records are applied.
+        """
+        due = []
+        while self._deadlines and self._deadlines[0][0] <= now_epoch:
+            entry = heapq.heappop(self._deadlines)
+            reservation = self.open.get(entry[1])
+            if reservation is not None and reservation.expires_at == entry[0]:
+                due.append(entry)
+        for entry in due:
+            heapq.heappush(self._deadlines, entry)  # closed by its expiry record, dropped when it surfaces
+        return [self.open[request_id] for _, request_id in due]
+
+    def snapshot(self):
+        """Return the state as JSON-ready lists (a checkpoint's body); ``restore`` reverses it."""
+        return {
+            "offset": self.offset,
+            "spent": [[*key, value] for key, value in self.spent.items()],
+            "requests": [[*key, value] for key, value in self.requests.items()],
+            "open": [[r.request_id, r.key_id, r.micros, r.reserved_at, r.expires_at, r.worker]
+                     for r in self.open.values()],
+            "expired": self.expired,
+            "admissions": {key_id: list(window) for key_id, window in self.admissions.items()},
+            "idempotency": [[*key, *value] for key, value in self.idempotency.items()],
+            "idempotencyOrder": [[admitted_at, *key] for admitted_at, key in self._idempotency_order],
+        }
+
+    @classmethod
+    def restore(cls, snapshot):
+        """Return the UsageState that ``snapshot()`` described (the indexes are rebuilt)."""
+        state = cls()
+        state.offset = snapshot["offset"]
+        state.spent = {(key_id, period): value for key_id, period, value in snapshot["spent"]}
+        state.requests = {(key_id, period): value for key_id, period, value in snapshot["requests"]}
+        for fields in snapshot["open"]:
+            reservation = Reservation(*fields)
+            state._index_open(reservation)
+            state._add(state.reserved, reservation.key_id, reservation.reserved_at, reservation.micros)
+        state.expired = dict(snapshot["expired"])
+        state.admissions = {key_id: deque(window) for key_id, window in snapshot["admissions"].items()}
+        state.idempotency = {(key_id, digest): (request_id, admitted_at)
+                             for key_id, digest, request_id, admitted_at in snapshot["idempotency"]}
+        state._idempotency_order = deque((admitted_at, (key_id, digest))
+                                         for admitted_at, key_id, digest in snapshot["idempotencyOrder"])
+        return state
 
     def _remember_idempotency(self, key_id, digest, request_id, admitted_at):
         self.idempotency[(key_id, digest)] = (request_id, admitted_at)
@@ -108,3 +167,10 @@ class UsageState:
         if digest:
             usage.idempotent_match = self.idempotent_match(key_id, digest, now_epoch)
         return usage
+
+
+def _discard(index, group, request_id):
+    members = index[group]
+    del members[request_id]
+    if not members:
+        del index[group]  # a finished worker or a quiet key leaves nothing behind
