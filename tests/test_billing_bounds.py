@@ -161,7 +161,7 @@ def test_malformed_usage_is_charged_the_reservation(client, app, responses_mock,
 def test_a_charge_that_cannot_be_computed_is_settled_at_the_reservation(client, app, responses_mock, monkeypatch):
     def broken_charge(*args):
         raise ArithmeticError("unexpected")
-    monkeypatch.setattr(app.extensions["ziri_images"].prices, "charge", broken_charge)
+    monkeypatch.setattr(PriceBook, "charge", staticmethod(broken_charge))
 
     response = generate(client, responses_mock, {"model": "dall-e-3"}, {"created": 1, "data": images(1)})
 

@@ -20,6 +20,7 @@ from .access import idempotency_digest
 from .access import resolve_provider
 from .errors import ApiError
 from .gateway import current_gateway
+from .pricing import PriceBook
 from .providers import ProviderError
 from .quoting import price_request
 from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
@@ -84,7 +85,7 @@ def serve(key, endpoint, generation, images=(), mask=None):
 
     settle = reserve_spend(gateway, key, endpoint, generation, quote, idempotency_key)
     result = call_provider(provider, payload, quote, settle, upload_files(images, mask))
-    charge = charge_result(gateway, image_model, quote, result, settle)
+    charge = charge_result(image_model, quote, result, settle)
     return generation_response(generation, quote, result, charge)
 
 
@@ -155,11 +156,11 @@ def call_provider(provider, payload, quote, settle, files=None):
         raise
 
 
-def charge_result(gateway, image_model, quote, result, settle):
+def charge_result(image_model, quote, result, settle):
     """Return the Charge for a successful call, settled before the client hears back, whatever the body holds."""
     upstream = {"providerStatus": result.provider_status, "providerRequestId": result.provider_request_id}
     try:
-        charge = gateway.prices.charge(image_model, quote, result.body)
+        charge = PriceBook.charge(image_model, quote, result.body)
         if charge.cost > quote.reserved:
             # Token bills only (capped): the ledger shows the provider's own figure as tokenCost.
             log.warning("charge exceeds reservation requestId=%s model=%s/%s charged=%s reserved=%s tokenCost=%s",

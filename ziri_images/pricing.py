@@ -221,7 +221,8 @@ class PriceBook:
             currency=self.currency,
         )
 
-    def charge(self, image_model, quote, body):
+    @staticmethod
+    def charge(image_model, quote, body):
         """Return the Charge for a successful response ``body`` to a request priced at ``quote``.
 
         Per image: the images requested at most, at the price of the dimension values the

@@ -28,7 +28,8 @@ def image_input_tokens(info, fidelity):
 
 def price_request(gateway, generation, uploads=()):
     """Return (image_model, quote, upstream payload) for a validated request (an edit's: with uploads), or raise."""
-    image_model = gateway.prices.find_model(generation.provider, generation.model)
+    book = gateway.prices  # read once: pricing.json may be reloaded while the request runs
+    image_model = book.find_model(generation.provider, generation.model)
     if uploads and not image_model.edits:
         raise ApiError(400, "EDITS_NOT_SUPPORTED", f"Model '{generation.model}' of provider '{generation.provider}' "
                        "does not edit images.", param="model", provider=generation.provider, model=generation.model)
@@ -42,7 +43,7 @@ def price_request(gateway, generation, uploads=()):
         raise ApiError(400, "PROMPT_TOO_LONG",
                        f"Prompt is {len(generation.prompt)} characters; '{image_model.name}' accepts at most "
                        f"{image_model.max_prompt_chars}.", maximum=image_model.max_prompt_chars)
-    quote = gateway.prices.quote(image_model, choices, generation.n, generation.prompt)
+    quote = book.quote(image_model, choices, generation.n, generation.prompt)
     if uploads and image_model.token_prices is not None:
         tokens = sum(image_input_tokens(upload.info, params.get("input_fidelity")) for upload in uploads)
         image_input = tokens * image_model.token_prices.per_token("image_input")
