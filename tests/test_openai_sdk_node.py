@@ -20,6 +20,7 @@ from sdk_gateway import running_gateway
 from ziri_images.stub import png_bytes
 
 SDK_DIR = Path(__file__).resolve().parent / "sdk-node"
+OLDEST_NODE = 20  # the pinned SDK supports Node.js 20 LTS and later (its README)
 NODE_SECONDS = 60  # one scenario, start-up included; the SDK's own timeout is 20 s
 INSTALL = "run npm ci --prefix tests/sdk-node"
 NOT_INSTALLED = f"the npm openai SDK is not installed: {INSTALL}"
@@ -31,6 +32,9 @@ def node_sdk_problem():
     """Return why the pinned SDK cannot run here, or None."""
     if shutil.which("node") is None:
         return "node is not on PATH (apt-get install nodejs npm), so " + NOT_INSTALLED
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
+    if int(version.strip().lstrip("v").split(".")[0] or 0) < OLDEST_NODE:
+        return f"node {version.strip()} is older than the SDK supports (Node.js {OLDEST_NODE} or later)"
     pinned = json.loads((SDK_DIR / "package.json").read_text())["dependencies"]["openai"]
     installed = SDK_DIR / "node_modules" / "openai" / "package.json"
     if not installed.exists():
