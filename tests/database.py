@@ -87,9 +87,3 @@ def open_test_database():
                     pytrace=False)
     pytest.skip(skip_reason())
 
-
-def summarize_skips(terminalreporter):
-    """Add one line to the summary: how many tests were skipped for want of a server, and why."""
-    skipped = [report for report in terminalreporter.stats.get("skipped", []) if UNREACHABLE in str(report.longrepr)]
-    if skipped:
-        terminalreporter.write_line(f"{len(skipped)} test(s) skipped: {skip_reason()}")

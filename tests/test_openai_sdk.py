@@ -4,17 +4,6 @@ Only the base URL and the key change. Also shows how the SDK's retries meet paid
 obeys the gateway's x-should-retry on every answer, but resends on its own client-side timeout.
 """
 
-import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import openai
 import pytest
 import responses
@@ -24,11 +13,10 @@ from conftest import PROVIDER_KEY
 from conftest import USER_KEY
 from conftest import openai_image_response
 from responses import matchers
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-SCRIPT = Path(sys.executable).with_name("ziri-images")
-GATEWAY_READ_TIMEOUT = 1.5  # seconds the gateway waits for the stub in these tests
-START_SECONDS = 20
+from sdk_gateway import GATEWAY_READ_TIMEOUT
+from sdk_gateway import charges_of
+from sdk_gateway import new_records
+from sdk_gateway import running_gateway
 
 
 def test_the_clients_key_never_goes_upstream(client, responses_mock):
@@ -52,109 +40,15 @@ def test_the_gateway_path_still_requires_a_provider(client):
     assert response.get_json()["missing"] == ["provider"]
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def answers(url):
-    try:
-        with urllib.request.urlopen(url, timeout=0.5) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-class Service:
-    """A child process in its own session (so its workers go with it), its output in a file."""
-
-    def __init__(self, command, env, log_path):
-        self.log_path = log_path
-        with open(log_path, "wb") as log:
-            self.popen = subprocess.Popen(command, env=env, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True)
-
-    def wait_for(self, url):
-        deadline = time.monotonic() + START_SECONDS
-        while not answers(url):
-            assert self.popen.poll() is None, self.log_path.read_text()[-2000:]
-            assert time.monotonic() < deadline, f"{url} did not answer\n{self.log_path.read_text()[-2000:]}"
-            time.sleep(0.05)
-
-    def stop(self):
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGINT)  # gunicorn's quick shutdown
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout=10)
-
-
-class Gateway:
-    def __init__(self, url, env, ledger_path):
-        self.url = url
-        self.env = env
-        self.ledger_path = ledger_path
-
-    def cli(self, *argv):
-        """Run the console script with the gateway's settings; return its stdout."""
-        done = subprocess.run([SCRIPT, *argv], env=self.env, capture_output=True, text=True, timeout=30, check=False)
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
-    def ledger(self):
-        with open(self.ledger_path, encoding="utf-8") as file:
-            return [json.loads(line) for line in file]
-
-    def client(self, api_key, **options):
-        """Return OpenAI's client for the gateway; use it in a ``with`` block so its connections close."""
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, **options)
-
-
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    """gunicorn with the project's gunicorn.conf.py, and the stub started by the console script."""
-    directory = tmp_path_factory.mktemp("openai-sdk")
-    shutil.copyfile(PROJECT_DIR / "pricing.json", directory / "pricing.json")
-    (directory / "keys.json").write_text('{"keys": []}')
-    stub_port, gateway_port = free_port(), free_port()
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith(("ZIRI_", "OPENAI_", "GUNICORN_", "PORT", "HOST", "WEB_CONCURRENCY"))}
-    # The worker class is gunicorn.conf.py's own (what production runs).
-    env.update(HOST="127.0.0.1", PORT=str(gateway_port), WEB_CONCURRENCY="1",
-               ZIRI_KEYS_FILE=str(directory / "keys.json"), ZIRI_PRICING_FILE=str(directory / "pricing.json"),
-               ZIRI_LEDGER_PATH=str(directory / "ledger.jsonl"), ZIRI_LEDGER_DURABLE="false", ZIRI_LOG_LEVEL="WARNING",
-               ZIRI_UPSTREAM_READ_TIMEOUT=str(GATEWAY_READ_TIMEOUT),
-               OPENAI_BASE_URL=f"http://127.0.0.1:{stub_port}/v1", OPENAI_API_KEY="sk-local-stub-not-a-real-key")
-    stub = Service([SCRIPT, "stub", "--port", str(stub_port)], env, directory / "stub.log")
-    server = None
-    try:
-        stub.wait_for(f"http://127.0.0.1:{stub_port}/stats")
-        server = Service([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"], env,
-                         directory / "gunicorn.log")
-        server.wait_for(f"http://127.0.0.1:{gateway_port}/ready")
-        yield Gateway(f"http://127.0.0.1:{gateway_port}", env, directory / "ledger.jsonl")
-    finally:
-        if server is not None:
-            server.stop()
-        stub.stop()
+    with running_gateway(tmp_path_factory.mktemp("openai-sdk")) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
 def api_key(gateway):
     return gateway.cli("keys", "create", "--user", "sdk-user", "--id", "key_sdk")
-
-
-def new_records(gateway, before, kind, count, seconds=5):
-    """Wait for ``count`` records of ``kind`` after the first ``before`` ledger lines; return them."""
-    deadline = time.monotonic() + seconds
-    while True:
-        records = [record for record in gateway.ledger()[before:] if record["type"] == kind]
-        if len(records) >= count or time.monotonic() > deadline:
-            return records
-        time.sleep(0.05)
 
 
 @pytest.mark.real_http
@@ -305,11 +199,6 @@ def test_models_list(gateway, api_key):
 
     assert models["gpt-image-1"] == "openai" and "gpt-4o" not in models
     assert (one.id, one.object) == ("gpt-image-1", "model")
-
-
-def charges_of(gateway, before, request_id):
-    return [record for record in gateway.ledger()[before:]
-            if record["type"] == "charge" and record["requestId"] == request_id]
 
 
 @pytest.mark.real_http

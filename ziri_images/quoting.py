@@ -2,8 +2,9 @@
 
 An edit's reservation also bounds its image-input tokens, from each upload's dimensions
 (``imageinfo``): OpenAI counts an input image in 512-pixel tiles after fitting it within
-2048x2048 (85 tokens, plus 170 a tile), and high input fidelity adds up to
-HIGH_FIDELITY_TOKENS more. The charge is the provider's usage, as for a generation.
+2048x2048 (85 tokens, plus 170 a tile), and high input fidelity is allowed
+HIGH_FIDELITY_TOKENS more (an unverified allowance: no OpenAI figure for it was found).
+The charge is the provider's usage, as for a generation.
 """
 
 import dataclasses
@@ -15,7 +16,9 @@ from .schemas import check_model_fields
 TILE_PIXELS = 512
 FIT_PIXELS = 2048
 BASE_TOKENS, TILE_TOKENS = 85, 170
-HIGH_FIDELITY_TOKENS = 6_000  # a generous bound: more than OpenAI's published figures for any size
+# An allowance, not a published figure: no OpenAI number for high fidelity's extra image-input tokens
+# was found, so it is not verified (pricing.json's gpt-image-1 source says so). The charge is the usage.
+HIGH_FIDELITY_TOKENS = 6_000
 
 
 def image_input_tokens(info, fidelity):
