@@ -30,6 +30,8 @@ from .provider_answers import ProviderError
 from .provider_answers import interpret_answer
 from .provider_answers import redact
 from .provider_answers import translate_failure
+from .provider_stream import ProviderStream
+from .provider_stream import is_event_stream
 
 __all__ = ["MAX_RESPONSE_BYTES", "OpenAIProvider", "ProviderError", "redact"]
 
@@ -129,17 +131,23 @@ class OpenAIProvider:
     @contextmanager
     def _session(self):
         """Lend a session no other call is using; take it back (or close it if enough are idle)."""
-        try:
-            session = self._idle_sessions.get_nowait()
-        except queue.Empty:
-            session = self._new_session()
+        session = self._borrow_session()
         try:
             yield session
         finally:
-            if self._idle_sessions.qsize() < MAX_IDLE_SESSIONS:
-                self._idle_sessions.put(session)
-            else:
-                session.close()
+            self._return_session(session)
+
+    def _borrow_session(self):
+        try:
+            return self._idle_sessions.get_nowait()
+        except queue.Empty:
+            return self._new_session()
+
+    def _return_session(self, session):
+        if self._idle_sessions.qsize() < MAX_IDLE_SESSIONS:
+            self._idle_sessions.put(session)
+        else:
+            session.close()
 
     def error(self, status, message, **kwargs):
         """Return a ProviderError naming this provider, its message redacted."""
@@ -158,6 +166,39 @@ class OpenAIProvider:
         """POST ``payload`` and ``files`` [(field, (name, stream, type))] as multipart/form-data to the edits URL."""
         form = {name: _form_value(value) for name, value in payload.items()}
         return self._post(self.url_for(payload["model"], "edits"), request_id, {}, data=form, files=files)
+
+    def open_stream(self, payload, request_id, files=None):
+        """POST a ``stream: true`` request (an edit with ``files``); return its ProviderStream, or raise ProviderError.
+
+        The session stays lent to the stream until it is closed. Its reads keep the call's
+        deadline (set when the answer's headers arrived) and the read timeout, the longest
+        gap allowed between two events.
+        """
+        if files is None:
+            url, body, content = self.url_for(payload["model"]), {"json": payload}, {"Content-Type": "application/json"}
+        else:
+            form = {name: _form_value(value) for name, value in payload.items()}
+            url, body, content = self.url_for(payload["model"], "edits"), {"data": form, "files": files}, {}
+        # Uncompressed, so each event is passed on as it arrives.
+        headers = self._headers(request_id, {**content, "Accept": "text/event-stream", "Accept-Encoding": "identity"})
+        session = self._borrow_session()
+        try:
+            with call_deadline(self.call_deadline):
+                response = session.post(url, headers=headers, timeout=self.timeout, stream=True, **body)
+            provider_request_id = self.redacted(response.headers.get("x-request-id"))
+            if not 200 <= response.status_code < 300 or not is_event_stream(response):
+                raw = self._read_capped(response)
+                interpret_answer(self, response.status_code, response.headers, raw, provider_request_id)
+                raise self.error(502, f"Provider '{self.name}' answered a stream request without a stream.",
+                                 may_have_billed=True, provider_status=response.status_code,
+                                 provider_request_id=provider_request_id)
+        except requests.exceptions.RequestException as error:
+            self._return_session(session)
+            raise translate_failure(self, error)
+        except BaseException:
+            self._return_session(session)
+            raise
+        return ProviderStream(self, response, provider_request_id, lambda: self._return_session(session))
 
     def _headers(self, request_id, content_headers):
         return {

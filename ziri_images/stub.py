@@ -9,13 +9,22 @@ grok-imagine-image, which refuses ``size`` and ``quality``) and never generates 
 real. It only listens where it is told (127.0.0.1 by default) and the gateway treats it like
 any other provider: nothing falls back to it.
 
+With ``stream: true`` (GPT image models) it answers Server-Sent Events as OpenAI does:
+``partial_images`` ``image_generation.partial_image`` events (``image_edit.*`` for an edit),
+then ``image_generation.completed`` with the image and ``usage`` (each partial image adds 100
+output tokens, as OpenAI bills them).
+
 Directives in the prompt drive faults for tests: ``[stub:delay=2]``, ``[stub:status=500]``,
 ``[stub:status=400:content_policy_violation]``, ``[stub:fewer]``, ``[stub:nonjson]``,
-``[stub:nodata]``.
+``[stub:nodata]``; for streams ``[stub:event_delay=0.5]`` (seconds before each event),
+``[stub:nocompleted]`` (ends after the partial images), ``[stub:stall=30]`` (stops sending
+after the first event for that long) and ``[stub:break]`` (drops the connection after the
+first event).
 """
 
 import base64
 import hashlib
+import json
 import re
 import struct
 import threading
@@ -49,6 +58,7 @@ XAI_REFUSED = ("size", "quality", "style")
 KNOWN_MODELS = {"dall-e-2", "dall-e-3", *XAI_IMAGE_MODELS}
 MAX_STORED_IMAGES = 1000
 _DIRECTIVE = re.compile(r"\[stub:([a-z_]+)(?:=([^\]]*))?\]")
+PARTIAL_IMAGE_TOKENS = 100
 
 
 def png_bytes(seed, size=16):
@@ -136,14 +146,16 @@ def _edit(req, images, delay):
     except NotAnImage:
         return _openai_error(400, "Invalid image file.", code="invalid_image_format", param="image")
     body = dict(req.form)
-    for name in ("n", "output_compression"):
+    for name in ("n", "output_compression", "partial_images"):
         if name in body:
             body[name] = int(body[name])
+    if "stream" in body:
+        body["stream"] = body["stream"] == "true"
     tokens = sum(image_input_tokens(info, body.get("input_fidelity")) for info in infos)
-    return _generate(req, images, delay, body, tokens)
+    return _generate(req, images, delay, body, tokens, "image_edit")
 
 
-def _generate(req, images, delay, body=None, image_input=0):
+def _generate(req, images, delay, body=None, image_input=0, event_prefix="image_generation"):
     if not req.headers.get("Authorization", "").startswith("Bearer "):
         return _openai_error(401, "You didn't provide an API key.", code="missing_api_key")
     body = req.get_json(silent=True) if body is None else body
@@ -168,6 +180,8 @@ def _generate(req, images, delay, body=None, image_input=0):
     if "fewer" in directives and count > 1:
         count -= 1
     gpt_image = model.startswith(GPT_IMAGE_PREFIX)
+    if body.get("stream") is True and not gpt_image:
+        return _openai_error(400, "Streaming is only supported for the GPT image models.", param="stream")
     data = []
     for index in range(count):
         png = png_bytes(f"{body['prompt']}#{index}")
@@ -203,6 +217,43 @@ def _generate(req, images, delay, body=None, image_input=0):
                 "output_tokens_details": {"image_tokens": image_tokens, "text_tokens": 0},
             },
         })
-    result = jsonify(response)
+    if body.get("stream") is True:
+        result = _event_stream(response, body, directives, event_prefix)
+    else:
+        result = jsonify(response)
     result.headers["x-request-id"] = "req_stub_" + uuid.uuid4().hex[:16]
     return result
+
+
+def _event(name, data):
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode("utf-8")
+
+
+def _event_stream(response, body, directives, prefix):
+    """Return the streamed answer: the partial images, then the completed event with usage (or a fault)."""
+    partial_images = int(body.get("partial_images") or 0)
+    shape = {name: response[name] for name in ("size", "quality", "background", "output_format")}
+    usage = json.loads(json.dumps(response["usage"]))
+    usage["output_tokens"] += PARTIAL_IMAGE_TOKENS * partial_images
+    usage["output_tokens_details"]["image_tokens"] += PARTIAL_IMAGE_TOKENS * partial_images
+    usage["total_tokens"] += PARTIAL_IMAGE_TOKENS * partial_images
+    event_delay = float(directives.get("event_delay") or 0)
+
+    def events():
+        for index in range(partial_images):
+            time.sleep(event_delay)
+            partial = base64.b64encode(png_bytes(f"{body['prompt']}#partial{index}")).decode("ascii")
+            yield _event(f"{prefix}.partial_image", {"type": f"{prefix}.partial_image", "b64_json": partial,
+                                                     "created_at": int(time.time()), **shape,
+                                                     "partial_image_index": index})
+            if index == 0 and "stall" in directives:
+                time.sleep(float(directives["stall"] or 60))
+            if index == 0 and "break" in directives:
+                raise ConnectionAbortedError("the stub drops the connection mid-stream")
+        if "nocompleted" in directives:
+            return
+        time.sleep(event_delay)
+        yield _event(f"{prefix}.completed", {"type": f"{prefix}.completed", "b64_json": response["data"][0]["b64_json"],
+                                             "created_at": int(time.time()), **shape, "usage": usage})
+
+    return Response(events(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
