@@ -132,3 +132,12 @@ def test_the_schemas_reject_what_the_contract_forbids(document):
         conforms(document, "ImagesResponse", {"created": 1, "data": []})  # no _meta
     with pytest.raises(openapi_schema_validator.validators.ValidationError):
         conforms(document, "Error", {"error": "x", "code": "X"})  # no requestId
+
+
+@pytest.mark.parametrize("path", ["/api/images/generations", "/v1/images/generations", "/api/images/edits",
+                                  "/v1/images/edits"])
+def test_the_stream_response_is_described(document, path):
+    content = document["paths"][path]["post"]["responses"]["200"]["content"]
+    event = content["text/event-stream"]["schema"]
+    assert "image_generation.completed" in event["properties"]["type"]["enum"] and "usage" in event["properties"]
+    assert "application/json" in content

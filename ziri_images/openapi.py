@@ -54,6 +54,25 @@ EDIT_FORM = {
 }
 EDIT_REQUEST = {"multipart/form-data": {"schema": EDIT_FORM}}
 
+# stream: true answers Server-Sent Events in OpenAI's shapes (ImageGenStreamEvent, ImageEditStreamEvent).
+STREAM_EVENT = {
+    "type": "object",
+    "required": ["type"],
+    "description": "One Server-Sent Event (`event: <type>`, `data: <this object>`), passed on as the provider sent "
+                   "it: partial images (up to partial_images), then the completed one, whose usage is the charge. A "
+                   "stream that ends or breaks without it ends with an `error` event (the reservation is charged).",
+    "properties": {
+        "type": {"type": "string", "enum": ["image_generation.partial_image", "image_generation.completed",
+                                            "image_edit.partial_image", "image_edit.completed", "error"]},
+        "b64_json": {"type": "string"}, "created_at": {"type": "integer"}, "size": {"type": "string"},
+        "quality": {"type": "string"}, "background": {"type": "string"}, "output_format": {"type": "string"},
+        "partial_image_index": {"type": "integer", "description": "Partial images only: 0-based."},
+        "usage": {"type": "object", "description": "The completed event: the provider's token usage."},
+        "error": {"type": "object", "description": "The error event: the error body's fields (OpenAI's on /v1)."},
+    },
+}
+STREAMED_PATHS = ("/api/images/generations", "/v1/images/generations", "/api/images/edits", "/v1/images/edits")
+
 # path -> {method: (summary, request schema, response schema, error scopes, authenticated)}
 OPERATIONS = {
     "/api/images/generations": {"post": ("Generate images", "GenerationRequest", "ImagesResponse",
@@ -109,6 +128,9 @@ def _error_responses(scopes, error_schema):
 def _operation(path, summary, request_schema, response_schema, scopes, authenticated):
     ok = {"description": "OK", "headers": {"X-Request-Id": _REQUEST_ID},
           "content": {"application/json": {"schema": response_schema or {"type": "object"}}}}
+    if path in STREAMED_PATHS:
+        ok["content"]["text/event-stream"] = {"schema": STREAM_EVENT}
+        ok["description"] = "OK: the images (JSON), or with stream: true their events (text/event-stream)."
     operation = {"summary": summary, "responses": {"200": ok, **_error_responses(scopes, error_schema(path))}}
     if request_schema is not None:
         operation["description"] = _GENERATION_DESCRIPTION
