@@ -227,3 +227,14 @@ def test_refused_before_any_reservation(app, client, fields, code):
 
     assert response.status_code == 400 and response.get_json()["error"]["code"] == code
     assert ledger_lines(app) == []
+
+
+def test_nothing_after_completed_is_waited_for(app, client, responses_mock):
+    # The connection fails if read again after completed: it is not, and the client sees no error.
+    responses_mock.add(responses.POST, GENERATIONS_URL, body=broken_after(partial(0) + completed()),
+                       content_type="text/event-stream")
+
+    events = events_of(stream_request(client, partial_images=1))
+
+    assert [event.type for event in events] == ["image_generation.partial_image", "image_generation.completed"]
+    assert only_charge(app)[1]["status"] == "succeeded"

@@ -7,7 +7,8 @@ charge comes from the ``completed`` event's ``usage`` (``image_generation.comple
 happens, the request is settled exactly once:
 
 - the client goes away (the server closes the generator): the provider's stream is still
-  read to its end, within the call's deadline, and charged from its ``completed`` event;
+  read, up to its ``completed`` event (or its end, within the call's deadline), and charged
+  from that event; nothing after ``completed`` is waited for;
 - the stream ends, breaks or stalls without ``completed``: the reservation is charged
   (``chargedBy: reservation``, ``mayHaveBilled``) and the client gets an ``error`` event in
   OpenAI's shape, ``{"type": "error", "error": {"message", "type", "param", "code"}}``;
@@ -95,8 +96,10 @@ def relay(upstream, endpoint, quote, settle, charge):
     events = upstream.events()
     try:
         for event in events:
-            if event.type == completed and isinstance(event.data, dict) and not settlement.settled:
+            if is_completed(event, completed):
                 settlement.charge_completed(event)
+                yield event.raw
+                return  # the answer is complete: nothing after it is waited for
             yield event.raw
         if not settlement.settled:
             settlement.charge_reservation("no_completed_event")
@@ -121,10 +124,16 @@ def drain(events, completed, settlement):
     """Read the rest of a stream the client left, and settle it: from ``completed``, else at the reservation."""
     try:
         for event in events:
-            if event.type == completed and isinstance(event.data, dict) and not settlement.settled:
+            if is_completed(event, completed):
                 settlement.charge_completed(event)
+                return
     except ApiError:
         pass  # settled at the reservation below (a ledger refusal leaves the reservation to expire)
     except Exception:
         log.exception("stream left by the client failed requestId=%s", g.request_id)
     settlement.charge_reservation("client_gone")
+
+
+def is_completed(event, completed):
+    """Return True for the stream's ``completed`` event (the one whose usage is the charge)."""
+    return event.type == completed and isinstance(event.data, dict)
