@@ -127,12 +127,14 @@ class Trickle(io.RawIOBase):
 
     def __init__(self, data, step=None, breaks=True):
         self.data, self.step, self.breaks = data, step, breaks
+        self.reads_past_the_end = 0
 
     def readable(self):
         return True
 
     def readinto(self, buffer):
         if not self.data:
+            self.reads_past_the_end += 1
             if self.breaks:
                 raise ConnectionResetError("connection reset by peer")
             return 0
@@ -238,3 +240,17 @@ def test_nothing_after_completed_is_waited_for(app, client, responses_mock):
 
     assert [event.type for event in events] == ["image_generation.partial_image", "image_generation.completed"]
     assert only_charge(app)[1]["status"] == "succeeded"
+
+
+def test_a_client_that_leaves_at_the_completed_event_is_not_kept_waiting(app, client, responses_mock):
+    # Charged at completed: the client's leaving then reads nothing more from the provider.
+    body = Trickle(completed())
+    responses_mock.add(responses.POST, GENERATIONS_URL, body=io.BufferedReader(body),
+                       content_type="text/event-stream")
+
+    response = stream_request(client, partial_images=0)
+    assert b"image_generation.completed" in next(iter(response.response))
+    response.close()
+
+    assert only_charge(app)[1]["status"] == "succeeded"
+    assert body.reads_past_the_end == 0

@@ -84,6 +84,8 @@ class StreamSettlement:
         if self.settled:
             return
         self.settled = True
+        log.warning("stream charged its reservation requestId=%s streamEnd=%s reserved=%s", g.request_id, why,
+                    self.quote.reserved)
         self._settle(status, http_status, imagesReturned=None, cost=self.quote.reserved, chargedBy="reservation",
                      mayHaveBilled=True, streamEnd=why, providerStatus=self.upstream.provider_status,
                      providerRequestId=self.upstream.provider_request_id)
@@ -107,7 +109,8 @@ def relay(upstream, endpoint, quote, settle, charge):
                                                  "a completed event; the reservation was charged.",
                                             may_have_billed=True))
     except GeneratorExit:
-        drain(events, completed, settlement)
+        if not settlement.settled:
+            drain(events, completed, settlement)
     except ApiError as error:  # a broken stream, or a charge the ledger refused
         settlement.charge_reservation("broken" if isinstance(error, ProviderError) else "not_charged")
         yield error_event(error)
