@@ -357,6 +357,7 @@ def test_images_generate_streams_partial_images_then_completed(gateway, api_key)
     assert [event.partial_image_index for event in events[:2]] == [0, 1]
     assert events[-1].b64_json.startswith("iVBORw0KGgo") and events[-1].usage.output_tokens == 1056 + 200
     [charge] = new_records(gateway, before, "charge", 1)
+    assert events[-1].model_extra["_meta"]["cost"]["actual"] == charge["cost"]
     assert (charge["status"], charge["chargedBy"], charge["stream"], charge["endpoint"]) == (
         "succeeded", "tokens", True, "generations")
     assert charge["usage"]["output_tokens"] == 1056 + 200

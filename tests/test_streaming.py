@@ -70,7 +70,11 @@ def test_events_are_passed_on_and_the_completed_usage_is_charged(app, client, re
     assert response.headers["X-Request-Id"].startswith("req_")
     events = events_of(response)
     assert [event.type for event in events] == ["image_generation.partial_image"] * 2 + ["image_generation.completed"]
-    assert events[-1].data["usage"] == USAGE
+    assert events[0].raw == partial(0)  # passed on as the provider sent it
+    assert events[-1].data["usage"] == USAGE and events[-1].data["b64_json"] == "ZmluYWw="
+    meta = events[-1].data["_meta"]  # the gateway's addition, as in a JSON answer
+    assert meta["requestId"] == response.headers["X-Request-Id"] and meta["providerRequestId"] == "req_upstream"
+    assert (meta["cost"]["actual"], meta["cost"]["chargedBy"]) == (USAGE_COST, "tokens")
     sent = json.loads(responses_mock.calls[0].request.body)
     assert sent["stream"] is True and sent["partial_images"] == 2 and "provider" not in sent
     assert responses_mock.calls[0].request.headers["Accept"] == "text/event-stream"

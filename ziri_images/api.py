@@ -88,7 +88,8 @@ def serve(key, endpoint, generation, images=(), mask=None):
 
     settle = reserve_spend(gateway, key, endpoint, generation, quote, idempotency_key)
     if generation.stream:
-        return stream_events(provider, endpoint, image_model, payload, quote, settle, upload_files(images, mask))
+        return stream_events(provider, endpoint, generation, image_model, payload, quote, settle,
+                             upload_files(images, mask))
     result = call_provider(provider, payload, quote, settle, upload_files(images, mask))
     charge = charge_result(image_model, quote, result, settle)
     return generation_response(generation, quote, result, charge)
@@ -190,35 +191,40 @@ def charge_result(image_model, quote, result, settle):
     return charge
 
 
-def stream_events(provider, endpoint, image_model, payload, quote, settle, files):
+def stream_events(provider, endpoint, generation, image_model, payload, quote, settle, files):
     """Return the streamed answer: the provider's events, the request settled once from ``completed`` (streaming.py)."""
     upstream = call_provider(provider, payload, quote, settle, files, stream=True)
-    return event_stream_response(relay(upstream, endpoint, quote, settle,
-                                       lambda result: charge_result(image_model, quote, result, settle)))
+
+    def charge_completed(result):
+        return response_meta(generation, quote, result, charge_result(image_model, quote, result, settle))
+
+    return event_stream_response(relay(upstream, endpoint, quote, settle, charge_completed))
 
 
 def generation_response(generation, quote, result, charge):
     """Return the client's answer: the provider's body with only the images charged, plus ``_meta``."""
+    return {**result.body, "data": result.body["data"][:charge.images],
+            "_meta": response_meta(generation, quote, result, charge)}
+
+
+def response_meta(generation, quote, result, charge):
+    """Return the gateway's ``_meta``: the request id, the provider's, and what was reserved and charged."""
     return {
-        **result.body,
-        "data": result.body["data"][:charge.images],
-        "_meta": {
-            "requestId": g.request_id,
-            "provider": generation.provider,
-            "model": generation.model,
-            "providerRequestId": result.provider_request_id,
-            "cost": {
-                "estimated": quote.estimated,
-                "reserved": quote.reserved,
-                "actual": charge.cost,
-                "pricePerImage": charge.price_per_image,
-                "imagesRequested": quote.images,
-                "imagesCharged": charge.images,
-                **charge.choices,
-                "currency": quote.currency,
-                "chargedBy": charge.charged_by,
-                "usage": charge.usage,
-            },
+        "requestId": g.request_id,
+        "provider": generation.provider,
+        "model": generation.model,
+        "providerRequestId": result.provider_request_id,
+        "cost": {
+            "estimated": quote.estimated,
+            "reserved": quote.reserved,
+            "actual": charge.cost,
+            "pricePerImage": charge.price_per_image,
+            "imagesRequested": quote.images,
+            "imagesCharged": charge.images,
+            **charge.choices,
+            "currency": quote.currency,
+            "chargedBy": charge.charged_by,
+            "usage": charge.usage,
         },
     }
 

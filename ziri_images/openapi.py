@@ -69,6 +69,8 @@ STREAM_EVENT = {
         "partial_image_index": {"type": "integer", "description": "Partial images only: 0-based."},
         "usage": {"type": "object", "description": "The completed event: the provider's token usage."},
         "error": {"type": "object", "description": "The error event: the error body's fields (OpenAI's on /v1)."},
+        "_meta": {"allOf": [{"$ref": "#/components/schemas/Meta"}],
+                  "description": "The completed event: the gateway's addition, as in a JSON answer (the charge)."},
     },
 }
 STREAMED_PATHS = ("/api/images/generations", "/v1/images/generations", "/api/images/edits", "/v1/images/edits")

@@ -3,7 +3,8 @@
 The request was validated, priced and reserved like any other (``api.serve``); the events are
 relayed to the client one by one, unbuffered (``X-Accel-Buffering: no`` for nginx). The
 charge comes from the ``completed`` event's ``usage`` (``image_generation.completed``, or
-``image_edit.completed`` for an edit), settled before that event is passed on. Whatever
+``image_edit.completed`` for an edit), settled before that event is passed on, with the
+gateway's ``_meta`` (request id, cost) added to it as to a JSON answer. Whatever
 happens, the request is settled exactly once:
 
 - the client goes away (the server closes the generator): the provider's stream is still
@@ -51,6 +52,12 @@ def completed_body(data):
             **body, "usage": data.get("usage")}
 
 
+def with_meta(event, meta):
+    """Return the ``completed`` event with the gateway's ``_meta`` (its cost) added, as a JSON answer has it."""
+    data = json.dumps({**event.data, "_meta": meta}, separators=(",", ":"), ensure_ascii=False)
+    return (f"event: {event.name}\n" if event.name else "").encode("utf-8") + f"data: {data}\n\n".encode("utf-8")
+
+
 def error_event(error):
     """Return an SSE ``error`` event for ``error`` (an ApiError), in the body shape of the request's path."""
     if request.path.startswith("/v1/"):
@@ -69,15 +76,15 @@ class StreamSettlement:
         self.upstream = upstream
         self.quote = quote
         self._settle = settle
-        self._charge = charge  # ProviderResult -> Charge, settled (api.charge_result)
+        self._charge = charge  # ProviderResult -> the charge's _meta, once settled (api.stream_events)
         self.settled = False
 
     def charge_completed(self, event):
-        """Settle from the ``completed`` event's usage; raise ApiError if it could not be charged."""
+        """Settle from the ``completed`` event's usage; return its ``_meta``, or raise ApiError if not charged."""
         self.settled = True
         result = ProviderResult(body=completed_body(event.data), provider_status=self.upstream.provider_status,
                                 provider_request_id=self.upstream.provider_request_id)
-        self._charge(result)
+        return self._charge(result)
 
     def charge_reservation(self, why, status="provider_error", http_status=502):
         """Settle at the reserved amount: the provider may have generated (and billed) the image."""
@@ -99,8 +106,7 @@ def relay(upstream, endpoint, quote, settle, charge):
     try:
         for event in events:
             if is_completed(event, completed):
-                settlement.charge_completed(event)
-                yield event.raw
+                yield with_meta(event, settlement.charge_completed(event))
                 return  # the answer is complete: nothing after it is waited for
             yield event.raw
         if not settlement.settled:
