@@ -388,11 +388,17 @@ def test_a_model_that_does_not_stream_is_refused_before_anything_is_reserved(gat
 
 
 @pytest.mark.real_http
-def test_a_stream_that_stalls_ends_with_an_error_event_and_is_charged_the_reservation(gateway, api_key):
+@pytest.mark.parametrize("fault, stream_end", [
+    pytest.param("stall=5", "broken", id="stalls"),  # longer than the gateway's read timeout
+    pytest.param("break", "broken", id="drops-the-connection"),
+    pytest.param("nocompleted", "no_completed_event", id="ends-without-completed"),
+])
+def test_a_stream_without_completed_ends_with_an_error_event_and_is_charged_the_reservation(gateway, api_key, fault,
+                                                                                            stream_end):
     before = len(gateway.ledger())
     with gateway.client(api_key) as client, pytest.raises(openai.APIError) as raised:
-        for _event in client.images.generate(model="gpt-image-1", prompt="[stub:stall=5] a stalled fox",
-                                              stream=True, partial_images=2):
+        for _event in client.images.generate(model="gpt-image-1", prompt=f"[stub:{fault}] a fox", stream=True,
+                                              partial_images=2):
             pass
 
     assert raised.value.code == "LLM_PROVIDER_ERROR"
@@ -400,6 +406,7 @@ def test_a_stream_that_stalls_ends_with_an_error_event_and_is_charged_the_reserv
     [reservation] = [record for record in gateway.ledger()[before:] if record["type"] == "reservation"]
     assert (charge["chargedBy"], charge["cost"], charge["mayHaveBilled"]) == ("reservation", reservation["amount"],
                                                                                True)
+    assert charge["streamEnd"] == stream_end
 
 
 def open_stream(gateway, api_key, prompt, partial_images=3):
@@ -434,10 +441,11 @@ def test_a_client_that_leaves_after_the_first_event_is_charged_once_from_usage(g
 @pytest.mark.real_http
 def test_the_worker_answers_other_requests_while_a_stream_is_open(gateway, api_key):
     before = len(gateway.ledger())
-    sock = open_stream(gateway, api_key, "[stub:event_delay=0.5] a slow stream")
+    sock = open_stream(gateway, api_key, "[stub:event_delay=0.8] a slow stream")
     try:
         # One worker (WEB_CONCURRENCY=1): reading the provider's stream must yield to other greenlets.
-        assert answers(f"{gateway.url}/health")
+        with urllib.request.urlopen(f"{gateway.url}/health", timeout=2) as health:
+            assert health.status == 200
         assert new_records(gateway, before, "charge", 1, seconds=0) == []  # the stream is still open
     finally:
         sock.close()

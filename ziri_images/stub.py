@@ -9,10 +9,10 @@ grok-imagine-image, which refuses ``size`` and ``quality``) and never generates 
 real. It only listens where it is told (127.0.0.1 by default) and the gateway treats it like
 any other provider: nothing falls back to it.
 
-With ``stream: true`` (GPT image models) it answers Server-Sent Events as OpenAI does:
-``partial_images`` ``image_generation.partial_image`` events (``image_edit.*`` for an edit),
-then ``image_generation.completed`` with the image and ``usage`` (each partial image adds 100
-output tokens, as OpenAI bills them).
+With ``stream: true`` (GPT image models) it answers Server-Sent Events as OpenAI does
+(``stub_stream.py``): ``partial_images`` ``image_generation.partial_image`` events
+(``image_edit.*`` for an edit), then ``image_generation.completed`` with the image and ``usage``
+(each partial image adds 100 output tokens, as OpenAI bills them).
 
 Directives in the prompt drive faults for tests: ``[stub:delay=2]``, ``[stub:status=500]``,
 ``[stub:status=400:content_policy_violation]``, ``[stub:fewer]``, ``[stub:nonjson]``,
@@ -24,7 +24,6 @@ first event).
 
 import base64
 import hashlib
-import json
 import re
 import struct
 import threading
@@ -40,6 +39,7 @@ from flask import request
 from .imageinfo import NotAnImage
 from .imageinfo import image_info
 from .quoting import image_input_tokens
+from .stub_stream import event_stream
 
 GPT_IMAGE_PREFIX = "gpt-image"
 # Output tokens per image as OpenAI documents them for gpt-image-1 (quality -> size -> tokens).
@@ -58,7 +58,6 @@ XAI_REFUSED = ("size", "quality", "style")
 KNOWN_MODELS = {"dall-e-2", "dall-e-3", *XAI_IMAGE_MODELS}
 MAX_STORED_IMAGES = 1000
 _DIRECTIVE = re.compile(r"\[stub:([a-z_]+)(?:=([^\]]*))?\]")
-PARTIAL_IMAGE_TOKENS = 100
 
 
 def png_bytes(seed, size=16):
@@ -218,42 +217,9 @@ def _generate(req, images, delay, body=None, image_input=0, event_prefix="image_
             },
         })
     if body.get("stream") is True:
-        result = _event_stream(response, body, directives, event_prefix)
+        result = event_stream(response, body, directives, event_prefix,
+                              lambda index: png_bytes(f"{body['prompt']}#partial{index}"))
     else:
         result = jsonify(response)
     result.headers["x-request-id"] = "req_stub_" + uuid.uuid4().hex[:16]
     return result
-
-
-def _event(name, data):
-    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode("utf-8")
-
-
-def _event_stream(response, body, directives, prefix):
-    """Return the streamed answer: the partial images, then the completed event with usage (or a fault)."""
-    partial_images = int(body.get("partial_images") or 0)
-    shape = {name: response[name] for name in ("size", "quality", "background", "output_format")}
-    usage = json.loads(json.dumps(response["usage"]))
-    usage["output_tokens"] += PARTIAL_IMAGE_TOKENS * partial_images
-    usage["output_tokens_details"]["image_tokens"] += PARTIAL_IMAGE_TOKENS * partial_images
-    usage["total_tokens"] += PARTIAL_IMAGE_TOKENS * partial_images
-    event_delay = float(directives.get("event_delay") or 0)
-
-    def events():
-        for index in range(partial_images):
-            time.sleep(event_delay)
-            partial = base64.b64encode(png_bytes(f"{body['prompt']}#partial{index}")).decode("ascii")
-            yield _event(f"{prefix}.partial_image", {"type": f"{prefix}.partial_image", "b64_json": partial,
-                                                     "created_at": int(time.time()), **shape,
-                                                     "partial_image_index": index})
-            if index == 0 and "stall" in directives:
-                time.sleep(float(directives["stall"] or 60))
-            if index == 0 and "break" in directives:
-                raise ConnectionAbortedError("the stub drops the connection mid-stream")
-        if "nocompleted" in directives:
-            return
-        time.sleep(event_delay)
-        yield _event(f"{prefix}.completed", {"type": f"{prefix}.completed", "b64_json": response["data"][0]["b64_json"],
-                                             "created_at": int(time.time()), **shape, "usage": usage})
-
-    return Response(events(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
