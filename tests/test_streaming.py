@@ -8,6 +8,7 @@ import requests
 import responses
 from conftest import BASE_URL
 from conftest import GENERATIONS_URL
+from conftest import PROVIDER_KEY
 from conftest import USER_KEY
 from conftest import ledger_lines
 
@@ -258,3 +259,20 @@ def test_a_client_that_leaves_at_the_completed_event_is_not_kept_waiting(app, cl
 
     assert only_charge(app)[1]["status"] == "succeeded"
     assert body.reads_past_the_end == 0
+
+
+def test_a_providers_error_event_is_redacted_and_charged_the_reservation(app, client, responses_mock):
+    failure = sse("error", {"type": "error", "error": {"message": f"Bad key {PROVIDER_KEY} mid-stream",
+                                                         "type": "server_error", "code": "moderation_blocked"}})
+    add_stream(responses_mock, partial(0) + failure + completed())
+
+    response = stream_request(client, partial_images=1)
+    text = b"".join(response.response)
+    response.close()
+
+    assert PROVIDER_KEY.encode() not in text and b"[redacted]" in text
+    error = parse_event(text.split(b"\n\n")[-2])
+    assert error.data["error"]["providerError"]["code"] == "moderation_blocked"
+    assert b"image_generation.completed" not in text  # nothing after the error is passed on or charged
+    reservation, charge = only_charge(app)
+    assert charge["cost"] == reservation["amount"] and charge["chargedBy"] == "reservation"

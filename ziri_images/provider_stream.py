@@ -4,7 +4,8 @@
 line endings normalised to ``\\n``) as soon as its blank line has arrived: it reads what the
 socket has (``read1``), never waiting for a fixed amount. A read that fails or times out
 mid-stream (the call's deadline and the read timeout still apply, ``deadline.py``) becomes a
-``ProviderError`` that may have billed; so does a stream larger than MAX_STREAM_BYTES.
+``ProviderError`` that may have billed; so does a stream larger than MAX_STREAM_BYTES, and an
+``error`` event from the provider (its message redacted, never passed on as sent).
 """
 
 from dataclasses import dataclass
@@ -13,11 +14,17 @@ from urllib3.exceptions import HTTPError
 from urllib3.exceptions import ReadTimeoutError
 
 from .provider_answers import caused_by
+from .provider_answers import upstream_error
 from .strict_json import parse_provider_body
 
 READ_BYTES = 64 * 1024
 # The final image and three partial ones, each a few MB of base64, fit many times over.
 MAX_STREAM_BYTES = 128 * 1024 * 1024
+
+
+def is_error_event(event):
+    """Return True for an event that reports a failure (``event: error``, or data with an ``error``)."""
+    return event.type == "error" or (isinstance(event.data, dict) and "error" in event.data)
 
 
 def is_event_stream(response):
@@ -92,6 +99,8 @@ class ProviderStream:
                 event = parse_event(bytes(pending[:end]))
                 del pending[:end + 2]
                 start = 0
+                if event is not None and is_error_event(event):
+                    raise self._failed(event)
                 if event is not None:
                     yield event
 
@@ -102,6 +111,15 @@ class ProviderStream:
             if caused_by(error, ReadTimeoutError, TimeoutError):
                 raise self._broken("did not finish its stream in time", 504)
             raise self._broken("dropped the connection in the middle of its stream")
+
+    def _failed(self, event):
+        """Return the ProviderError for an ``error`` event: never passed on as sent, it may repeat our key."""
+        message, upstream = upstream_error(event.data)
+        upstream = {name: self.provider.redacted(value) for name, value in upstream.items()}
+        return self.provider.error(502, f"Provider '{self.provider.name}' ended its stream with an error: "
+                                        f"{message or 'no message'}", may_have_billed=True,
+                                   provider_status=self.provider_status, provider_request_id=self.provider_request_id,
+                                   providerError={**upstream, "requestId": self.provider_request_id})
 
     def _broken(self, what, status=502):
         return self.provider.error(status, f"Provider '{self.provider.name}' {what}; the image may still have been "
