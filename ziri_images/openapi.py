@@ -49,6 +49,8 @@ EDIT_FORM = {
         "mask": {**_BINARY, "description": "Optional: where to edit (a PNG with transparency)."},
         "prompt": {"type": "string"}, "model": {"type": "string"}, "provider": {"type": "string"},
         "n": {"type": "integer", "minimum": 1}, "size": {"type": "string"}, "quality": {"type": "string"},
+        "stream": {"type": "string", "enum": ["true", "false"], "description": "true: answer Server-Sent Events."},
+        "partial_images": {"type": "integer", "minimum": 0, "maximum": 3, "description": "With stream=true."},
     },
     "additionalProperties": True,
 }
