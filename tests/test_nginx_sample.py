@@ -7,7 +7,9 @@ cannot parse, a body over client_max_body_size, the gateway down or slow...) mus
 
 When nginx is installed (Debian: ``apt-get install nginx-light``), the sample itself, with
 only its ports, certificates and log path replaced, passes ``nginx -t`` and is run in front
-of a gateway that is down, and its answers are checked on the wire; otherwise that test skips.
+of a gateway that is down, and its answers are checked on the wire; then in front of a running
+gateway (gunicorn, gevent, the stub), a stream's first event must arrive before its last and an
+edit of several MB must go through; otherwise those tests skip.
 """
 
 import json
@@ -19,10 +21,15 @@ import subprocess
 import time
 
 import pytest
+import requests
 from conftest import PROJECT_DIR
 from conftest import USER_KEY
 from conftest import raw_exchange
 from e2e.conftest import free_port
+from e2e.conftest import raw_key
+from e2e.conftest import start_gateway  # noqa: F401  (fixtures: a gateway and the stub behind nginx)
+from e2e.conftest import store  # noqa: F401
+from e2e.conftest import stub  # noqa: F401
 
 SAMPLE = PROJECT_DIR / "deploy" / "nginx.conf"
 # Every status nginx answers itself in front of the gateway; 494 is its "request header too large".
@@ -168,3 +175,62 @@ def test_nginx_answers_its_own_errors_in_json(tmp_path):
     access_log = (tmp_path / "access.log").read_text()
     assert "POST /api/images/generations HTTP/1.1\" 502" in access_log, access_log
     assert USER_KEY not in access_log and "api_key" not in access_log, access_log
+
+
+@pytest.fixture
+def worker_class():
+    return "gevent"  # what production runs
+
+
+def start_nginx(tmp_path, upstream_port):
+    port = free_port()
+    config = render(tmp_path, upstream_port, port)
+    with open(tmp_path / "nginx.out", "wb") as output:
+        nginx = subprocess.Popen(["nginx", "-c", str(config), "-p", str(tmp_path)], stdout=output, stderr=output)
+    wait_until_listening(port, nginx, tmp_path)
+    return nginx, port
+
+
+@pytest.mark.real_http
+@pytest.mark.skipif(shutil.which("nginx") is None and not os.environ.get("ZIRI_TEST_REQUIRE_NGINX"),
+                    reason="nginx is not installed (apt-get install nginx-light)")
+def test_a_stream_and_an_edit_upload_go_through_nginx(request, tmp_path):
+    gateway = request.getfixturevalue("start_gateway")({"alice": {}}, workers=1)
+    nginx, port = start_nginx(tmp_path, int(gateway.url.rsplit(":", 1)[1]))
+    try:
+        # A stream: its first event arrives while the gateway is still relaying (nginx does not buffer it).
+        body = json.dumps({"model": "gpt-image-1", "prompt": "[stub:event_delay=0.5] through nginx", "stream": True,
+                           "partial_images": 2})
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall((f"POST /v1/images/generations HTTP/1.1\r\nHost: images.example.com\r\nConnection: close\r\n"
+                          f"Authorization: Bearer {raw_key('alice')}\r\nContent-Type: application/json\r\n"
+                          f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+            received = b""
+            while b"partial_image" not in received:
+                chunk = sock.recv(65536)
+                assert chunk, received
+                received += chunk
+            assert b"image_generation.completed" not in received
+            while chunk:
+                chunk = sock.recv(65536)
+                received += chunk
+        head = received.split(b"\r\n\r\n", 1)[0].decode().lower()
+        assert head.startswith("http/1.1 200") and "content-type: text/event-stream" in head, head
+        assert "cache-control: no-cache" in head and "x-request-id: req_" in head
+        assert b"image_generation.completed" in received
+        # An edit with two reference images, several MB: past the JSON limit of 256k, within the edits location's.
+        from ziri_images.stub import png_bytes
+
+        images = [("image[]", (f"ref{index}.png", png_bytes(f"ref{index}", 64) + b"\0" * (2 * 1024 * 1024),
+                               "image/png")) for index in range(2)]
+        response = requests.post(f"http://127.0.0.1:{port}/v1/images/edits", files=images,
+                                 data={"model": "gpt-image-1", "prompt": "a hat"},
+                                 headers={"Authorization": f"Bearer {raw_key('alice')}"}, timeout=30)
+        assert response.status_code == 200, response.text
+        assert response.json()["data"][0]["b64_json"]
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=15)
+    charges = gateway.records("charge", "alice")
+    assert [(charge["endpoint"], charge.get("stream", False)) for charge in charges] == [
+        ("generations", True), ("edits", False)]

@@ -65,3 +65,27 @@ def test_the_documented_error_shape_requires_what_openai_requires(client, openai
     detail = ours["OpenAIErrorDetail"]
     assert set(openai_spec["components"]["schemas"]["Error"]["required"]) <= set(detail["required"])
     assert ours["OpenAIError"]["required"] == openai_spec["components"]["schemas"]["ErrorResponse"]["required"]
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param({"model": "gpt-image-1", "prompt": "x", "stream": True, "partial_images": 2}, id="partial-images"),
+    pytest.param({"model": "gpt-image-2", "prompt": "x", "stream": True, "quality": "high"}, id="no-partial-images"),
+])
+def test_the_stubs_stream_events_are_openais(openai_spec, body):
+    from ziri_images.provider_stream import parse_event
+    from ziri_images.stub import create_stub_app
+
+    stub = create_stub_app().test_client()
+    response = stub.post("/v1/images/generations", json=body, headers={"Authorization": "Bearer sk-test"})
+
+    assert response.mimetype == "text/event-stream"
+    events = [parse_event(block.encode()) for block in response.get_data(as_text=True).split("\n\n") if block]
+    *partials, last = events
+    assert len(partials) == body.get("partial_images", 0)
+    for index, event in enumerate(partials):
+        assert event.name == event.data["type"] == "image_generation.partial_image"
+        assert event.data["partial_image_index"] == index
+        check(openai_spec, "ImageGenPartialImageEvent", event.data)
+    assert last.name == last.data["type"] == "image_generation.completed"
+    check(openai_spec, "ImageGenCompletedEvent", last.data)
+    check(openai_spec, "ImageGenStreamEvent", last.data)

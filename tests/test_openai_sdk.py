@@ -233,3 +233,109 @@ def test_an_edit_larger_than_the_json_body_limit(gateway, api_key):
     with gateway.client(api_key) as client:
         result = client.images.edit(model="gpt-image-1", prompt="a hat", image=("large.png", image, "image/png"))
     assert result.data[0].b64_json
+
+
+@pytest.mark.real_http
+def test_images_generate_streams_partial_images_then_completed(gateway, api_key):
+    before = len(gateway.ledger())
+    with gateway.client(api_key) as client:
+        events = list(client.images.generate(model="gpt-image-1", prompt="a lighthouse, streamed", stream=True,
+                                             partial_images=2))
+
+    assert [event.type for event in events] == ["image_generation.partial_image"] * 2 + ["image_generation.completed"]
+    assert [event.partial_image_index for event in events[:2]] == [0, 1]
+    assert events[-1].b64_json.startswith("iVBORw0KGgo") and events[-1].usage.output_tokens == 1056 + 200
+    [charge] = new_records(gateway, before, "charge", 1)
+    assert events[-1].model_extra["_meta"]["cost"]["actual"] == charge["cost"]
+    assert (charge["status"], charge["chargedBy"], charge["stream"], charge["endpoint"]) == (
+        "succeeded", "tokens", True, "generations")
+    assert charge["usage"]["output_tokens"] == 1056 + 200
+
+
+@pytest.mark.real_http
+def test_images_edit_streams(gateway, api_key):
+    from ziri_images.stub import png_bytes
+
+    before = len(gateway.ledger())
+    with gateway.client(api_key) as client:
+        events = list(client.images.edit(model="gpt-image-1", prompt="add a hat", stream=True, partial_images=1,
+                                         image=("ref.png", png_bytes("ref", 64), "image/png")))
+
+    assert [event.type for event in events] == ["image_edit.partial_image", "image_edit.completed"]
+    [charge] = new_records(gateway, before, "charge", 1)
+    assert (charge["endpoint"], charge["stream"], charge["chargedBy"]) == ("edits", True, "tokens")
+
+
+@pytest.mark.real_http
+def test_a_model_that_does_not_stream_is_refused_before_anything_is_reserved(gateway, api_key):
+    before = len(gateway.ledger())
+    with gateway.client(api_key) as client, pytest.raises(openai.BadRequestError) as raised:
+        client.images.generate(model="dall-e-3", prompt="a cat", stream=True)
+
+    assert raised.value.code == "STREAMING_NOT_SUPPORTED" and raised.value.param == "stream"
+    assert gateway.ledger()[before:] == []
+
+
+@pytest.mark.real_http
+@pytest.mark.parametrize("fault, stream_end", [
+    pytest.param("stall=5", "broken", id="stalls"),  # longer than the gateway's read timeout
+    pytest.param("break", "broken", id="drops-the-connection"),
+    pytest.param("nocompleted", "no_completed_event", id="ends-without-completed"),
+])
+def test_a_stream_without_completed_ends_with_an_error_event_and_is_charged_the_reservation(gateway, api_key, fault,
+                                                                                            stream_end):
+    before = len(gateway.ledger())
+    with gateway.client(api_key) as client, pytest.raises(openai.APIError) as raised:
+        for _event in client.images.generate(model="gpt-image-1", prompt=f"[stub:{fault}] a fox", stream=True,
+                                              partial_images=2):
+            pass
+
+    assert raised.value.code == "LLM_PROVIDER_ERROR"
+    [charge] = new_records(gateway, before, "charge", 1)
+    [reservation] = [record for record in gateway.ledger()[before:] if record["type"] == "reservation"]
+    assert (charge["chargedBy"], charge["cost"], charge["mayHaveBilled"]) == ("reservation", reservation["amount"],
+                                                                               True)
+    assert charge["streamEnd"] == stream_end
+
+
+def open_stream(gateway, api_key, prompt, partial_images=3):
+    """Send a streamed generation on a raw socket; return the socket once its headers and first event are in."""
+    host, port = gateway.url.removeprefix("http://").split(":")
+    body = json.dumps({"model": "gpt-image-1", "prompt": prompt, "stream": True, "partial_images": partial_images})
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall((f"POST /v1/images/generations HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {api_key}\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
+    received = b""
+    while b"partial_image" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, received
+        received += chunk
+    assert received.startswith(b"HTTP/1.1 200") and b"text/event-stream" in received
+    return sock
+
+
+@pytest.mark.real_http
+def test_a_client_that_leaves_after_the_first_event_is_charged_once_from_usage(gateway, api_key):
+    before = len(gateway.ledger())
+    sock = open_stream(gateway, api_key, "[stub:event_delay=0.3] a fox that was not watched")
+    sock.close()
+
+    [charge] = new_records(gateway, before, "charge", 1)
+    assert (charge["status"], charge["chargedBy"], charge["stream"]) == ("succeeded", "tokens", True)
+    assert charge["usage"]["output_tokens"] == 1056 + 300
+    time.sleep(0.5)  # nothing else is written for it later
+    assert len([record for record in gateway.ledger()[before:] if record["type"] == "charge"]) == 1
+
+
+@pytest.mark.real_http
+def test_the_worker_answers_other_requests_while_a_stream_is_open(gateway, api_key):
+    before = len(gateway.ledger())
+    sock = open_stream(gateway, api_key, "[stub:event_delay=0.8] a slow stream")
+    try:
+        # One worker (WEB_CONCURRENCY=1): reading the provider's stream must yield to other greenlets.
+        with urllib.request.urlopen(f"{gateway.url}/health", timeout=2) as health:
+            assert health.status == 200
+        assert new_records(gateway, before, "charge", 1, seconds=0) == []  # the stream is still open
+    finally:
+        sock.close()
+    new_records(gateway, before, "charge", 1)

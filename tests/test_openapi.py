@@ -56,9 +56,10 @@ def raised_error_codes():
     for text in SOURCE.values():
         pairs |= {(int(status), code) for status, code in re.findall(r'ApiError\(\s*(\d{3}),\s*"([A-Z_]+)"', text)}
     # ProviderError (code LLM_PROVIDER_ERROR): fixed statuses, and the provider's own 4xx passed on as is.
-    statuses = re.findall(r"_error\(\s*(\d{3})", SOURCE["providers.py"])
+    provider_code = SOURCE["providers.py"] + SOURCE["provider_answers.py"]
+    statuses = re.findall(r"\berror\(\s*(\d{3})", provider_code)
     pairs |= {(int(status), "LLM_PROVIDER_ERROR") for status in statuses}
-    assert "self._error(status," in SOURCE["providers.py"]
+    assert "provider.error(status," in provider_code
     pairs.add((400, "LLM_PROVIDER_ERROR"))
     pairs |= {(status, code) for status, (code, _message) in _HTTP_CODES.items()}
     return pairs
@@ -131,3 +132,12 @@ def test_the_schemas_reject_what_the_contract_forbids(document):
         conforms(document, "ImagesResponse", {"created": 1, "data": []})  # no _meta
     with pytest.raises(openapi_schema_validator.validators.ValidationError):
         conforms(document, "Error", {"error": "x", "code": "X"})  # no requestId
+
+
+@pytest.mark.parametrize("path", ["/api/images/generations", "/v1/images/generations", "/api/images/edits",
+                                  "/v1/images/edits"])
+def test_the_stream_response_is_described(document, path):
+    content = document["paths"][path]["post"]["responses"]["200"]["content"]
+    event = content["text/event-stream"]["schema"]
+    assert "image_generation.completed" in event["properties"]["type"]["enum"] and "usage" in event["properties"]
+    assert "application/json" in content

@@ -302,3 +302,16 @@ def test_ledger_import_without_a_database_refuses(tmp_path, capsys):
     path.write_text("")
     assert cli.main(["ledger", "import", str(path)]) == 1
     assert "no database configured" in capsys.readouterr().err
+
+
+def test_stream_records_round_trip_through_import_and_export(make_store):
+    # A streamed request's records carry stream: true (and partialImages), reservation and charge alike.
+    records = ledger_of(FakeClock(), Key(), endpoint="edits", stream=True, partialImages=2)
+    for record in records:
+        if record["type"] == "charge":
+            record.update(stream=True, partialImages=2, chargedBy="reservation", streamEnd="no_completed_event")
+    store = make_store()
+    store.import_records(records)
+
+    assert b"".join(encode_record(record) for record in store.records()) == b"".join(map(encode_record, records))
+    assert {record["stream"] for record in store.records() if record["type"] != "reservation_expired"} == {True}

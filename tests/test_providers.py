@@ -14,9 +14,9 @@ from urllib3.exceptions import NewConnectionError
 from ziri_images import __version__
 from ziri_images import providers
 from ziri_images.errors import ApiError
+from ziri_images.provider_config import build_providers
 from ziri_images.providers import OpenAIProvider
 from ziri_images.providers import ProviderError
-from ziri_images.providers import build_providers
 from ziri_images.providers import redact
 
 PAYLOAD = {"model": "dall-e-3", "prompt": "a lighthouse", "n": 1, "size": "1024x1024", "quality": "standard"}

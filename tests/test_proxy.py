@@ -73,16 +73,27 @@ def test_the_request_log_line_names_the_client(make_app, caplog, hops, client):
     assert f" client={client} " in lines[0]
 
 
-def nginx_directive(name):
-    values = re.findall(rf"^\s*{name}\s+([^;]+);", NGINX_CONF.read_text(), re.MULTILINE)
+def nginx_directive(name, text=None):
+    values = re.findall(rf"^\s*{name}\s+([^;]+);", NGINX_CONF.read_text() if text is None else text, re.MULTILINE)
     assert len(values) == 1, f"{name} appears {len(values)} times"
     return values[0]
 
 
+def nginx_bytes(size):
+    return int(size[:-1]) * {"k": 1024, "m": 1024 * 1024}[size[-1]]
+
+
 def test_the_nginx_sample_matches_the_gateways_settings():
     settings = load_settings({})
-    size = nginx_directive("client_max_body_size")
-    assert int(size.rstrip("k")) * 1024 == settings["MAX_CONTENT_LENGTH"]
+    text = NGINX_CONF.read_text()
+    edits_start = text.index("location ~ ^/(api|v1)/images/edits$ {")
+    edits = text[edits_start:text.index("}", edits_start)]
+    elsewhere = text[:edits_start] + text[edits_start + len(edits):]
+    assert nginx_bytes(nginx_directive("client_max_body_size", elsewhere)) == settings["MAX_CONTENT_LENGTH"]
+    # Edits: every upload the gateway accepts, plus room for the form's text fields.
+    edit_limit = nginx_bytes(nginx_directive("client_max_body_size", edits))
+    assert settings["EDIT_MAX_TOTAL_BYTES"] < edit_limit <= settings["EDIT_MAX_TOTAL_BYTES"] + 2 * 1024 * 1024
+    assert nginx_bytes(nginx_directive("client_body_buffer_size", edits)) == edit_limit  # in memory, never a file
     read_timeout = int(nginx_directive("proxy_read_timeout").rstrip("s"))
     assert read_timeout > settings["UPSTREAM_CONNECT_TIMEOUT"] + settings["UPSTREAM_READ_TIMEOUT"]
     assert nginx_directive("proxy_set_header X-Forwarded-For") == "$proxy_add_x_forwarded_for"

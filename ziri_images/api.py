@@ -2,7 +2,8 @@
 
 authenticate -> validate -> price -> check access -> reserve -> call provider -> settle -> respond
 
-Generations (JSON) and edits (multipart, with uploads) take the same path, ``serve``.
+Generations (JSON) and edits (multipart, with uploads) take the same path, ``serve``; with
+``stream: true`` its last steps relay the provider's events instead (``streaming.py``).
 """
 
 import logging
@@ -26,6 +27,8 @@ from .quoting import price_request
 from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
 from .schemas import parse_generation_request
 from .serverlog import escape
+from .streaming import event_stream_response
+from .streaming import relay
 from .uploads import read_edit_form
 
 log = logging.getLogger("ziri_images")
@@ -84,6 +87,9 @@ def serve(key, endpoint, generation, images=(), mask=None):
     provider = resolve_provider(gateway, key, generation.provider)
 
     settle = reserve_spend(gateway, key, endpoint, generation, quote, idempotency_key)
+    if generation.stream:
+        return stream_events(provider, endpoint, generation, image_model, payload, quote, settle,
+                             upload_files(images, mask))
     result = call_provider(provider, payload, quote, settle, upload_files(images, mask))
     charge = charge_result(image_model, quote, result, settle)
     return generation_response(generation, quote, result, charge)
@@ -129,6 +135,8 @@ def reserve_spend(gateway, key, endpoint, generation, quote, idempotency_key):
     }
     if idempotency_key:
         summary["idempotencyKey"] = idempotency_key
+    if generation.stream:
+        summary.update(stream=True, partialImages=generation.partial_images)
     reservation = gateway.limiter.reserve(key, quote.reserved, summary)
     started = time.monotonic()
 
@@ -140,9 +148,11 @@ def reserve_spend(gateway, key, endpoint, generation, quote, idempotency_key):
     return settle
 
 
-def call_provider(provider, payload, quote, settle, files=None):
-    """Return the provider's ProviderResult; a failed call is settled, then raised."""
+def call_provider(provider, payload, quote, settle, files=None, stream=False):
+    """Return the ProviderResult (the open ProviderStream if ``stream``); a failed call is settled, then raised."""
     try:
+        if stream:
+            return provider.open_stream(payload, g.request_id, files)
         if files is not None:
             return provider.edit(payload, files, g.request_id)
         return provider.generate(payload, g.request_id)
@@ -181,28 +191,40 @@ def charge_result(image_model, quote, result, settle):
     return charge
 
 
+def stream_events(provider, endpoint, generation, image_model, payload, quote, settle, files):
+    """Return the streamed answer: the provider's events, the request settled once from ``completed`` (streaming.py)."""
+    upstream = call_provider(provider, payload, quote, settle, files, stream=True)
+
+    def charge_completed(result):
+        return response_meta(generation, quote, result, charge_result(image_model, quote, result, settle))
+
+    return event_stream_response(relay(upstream, endpoint, quote, settle, charge_completed))
+
+
 def generation_response(generation, quote, result, charge):
     """Return the client's answer: the provider's body with only the images charged, plus ``_meta``."""
+    return {**result.body, "data": result.body["data"][:charge.images],
+            "_meta": response_meta(generation, quote, result, charge)}
+
+
+def response_meta(generation, quote, result, charge):
+    """Return the gateway's ``_meta``: the request id, the provider's, and what was reserved and charged."""
     return {
-        **result.body,
-        "data": result.body["data"][:charge.images],
-        "_meta": {
-            "requestId": g.request_id,
-            "provider": generation.provider,
-            "model": generation.model,
-            "providerRequestId": result.provider_request_id,
-            "cost": {
-                "estimated": quote.estimated,
-                "reserved": quote.reserved,
-                "actual": charge.cost,
-                "pricePerImage": charge.price_per_image,
-                "imagesRequested": quote.images,
-                "imagesCharged": charge.images,
-                **charge.choices,
-                "currency": quote.currency,
-                "chargedBy": charge.charged_by,
-                "usage": charge.usage,
-            },
+        "requestId": g.request_id,
+        "provider": generation.provider,
+        "model": generation.model,
+        "providerRequestId": result.provider_request_id,
+        "cost": {
+            "estimated": quote.estimated,
+            "reserved": quote.reserved,
+            "actual": charge.cost,
+            "pricePerImage": charge.price_per_image,
+            "imagesRequested": quote.images,
+            "imagesCharged": charge.images,
+            **charge.choices,
+            "currency": quote.currency,
+            "chargedBy": charge.charged_by,
+            "usage": charge.usage,
         },
     }
 

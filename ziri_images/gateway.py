@@ -16,8 +16,8 @@ from .keys import KeyStore
 from .ledger import Ledger
 from .limits import Limiter
 from .pricing import PriceBook
-from .providers import build_providers
-from .providers import check_catalog
+from .provider_config import build_providers
+from .provider_config import check_catalog
 from .reloading import ReloadingFile
 from .settings import load_json_file
 from .stores.base import Store

@@ -10,6 +10,8 @@
 - ``token_prices`` (USD per 1M tokens) make the provider's reported ``usage`` the charge; the
   per-image figures then serve as the estimate and, with ``output_tokens_per_image``, the
   reservation's ceiling.
+- ``edits`` / ``streaming`` (booleans, default false): the model is served on the edits
+  endpoint / with ``stream: true`` (and ``partial_images``).
 - ``retired`` (``YYYY-MM-DD``): the day the provider retired the model (pricing.py refuses it
   from then on, except at a compatible endpoint).
 """
@@ -106,6 +108,7 @@ class ImageModel:
         try:
             self.max_images = int(entry["max_images"])
             self.edits = entry.get("edits", False) is True  # POST /images/edits is served for it
+            self.streaming = entry.get("streaming", False) is True  # stream: true (Server-Sent Events) is served
             self.max_prompt_chars = int(entry["max_prompt_chars"])
             prices = entry["prices"]
         except (KeyError, TypeError, ValueError) as error:

@@ -49,10 +49,33 @@ EDIT_FORM = {
         "mask": {**_BINARY, "description": "Optional: where to edit (a PNG with transparency)."},
         "prompt": {"type": "string"}, "model": {"type": "string"}, "provider": {"type": "string"},
         "n": {"type": "integer", "minimum": 1}, "size": {"type": "string"}, "quality": {"type": "string"},
+        "stream": {"type": "string", "enum": ["true", "false"], "description": "true: answer Server-Sent Events."},
+        "partial_images": {"type": "integer", "minimum": 0, "maximum": 3, "description": "With stream=true."},
     },
     "additionalProperties": True,
 }
 EDIT_REQUEST = {"multipart/form-data": {"schema": EDIT_FORM}}
+
+# stream: true answers Server-Sent Events in OpenAI's shapes (ImageGenStreamEvent, ImageEditStreamEvent).
+STREAM_EVENT = {
+    "type": "object",
+    "required": ["type"],
+    "description": "One Server-Sent Event (`event: <type>`, `data: <this object>`), passed on as the provider sent "
+                   "it: partial images (up to partial_images), then the completed one, whose usage is the charge. A "
+                   "stream that ends or breaks without it ends with an `error` event (the reservation is charged).",
+    "properties": {
+        "type": {"type": "string", "enum": ["image_generation.partial_image", "image_generation.completed",
+                                            "image_edit.partial_image", "image_edit.completed", "error"]},
+        "b64_json": {"type": "string"}, "created_at": {"type": "integer"}, "size": {"type": "string"},
+        "quality": {"type": "string"}, "background": {"type": "string"}, "output_format": {"type": "string"},
+        "partial_image_index": {"type": "integer", "description": "Partial images only: 0-based."},
+        "usage": {"type": "object", "description": "The completed event: the provider's token usage."},
+        "error": {"type": "object", "description": "The error event: the error body's fields (OpenAI's on /v1)."},
+        "_meta": {"allOf": [{"$ref": "#/components/schemas/Meta"}],
+                  "description": "The completed event: the gateway's addition, as in a JSON answer (the charge)."},
+    },
+}
+STREAMED_PATHS = ("/api/images/generations", "/v1/images/generations", "/api/images/edits", "/v1/images/edits")
 
 # path -> {method: (summary, request schema, response schema, error scopes, authenticated)}
 OPERATIONS = {
@@ -109,6 +132,9 @@ def _error_responses(scopes, error_schema):
 def _operation(path, summary, request_schema, response_schema, scopes, authenticated):
     ok = {"description": "OK", "headers": {"X-Request-Id": _REQUEST_ID},
           "content": {"application/json": {"schema": response_schema or {"type": "object"}}}}
+    if path in STREAMED_PATHS:
+        ok["content"]["text/event-stream"] = {"schema": STREAM_EVENT}
+        ok["description"] = "OK: the images (JSON), or with stream: true their events (text/event-stream)."
     operation = {"summary": summary, "responses": {"200": ok, **_error_responses(scopes, error_schema(path))}}
     if request_schema is not None:
         operation["description"] = _GENERATION_DESCRIPTION

@@ -1,82 +1,45 @@
-"""All outbound HTTP: call a provider's images API and translate its failures.
+"""All outbound HTTP: call a provider's images API (``provider_answers`` reads its answer).
 
-Providers are data: providers.json names each one's type, base URL, credential variable and
-auth header, and ``build_providers`` turns it into ``OpenAIProvider`` objects at start-up.
 One class serves every OpenAI-compatible endpoint (OpenAI, xAI, anything configured with a
 base URL and a key) and Azure OpenAI, which only differs in its URL (a deployment per model,
-the API version in the query string) and its ``api-key`` header. Credentials come from the
-environment only (or config values named like the variables, for tests), never from a file.
+the API version in the query string) and its ``api-key`` header. ``provider_config`` builds
+them from providers.json.
 
 Every call has explicit (connect, read) timeouts and a total deadline, their sum from the
 call's start (``deadline.py``), so an answer trickled byte by byte cannot keep it open. It
 borrows a ``requests.Session`` that no other call uses meanwhile (sessions are not
 thread-safe); the session, with its kept-alive connection, goes back to an idle pool
 afterwards, so under gevent (where every request is a new greenlet) calls still reuse
-connections instead of paying a TLS handshake each. Every ``requests`` exception or bad
-upstream answer becomes a ``ProviderError`` here and nowhere else, with one error mapping for
-every provider. ``may_have_billed`` tells the caller whether the provider could have
-generated (and charged for) images anyway.
+connections instead of paying a TLS handshake each.
 """
 
 import os
 import queue
-import re
 from contextlib import contextmanager
-from dataclasses import dataclass
 from urllib.parse import quote
 from urllib.parse import urlencode
 from urllib.parse import urlsplit
 
 import requests
-from urllib3.exceptions import NewConnectionError
-from urllib3.exceptions import ReadTimeoutError
 
 from . import __version__
 from .deadline import DeadlineAdapter
 from .deadline import call_deadline
 from .errors import ApiError
-from .errors import ConfigError
-from .settings import load_json_file
-from .strict_json import parse_provider_body
+from .provider_answers import ProviderError
+from .provider_answers import interpret_answer
+from .provider_answers import redact
+from .provider_answers import translate_failure
+from .provider_stream import ProviderStream
+from .provider_stream import is_event_stream
+
+__all__ = ["MAX_RESPONSE_BYTES", "OpenAIProvider", "ProviderError", "redact"]
 
 # Ten large b64 images are ~40 MB; anything far beyond that is not an images response.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 # Idle sessions (each with its kept-alive connections) a provider keeps for the next calls.
 MAX_IDLE_SESSIONS = 64
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-_SECRET_PATTERN = re.compile(r"\b((?:sk|xai)-[A-Za-z0-9_*\-]{6,}|ziri-[A-Za-z0-9_.-]+-[0-9a-f]{16,})")
-# Some providers (xAI) answer a wrong key with 400, not 401: the message tells.
-_CREDENTIALS_REJECTED = re.compile(r"\b(incorrect|invalid) api key\b", re.IGNORECASE)
-# The providers' codes for a prompt or image refused by their safety system.
-CONTENT_POLICY_CODES = {"content_policy_violation", "contentFilter", "moderation_blocked"}
-
-
-def redact(text, secrets=()):
-    """Return ``text`` with the given secrets and anything shaped like an API key removed."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return _SECRET_PATTERN.sub("[redacted]", text)
-
-
-class ProviderError(ApiError):
-    """A provider call that produced no usable images."""
-
-    def __init__(self, status, message, *, provider_status=None, provider_request_id=None,
-                 may_have_billed=False, should_retry=False, headers=None, **details):
-        super().__init__(status, "LLM_PROVIDER_ERROR", message, headers=headers, should_retry=should_retry, **details)
-        self.provider_status = provider_status
-        self.provider_request_id = provider_request_id
-        self.may_have_billed = may_have_billed
-
-
-@dataclass(frozen=True)
-class ProviderResult:
-    """A successful images response."""
-
-    body: dict
-    provider_status: int
-    provider_request_id: str | None
 
 
 def _form_value(value):
@@ -146,7 +109,7 @@ class OpenAIProvider:
         if self.deployments is not None:
             deployment = self.deployments.get(model)
             if deployment is None:
-                raise self._error(502, f"Provider '{self.name}' has no deployment for model '{model}'.")
+                raise self.error(502, f"Provider '{self.name}' has no deployment for model '{model}'.")
         path = self.path.replace("/images/generations", f"/images/{operation}")
         url = self.base_url + path.format(deployment=quote(deployment, safe=""))
         return f"{url}?{urlencode(self.query)}" if self.query else url
@@ -168,22 +131,29 @@ class OpenAIProvider:
     @contextmanager
     def _session(self):
         """Lend a session no other call is using; take it back (or close it if enough are idle)."""
-        try:
-            session = self._idle_sessions.get_nowait()
-        except queue.Empty:
-            session = self._new_session()
+        session = self._borrow_session()
         try:
             yield session
         finally:
-            if self._idle_sessions.qsize() < MAX_IDLE_SESSIONS:
-                self._idle_sessions.put(session)
-            else:
-                session.close()
+            self._return_session(session)
 
-    def _error(self, status, message, **kwargs):
-        return ProviderError(status, self._redacted(message), provider=self.name, **kwargs)
+    def _borrow_session(self):
+        try:
+            return self._idle_sessions.get_nowait()
+        except queue.Empty:
+            return self._new_session()
 
-    def _redacted(self, value):
+    def _return_session(self, session):
+        if self._idle_sessions.qsize() < MAX_IDLE_SESSIONS:
+            self._idle_sessions.put(session)
+        else:
+            session.close()
+
+    def error(self, status, message, **kwargs):
+        """Return a ProviderError naming this provider, its message redacted."""
+        return ProviderError(status, self.redacted(message), provider=self.name, **kwargs)
+
+    def redacted(self, value):
         """Return a text the provider sent with our credential (or anything key-shaped) removed."""
         return redact(value, (self.api_key,)) if isinstance(value, str) else value
 
@@ -197,38 +167,57 @@ class OpenAIProvider:
         form = {name: _form_value(value) for name, value in payload.items()}
         return self._post(self.url_for(payload["model"], "edits"), request_id, {}, data=form, files=files)
 
-    def _post(self, url, request_id, content_headers, **body):
-        headers = {
+    def open_stream(self, payload, request_id, files=None):
+        """POST a ``stream: true`` request (an edit with ``files``); return its ProviderStream, or raise ProviderError.
+
+        The session stays lent to the stream until it is closed. Its reads keep the call's
+        deadline (set when the answer's headers arrived) and the read timeout, the longest
+        gap allowed between two events.
+        """
+        if files is None:
+            url, body, content = self.url_for(payload["model"]), {"json": payload}, {"Content-Type": "application/json"}
+        else:
+            form = {name: _form_value(value) for name, value in payload.items()}
+            url, body, content = self.url_for(payload["model"], "edits"), {"data": form, "files": files}, {}
+        # Uncompressed, so each event is passed on as it arrives.
+        headers = self._headers(request_id, {**content, "Accept": "text/event-stream", "Accept-Encoding": "identity"})
+        session = self._borrow_session()
+        try:
+            with call_deadline(self.call_deadline):
+                response = session.post(url, headers=headers, timeout=self.timeout, stream=True, **body)
+            provider_request_id = self.redacted(response.headers.get("x-request-id"))
+            if not 200 <= response.status_code < 300 or not is_event_stream(response):
+                raw = self._read_capped(response)
+                interpret_answer(self, response.status_code, response.headers, raw, provider_request_id)
+                raise self.error(502, f"Provider '{self.name}' answered a stream request without a stream.",
+                                 may_have_billed=True, provider_status=response.status_code,
+                                 provider_request_id=provider_request_id)
+        except requests.exceptions.RequestException as error:
+            self._return_session(session)
+            raise translate_failure(self, error)
+        except BaseException:
+            self._return_session(session)
+            raise
+        return ProviderStream(self, response, provider_request_id, lambda: self._return_session(session))
+
+    def _headers(self, request_id, content_headers):
+        return {
             **self.auth_headers(),
             **content_headers,
             "User-Agent": f"ziri-images/{__version__}",
             "X-Client-Request-Id": request_id,
         }
+
+    def _post(self, url, request_id, content_headers, **body):
+        headers = self._headers(request_id, content_headers)
         try:
             with self._session() as session, call_deadline(self.call_deadline):
                 response = session.post(url, headers=headers, timeout=self.timeout, stream=True, **body)
-                provider_request_id = self._redacted(response.headers.get("x-request-id"))
+                provider_request_id = self.redacted(response.headers.get("x-request-id"))
                 raw = self._read_capped(response)
-        except requests.exceptions.ConnectTimeout:
-            raise self._error(504, f"Timed out connecting to provider '{self.name}'.", should_retry=True)
-        except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as error:
-            # A body that stalls after the headers times out too, but requests reports it as a ConnectionError.
-            if isinstance(error, requests.exceptions.Timeout) or _caused_by(error, ReadTimeoutError):
-                raise self._error(
-                    504, f"Provider '{self.name}' did not answer in time; the images may still have been generated.",
-                    may_have_billed=True,
-                )
-            refused = _connection_refused(error)
-            message = "could not be reached" if refused else "dropped the connection"
-            raise self._error(502, f"Provider '{self.name}' {message}.", may_have_billed=not refused,
-                              should_retry=refused)
-        except requests.exceptions.ChunkedEncodingError:
-            raise self._error(502, f"Provider '{self.name}' dropped the connection in the middle of its answer.",
-                              may_have_billed=True)
         except requests.exceptions.RequestException as error:
-            raise self._error(502, f"Provider '{self.name}' request failed: {type(error).__name__}.",
-                              may_have_billed=True)
-        return self._interpret(response.status_code, response.headers, raw, provider_request_id)
+            raise translate_failure(self, error)
+        return interpret_answer(self, response.status_code, response.headers, raw, provider_request_id)
 
     def _read_capped(self, response):
         chunks, size = [], 0
@@ -236,206 +225,7 @@ class OpenAIProvider:
             size += len(chunk)
             if size > MAX_RESPONSE_BYTES:
                 response.close()
-                raise self._error(502, f"Provider '{self.name}' response exceeds {MAX_RESPONSE_BYTES} bytes.",
-                                  provider_status=response.status_code, may_have_billed=True)
+                raise self.error(502, f"Provider '{self.name}' response exceeds {MAX_RESPONSE_BYTES} bytes.",
+                                 provider_status=response.status_code, may_have_billed=True)
             chunks.append(chunk)
         return b"".join(chunks)
-
-    def _interpret(self, status, headers, raw, provider_request_id):
-        context = {"provider_status": status, "provider_request_id": provider_request_id}
-        try:
-            # NaN, Infinity and lone surrogates are not JSON: they never go further than here.
-            body = parse_provider_body(raw)
-        except (ValueError, RecursionError):  # json gives up on deeply nested arrays with RecursionError
-            body = None
-        if 200 <= status < 300:
-            if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-                raise self._error(502, f"Provider '{self.name}' returned a response without image data.",
-                                  may_have_billed=True, **context)
-            return ProviderResult(body=body, provider_status=status, provider_request_id=provider_request_id)
-        message, upstream = _upstream_error(body)
-        # A provider may repeat the credential it was sent in any field, not only in its message.
-        upstream = {name: self._redacted(value) for name, value in upstream.items()}
-        message = message or f"Provider '{self.name}' answered HTTP {status}."
-        details = {"providerError": {"status": status, **upstream, "requestId": provider_request_id}}
-        if upstream.get("code") in CONTENT_POLICY_CODES:
-            details["reason"] = "content_policy"
-        if status in (401, 403) or (400 <= status < 500 and _CREDENTIALS_REJECTED.search(message)):
-            # The provider refused *our* credentials: not the client's fault, and not its key.
-            raise self._error(502, f"Provider '{self.name}' rejected the gateway's credentials: {message}",
-                              **context, **details)
-        if status == 429:
-            retry_after = self._redacted(headers.get("retry-after"))
-            raise self._error(429, message, headers={"Retry-After": retry_after} if retry_after else None,
-                              should_retry=upstream.get("code") != "insufficient_quota", **context, **details)
-        if 400 <= status < 500:
-            raise self._error(status, message, **context, **details)
-        raise self._error(502, message, should_retry=True, **context, **details)
-
-
-def _upstream_error(body):
-    """Return (message, {type, code, param}) from an error body of any supported shape.
-
-    OpenAI and Azure: ``{"error": {"message", "type", "code", "param"}}``; xAI:
-    ``{"code": "...", "error": "<message>"}``.
-    """
-    if not isinstance(body, dict):
-        return None, {}
-    error = body.get("error")
-    if isinstance(error, str):
-        code = body.get("code")
-        return error, ({"code": code} if isinstance(code, (str, int)) else {})
-    error = error if isinstance(error, dict) else {}
-    upstream = {key: error.get(key) for key in ("type", "code", "param") if error.get(key) is not None}
-    message = error.get("message")
-    return (str(message) if message else None), upstream
-
-
-def _connection_refused(error):
-    """Return True when nothing was sent (the connection was never established)."""
-    return _caused_by(error, ConnectionRefusedError, NewConnectionError)
-
-
-def _caused_by(error, *types):
-    """Return True when ``error`` or any exception in its chain of causes is one of ``types``."""
-    seen, pending = set(), [error]
-    while pending:
-        cause = pending.pop()
-        if cause is None or id(cause) in seen:
-            continue
-        seen.add(id(cause))
-        if isinstance(cause, types):
-            return True
-        pending.extend([cause.__cause__, cause.__context__, getattr(cause, "reason", None)])
-        pending.extend(arg for arg in cause.args if isinstance(arg, BaseException))
-    return False
-
-
-PROVIDER_TYPES = {
-    # Any OpenAI-compatible endpoint: POST {base_url}/images/generations, "Authorization: Bearer <key>".
-    "openai": {"path": "/images/generations", "auth_header": "Authorization", "auth_scheme": "Bearer"},
-    # Azure OpenAI: a deployment per model, the API version in the query string, "api-key: <key>".
-    "azure": {"path": "/openai/deployments/{deployment}/images/generations", "auth_header": "api-key",
-              "auth_scheme": None},
-}
-_ENTRY_FIELDS = {"type", "description", "base_url", "base_url_env", "api_key_env", "auth_header", "auth_scheme",
-                 "api_version", "deployments"}
-_AZURE_FIELDS = ("api_version", "deployments")
-_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*\Z")
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
-
-
-def _is_http_url(text):
-    parts = urlsplit(text) if isinstance(text, str) else None
-    return parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
-def _from_environment(name, settings, environ):
-    """Return the value of variable ``name``: a config value of that name wins (tests), else the environment."""
-    value = settings.get(name)
-    if value is None:
-        value = environ.get(name)
-    return (value or "").strip()
-
-
-def _check_entry(name, entry, where):
-    """Raise ConfigError unless ``entry`` is a valid providers.json entry."""
-    if not isinstance(entry, dict):
-        raise ConfigError(f"{where}: expected an object")
-    if "api_key" in entry or "key" in entry:
-        raise ConfigError(f"{where}: credentials are never read from files; name the environment variable "
-                          "that holds the key in 'api_key_env'")
-    unknown = sorted(set(entry) - _ENTRY_FIELDS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    kind = entry.get("type")
-    if kind not in PROVIDER_TYPES:
-        raise ConfigError(f"{where}.type: expected one of {', '.join(PROVIDER_TYPES)}")
-    for field in ("api_key_env", "base_url_env"):
-        value = entry.get(field)
-        if (field == "api_key_env" or value is not None) and not (isinstance(value, str) and _ENV_NAME.match(value)):
-            raise ConfigError(f"{where}.{field}: expected an environment variable name, e.g. XAI_API_KEY")
-    if "base_url" in entry and not _is_http_url(entry["base_url"]):
-        raise ConfigError(f"{where}.base_url: expected an http(s) URL")
-    if "base_url" not in entry and "base_url_env" not in entry:
-        raise ConfigError(f"{where}: needs base_url, base_url_env or both")
-    header = entry.get("auth_header", PROVIDER_TYPES[kind]["auth_header"])
-    if not (isinstance(header, str) and _HEADER_NAME.match(header)):
-        raise ConfigError(f"{where}.auth_header: expected an HTTP header name")
-    scheme = entry.get("auth_scheme", PROVIDER_TYPES[kind]["auth_scheme"])
-    if scheme is not None and not (isinstance(scheme, str) and _HEADER_NAME.match(scheme)):
-        raise ConfigError(f"{where}.auth_scheme: expected a word such as Bearer, or null for the key alone")
-    if kind == "azure":
-        if not isinstance(entry.get("api_version"), str) or not entry["api_version"]:
-            raise ConfigError(f"{where}.api_version: required for type azure, e.g. \"2025-04-01-preview\"")
-        deployments = entry.get("deployments")
-        if (not isinstance(deployments, dict) or not deployments
-                or not all(isinstance(value, str) and value for value in deployments.values())):
-            raise ConfigError(f"{where}.deployments: required for type azure: {{model: deployment name}}")
-    else:
-        for field in _AZURE_FIELDS:
-            if field in entry:
-                raise ConfigError(f"{where}.{field}: only for type azure")
-
-
-def _provider(name, entry, where, settings, environ):
-    """Return the OpenAIProvider for a checked providers.json entry."""
-    kind = PROVIDER_TYPES[entry["type"]]
-    base_url = entry.get("base_url")
-    if entry.get("base_url_env"):
-        override = _from_environment(entry["base_url_env"], settings, environ)
-        if override and not _is_http_url(override):
-            raise ConfigError(f"environment variable {entry['base_url_env']} (provider '{name}' in {where}): "
-                              "expected an http(s) URL")
-        base_url = override or base_url
-    azure = entry["type"] == "azure"
-    return OpenAIProvider(
-        name,
-        base_url,
-        _from_environment(entry["api_key_env"], settings, environ),
-        settings["UPSTREAM_CONNECT_TIMEOUT"],
-        settings["UPSTREAM_READ_TIMEOUT"],
-        entry["api_key_env"],
-        auth_header=entry.get("auth_header", kind["auth_header"]),
-        auth_scheme=entry.get("auth_scheme", kind["auth_scheme"]),
-        path=kind["path"],
-        query={"api-version": entry["api_version"]} if azure else None,
-        deployments=entry["deployments"] if azure else None,
-        base_url_env=entry.get("base_url_env"),
-    )
-
-
-def build_providers(settings, environ=None):
-    """Return {name: provider} for the providers in the ``PROVIDERS_FILE``, or raise ConfigError naming it."""
-    environ = os.environ if environ is None else environ
-    path = settings.get("PROVIDERS_FILE", "providers.json")
-    document = load_json_file(path, "providers file")
-    if not isinstance(document, dict) or not isinstance(document.get("providers"), dict) or not document["providers"]:
-        raise ConfigError(f"providers file {path}: expected an object with a non-empty 'providers' object")
-    providers = {}
-    for name, entry in document["providers"].items():
-        where = f"providers file {path}: providers.{name}"
-        _check_entry(name, entry, where)
-        providers[name] = _provider(name, entry, f"providers file {path}", settings, environ)
-    return providers
-
-
-def check_catalog(providers, book, path):
-    """Raise ConfigError unless providers.json and the catalog name the same providers and deployments."""
-    where = f"providers file {path}"
-    for name in book.providers:
-        if name not in providers:
-            raise ConfigError(f"{where}: provider '{name}' is in the catalog {book.path} but not configured here")
-    for name, provider in providers.items():
-        if name not in book.providers:
-            raise ConfigError(f"{where}: providers.{name}: not in the catalog {book.path}; add its models there "
-                              "or remove it here")
-        if provider.deployments is None:
-            continue
-        models = {model.name for model in book.image_models() if model.provider == name}
-        missing, extra = sorted(models - set(provider.deployments)), sorted(set(provider.deployments) - models)
-        if missing:
-            raise ConfigError(f"{where}: providers.{name}.deployments: no deployment for {', '.join(missing)}")
-        if extra:
-            raise ConfigError(f"{where}: providers.{name}.deployments: {', '.join(extra)} is not an image model "
-                              f"of '{name}' in the catalog {book.path}")

@@ -1,5 +1,6 @@
 """Price a validated request before anything is reserved or sent: the catalog's checks, then the Quote.
 
+A stream's reservation adds PARTIAL_IMAGE_TOKENS image output tokens per partial image.
 An edit's reservation also bounds its image-input tokens, from each upload's dimensions
 (``imageinfo``): OpenAI counts an input image in 512-pixel tiles after fitting it within
 2048x2048 (85 tokens, plus 170 a tile), and high input fidelity is allowed
@@ -19,6 +20,8 @@ BASE_TOKENS, TILE_TOKENS = 85, 170
 # An allowance, not a published figure: no OpenAI number for high fidelity's extra image-input tokens
 # was found, so it is not verified (pricing.json's gpt-image-1 source says so). The charge is the usage.
 HIGH_FIDELITY_TOKENS = 6_000
+# OpenAI bills each partial image of a stream as 100 more image output tokens.
+PARTIAL_IMAGE_TOKENS = 100
 
 
 def image_input_tokens(info, fidelity):
@@ -36,6 +39,7 @@ def price_request(gateway, generation, uploads=()):
     if uploads and not image_model.edits:
         raise ApiError(400, "EDITS_NOT_SUPPORTED", f"Model '{generation.model}' of provider '{generation.provider}' "
                        "does not edit images.", param="model", provider=generation.provider, model=generation.model)
+    check_streaming(image_model, generation)
     choices, params = check_model_fields(image_model, generation)
     if generation.n > image_model.max_images:
         raise ApiError(400, "IMAGE_REQUEST_TOO_LARGE",
@@ -51,8 +55,27 @@ def price_request(gateway, generation, uploads=()):
         tokens = sum(image_input_tokens(upload.info, params.get("input_fidelity")) for upload in uploads)
         image_input = tokens * image_model.token_prices.per_token("image_input")
         quote = dataclasses.replace(quote, prompt_reserve=quote.prompt_reserve + image_input)
+    if generation.stream and image_model.token_prices is not None:
+        partial = image_model.token_prices.output_bound(generation.partial_images * PARTIAL_IMAGE_TOKENS)
+        quote = dataclasses.replace(quote, prompt_reserve=quote.prompt_reserve + partial)
     # The priced values are always sent, so what is generated is what was priced.
     payload = {"model": generation.model, "prompt": generation.prompt, "n": generation.n, **choices, **params}
+    if generation.stream:
+        payload.update(stream=True, partial_images=generation.partial_images)
     return image_model, quote, payload
+
+
+def check_streaming(image_model, generation):
+    """Refuse ``stream: true`` for a model whose catalog entry does not allow it, and for more than one image."""
+    if not generation.stream:
+        return
+    if not image_model.streaming:
+        raise ApiError(400, "STREAMING_NOT_SUPPORTED", f"Model '{generation.model}' of provider "
+                       f"'{generation.provider}' does not stream; omit 'stream' or set it to false.", param="stream",
+                       provider=generation.provider, model=generation.model)
+    if generation.n > 1:
+        # A stream carries one final image: its completed event's usage is the charge.
+        raise ApiError(400, "IMAGE_REQUEST_TOO_LARGE", f"Requested number of images ({generation.n}) exceeds "
+                       "maximum allowed (1) for a stream", param="n", requested=generation.n, maximum=1)
 
 

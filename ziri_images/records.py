@@ -8,6 +8,10 @@ Three record types exist, one line (or row) each:
 ``charge``
     What the request cost, written when it ends: the summary, the outcome, ``cost``,
     ``reservedAt`` (the reservation's time, which the budgets count it at) and ``reserved``.
+
+The summary names the ``endpoint`` (``generations`` or ``edits``); a streamed request's
+reservation and charge also carry ``stream: true`` and ``partialImages``, and a stream charged
+its reservation says why in ``streamEnd`` (``no_completed_event``, ``broken``, ``client_gone``).
 ``reservation_expired``
     A reservation whose worker died or whose time ran out, settled at the reserved amount
     (the provider may have generated the images). A later ``charge`` replaces it.

@@ -19,7 +19,9 @@ from .errors import ApiError
 
 REQUIRED_FIELDS = ("provider", "model", "prompt")
 # Fields the gateway interprets itself; they are never forwarded as-is.
-GATEWAY_FIELDS = ("provider", "model", "prompt", "n", "size", "quality", "stream")
+GATEWAY_FIELDS = ("provider", "model", "prompt", "n", "size", "quality", "stream", "partial_images")
+# OpenAI sends at most this many partial images before the final one.
+MAX_PARTIAL_IMAGES = 3
 
 
 class GenerationRequestSchema(Schema):
@@ -35,6 +37,8 @@ class GenerationRequestSchema(Schema):
     size = fields.String(load_default=None, validate=validate.Length(min=1, max=32))
     quality = fields.String(load_default=None, validate=validate.Length(min=1, max=32))
     stream = fields.Boolean(truthy={True}, falsy={False}, load_default=False)
+    partial_images = fields.Integer(strict=True, load_default=None,
+                                    validate=validate.Range(min=0, max=MAX_PARTIAL_IMAGES))
 
 
 # OpenAI's SDKs know nothing of providers: on the OpenAI-compatible path (/v1/...) it is optional.
@@ -58,6 +62,8 @@ class GenerationRequest:
     size: str | None
     quality: str | None
     params: dict
+    stream: bool = False  # answer with Server-Sent Events (streaming.py)
+    partial_images: int = 0  # partial images the stream may carry before the final one
 
 
 _schema = GenerationRequestSchema()
@@ -78,10 +84,6 @@ def parse_generation_request(body):
         data = _schema.load(body)
     except ValidationError as error:
         raise _invalid(error.messages)
-    if data["stream"]:
-        raise ApiError(
-            400, "STREAMING_NOT_SUPPORTED", "Streaming is not supported yet; omit 'stream' or set it to false."
-        )
     params = {name: value for name, value in data.items() if name not in GATEWAY_FIELDS}
     return GenerationRequest(
         provider=data["provider"],
@@ -91,6 +93,8 @@ def parse_generation_request(body):
         size=data["size"],
         quality=data["quality"],
         params=params,
+        stream=data["stream"],
+        partial_images=(data["partial_images"] or 0) if data["stream"] else 0,  # without a stream: no partials
     )
 
 

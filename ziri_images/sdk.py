@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .keys import KEY_PATTERN
-from .providers import _connection_refused
+from .provider_answers import connection_refused
 
 DEFAULT_PROXY_URL = "http://localhost:3100"
 # The gateway waits up to 180 s for the provider (ZIRI_UPSTREAM_READ_TIMEOUT): wait longer than
@@ -102,7 +102,7 @@ class UserSDK:
                             "and billed", code="TIMEOUT", may_have_billed=method != "GET") from error
         except requests.exceptions.ConnectionError as error:
             # Refused: nothing was sent. Dropped: the gateway may have been working on it.
-            refused = _connection_refused(error)
+            refused = connection_refused(error)
             raise ZiriError(f"could not reach the gateway at {self.proxy_url}: "
                             f"{'connection refused' if refused else 'connection lost'}", code="CONNECTION_ERROR",
                             retryable=refused, may_have_billed=not refused and method != "GET") from error

@@ -34,7 +34,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 from gunicorn.glogging import SafeAtoms
 
 from .errors import ConfigError
-from .providers import build_providers
+from .provider_config import build_providers
 from .providers import redact
 from .settings import load_settings
 

@@ -9,9 +9,17 @@ grok-imagine-image, which refuses ``size`` and ``quality``) and never generates 
 real. It only listens where it is told (127.0.0.1 by default) and the gateway treats it like
 any other provider: nothing falls back to it.
 
+With ``stream: true`` (GPT image models) it answers Server-Sent Events as OpenAI does
+(``stub_stream.py``): ``partial_images`` ``image_generation.partial_image`` events
+(``image_edit.*`` for an edit), then ``image_generation.completed`` with the image and ``usage``
+(each partial image adds 100 output tokens, as OpenAI bills them).
+
 Directives in the prompt drive faults for tests: ``[stub:delay=2]``, ``[stub:status=500]``,
 ``[stub:status=400:content_policy_violation]``, ``[stub:fewer]``, ``[stub:nonjson]``,
-``[stub:nodata]``.
+``[stub:nodata]``; for streams ``[stub:event_delay=0.5]`` (seconds before each event),
+``[stub:nocompleted]`` (ends after the partial images), ``[stub:stall=30]`` (stops sending
+after the first event for that long) and ``[stub:break]`` (drops the connection after the
+first event).
 """
 
 import base64
@@ -31,6 +39,7 @@ from flask import request
 from .imageinfo import NotAnImage
 from .imageinfo import image_info
 from .quoting import image_input_tokens
+from .stub_stream import event_stream
 
 GPT_IMAGE_PREFIX = "gpt-image"
 # Output tokens per image as OpenAI documents them for gpt-image-1 (quality -> size -> tokens).
@@ -136,14 +145,16 @@ def _edit(req, images, delay):
     except NotAnImage:
         return _openai_error(400, "Invalid image file.", code="invalid_image_format", param="image")
     body = dict(req.form)
-    for name in ("n", "output_compression"):
+    for name in ("n", "output_compression", "partial_images"):
         if name in body:
             body[name] = int(body[name])
+    if "stream" in body:
+        body["stream"] = body["stream"] == "true"
     tokens = sum(image_input_tokens(info, body.get("input_fidelity")) for info in infos)
-    return _generate(req, images, delay, body, tokens)
+    return _generate(req, images, delay, body, tokens, "image_edit")
 
 
-def _generate(req, images, delay, body=None, image_input=0):
+def _generate(req, images, delay, body=None, image_input=0, event_prefix="image_generation"):
     if not req.headers.get("Authorization", "").startswith("Bearer "):
         return _openai_error(401, "You didn't provide an API key.", code="missing_api_key")
     body = req.get_json(silent=True) if body is None else body
@@ -168,6 +179,8 @@ def _generate(req, images, delay, body=None, image_input=0):
     if "fewer" in directives and count > 1:
         count -= 1
     gpt_image = model.startswith(GPT_IMAGE_PREFIX)
+    if body.get("stream") is True and not gpt_image:
+        return _openai_error(400, "Streaming is only supported for the GPT image models.", param="stream")
     data = []
     for index in range(count):
         png = png_bytes(f"{body['prompt']}#{index}")
@@ -203,6 +216,10 @@ def _generate(req, images, delay, body=None, image_input=0):
                 "output_tokens_details": {"image_tokens": image_tokens, "text_tokens": 0},
             },
         })
-    result = jsonify(response)
+    if body.get("stream") is True:
+        result = event_stream(response, body, directives, event_prefix,
+                              lambda index: png_bytes(f"{body['prompt']}#partial{index}"))
+    else:
+        result = jsonify(response)
     result.headers["x-request-id"] = "req_stub_" + uuid.uuid4().hex[:16]
     return result

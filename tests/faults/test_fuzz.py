@@ -80,7 +80,7 @@ PROVIDERS = {
 }
 UPSTREAMS = {"openai": "https://api.openai.test/v1/images/generations",
              "acme": "https://api.acme.test/v1/images/generations"}
-GATEWAY_FIELDS = ("provider", "model", "prompt", "n", "size", "quality", "stream")
+GATEWAY_FIELDS = ("provider", "model", "prompt", "n", "size", "quality", "stream", "partial_images")
 DEFAULT_DIMENSIONS = ["quality", "size"]
 PATHS = ("/api/images/generations", "/v1/images/generations")
 # Client errors a request can get before it is priced; provider errors cannot happen here.
@@ -140,6 +140,10 @@ def expected_payload(path, body):
     if not (is_text(provider, 1, 64) and is_text(model, 1, 128) and is_text(prompt, 1, math.inf)):
         return None
     if not (is_int(n) and n >= 1):
+        return None
+    # partial_images: 0 to 3, or absent (null); without a stream it is not sent.
+    if body.get("partial_images") is not None and not (is_int(body["partial_images"])
+                                                       and 0 <= body["partial_images"] <= 3):
         return None
     if any(body.get(name) is not None and not is_text(body[name], 1, 32) for name in ("size", "quality")):
         return None
@@ -472,8 +476,9 @@ def from_schema(schema, known=()):
             values = st.one_of(st.sampled_from(fitting), st.sampled_from(fitting), values)
     elif kind == "integer":
         lowest = schema.get("minimum", -2**31)
-        values = st.one_of(st.integers(min_value=lowest, max_value=lowest + 10),
-                           st.integers(min_value=lowest, max_value=schema.get("maximum", 2**63)))
+        highest = schema.get("maximum", 2**63)
+        values = st.one_of(st.integers(min_value=lowest, max_value=min(lowest + 10, highest)),
+                           st.integers(min_value=lowest, max_value=highest))
     elif kind == "boolean":
         values = st.booleans()
     else:

@@ -1,0 +1,146 @@
+"""Read a provider's answer: a ProviderResult, or a ProviderError with one mapping for every provider.
+
+Every ``requests`` exception and every bad upstream answer becomes a ``ProviderError`` here and
+nowhere else. ``may_have_billed`` tells the caller whether the provider could have generated
+(and charged for) images anyway. Anything the provider sends back is redacted first: it may
+repeat the credential it was sent, in any field.
+"""
+
+import re
+from dataclasses import dataclass
+
+import requests
+from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ReadTimeoutError
+
+from .errors import ApiError
+from .strict_json import parse_provider_body
+
+_SECRET_PATTERN = re.compile(r"\b((?:sk|xai)-[A-Za-z0-9_*\-]{6,}|ziri-[A-Za-z0-9_.-]+-[0-9a-f]{16,})")
+# Some providers (xAI) answer a wrong key with 400, not 401: the message tells.
+_CREDENTIALS_REJECTED = re.compile(r"\b(incorrect|invalid) api key\b", re.IGNORECASE)
+# The providers' codes for a prompt or image refused by their safety system.
+CONTENT_POLICY_CODES = {"content_policy_violation", "contentFilter", "moderation_blocked"}
+
+
+def redact(text, secrets=()):
+    """Return ``text`` with the given secrets and anything shaped like an API key removed."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return _SECRET_PATTERN.sub("[redacted]", text)
+
+
+class ProviderError(ApiError):
+    """A provider call that produced no usable images."""
+
+    def __init__(self, status, message, *, provider_status=None, provider_request_id=None,
+                 may_have_billed=False, should_retry=False, headers=None, **details):
+        super().__init__(status, "LLM_PROVIDER_ERROR", message, headers=headers, should_retry=should_retry, **details)
+        self.provider_status = provider_status
+        self.provider_request_id = provider_request_id
+        self.may_have_billed = may_have_billed
+
+
+@dataclass(frozen=True)
+class ProviderResult:
+    """A successful images response."""
+
+    body: dict
+    provider_status: int
+    provider_request_id: str | None
+
+
+def translate_failure(provider, error):
+    """Return the ProviderError for a ``requests`` exception raised while calling ``provider``."""
+    name = provider.name
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return provider.error(504, f"Timed out connecting to provider '{name}'.", should_retry=True)
+    if isinstance(error, (requests.exceptions.Timeout, requests.exceptions.ConnectionError)):
+        # A body that stalls after the headers times out too, but requests reports it as a ConnectionError.
+        if isinstance(error, requests.exceptions.Timeout) or caused_by(error, ReadTimeoutError):
+            return provider.error(504, f"Provider '{name}' did not answer in time; the images may still have been "
+                                       "generated.", may_have_billed=True)
+        refused = connection_refused(error)
+        message = "could not be reached" if refused else "dropped the connection"
+        return provider.error(502, f"Provider '{name}' {message}.", may_have_billed=not refused,
+                              should_retry=refused)
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return provider.error(502, f"Provider '{name}' dropped the connection in the middle of its answer.",
+                              may_have_billed=True)
+    return provider.error(502, f"Provider '{name}' request failed: {type(error).__name__}.", may_have_billed=True)
+
+
+def interpret_answer(provider, status, headers, raw, provider_request_id):
+    """Return the ProviderResult for a 2xx images body, or raise the ProviderError its answer means."""
+    context = {"provider_status": status, "provider_request_id": provider_request_id}
+    try:
+        # NaN, Infinity and lone surrogates are not JSON: they never go further than here.
+        body = parse_provider_body(raw)
+    except (ValueError, RecursionError):  # json gives up on deeply nested arrays with RecursionError
+        body = None
+    if 200 <= status < 300:
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise provider.error(502, f"Provider '{provider.name}' returned a response without image data.",
+                                 may_have_billed=True, **context)
+        return ProviderResult(body=body, provider_status=status, provider_request_id=provider_request_id)
+    raise refusal(provider, status, headers, body, context)
+
+
+def refusal(provider, status, headers, body, context):
+    """Return the ProviderError for a non-2xx answer whose decoded ``body`` is ``body``."""
+    message, upstream = upstream_error(body)
+    upstream = {name: provider.redacted(value) for name, value in upstream.items()}
+    message = message or f"Provider '{provider.name}' answered HTTP {status}."
+    details = {"providerError": {"status": status, **upstream, "requestId": context["provider_request_id"]}}
+    if upstream.get("code") in CONTENT_POLICY_CODES:
+        details["reason"] = "content_policy"
+    if status in (401, 403) or (400 <= status < 500 and _CREDENTIALS_REJECTED.search(message)):
+        # The provider refused *our* credentials: not the client's fault, and not its key.
+        return provider.error(502, f"Provider '{provider.name}' rejected the gateway's credentials: {message}",
+                              **context, **details)
+    if status == 429:
+        retry_after = provider.redacted(headers.get("retry-after"))
+        return provider.error(429, message, headers={"Retry-After": retry_after} if retry_after else None,
+                              should_retry=upstream.get("code") != "insufficient_quota", **context, **details)
+    if 400 <= status < 500:
+        return provider.error(status, message, **context, **details)
+    return provider.error(502, message, should_retry=True, **context, **details)
+
+
+def upstream_error(body):
+    """Return (message, {type, code, param}) from an error body of any supported shape.
+
+    OpenAI and Azure: ``{"error": {"message", "type", "code", "param"}}``; xAI:
+    ``{"code": "...", "error": "<message>"}``.
+    """
+    if not isinstance(body, dict):
+        return None, {}
+    error = body.get("error")
+    if isinstance(error, str):
+        code = body.get("code")
+        return error, ({"code": code} if isinstance(code, (str, int)) else {})
+    error = error if isinstance(error, dict) else {}
+    upstream = {key: error.get(key) for key in ("type", "code", "param") if error.get(key) is not None}
+    message = error.get("message")
+    return (str(message) if message else None), upstream
+
+
+def connection_refused(error):
+    """Return True when nothing was sent (the connection was never established)."""
+    return caused_by(error, ConnectionRefusedError, NewConnectionError)
+
+
+def caused_by(error, *types):
+    """Return True when ``error`` or any exception in its chain of causes is one of ``types``."""
+    seen, pending = set(), [error]
+    while pending:
+        cause = pending.pop()
+        if cause is None or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, types):
+            return True
+        pending.extend([cause.__cause__, cause.__context__, getattr(cause, "reason", None)])
+        pending.extend(arg for arg in cause.args if isinstance(arg, BaseException))
+    return False

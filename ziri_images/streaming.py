@@ -1,0 +1,148 @@
+"""Answer ``stream: true``: pass the provider's Server-Sent Events on as they arrive, and settle once.
+
+The request was validated, priced and reserved like any other (``api.serve``); the events are
+relayed to the client one by one, unbuffered (``X-Accel-Buffering: no`` for nginx). The
+charge comes from the ``completed`` event's ``usage`` (``image_generation.completed``, or
+``image_edit.completed`` for an edit), settled before that event is passed on, with the
+gateway's ``_meta`` (request id, cost) added to it as to a JSON answer. Whatever
+happens, the request is settled exactly once:
+
+- the client goes away (the server closes the generator): the provider's stream is still
+  read, up to its ``completed`` event (or its end, within the call's deadline), and charged
+  from that event; nothing after ``completed`` is waited for;
+- the stream ends, breaks or stalls without ``completed``: the reservation is charged
+  (``chargedBy: reservation``, ``mayHaveBilled``) and the client gets an ``error`` event in
+  OpenAI's shape, ``{"type": "error", "error": {"message", "type", "param", "code"}}``;
+- anything unexpected: the reservation is charged, as for a call whose outcome is unknown.
+"""
+
+import json
+import logging
+
+from flask import Response
+from flask import g
+from flask import request
+from flask import stream_with_context
+
+from .errors import ApiError
+from .errors import error_param
+from .errors import error_type
+from .provider_answers import ProviderError
+from .provider_answers import ProviderResult
+
+log = logging.getLogger("ziri_images")
+
+COMPLETED = {"generations": "image_generation.completed", "edits": "image_edit.completed"}
+IMAGE_FIELDS = ("size", "quality", "background", "output_format")
+
+
+def event_stream_response(events):
+    """Return the streamed HTTP response for an iterable of SSE bytes."""
+    response = Response(stream_with_context(events), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
+
+
+def completed_body(data):
+    """Return the images body a ``completed`` event stands for, so it is charged like a non-stream answer."""
+    image = data.get("b64_json")
+    body = {name: data[name] for name in IMAGE_FIELDS if isinstance(data.get(name), str)}
+    return {"created": data.get("created_at"), "data": [{"b64_json": image}] if isinstance(image, str) else [],
+            **body, "usage": data.get("usage")}
+
+
+def with_meta(event, meta):
+    """Return the ``completed`` event with the gateway's ``_meta`` (its cost) added, as a JSON answer has it."""
+    data = json.dumps({**event.data, "_meta": meta}, separators=(",", ":"), ensure_ascii=False)
+    return (f"event: {event.name}\n" if event.name else "").encode("utf-8") + f"data: {data}\n\n".encode("utf-8")
+
+
+def error_event(error):
+    """Return an SSE ``error`` event for ``error`` (an ApiError), in the body shape of the request's path."""
+    if request.path.startswith("/v1/"):
+        detail = {"message": error.message, "type": error_type(error.status, error.code),
+                  "param": error_param(error), "code": error.code, "requestId": g.request_id}
+    else:
+        detail = {"message": error.message, "code": error.code, "requestId": g.request_id}
+    payload = json.dumps({"type": "error", "error": {**detail, **error.details}}, separators=(",", ":"))
+    return f"event: error\ndata: {payload}\n\n".encode("utf-8")
+
+
+class StreamSettlement:
+    """Settle one streamed request exactly once: from its ``completed`` event, or at its reservation."""
+
+    def __init__(self, upstream, quote, settle, charge):
+        self.upstream = upstream
+        self.quote = quote
+        self._settle = settle
+        self._charge = charge  # ProviderResult -> the charge's _meta, once settled (api.stream_events)
+        self.settled = False
+
+    def charge_completed(self, event):
+        """Settle from the ``completed`` event's usage; return its ``_meta``, or raise ApiError if not charged."""
+        self.settled = True
+        result = ProviderResult(body=completed_body(event.data), provider_status=self.upstream.provider_status,
+                                provider_request_id=self.upstream.provider_request_id)
+        return self._charge(result)
+
+    def charge_reservation(self, why, status="provider_error", http_status=502):
+        """Settle at the reserved amount: the provider may have generated (and billed) the image."""
+        if self.settled:
+            return
+        self.settled = True
+        log.warning("stream charged its reservation requestId=%s streamEnd=%s reserved=%s", g.request_id, why,
+                    self.quote.reserved)
+        self._settle(status, http_status, imagesReturned=None, cost=self.quote.reserved, chargedBy="reservation",
+                     mayHaveBilled=True, streamEnd=why, providerStatus=self.upstream.provider_status,
+                     providerRequestId=self.upstream.provider_request_id)
+
+
+def relay(upstream, endpoint, quote, settle, charge):
+    """Yield the provider's events to the client as they arrive, settling the request once (see the module)."""
+    settlement = StreamSettlement(upstream, quote, settle, charge)
+    completed = COMPLETED[endpoint]
+    events = upstream.events()
+    try:
+        for event in events:
+            if is_completed(event, completed):
+                yield with_meta(event, settlement.charge_completed(event))
+                return  # the answer is complete: nothing after it is waited for
+            yield event.raw
+        if not settlement.settled:
+            settlement.charge_reservation("no_completed_event")
+            yield error_event(ProviderError(502, f"Provider '{upstream.provider.name}' ended its stream without "
+                                                 "a completed event; the reservation was charged.",
+                                            may_have_billed=True))
+    except GeneratorExit:
+        if not settlement.settled:
+            drain(events, completed, settlement)
+    except ApiError as error:  # a broken stream, or a charge the ledger refused
+        settlement.charge_reservation("broken" if isinstance(error, ProviderError) else "not_charged")
+        yield error_event(error)
+    except Exception:
+        log.exception("stream failed requestId=%s", g.request_id)
+        settlement.charge_reservation("gateway_error", "gateway_error", 500)
+        yield error_event(ApiError(500, "INTERNAL_ERROR", "Internal server error."))
+    finally:
+        settlement.charge_reservation("closed", "gateway_error", 500)  # only if nothing settled it yet
+        upstream.close()
+
+
+def drain(events, completed, settlement):
+    """Read the rest of a stream the client left, and settle it: from ``completed``, else at the reservation."""
+    try:
+        for event in events:
+            if is_completed(event, completed):
+                settlement.charge_completed(event)
+                return
+    except ApiError:
+        pass  # settled at the reservation below (a ledger refusal leaves the reservation to expire)
+    except Exception:
+        log.exception("stream left by the client failed requestId=%s", g.request_id)
+    settlement.charge_reservation("client_gone")
+
+
+def is_completed(event, completed):
+    """Return True for the stream's ``completed`` event (the one whose usage is the charge)."""
+    return event.type == completed and isinstance(event.data, dict)
