@@ -5,7 +5,8 @@ All writes happen inside ``Ledger.transaction()``, which holds a thread lock and
 of a whole line on an ``O_APPEND`` descriptor, fsynced before the transaction ends when the
 ledger is durable. A short write (disk full) is cut back with ``ftruncate``, so a line is
 either entirely there or not at all. Readers follow the file from an offset, so a process
-only ever reads what other processes appended since it last looked.
+only ever reads what other processes appended since it last looked. ``GroupCommit`` lets the
+requests that arrive while one commit is syncing share the next transaction and its one fsync.
 
 This module moves whole lines; ``records.py`` says what a line means.
 """
@@ -143,8 +144,8 @@ class Transaction:
         self._pending = []
 
     def append(self, record):
-        """Queue ``record``; it is written when the transaction commits."""
-        self._pending.append(record)
+        """Queue ``record`` (encoded now: a record that cannot be written raises here); it is written at commit."""
+        self._pending.append(encode_record(record))
 
     def commit(self, sync=True):
         """Write the queued records as one append; return the end offset.
@@ -155,7 +156,7 @@ class Transaction:
         """
         if not self._pending:
             return None
-        data = b"".join(encode_record(record) for record in self._pending)
+        data = b"".join(self._pending)
         fd = self._fd
         start = os.lseek(fd, 0, os.SEEK_END)
         if start and os.pread(fd, 1, start - 1) != b"\n":
@@ -182,3 +183,61 @@ class Transaction:
             sys.stdout.flush()
         self._pending = []
         return start + len(data)
+
+
+class GroupCommit:
+    """Run ``commit_all(items)`` once for every item submitted while an earlier batch was committing.
+
+    ``commit_all`` returns one result per item, or an exception for an item that alone failed.
+
+    The first caller to find the batch lock free becomes the leader: it takes every item queued
+    so far and commits them together (one transaction, one fsync); the callers that queued
+    meanwhile wait on the lock and return as soon as their batch is done. Each caller returns
+    only after the batch holding its item committed, so the durability promise is the one of a
+    single commit, and a failed commit raises its error in every caller of that batch.
+    """
+
+    def __init__(self, commit_all):
+        self._commit_all = commit_all  # items -> one result per item, in order
+        self._queue_lock = threading.Lock()
+        self._batch_lock = threading.Lock()
+        self._queue = []
+
+    def submit(self, item):
+        """Return ``item``'s result once the batch holding it has committed; raise that batch's error."""
+        entry = _Entry(item)
+        with self._queue_lock:
+            self._queue.append(entry)
+        with self._batch_lock:
+            if not entry.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._run(batch)
+        if entry.error is not None:
+            raise entry.error
+        return entry.result
+
+    def _run(self, batch):
+        try:
+            results = self._commit_all([entry.item for entry in batch])
+            for entry, result in zip(batch, results, strict=True):
+                # An exception as a result is that item's own failure: the rest of the batch committed.
+                if isinstance(result, BaseException):
+                    entry.error = result
+                else:
+                    entry.result = result
+        except BaseException as error:
+            for entry in batch:
+                entry.error = error
+        finally:
+            for entry in batch:
+                entry.done = True
+
+
+class _Entry:
+    __slots__ = ("item", "result", "error", "done")
+
+    def __init__(self, item):
+        self.item = item
+        self.result = self.error = None
+        self.done = False
