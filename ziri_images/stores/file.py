@@ -224,11 +224,20 @@ class FileStore(Store):
             return self.state.usage(key.id, now)
 
     def rate_window(self, key_id):
-        now_epoch = self.clock().timestamp()
-        # Read without the ledger lock: copy the window instead of trimming it in place, and bisect
-        # it (admissions are in time order) rather than filter it in Python, O(window) per request.
         window = list(self.state.admissions.get(key_id, ()))
-        return window[bisect_right(window, now_epoch - RATE_WINDOW_SECONDS):]
+        return window[bisect_right(window, self.clock().timestamp() - RATE_WINDOW_SECONDS):]
+
+    def rate_summary(self, key_id):
+        # On every response, without the ledger lock: the window is bisected in place (admissions are
+        # in time order), neither copied nor trimmed, so the cost does not grow with the requests per minute.
+        window = self.state.admissions.get(key_id)
+        if not window:
+            return 0, None
+        cutoff = self.clock().timestamp() - RATE_WINDOW_SECONDS
+        try:
+            return _after(window, cutoff)
+        except IndexError:  # trimmed by another thread meanwhile (gthread): count a copy instead
+            return _after(list(window), cutoff)
 
     def records(self, since=None, until=None):
         for line, _ in self.ledger.scan(0):
@@ -288,3 +297,9 @@ class FileStore(Store):
 
     def close(self):
         self.ledger.close()
+
+
+def _after(times, cutoff):
+    """Return (how many of the sorted ``times`` are after ``cutoff``, the first of them or None)."""
+    stale = bisect_right(times, cutoff)
+    return len(times) - stale, (times[stale] if stale < len(times) else None)

@@ -1,4 +1,4 @@
-"""Group commit of charges (ledger.GroupCommit in stores/file.py): one fsync for every charge waiting on it.
+"""The file store on its hot path: group commit of charges (ledger.GroupCommit), the rate-limit summary.
 
 Sixteen threads settle sixteen reservations at once while the first fsync is held until the other
 fifteen charges are queued behind it. Every settle must return only after an fsync that began
@@ -9,6 +9,7 @@ import errno
 import os
 import threading
 from datetime import datetime
+from datetime import timedelta
 from datetime import timezone
 
 import pytest
@@ -135,3 +136,17 @@ def test_a_charge_that_cannot_be_written_fails_alone(store, monkeypatch):
     assert isinstance(outcomes["req_3"], TypeError)
     assert all(outcomes[f"req_{n}", "durable"] for n in range(CHARGES) if n != 3)
     assert list(store.state.open) == ["req_3"]
+
+
+@pytest.mark.parametrize(("seconds_later", "expected"), [
+    pytest.param(0, (CHARGES, NOW.timestamp()), id="all-in-the-window"),
+    pytest.param(60, (0, None), id="all-stale-untrimmed"),
+    pytest.param(59.5, (CHARGES, NOW.timestamp()), id="just-inside"),
+])
+def test_rate_summary_counts_the_window_without_copying_it(store, seconds_later, expected):
+    store.clock = lambda: NOW + timedelta(seconds=seconds_later)
+
+    window = store.rate_window("key_alice")
+
+    assert store.rate_summary("key_alice") == expected == (len(window), window[0] if window else None)
+    assert store.rate_summary("key_nobody") == (0, None)
