@@ -8,6 +8,7 @@ after its record was written (its record is durable), and the sixteen charges sh
 import errno
 import os
 import threading
+from collections import Counter
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
@@ -17,6 +18,7 @@ from conftest import append_lines
 from conftest import reservation_record
 
 from ziri_images.errors import ApiError
+from ziri_images.keys import ApiKey
 from ziri_images.ledger import Ledger
 from ziri_images.stores.file import FileStore
 
@@ -26,10 +28,15 @@ CHARGES = 16
 WAIT_SECONDS = 10
 
 
+class Interrupted(BaseException):
+    """What a killed greenlet sees (GreenletExit is a BaseException too)."""
+
+
 class SyncWatch:
     """A stand-in for ``os.fdatasync`` that records how far each sync reached, and can hold the first one."""
 
     def __init__(self, store, hold_until_queued=0, fail=False):
+        """``fail``: True fails every sync with EIO; a number interrupts that sync (the 1st, 2nd...)."""
         self.store = store
         self.hold_until_queued = hold_until_queued
         self.fail = fail
@@ -45,8 +52,10 @@ class SyncWatch:
             while not queue_filled.wait(0.005):
                 if len(self.store._charges._queue) >= self.hold_until_queued:
                     queue_filled.set()
-        if self.fail:
+        if self.fail is True:
             raise OSError(errno.EIO, "Input/output error")
+        if self.fail == self.calls:
+            raise Interrupted()
         self.real(fd)
         self.durable_to = max(self.durable_to, size)
 
@@ -85,7 +94,7 @@ def settle_all_at_once(store, fields_of):
         start.wait(WAIT_SECONDS)
         try:
             outcomes[reservation.request_id] = store.settle(reservation, fields_of(reservation.request_id))
-        except Exception as error:
+        except BaseException as error:  # the interrupted leader's own exit too
             outcomes[reservation.request_id] = error
             return
         # Checked by the settling thread itself, the moment settle returns: its record is durable.
@@ -124,6 +133,22 @@ def test_a_failed_group_fsync_fails_every_charge_of_the_batch_and_leaves_the_fil
     assert all(isinstance(error, ApiError) and error.code == "LEDGER_UNAVAILABLE" for error in errors)
     assert read(store.ledger.path) == before
     assert len(store.state.open) == CHARGES  # nothing settled: each reservation stays held
+
+
+def test_an_interrupted_leader_fails_the_others_of_its_batch_without_writing_any_charge_twice(store, monkeypatch):
+    # The first charge syncs alone while the fifteen others queue; the sync of their batch is interrupted.
+    store.sync_watch = SyncWatch(store, hold_until_queued=CHARGES - 1, fail=2)
+    monkeypatch.setattr(os, "fdatasync", store.sync_watch)
+
+    outcomes = settle_all_at_once(store, fields)
+
+    kinds = Counter(type(outcomes[f"req_{n}"]).__name__ for n in range(CHARGES))
+    assert kinds == {"dict": 1, "Interrupted": 1, "ApiError": CHARGES - 2}
+    assert all(outcomes[f"req_{n}"].code == "LEDGER_UNAVAILABLE" for n in range(CHARGES)
+               if isinstance(outcomes[f"req_{n}"], ApiError))
+    # Their records were written before the sync was cut short: each is in the file once, and counted.
+    assert read(store.ledger.path).count(b'"type":"charge"') == CHARGES
+    assert store.key_usage(ApiKey(id="key_alice", user="alice", status="active")).in_flight == 0
 
 
 def test_a_charge_that_cannot_be_written_fails_alone(store, monkeypatch):

@@ -216,12 +216,12 @@ class GroupCommit:
             if not entry.done:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
-                self._run(batch)
+                self._run(batch, entry)
         if entry.error is not None:
             raise entry.error
         return entry.result
 
-    def _run(self, batch):
+    def _run(self, batch, leader):
         try:
             results = self._commit_all([entry.item for entry in batch])
             for entry, result in zip(batch, results, strict=True):
@@ -230,9 +230,15 @@ class GroupCommit:
                     entry.error = result
                 else:
                     entry.result = result
-        except BaseException as error:
+        except Exception as error:
             for entry in batch:
                 entry.error = error
+        except BaseException as error:
+            # The leader was interrupted (its greenlet killed): that is its own exit, not the others'.
+            # Their records may be written already, so they fail rather than write them again.
+            for entry in batch:
+                entry.error = error if entry is leader else ledger_unavailable("the commit was interrupted")
+            raise
         finally:
             for entry in batch:
                 entry.done = True
