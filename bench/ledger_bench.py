@@ -1,34 +1,24 @@
-"""Ledger fixtures and load for bench/run.py: pre-filled ledgers and the durable-append throughput.
+"""Ledger fixtures for bench/run.py: pre-filled ledgers.
 
 ``write_ledger`` fills a file with settled requests (a ``reservation`` and its ``charge``), shaped
 exactly as the file store writes them for ``api.create_generation``, spread over
 the current month for a few keys. Every line goes through the ledger's own encoder once, as a
 template, so a million lines take seconds.
 
-``python bench/ledger_bench.py throughput LEDGER --threads 8 --start EPOCH --seconds 5`` runs
-``Limiter.reserve`` + ``settle`` in a loop from each thread until the window closes, then prints
-``{"records": N}``; bench/run.py starts several such processes on one ledger at once.
+The durable-append throughput (figure 6) is bench/store_throughput.py's, for every store.
 """
 
-import argparse
-import json
 import os
 import socket
 import sys
-import threading
-import time
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ziri_images.keys import ApiKey  # noqa: E402
-from ziri_images.ledger import Ledger  # noqa: E402
-from ziri_images.limits import Limiter  # noqa: E402
 from ziri_images.records import encode_record  # noqa: E402
 from ziri_images.records import format_ts  # noqa: E402
-from ziri_images.stores.file import FileStore  # noqa: E402
 
 #: The request every bench line and every bench call describes: DALL-E 2, 256x256, one image.
 PRICE = 0.016
@@ -97,42 +87,3 @@ def write_ledger(path, lines, keys, now):
         # the gateway's first fsync would also write back the whole freshly generated file.
         file.flush()
         os.fsync(file.fileno())
-
-
-def throughput(ledger_path, threads, start_epoch, seconds):
-    """Reserve and settle from ``threads`` threads between the two times; return records written."""
-    store = FileStore(Ledger(ledger_path, durable=True), lambda: datetime.now(timezone.utc), RESERVATION_TTL)
-    store.start()
-    limiter = Limiter(store)
-    key = ApiKey(id="key_bench", user="bench", status="active")
-    counts = [0] * threads
-
-    def run(slot):
-        time.sleep(max(0.0, start_epoch - time.time()))
-        sequence = 0
-        while time.time() < start_epoch + seconds:
-            sequence += 1
-            request_id = f"req_{os.getpid()}_{slot}_{sequence}"
-            reservation = limiter.reserve(key, PRICE, {"requestId": request_id, **SUMMARY})
-            limiter.settle(reservation, {**SUMMARY, "requestId": request_id, "user": key.user, "keyId": key.id,
-                                         "status": "succeeded", "httpStatus": 200, "imagesReturned": 1,
-                                         "cost": PRICE, "latencyMs": 0})
-            counts[slot] += 2
-
-    workers = [threading.Thread(target=run, args=(slot,)) for slot in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return sum(counts)
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="durable ledger appends from one process")
-    parser.add_argument("command", choices=["throughput"])
-    parser.add_argument("ledger")
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--start", type=float, required=True, help="epoch seconds at which to begin")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    args = parser.parse_args()
-    print(json.dumps({"records": throughput(args.ledger, args.threads, args.start, args.seconds)}), flush=True)

@@ -20,13 +20,13 @@ The six figures:
 4. the gateway's peak memory during 3 (RSS summed over master + workers; PSS beside it);
 5. per-request cost with a 1,000- and a 1,000,000-line ledger at a fixed modest load (two
    gateways, loaded in turns), and the start-up time (launch until /health answers): the first start
-   (a full replay that writes the checkpoint) and the restart from it;
-6. durable ledger records/s from 4 processes x 8 threads calling Limiter.reserve/settle.
+   (a full replay that writes the checkpoint) and the restart from it (the median of three);
+6. the file store's durable reserve + settle records/s from 4 processes x 8 threads (bench/store_throughput.py).
 
 With a PostgreSQL server (``--database-url``, default ``ZIRI_BENCH_DATABASE_URL`` or the local
 test server; ``--no-postgres`` to leave it out) a second gateway runs on the PostgreSQL store,
 in a database created for the run and dropped at its end, beside the file-store gateway in 1-3,
-and figure 6 is also measured for both stores with bench/store_throughput.py (store.reserve +
+and figure 6 is also measured for the PostgreSQL store with bench/store_throughput.py (store.reserve +
 settle, 4 processes x 8 threads).
 """
 
@@ -65,6 +65,7 @@ SLOW_SECONDS = 2.0
 # closes a new connection that has sent nothing yet.
 RAMP_SECONDS = 1.5
 CLIENT_TIMEOUT = 10
+RESTARTS = 3  # restarts from the checkpoint per ledger size (figure 5: their median)
 BODY = {"provider": SUMMARY["provider"], "model": SUMMARY["model"], "prompt": "a lighthouse at dawn",
         "size": SUMMARY["size"]}
 SLOW_BODY = {**BODY, "prompt": f"{BODY['prompt']} [stub:delay={SLOW_SECONDS:g}]"}
@@ -444,8 +445,16 @@ class Bench:
             # The first start replays the whole ledger and leaves a checkpoint; a restart loads it.
             first, replay = self.start_gateway(f"gateway-{label}-first", path, seconds=120)
             self.children.stop(first.process)
-            server, startup = self.start_gateway(f"gateway-{label}", path, seconds=120)
+            # A restart is mostly the interpreter's and gunicorn's own start-up, which the machine's
+            # load moves by a few tenths of a second: the figure is the median of three.
+            restarts = []
+            for turn in range(RESTARTS):
+                server, startup = self.start_gateway(f"gateway-{label}-{turn}", path, seconds=120)
+                restarts.append(startup)
+                if turn < RESTARTS - 1:
+                    self.children.stop(server.process)
             servers[label] = server
+            startup = sorted(restarts)[RESTARTS // 2]
             self.results[("scale", label)] = {"lines": lines, "startup_s": startup, "replay_s": replay, "cpu": 0.0,
                                               "requests": 0, "seconds": 0.0, "p50s": [], "errors": 0}
         for server in servers.values():
@@ -468,33 +477,13 @@ class Bench:
             os.remove(os.path.join(self.work_dir, f"ledger-{label}.jsonl"))
 
     def measure_durable_throughput(self, processes=4, threads=8):
-        """Figure 6: durable records/s from several processes and threads on one ledger."""
-        path = os.path.join(self.work_dir, "ledger-durable.jsonl")
-        start = time.time() + 1.5  # every process imported and replayed before the window opens
-        seconds = self.plan.durable_seconds
-        workers = [
-            self.children.start(f"durable-{index}", [PYTHON, os.path.join(BENCH_DIR, "ledger_bench.py"), "throughput",
-                                                     path, "--threads", str(threads), "--start", str(start),
-                                                     "--seconds", str(seconds)])
-            for index in range(processes)
-        ]
-        records = 0
-        for worker in workers:
-            worker.wait(timeout=seconds + 30)
-            if worker.returncode != 0:
-                raise RuntimeError(f"ledger throughput worker failed:\n{self.children.log_tail(worker)}")
-            records += json.loads(self.children.log_tail(worker).strip().splitlines()[-1])["records"]
-            self.children.stop(worker)
-        with open(path, "rb") as ledger:
-            lines = sum(1 for _ in ledger)
-        self.results["durable"] = {"records_per_s": records / seconds, "processes": processes, "threads": threads,
-                                   "lines": lines, "records": records}
+        """Figure 6: the file store's durable reserve + settle records/s (bench/store_throughput.py)."""
+        self.results[("store", "file")] = measure_store("file", processes, threads, self.plan.durable_seconds)
 
     def measure_store_throughput(self, database_url, processes=4, threads=8):
-        """Figure 6 for both stores: store.reserve + settle records/s (bench/store_throughput.py)."""
-        for store in ("file", "postgres"):
-            self.results[("store", store)] = measure_store(store, processes, threads, self.plan.durable_seconds,
-                                                           database_url)
+        """Figure 6 for the PostgreSQL store: the same measurement on a temporary database."""
+        self.results[("store", "postgres")] = measure_store("postgres", processes, threads, self.plan.durable_seconds,
+                                                            database_url)
 
 
 # -- the table ----------------------------------------------------------------------------------
@@ -568,16 +557,18 @@ def build_table(results, plan):
         "—", "—", flagged(f"CPU {small['cpu_ms']:.2f} → {large['cpu_ms']:.2f} ms/req (×{cpu_ratio:.2f}); "
                           f"p50 {small['p50_ms']:.2f} → {large['p50_ms']:.2f} ms (×{p50_ratio:.2f})", scale_errors),
         "both ratios ≤ 1.1", verdict(cpu_ratio <= 1.1 and p50_ratio <= 1.1 and not scale_errors))
-    row(5, f"restart (launch → /health, from the checkpoint) with {large['lines']:,} lines", "—", "—",
+    row(5, f"restart (launch → /health, from the checkpoint, median of {RESTARTS}) with {large['lines']:,} lines",
+        "—", "—",
         f"{large['startup_s']:.2f} s ({small['startup_s']:.2f} s with {small['lines']:,}); first start, full "
         f"replay: {large['replay_s']:.1f} s ({small['replay_s']:.2f} s)",
         "≤ 1 s, ≤ 1.2× the small one",
         verdict(large["startup_s"] <= 1 and large["startup_s"] <= 1.2 * small["startup_s"]))
-    durable = results["durable"]
+    durable = results[("store", "file")]
     needed = 2 * 1024 / SLOW_SECONDS  # a reservation and a charge per request
-    row(6, f"durable ledger records/s, {durable['processes']} processes × {durable['threads']} threads", "—", "—",
-        f"{durable['records_per_s']:,.0f}/s",
-        f"≥ {needed:,.0f}/s (what 1024 conns at {SLOW_SECONDS:g} s write)", verdict(durable["records_per_s"] >= needed))
+    row(6, f"file store: durable reserve+settle records/s, {durable['processes']} processes × "
+           f"{durable['threads']} threads", "—", "—", flagged(f"{durable['records_per_s']:,.0f}/s", durable["errors"]),
+        f"≥ {needed:,.0f}/s (what 1024 conns at {SLOW_SECONDS:g} s write)",
+        verdict(durable["records_per_s"] >= needed and not durable["errors"]))
     if ("cpu", "postgres") in results:
         postgres_rows(row, results, plan, needed)
     return "\n".join(rows)
@@ -607,12 +598,11 @@ def postgres_rows(row, results, plan, needed):
             f"{capacity['held']} held, {capacity['rps']:.0f} req/s, p50 {capacity['p50_s']:.2f} s, "
             f"{capacity['errors']} err, {capacity['timeouts']} t/o, RSS {capacity['rss_mib']:.0f} MiB",
             "all held, 0 errors/timeouts", verdict(capacity["held"] >= connections and clean))
-    for store in ("file", "postgres"):
-        figure = results.get(("store", store))
-        if figure is not None:
-            row("6s", f"{store} store: reserve+settle records/s, {figure['processes']} processes × "
-                      f"{figure['threads']} threads", "—", "—", f"{figure['records_per_s']:,.0f}/s",
-                f"≥ {needed:,.0f}/s", verdict(figure["records_per_s"] >= needed))
+    figure = results.get(("store", "postgres"))
+    if figure is not None:
+        row("6p", f"PostgreSQL store: reserve+settle records/s, {figure['processes']} processes × "
+                  f"{figure['threads']} threads", "—", "—", f"{figure['records_per_s']:,.0f}/s",
+            f"≥ {needed:,.0f}/s", verdict(figure["records_per_s"] >= needed))
 
 
 def machine_line():
@@ -706,10 +696,10 @@ def main(argv=None):
             children.stop(server.process)
         print("bench: 5 ledger scale ...", flush=True)
         bench.measure_ledger_scale()
-        print("bench: 6 durable ledger throughput ...", flush=True)
+        print("bench: 6 durable file store throughput ...", flush=True)
         bench.measure_durable_throughput()
         if database_url:
-            print("bench: 6s store reserve+settle throughput, both stores ...", flush=True)
+            print("bench: 6p PostgreSQL store reserve+settle throughput ...", flush=True)
             bench.measure_store_throughput(database_url)
         signal.alarm(0)
         elapsed = time.monotonic() - started

@@ -5,7 +5,8 @@ All writes happen inside ``Ledger.transaction()``, which holds a thread lock and
 of a whole line on an ``O_APPEND`` descriptor, fsynced before the transaction ends when the
 ledger is durable. A short write (disk full) is cut back with ``ftruncate``, so a line is
 either entirely there or not at all. Readers follow the file from an offset, so a process
-only ever reads what other processes appended since it last looked.
+only ever reads what other processes appended since it last looked. ``GroupCommit`` lets the
+requests that arrive while one commit is syncing share the next transaction and its one fsync.
 
 This module moves whole lines; ``records.py`` says what a line means.
 """
@@ -101,9 +102,13 @@ class Ledger:
     def read_from(self, offset):
         """Return (lines, new_offset) for the complete lines after byte ``offset`` (blank lines left out)."""
         try:
-            with open(self.path, "rb") as file:
-                file.seek(offset)
-                data = file.read()
+            if self._fd is not None and self._fd_pid == os.getpid():
+                # The descriptor this process appends with: two system calls, no file object per transaction.
+                data = os.pread(self._fd, max(0, os.fstat(self._fd).st_size - offset), offset)
+            else:
+                with open(self.path, "rb") as file:
+                    file.seek(offset)
+                    data = file.read()
         except OSError as error:  # unreadable (I/O error) or moved away: refuse like an unwritable ledger
             raise ledger_unavailable(error.strerror or str(error))
         end = data.rfind(b"\n") + 1  # a line still being written elsewhere is left for later
@@ -143,8 +148,8 @@ class Transaction:
         self._pending = []
 
     def append(self, record):
-        """Queue ``record``; it is written when the transaction commits."""
-        self._pending.append(record)
+        """Queue ``record`` (encoded now: a record that cannot be written raises here); it is written at commit."""
+        self._pending.append(encode_record(record))
 
     def commit(self, sync=True):
         """Write the queued records as one append; return the end offset.
@@ -155,7 +160,7 @@ class Transaction:
         """
         if not self._pending:
             return None
-        data = b"".join(encode_record(record) for record in self._pending)
+        data = b"".join(self._pending)
         fd = self._fd
         start = os.lseek(fd, 0, os.SEEK_END)
         if start and os.pread(fd, 1, start - 1) != b"\n":
@@ -182,3 +187,67 @@ class Transaction:
             sys.stdout.flush()
         self._pending = []
         return start + len(data)
+
+
+class GroupCommit:
+    """Run ``commit_all(items)`` once for every item submitted while an earlier batch was committing.
+
+    ``commit_all`` returns one result per item, or an exception for an item that alone failed.
+
+    The first caller to find the batch lock free becomes the leader: it takes every item queued
+    so far and commits them together (one transaction, one fsync); the callers that queued
+    meanwhile wait on the lock and return as soon as their batch is done. Each caller returns
+    only after the batch holding its item committed, so the durability promise is the one of a
+    single commit, and a failed commit raises its error in every caller of that batch.
+    """
+
+    def __init__(self, commit_all):
+        self._commit_all = commit_all  # items -> one result per item, in order
+        self._queue_lock = threading.Lock()
+        self._batch_lock = threading.Lock()
+        self._queue = []
+
+    def submit(self, item):
+        """Return ``item``'s result once the batch holding it has committed; raise that batch's error."""
+        entry = _Entry(item)
+        with self._queue_lock:
+            self._queue.append(entry)
+        with self._batch_lock:
+            if not entry.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._run(batch, entry)
+        if entry.error is not None:
+            raise entry.error
+        return entry.result
+
+    def _run(self, batch, leader):
+        try:
+            results = self._commit_all([entry.item for entry in batch])
+            for entry, result in zip(batch, results, strict=True):
+                # An exception as a result is that item's own failure: the rest of the batch committed.
+                if isinstance(result, BaseException):
+                    entry.error = result
+                else:
+                    entry.result = result
+        except Exception as error:
+            for entry in batch:
+                entry.error = error
+        except BaseException as error:
+            # The leader was interrupted (its greenlet killed): that is its own exit, not the others'.
+            # Their records may be written already, so they fail rather than write them again.
+            for entry in batch:
+                entry.error = error if entry is leader else ledger_unavailable("the commit was interrupted")
+            raise
+        finally:
+            for entry in batch:
+                entry.done = True
+
+
+class _Entry:
+    __slots__ = ("item", "result", "error", "done")
+
+    def __init__(self, item):
+        self.item = item
+        self.result = self.error = None
+        self.done = False

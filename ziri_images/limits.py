@@ -36,11 +36,11 @@ class Limiter:
         rpm = key.limit("requests_per_minute")
         if not rpm:
             return {}
-        window = self.store.rate_window(key.id)
-        reset = window[0] + RATE_WINDOW_SECONDS if window else self.store.clock().timestamp()
+        admitted, oldest = self.store.rate_summary(key.id)
+        reset = oldest + RATE_WINDOW_SECONDS if oldest is not None else self.store.clock().timestamp()
         return {
             "X-RateLimit-Limit": str(int(rpm)),
-            "X-RateLimit-Remaining": str(max(0, int(rpm) - len(window))),
+            "X-RateLimit-Remaining": str(max(0, int(rpm) - admitted)),
             "X-RateLimit-Reset": str(math.ceil(reset)),
         }
 

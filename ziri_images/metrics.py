@@ -77,18 +77,26 @@ class Metrics:
                                         ("operation",), buckets=COMMIT_BUCKETS, registry=registry)
         self.reloads = Counter("ziri_config_reloads", "Key-file and catalog reloads, by file and result.",
                                ("file", "result"), registry=registry)
+        self._children = {}  # (family, label values) -> the labelled child, made on first use
+
+    def child(self, family, *labels):
+        """Return ``family.labels(*labels)``, looked up once: labels() takes a lock and builds a key each call."""
+        child = self._children.get((family, labels))
+        if child is None:
+            child = self._children[(family, labels)] = family.labels(*labels)
+        return child
 
     def count_request(self, route, status, code, key_id):
-        self.requests.labels(route, str(status), code).inc()
+        self.child(self.requests, route, str(status), code).inc()
         if is_refusal(status, code):
-            self.refusals.labels(code, *self._key(key_id)).inc()
+            self.child(self.refusals, code, *self._key(key_id)).inc()
 
     def count_charge(self, record):
         provider, model = record.get("provider") or "-", record.get("model") or "-"
         if record.get("latencyMs") is not None:
-            self.provider_latency.labels(provider, model).observe(record["latencyMs"] / 1000)
-        self.spend.labels(provider, model, *self._key(record.get("keyId"))).inc(max(record.get("cost") or 0, 0))
-        self.images.labels(provider, model).inc(record.get("imagesReturned") or 0)
+            self.child(self.provider_latency, provider, model).observe(record["latencyMs"] / 1000)
+        self.child(self.spend, provider, model, *self._key(record.get("keyId"))).inc(max(record.get("cost") or 0, 0))
+        self.child(self.images, provider, model).inc(record.get("imagesReturned") or 0)
 
     def _key(self, key_id):
         return (key_id or "-",) if self.key_labels else ()
@@ -115,7 +123,7 @@ class MeteredLimiter:
     def reserve(self, key, amount, details):
         started = time.perf_counter()
         reservation = self._limiter.reserve(key, amount, details)
-        self._metrics.commit_latency.labels("reserve").observe(time.perf_counter() - started)
+        self._metrics.child(self._metrics.commit_latency, "reserve").observe(time.perf_counter() - started)
         self._metrics.reservations_open.inc()
         return reservation
 
@@ -125,7 +133,7 @@ class MeteredLimiter:
             result = self._limiter.settle(reservation, record)
         finally:
             self._metrics.reservations_open.dec()
-        self._metrics.commit_latency.labels("settle").observe(time.perf_counter() - started)
+        self._metrics.child(self._metrics.commit_latency, "settle").observe(time.perf_counter() - started)
         self._metrics.count_charge(record)
         return result
 

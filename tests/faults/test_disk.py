@@ -106,6 +106,8 @@ class LedgerFault:
             return real(path, *args, **kwargs)
 
         self.monkeypatch.setattr("ziri_images.ledger.open", replacement, raising=False)
+        # A worker reads what others appended through the descriptor it appends with.
+        self.fail(os, "pread", error_number)
 
 
 FAULTS = [

@@ -81,6 +81,14 @@ class Store(abc.ABC):
         of other workers by a moment, takes no lock.
         """
 
+    def rate_summary(self, key_id):
+        """Return (admissions in the rate window ending now, the oldest one's time or None), as ``rate_window``.
+
+        What the ``X-RateLimit-*`` headers need; a store that can count without copying the window overrides it.
+        """
+        window = self.rate_window(key_id)
+        return len(window), (window[0] if window else None)
+
     @abc.abstractmethod
     def records(self, since=None, until=None):
         """Yield every record (a dict, the file store's fields) oldest first, ``since <= ts < until``.

@@ -23,6 +23,7 @@ from datetime import timedelta
 
 from ..checks import RATE_WINDOW_SECONDS
 from ..checks import run_checks
+from ..ledger import GroupCommit
 from ..ledger import off_loop
 from ..records import charge_record
 from ..records import expiry_record
@@ -53,6 +54,9 @@ class FileStore(Store):
         self.state = UsageState()
         self._liveness = {}  # worker -> (checked_at, alive)
         self._checkpointed = -1  # the ledger offset of this process's last checkpoint
+        self._due = None  # a checkpoint's bytes, taken by the first charge to finish after it was made
+        # Charges that arrive while one is syncing are written and synced together, in one transaction.
+        self._charges = GroupCommit(self._settle_together)
 
     def start(self):
         path = self.ledger.path
@@ -186,16 +190,30 @@ class FileStore(Store):
         return self.state.open[record["requestId"]]
 
     def settle(self, reservation, fields):
-        with self.ledger.transaction() as transaction:
-            self._catch_up()
-            after_expiry = reservation.request_id not in self.state.open
-            record = charge_record(self.clock(), reservation, fields, after_expiry)
-            transaction.append(record)
-            self._commit(transaction, [record])
-            data = self._due_checkpoint()
+        record = self._charges.submit((reservation, fields))
+        data, self._due = self._due, None
         if data is not None:
             off_loop(checkpoint.save, self.ledger.path, data)
         return record
+
+    def _settle_together(self, charges):
+        """Write the charge records of ``charges`` ((reservation, fields) pairs) in one synced commit."""
+        with self.ledger.transaction() as transaction:
+            self._catch_up()
+            now = self.clock()
+            results, records = [], []
+            for reservation, fields in charges:
+                record = charge_record(now, reservation, fields, reservation.request_id not in self.state.open)
+                try:
+                    transaction.append(record)
+                except (TypeError, ValueError) as error:  # a field JSON cannot hold: this charge alone fails
+                    results.append(error)
+                    continue
+                results.append(record)
+                records.append(record)
+            self._commit(transaction, records)
+            self._due = self._due_checkpoint() or self._due
+        return results
 
     def key_usage(self, key):
         with self.ledger.transaction() as transaction:
@@ -206,11 +224,20 @@ class FileStore(Store):
             return self.state.usage(key.id, now)
 
     def rate_window(self, key_id):
-        now_epoch = self.clock().timestamp()
-        # Read without the ledger lock: copy the window instead of trimming it in place, and bisect
-        # it (admissions are in time order) rather than filter it in Python, O(window) per request.
         window = list(self.state.admissions.get(key_id, ()))
-        return window[bisect_right(window, now_epoch - RATE_WINDOW_SECONDS):]
+        return window[bisect_right(window, self.clock().timestamp() - RATE_WINDOW_SECONDS):]
+
+    def rate_summary(self, key_id):
+        # On every response, without the ledger lock: the window is bisected in place (admissions are
+        # in time order), neither copied nor trimmed, so the cost does not grow with the requests per minute.
+        window = self.state.admissions.get(key_id)
+        if not window:
+            return 0, None
+        cutoff = self.clock().timestamp() - RATE_WINDOW_SECONDS
+        try:
+            return _after(window, cutoff)
+        except IndexError:  # trimmed by another thread meanwhile (gthread): count a copy instead
+            return _after(list(window), cutoff)
 
     def records(self, since=None, until=None):
         for line, _ in self.ledger.scan(0):
@@ -270,3 +297,9 @@ class FileStore(Store):
 
     def close(self):
         self.ledger.close()
+
+
+def _after(times, cutoff):
+    """Return (how many of the sorted ``times`` are after ``cutoff``, the first of them or None)."""
+    stale = bisect_right(times, cutoff)
+    return len(times) - stale, (times[stale] if stale < len(times) else None)
