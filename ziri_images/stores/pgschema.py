@@ -274,16 +274,23 @@ BEGIN
     -- The key's row lock until this call's transaction ends (the first request creates the row).
     -- Every statement below takes a fresh snapshot (READ COMMITTED, VOLATILE): it sees every
     -- transaction that committed before the lock was granted.
-    INSERT INTO key_locks (key_id) VALUES (p_key) ON CONFLICT (key_id) DO NOTHING;
     SELECT admitted, in_flight, last_reserved_at INTO v_admitted, o_in_flight, v_last
       FROM key_locks WHERE key_id = p_key FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO key_locks (key_id) VALUES (p_key) ON CONFLICT (key_id) DO NOTHING;
+        SELECT admitted, in_flight, last_reserved_at INTO v_admitted, o_in_flight, v_last
+          FROM key_locks WHERE key_id = p_key FOR UPDATE;
+    END IF;
     -- The caller's clock was read before the lock: never earlier than the key's last
     -- reservation, so a key's records (and admission ordinals) stay in time order.
     o_now := greatest(p_now, v_last);
     IF EXISTS (SELECT 1 FROM open_reservations WHERE key_id = p_key AND expires_at <= o_now)
        OR EXISTS (SELECT 1 FROM worker_leases l
                    WHERE l.expires_at <= clock_timestamp()
-                     AND EXISTS (SELECT 1 FROM open_reservations r WHERE r.worker = l.worker AND r.key_id = p_key))
+                     -- OFFSET 0 keeps this a probe per lapsed lease (a few rows), never a scan
+                     -- of the key's open reservations (as many as it has in flight).
+                     AND EXISTS (SELECT 1 FROM open_reservations r
+                                  WHERE r.worker = l.worker AND r.key_id = p_key OFFSET 0))
     THEN
         o_state := 'stale';
         RETURN;
