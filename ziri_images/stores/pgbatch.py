@@ -41,7 +41,11 @@ class Combiner:
             lead = key not in self._running
             self._running.add(key)
         if not lead:
-            slot.done.wait()
+            try:
+                slot.done.wait()
+            except BaseException:  # interrupted while queued (a greenlet killed): never strand the queue
+                self._abandon(key, slot)
+                raise
             if not slot.lead:
                 return self._outcome(slot)
         # This call runs the key's next batch: everything queued so far, itself included.
@@ -55,17 +59,30 @@ class Combiner:
             for queued in batch:
                 queued.error = error
         with self._lock:
-            waiting = self._queues.get(key)
-            if waiting:
-                waiting[0].lead = True  # the first waiter runs the next batch
-                waiting[0].done.set()
-            else:
-                self._running.discard(key)
+            self._hand_over(key)
         for queued in batch:
             if queued is not slot:
                 queued.lead = False
                 queued.done.set()
         return self._outcome(slot)
+
+    def _hand_over(self, key):
+        """Let the first waiter run the key's next batch, or mark the key idle (the lock is held)."""
+        waiting = self._queues.get(key)
+        if waiting:
+            waiting[0].lead = True
+            waiting[0].done.set()
+        else:
+            self._queues.pop(key, None)
+            self._running.discard(key)
+
+    def _abandon(self, key, slot):
+        with self._lock:
+            waiting = self._queues.get(key, [])
+            if slot in waiting:  # not sent yet: leave the queue, and pass the turn on if it was ours
+                waiting.remove(slot)
+                if slot.lead:
+                    self._hand_over(key)
 
     @staticmethod
     def _outcome(slot):
