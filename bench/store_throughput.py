@@ -50,6 +50,7 @@ def run_worker(settings_env, threads, start_epoch, seconds, keys=1):
 
     def run(slot):
         key = all_keys[slot % keys]
+        store.key_usage(key)  # warm: the process's pool connections are open before the window
         time.sleep(max(0.0, start_epoch - time.time()))
         sequence = 0
         while time.time() < start_epoch + seconds:

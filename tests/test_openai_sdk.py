@@ -4,6 +4,11 @@ Only the base URL and the key change. Also shows how the SDK's retries meet paid
 obeys the gateway's x-should-retry on every answer, but resends on its own client-side timeout.
 """
 
+import json
+import socket
+import time
+import urllib.request
+
 import openai
 import pytest
 import responses

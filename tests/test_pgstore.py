@@ -7,7 +7,10 @@ rules out, and what happens when it is away.
 
 import json
 import socket
+import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -71,6 +74,19 @@ def make_store(database, tmp_path, clock):
     yield make
     for store in stores:
         store.close()
+
+
+def lock_waiters(database):
+    with database.connect() as connection:
+        return connection.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND wait_event_type = 'Lock'").fetchone()[0]
+
+
+def wait_for(condition, seconds=20):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
 
 
 def charges(database):
@@ -315,3 +331,149 @@ def test_stream_records_round_trip_through_import_and_export(make_store):
 
     assert b"".join(encode_record(record) for record in store.records()) == b"".join(map(encode_record, records))
     assert {record["stream"] for record in store.records() if record["type"] != "reservation_expired"} == {True}
+
+
+def test_requests_queue_for_a_busy_pool_past_the_timeout_while_the_database_answers(make_store, database):
+    # One pooled connection, held by requests that each wait on a row lock for less than the
+    # timeout: the ones queued behind them wait longer than the timeout for the connection, and
+    # are served, not refused (a busy pool is not a fault).
+    store = make_store(timeout=1.5, pool_size=1)
+    keys = [Key(key_id=f"key_{name}") for name in ("a", "b", "c")]
+    for key in keys:
+        held = store.reserve(key, PRICE, details())
+        store.settle(held, outcome(held, 0.04))
+    holders = [database.connect() for _ in range(2)]
+    try:
+        for holder, key in zip(holders, keys[:2], strict=True):
+            holder.execute("BEGIN")
+            holder.execute("SELECT * FROM key_locks WHERE key_id = %s FOR UPDATE", (key.id,))
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            first = pool.submit(store.reserve, keys[0], PRICE, details())
+            wait_for(lambda: lock_waiters(database) == 1)
+            second = pool.submit(store.reserve, keys[1], PRICE, details())
+            queued = [pool.submit(store.reserve, keys[2], PRICE, details()) for _ in range(6)]
+            for holder in holders:
+                time.sleep(1.0)  # under the lock timeout, so each lock wait is served
+                holder.execute("COMMIT")
+                wait_for(lambda: lock_waiters(database) <= 1)
+            outcomes = [future.result(timeout=30) for future in [first, second, *queued]]
+    finally:
+        for holder in holders:
+            holder.close()
+    assert [reservation.key_id for reservation in outcomes] == ["key_a", "key_b"] + ["key_c"] * 6
+    assert store.key_usage(keys[2]).in_flight == 6
+
+
+def hold_the_only_connection(store, pool, seconds):
+    """Borrow the store's one pooled connection for ``seconds`` in a thread; return once it is held."""
+    held = threading.Event()
+
+    def borrow():
+        with store.database.connection():
+            held.set()
+            time.sleep(seconds)
+
+    borrowing = pool.submit(borrow)
+    assert held.wait(10)
+    return borrowing
+
+
+@pytest.mark.parametrize("fault_first, admitted", [
+    pytest.param(False, True, id="answering-queues"),
+    pytest.param(True, False, id="failing-refuses-fast"),
+])
+def test_a_busy_pool_queues_while_the_database_answers_and_refuses_after_a_fault(
+        make_store, database, fault_first, admitted):
+    store = make_store(timeout=1.0, pool_size=1, queue_seconds=60.0)
+    store.reserve(Key(), PRICE, details())
+    if fault_first:
+        with database.connect() as holder, holder.transaction():
+            holder.execute("SELECT * FROM key_locks WHERE key_id = 'key_pg' FOR UPDATE")
+            with pytest.raises(ApiError):  # the lock timeout: a fault
+                store.reserve(Key(), PRICE, details())
+    assert store.database.answering() is not fault_first
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hold_the_only_connection(store, pool, 2.5)  # longer than the timeout, far shorter than the queue
+        try:
+            store.reserve(Key(), PRICE, details())
+        except ApiError as error:
+            assert error.code == "LEDGER_UNAVAILABLE"
+            assert not admitted
+        else:
+            assert admitted
+
+
+def test_many_threads_on_one_key_are_admitted_exactly_to_the_budget(make_store, database):
+    store = make_store()
+    key = Key(daily_spend_limit=0.2)  # five reservations of 0.04
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        futures = [pool.submit(store.reserve, key, PRICE, details()) for _ in range(40)]
+    admitted, refused = [], []
+    for future in futures:
+        try:
+            admitted.append(future.result())
+        except ApiError as error:
+            refused.append(error.code)
+    assert (len(admitted), set(refused)) == (5, {"SPEND_LIMIT_EXCEEDED"})
+    usage = store.key_usage(key)
+    assert (usage.in_flight, usage.reserved["daily"], usage.requests["daily"]) == (5, 5 * PRICE, 5)
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        list(pool.map(lambda held: store.settle(held, outcome(held, 0.03)), admitted))
+    usage = store.key_usage(key)
+    assert (usage.in_flight, usage.reserved["daily"], usage.spent["daily"]) == (0, 0, 5 * to_micros(0.03))
+    assert len(charges(database)) == 5
+
+
+def test_a_reservation_behind_the_keys_last_one_moves_forward_with_its_expiry(make_store, database, clock):
+    store = make_store()
+    first = store.reserve(Key(), PRICE, details())
+    clock.advance(-5)  # another host's clock, behind this one
+    second = store.reserve(Key(), PRICE, details())
+    assert second.reserved_at == first.reserved_at
+    assert second.expires_at == first.expires_at
+    record = next(r for r in database.records() if r["requestId"] == second.request_id)
+    before = next(r for r in database.records() if r["requestId"] == first.request_id)
+    assert (record["ts"], record["expiresAt"]) == (before["ts"], before["expiresAt"])
+    assert len(store.key_usage(Key()).admissions) == 2
+
+
+def test_a_reserve_whose_answer_was_lost_is_settled_at_zero_by_the_next_housekeeping_pass(
+        make_store, database, monkeypatch):
+    store = make_store()
+    call = store.database.call
+
+    def committed_then_lost(sql, params):
+        call(sql, params)
+        lost = ApiError(503, "LEDGER_UNAVAILABLE", "the database is unavailable")
+        lost.maybe_committed = True
+        raise lost
+
+    monkeypatch.setattr(store.database, "call", committed_then_lost)
+    with pytest.raises(ApiError):
+        store.reserve(Key(), PRICE, details())
+    monkeypatch.undo()
+    assert store.key_usage(Key()).in_flight == 1  # committed: held, though the client got 503
+
+    assert store.release_unconfirmed() == 1
+    assert store.release_unconfirmed() == 0
+    usage = store.key_usage(Key())
+    assert (usage.in_flight, usage.reserved["daily"], usage.spent["daily"]) == (0, 0, 0)
+    [charge] = charges(database)
+    assert (charge["status"], charge["cost"], charge["httpStatus"]) == ("not_admitted", 0.0, 503)
+
+
+def test_a_connection_lost_mid_reserve_is_checked_and_nothing_is_released_if_it_never_committed(
+        make_store, database):
+    store = make_store(timeout=5.0)
+    store.reserve(Key(), PRICE, details())
+    with database.connect() as holder, holder.transaction(), ThreadPoolExecutor(max_workers=1) as pool:
+        holder.execute("SELECT * FROM key_locks WHERE key_id = 'key_pg' FOR UPDATE")
+        waiting = pool.submit(store.reserve, Key(), PRICE, details())
+        wait_for(lambda: lock_waiters(database) == 1)
+        holder.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                       " AND wait_event_type = 'Lock'")
+        with pytest.raises(ApiError):
+            waiting.result(timeout=30)
+    assert len(store._unconfirmed) == 1
+    assert store.release_unconfirmed() == 0
+    assert store.key_usage(Key()).in_flight == 1

@@ -88,7 +88,7 @@ def open_store(settings, clock=utc_now, create=True):
 
         return PostgresStore(settings["DATABASE_URL"], clock, ttl, pool_size=settings["DATABASE_POOL_SIZE"],
                              timeout=settings["DATABASE_TIMEOUT"], lease_seconds=settings["DATABASE_LEASE_SECONDS"],
-                             spool_dir=settings["SPOOL_DIR"])
+                             spool_dir=settings["SPOOL_DIR"], queue_seconds=settings["DATABASE_QUEUE_SECONDS"])
     ledger = Ledger(settings["LEDGER_PATH"], durable=settings["LEDGER_DURABLE"],
                     mirror_stdout=settings["LEDGER_STDOUT"], create=create)
     return FileStore(ledger, clock, ttl)

@@ -56,9 +56,13 @@ _SETTINGS = {
     # Connections per worker process: each request holds one for a few milliseconds, never during the
     # provider call, so a few serve ~1,000 concurrent requests; the server's max_connections caps the total.
     "DATABASE_POOL_SIZE": ("ZIRI_DATABASE_POOL_SIZE", 4, int),
-    # Seconds to connect, to wait for a pooled connection, and for any statement or row lock: beyond
-    # it a request is refused with 503 LEDGER_UNAVAILABLE before the provider is called.
+    # Seconds to connect, and for any statement or row lock: beyond it a request is refused with 503
+    # LEDGER_UNAVAILABLE before the provider is called. Also the wait for a pooled connection while
+    # the database is failing (or has not answered yet): new requests are refused quickly then.
     "DATABASE_TIMEOUT": ("ZIRI_DATABASE_TIMEOUT", 5.0, float),
+    # Seconds a request may queue for a pooled connection while the database answers: a busy pool is
+    # not a fault (under Heroku's 30 s router limit).
+    "DATABASE_QUEUE_SECONDS": ("ZIRI_DATABASE_QUEUE_SECONDS", 25.0, float),
     # A process's lease: when it is not renewed for this long, other processes settle its reservations.
     "DATABASE_LEASE_SECONDS": ("ZIRI_DATABASE_LEASE_SECONDS", 30.0, float),
     # Charges that could not reach the database wait here (fsynced) until it is back.

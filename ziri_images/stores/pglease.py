@@ -9,7 +9,9 @@ below, whichever comes first. Worst case, a dead process's reservations are sett
 instead of the reservation's full expiry (4 min 5 s by default).
 
 Each pass of the thread also writes the spooled charges (``spool.py``) once the database
-answers again, and sweeps the keys that hold reservations of dead processes.
+answers again, settles at zero the reservations whose reserve committed but whose answer was
+lost (the client got 503 before the provider was called), and sweeps the keys that hold
+reservations of dead processes.
 """
 
 import logging
@@ -90,6 +92,7 @@ class LeaseKeeper:
         written = self.store.spool.flush(self._write_spooled)
         if written:
             log.warning("database back: %d spooled charge(s) written", written)
+        self.store.release_unconfirmed()
         self.sweep()
         return written
 

@@ -80,7 +80,8 @@ SELECT r.request_id, r.key_id, r.micros, r.ts, (r.record ->> 'expiresAt')::times
 FROM ledger_records r
 WHERE r.type = 'reservation' AND r.key_id = ANY(%(keys)s) AND NOT EXISTS (
   SELECT 1 FROM ledger_records s WHERE s.request_id = r.request_id AND s.type <> 'reservation')
-ON CONFLICT (request_id) DO NOTHING
+ON CONFLICT (request_id) DO NOTHING;
+SELECT ziri_rebuild_counters(%(keys)s::text[])
 """.split(";\n") if statement.strip())
 
 

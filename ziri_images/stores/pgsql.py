@@ -2,13 +2,14 @@
 
 Every decision runs while its transaction holds the key's row lock (``LOCK_KEY``), so the
 reads that build a ``KeyUsage`` and the reservation that follows are one atomic step for that
-key across every process and host. A settle needs no key lock (see ``ziri_settle_charge`` in pgschema.py).
+key across every process and host. Reserve and settle are one statement each (``ziri_reserve``,
+``ziri_settle_charge`` in pgschema.py): one round trip, the lock held only inside the server.
 """
 
-# Lock the key's row until the transaction ends (reserve, usage, the sweep). Rules out two
-# reservations of one key both seeing the budget free or the rate window open (lost update), and
-# two requests with one Idempotency-Key both being admitted. A plain row lock, not an update:
-# waiting requests queue on it without writing a row version each. (A charge and an expiry
+# Lock the key's row until the transaction ends (the stale settlements, the sweep; ziri_reserve
+# takes it the same way). Rules out two reservations of one key both seeing the budget free or
+# the rate window open (lost update), and two requests with one Idempotency-Key both being
+# admitted. A plain row lock: waiting requests queue on it without writing a row version each. (A charge and an expiry
 # racing for one reservation are ruled out by the open reservation's row: see ziri_settle_charge.)
 LOCK_KEY = "SELECT key_id FROM key_locks WHERE key_id = %(key)s FOR UPDATE"
 
@@ -16,14 +17,28 @@ LOCK_KEY = "SELECT key_id FROM key_locks WHERE key_id = %(key)s FOR UPDATE"
 CREATE_KEY = "INSERT INTO key_locks (key_id) VALUES (%(key)s) ON CONFLICT (key_id) DO NOTHING"
 
 # Take the key's stale reservations out of the open set: past their expiry on the gateway's
-# clock, or held by a process whose lease has lapsed on the database's clock. DELETE ... RETURNING
-# hands each one to exactly one settler.
+# clock, or held by a process whose lease has lapsed (or was never there) on the database's clock.
+# DELETE ... RETURNING hands each one to exactly one settler; the key's in-flight count and held
+# amounts drop with them (the caller holds the key's lock and writes their expiry records).
 TAKE_STALE = """
-DELETE FROM open_reservations r
-WHERE r.key_id = %(key)s
-  AND (r.expires_at <= %(now)s
-       OR NOT EXISTS (SELECT 1 FROM worker_leases l WHERE l.worker = r.worker AND l.expires_at > clock_timestamp()))
-RETURNING r.request_id, r.micros, r.reserved_at, r.expires_at, r.worker
+WITH stale AS (
+  DELETE FROM open_reservations r
+  WHERE r.key_id = %(key)s
+    AND (r.expires_at <= %(now)s
+         OR NOT EXISTS (SELECT 1 FROM worker_leases l WHERE l.worker = r.worker AND l.expires_at > clock_timestamp()))
+  RETURNING r.request_id, r.micros, r.reserved_at, r.expires_at, r.worker
+), flight AS (
+  UPDATE key_locks SET in_flight = in_flight - (SELECT count(*) FROM stale)
+  WHERE key_id = %(key)s AND EXISTS (SELECT 1 FROM stale)
+), held AS (
+  INSERT INTO key_periods (key_id, period, held_micros)
+  SELECT %(key)s, period, -sum(micros) FROM stale,
+         unnest(ARRAY[to_char(reserved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+                      to_char(reserved_at AT TIME ZONE 'UTC', 'YYYY-MM')]) AS period
+  GROUP BY period
+  ON CONFLICT (key_id, period) DO UPDATE SET held_micros = key_periods.held_micros + EXCLUDED.held_micros
+)
+SELECT request_id, micros, reserved_at, expires_at, worker FROM stale
 """
 
 # Keys with a reservation whose process's lease has lapsed (for the background sweep).
@@ -32,39 +47,16 @@ SELECT DISTINCT r.key_id FROM open_reservations r
 WHERE NOT EXISTS (SELECT 1 FROM worker_leases l WHERE l.worker = r.worker AND l.expires_at > clock_timestamp())
 """
 
-# Reserve's first round trip (and the usage endpoint's): lock the key's row, take its stale
-# reservations, read everything the checks need; see ziri_reserve_begin in pgschema.py.
-RESERVE_BEGIN = """
-SELECT * FROM ziri_reserve_begin(%(key)s::text, %(now)s::timestamptz, %(digest)s::text, %(rate_window)s::interval,
-                                 %(idempotency_window)s::interval)
+# Reserve (or read a key's usage), then settle: one statement each, for every call of one key
+# queued in this process (pgbatch.py); see ziri_reserve and ziri_settle_charge in pgschema.py.
+RESERVE_MANY = """
+SELECT * FROM ziri_reserve_many(%(batch)s::json, %(rate_window)s::interval, %(idempotency_window)s::interval)
 """
+SETTLE_MANY = "SELECT * FROM ziri_settle_many(%(batch)s::json)"
 
-# Settle in one round trip: see ziri_settle_charge in pgschema.py.
-SETTLE_CHARGE = """
-SELECT ziri_settle_charge(%(request_id)s::text, %(key)s::text, %(user)s::text, %(model)s::text,
-                          %(reserved_at)s::timestamptz, %(ts)s::timestamptz, %(micros)s::bigint, %(images)s::integer,
-                          %(record)s::json, %(late_record)s::json, %(day)s::text, %(month)s::text)
-"""
-
-# The reservation: its record, its open row and the request counts, in one round trip.
-INSERT_RESERVATION = """
-WITH record AS (
-  INSERT INTO ledger_records (ts, type, request_id, key_id, user_id, model, reserved_at, micros, idempotency_key,
-                              record)
-  VALUES (%(ts)s, 'reservation', %(request_id)s, %(key)s, %(user)s, %(model)s, %(ts)s, %(micros)s, %(digest)s,
-          %(record)s)
-), held AS (
-  INSERT INTO open_reservations (request_id, key_id, micros, reserved_at, expires_at, worker)
-  VALUES (%(request_id)s, %(key)s, %(micros)s, %(ts)s, %(expires_at)s, %(worker)s)
-)
-INSERT INTO key_periods (key_id, period, requests) VALUES (%(key)s, %(day)s, 1), (%(key)s, %(month)s, 1)
-ON CONFLICT (key_id, period) DO UPDATE SET requests = key_periods.requests + 1
-"""
-
-# A charge or an expiry, and what it adds to the spent totals of the periods the request was
-# reserved in (a charge: its cost minus any expiry it replaces), in one statement. ON CONFLICT DO
-# NOTHING with the unique (request_id, type) index: a charge written twice (a retried settle, a
-# spooled charge whose first attempt did commit) is stored, and counted, once.
+# An expiry record and what it adds to the spent totals of the periods the request was reserved
+# in, in one statement (TAKE_STALE released its held amount). ON CONFLICT DO NOTHING with the
+# unique (request_id, type) index: a settlement written twice is stored, and counted, once.
 WRITE_SETTLEMENT = """
 WITH written AS (
   INSERT INTO ledger_records (ts, type, request_id, key_id, user_id, model, reserved_at, micros, images, record)
@@ -78,9 +70,10 @@ SELECT key_id, period, %(delta)s FROM written, unnest(ARRAY[%(day)s, %(month)s]:
 ON CONFLICT (key_id, period) DO UPDATE SET spent_micros = key_periods.spent_micros + EXCLUDED.spent_micros
 """
 
-RATE_WINDOW = """
-SELECT extract(epoch FROM ts)::float8 FROM ledger_records
-WHERE type = 'reservation' AND key_id = %(key)s AND ts > %(window_start)s ORDER BY ts
+# A reservation still open, as a settlement needs it (a reserve whose answer was lost).
+OPEN_RESERVATION = """
+SELECT request_id, micros, reserved_at, expires_at, worker FROM open_reservations
+WHERE request_id = %(request_id)s AND key_id = %(key)s
 """
 
 # Times on the database's clock: every host judges a lease by the same clock.

@@ -17,17 +17,15 @@ When a process dies its lease lapses, and its reservations are settled at the re
 or by the next sweep of any live process, long before their full expiry.
 """
 
+import json
 import logging
 import os
 import threading
-from contextlib import contextmanager
-from contextlib import nullcontext
+from collections.abc import Sequence
 from datetime import timedelta
 from datetime import timezone
 
 import psycopg
-from psycopg_pool import ConnectionPool
-from psycopg_pool import PoolTimeout
 
 from ..checks import IDEMPOTENCY_WINDOW_SECONDS
 from ..checks import RATE_WINDOW_SECONDS
@@ -48,7 +46,9 @@ from ..records import to_micros
 from . import pgsql
 from .base import Store
 from .base import ledger_unavailable
+from .pgbatch import Combiner
 from .pglease import LeaseKeeper
+from .pgpool import DatabasePool
 from .pgreport import PostgresReports
 from .pgschema import LATEST
 from .pgschema import connect
@@ -59,80 +59,56 @@ from .spool import ChargeSpool
 
 log = logging.getLogger("ziri_images")
 
-# What a database fault looks like from here: the server gone or restarting, a statement or lock
-# past its timeout, no pooled connection free in time, a schema that is not there.
-DATABASE_FAULTS = (psycopg.Error, PoolTimeout)
+# Calls of ziri_reserve that may find stale reservations to settle first (each round settles
+# every one it can see; a second is needed only if more went stale in between).
+_STALE_ROUNDS = 3
 
 
 def _ts(moment):
     return parse_ts(moment) if isinstance(moment, str) else moment
 
 
+class AdmissionWindow(Sequence):
+    """A key's rate window as the checks read it: how many admissions, and the first one's time."""
+
+    def __init__(self, count, first):
+        self.count, self.first = count, first
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, index):
+        if index != 0 or not self.count:
+            raise IndexError("only the window's first admission is known")
+        return self.first
+
+
 class PostgresStore(PostgresReports, Store):
     """Keep the ledger in PostgreSQL; one row lock per key makes each decision atomic across hosts."""
 
     def __init__(self, conninfo, clock, reservation_ttl, pool_size=4, timeout=5.0, lease_seconds=30.0,
-                 spool_dir="var/spool"):
+                 spool_dir="var/spool", queue_seconds=25.0):
         super().__init__(clock, reservation_ttl)
         self.conninfo = conninfo
-        self.pool_size = pool_size
         self.timeout = timeout
         self.spool = ChargeSpool(spool_dir)
         self.lease = LeaseKeeper(self, lease_seconds)
-        self._pool_of = None  # (pid, ConnectionPool)
-        self._opening = threading.Lock()
-        self._closed = False
-        self._windows = {}  # key_id -> admission times this process last saw (for the rate headers)
+        self.database = DatabasePool(conninfo, pool_size, timeout, queue_seconds, on_open=self.lease.start)
+        self._windows = {}  # key_id -> (admissions, first admission) this process last saw (for the rate headers)
+        self._unconfirmed = {}  # request_id -> (key_id, details): reserves whose answer was lost
+        self._unconfirmed_lock = threading.Lock()
+        self._reserves = Combiner(self._reserve_batch)
+        self._settles = Combiner(self._settle_batch)
 
     def __repr__(self):
         return f"PostgresStore({describe(self.conninfo)})"
 
-    # --- connections ----------------------------------------------------------------------
-
     def _pool(self):
-        """Return this process's pool, opening it (and the lease) on first use after a fork."""
-        if self._closed:
-            raise psycopg.OperationalError("the store is closed")
-        pid = os.getpid()
-        opened = self._pool_of
-        if opened is not None and opened[0] == pid:
-            return opened[1]
-        with self._opening:  # the threads of a new process race here: one pool per process
-            if self._pool_of is None or self._pool_of[0] != pid:
-                pool = ConnectionPool(
-                    self.conninfo, min_size=1, max_size=self.pool_size, timeout=self.timeout, open=False,
-                    name=f"ziri-{pid}", reconnect_timeout=max(60.0, self.timeout), configure=self._configure,
-                    kwargs={"autocommit": True, "connect_timeout": max(1, round(self.timeout))})
-                pool.open(wait=False)
-                self._pool_of = (pid, pool)
-                self.lease.start()
-        return self._pool_of[1]
+        return self.database.pool()
 
-    def _configure(self, connection):
-        """Set each new connection's timeouts (SET, not startup options: connection poolers refuse those)."""
-        millis = round(self.timeout * 1000)
-        # A statement or row lock waited on longer than this is cancelled: the request is refused
-        # (503) instead of holding its greenlet and its connection indefinitely.
-        connection.execute(f"SET statement_timeout = {millis}")
-        connection.execute(f"SET lock_timeout = {millis}")
-        connection.execute(f"SET idle_in_transaction_session_timeout = {millis * 4}")
-
-    @contextmanager
-    def transaction(self, wait=None, pipelined=False):
-        """Yield a cursor in one transaction; a database fault becomes 503 LEDGER_UNAVAILABLE.
-
-        ``wait`` bounds the wait for a pooled connection (default: the database timeout).
-        ``pipelined``: statements are sent without waiting for each other's answers, until one
-        is fetched (or the commit), so a few statements cost one round trip.
-        """
-        try:
-            with (self._pool().connection(timeout=wait) as connection,
-                  connection.pipeline() if pipelined else nullcontext(), connection.transaction(),
-                  connection.cursor() as cursor):
-                yield cursor
-        except DATABASE_FAULTS as error:
-            log.error("database %s: %s: %s", describe(self.conninfo), type(error).__name__, error_text(error))
-            raise ledger_unavailable("the database is unavailable", should_retry=True) from None
+    def transaction(self, wait=None):
+        """Yield a cursor in one transaction; a database fault becomes 503 LEDGER_UNAVAILABLE (pgpool.py)."""
+        return self.database.transaction(wait)
 
     # --- the Store interface ----------------------------------------------------------------
 
@@ -152,31 +128,86 @@ class PostgresStore(PostgresReports, Store):
         return f"database {where}: schema version {version}"
 
     def reserve(self, key, micros, details):
-        refusal = None
         self.lease.ensure()
-        # Two round trips: the lock, stale reservations and usage (one function call); then the
-        # expiry records, the reservation and the commit, sent together.
-        with self.transaction(pipelined=True) as cursor:
-            digest = details.get("idempotencyKey")
-            now, usage = self._lock_and_usage(cursor, key.id, digest)
+        now = self.clock()
+        record = reservation_record(now, key, details, micros, now + timedelta(seconds=self.reservation_ttl),
+                                    self.worker)
+        state, now, usage = self._decide(key, micros, record, details.get("idempotencyKey"))
+        admitted = state == "admitted"
+        self._remember_window(key.id, usage.admissions, now if admitted else None)
+        if not admitted:
+            run_checks(key, usage, micros, now)  # raises the refusal the database decided on
+            log.error("the database refused %s, which the checks admit", record["requestId"])
+            raise ledger_unavailable("the database and the gateway disagree on the limits")
+        return Reservation(request_id=record["requestId"], key_id=key.id, micros=micros, reserved_at=format_ts(now),
+                           expires_at=(now + timedelta(seconds=self.reservation_ttl)).timestamp(), worker=self.worker)
+
+    def _decide(self, key, micros, record, digest):
+        """Call ziri_reserve (settling the key's stale reservations first when it asks); return (state, now, usage)."""
+        def limit(name):
+            value = key.limit(name)
+            return value if value else None  # checks.py: 0 or unset is no limit
+
+        daily, monthly = limit("daily_spend_limit"), limit("monthly_spend_limit")
+        call = {
+            "key": key.id, "user": key.user, "model": record.get("model"), "request_id": record.get("requestId"),
+            "now": record["ts"], "expires_at": record["expiresAt"], "micros": micros, "digest": digest,
+            "worker": self.worker, "record": encode_json(record),
+            "rpm": limit("requests_per_minute"), "max_concurrent": limit("max_concurrent_requests"),
+            "daily": to_micros(daily) if daily else None, "monthly": to_micros(monthly) if monthly else None,
+        }
+        for _ in range(_STALE_ROUNDS):
             try:
-                run_checks(key, usage, micros, now)
+                row = self._reserves.submit(key.id, call)
             except ApiError as error:
-                refusal = error  # raised after the commit: the stale settlements above are kept
-            else:
-                record = reservation_record(now, key, details, micros, now + timedelta(seconds=self.reservation_ttl),
-                                            self.worker)
-                cursor.execute(pgsql.INSERT_RESERVATION, {
-                    "ts": now, "request_id": record["requestId"], "key": key.id, "user": key.user,
-                    "model": record.get("model"), "micros": micros, "digest": digest, "record": encode_json(record),
-                    "expires_at": parse_ts(record["expiresAt"]), "worker": self.worker,
-                    "day": day_of(record["ts"]), "month": month_of(record["ts"]),
-                })
-        self._windows[key.id] = list(usage.admissions) + ([] if refusal else [now.timestamp()])
-        if refusal is not None:
-            raise refusal
-        return Reservation(request_id=record["requestId"], key_id=key.id, micros=micros, reserved_at=record["ts"],
-                           expires_at=parse_ts(record["expiresAt"]).timestamp(), worker=self.worker)
+                if micros is not None and getattr(error, "maybe_committed", False):
+                    # The statement may have committed with its answer lost: release it later.
+                    with self._unconfirmed_lock:
+                        self._unconfirmed[record["requestId"]] = (key.id, record)
+                raise
+            now = row[1].astimezone(timezone.utc)
+            if row[0] != "stale":
+                return row[0], now, self._usage_from(row[2:], now)
+            with self.transaction() as cursor:
+                self.lock_key(cursor, key.id)
+                self.settle_stale(cursor, key.id, now)
+        raise ledger_unavailable("stale reservations kept appearing", should_retry=True)
+
+    def _reserve_batch(self, key_id, calls):
+        return self.database.call(pgsql.RESERVE_MANY, {
+            "batch": json.dumps(calls), "rate_window": timedelta(seconds=RATE_WINDOW_SECONDS),
+            "idempotency_window": timedelta(seconds=IDEMPOTENCY_WINDOW_SECONDS)})
+
+    def _settle_batch(self, key_id, calls):
+        return [row[0] for row in self.database.call(pgsql.SETTLE_MANY, {"batch": json.dumps(calls)})]
+
+    def release_unconfirmed(self):
+        """Settle at zero the reservations whose reserve answered 503 but did commit; return how many."""
+        with self._unconfirmed_lock:
+            pending, self._unconfirmed = self._unconfirmed, {}
+        released = 0
+        for request_id, (key_id, record) in pending.items():
+            try:
+                with self.transaction() as cursor:
+                    row = cursor.execute(pgsql.OPEN_RESERVATION, {"request_id": request_id, "key": key_id}).fetchone()
+            except Exception:
+                with self._unconfirmed_lock:
+                    self._unconfirmed.setdefault(request_id, (key_id, record))
+                raise
+            if row is None:
+                continue  # never committed, or settled since
+            _id, micros, reserved_at, expires_at, worker = row
+            reservation = Reservation(request_id=request_id, key_id=key_id, micros=micros,
+                                      reserved_at=format_ts(reserved_at), expires_at=expires_at.timestamp(),
+                                      worker=worker)
+            # The client was refused (503 LEDGER_UNAVAILABLE) before the provider was called: nothing to pay.
+            fields = {key: value for key, value in record.items() if key not in ("ts", "type", "amount", "expiresAt",
+                                                                                 "worker")}
+            self.write_charge(reservation, {**fields, "status": "not_admitted", "httpStatus": 503,
+                                            "imagesReturned": 0, "cost": 0.0}, self.clock())
+            log.warning("reservation %s committed without its answer: settled at 0", request_id)
+            released += 1
+        return released
 
     def settle(self, reservation, fields):
         now = self.clock()
@@ -198,35 +229,45 @@ class PostgresStore(PostgresReports, Store):
     def write_charge(self, reservation, fields, now):
         """Write the charge for ``reservation`` unless it is already stored; return the record.
 
-        One round trip, no key lock: ``ziri_settle_charge`` (pgschema.py) releases the open
+        One statement, one round trip (with the settles of the same key queued meanwhile in this
+        process: pgbatch.py): ``ziri_settle_charge`` (pgschema.py) releases the open
         reservation and writes the charge, the record for an open reservation or, when an expiry
-        settled it first, the one that replaces the expiry's amount. A reserve reads its usage
-        in one statement (one snapshot), so it sees this whole transaction or none of it.
+        settled it first, the one that replaces the expiry's amount.
         """
         open_record = charge_record(now, reservation, fields, after_expiry=False)
         late_record = charge_record(now, reservation, fields, after_expiry=True)
         images = open_record.get("imagesReturned")
-        with self.transaction(pipelined=True) as cursor:
-            was_open = cursor.execute(pgsql.SETTLE_CHARGE, {
-                "request_id": reservation.request_id, "key": reservation.key_id, "user": open_record.get("user"),
-                "model": open_record.get("model"), "reserved_at": _ts(reservation.reserved_at), "ts": now,
-                "micros": to_micros(open_record.get("cost") or 0), "images": images if type(images) is int else None,
-                "record": encode_json(open_record), "late_record": encode_json(late_record),
-                "day": day_of(reservation.reserved_at), "month": month_of(reservation.reserved_at),
-            }).fetchone()[0]
+        was_open = self._settles.submit(reservation.key_id, {
+            "request_id": reservation.request_id, "key": reservation.key_id, "user": open_record.get("user"),
+            "model": open_record.get("model"), "reserved_at": format_ts(_ts(reservation.reserved_at)),
+            "ts": format_ts(now), "micros": to_micros(open_record.get("cost") or 0),
+            "images": images if type(images) is int else None,
+            "record": encode_json(open_record), "late_record": encode_json(late_record),
+            "day": day_of(reservation.reserved_at), "month": month_of(reservation.reserved_at),
+        })
         return open_record if was_open else late_record
 
     def key_usage(self, key):
-        with self.transaction(pipelined=True) as cursor:
-            # A crashed worker's reservation is spent, not reserved, as soon as anyone looks.
-            _now, usage = self._lock_and_usage(cursor, key.id, None)
-        self._windows[key.id] = list(usage.admissions)
+        # A crashed worker's reservation is spent, not reserved, as soon as anyone looks.
+        record = {"ts": format_ts(self.clock()), "expiresAt": format_ts(self.clock())}
+        _state, _now, usage = self._decide(key, None, record, None)
+        self._remember_window(key.id, usage.admissions, None)
         return usage
 
+    def _remember_window(self, key_id, window, admitted_at):
+        count, first = len(window), window.first if len(window) else None
+        if admitted_at is not None:
+            count, first = count + 1, admitted_at.timestamp() if first is None else first
+        self._windows[key_id] = (count, first)
+
     def rate_window(self, key_id):
-        # What this process saw at its last decision for the key: no query on every response.
+        # What this process saw at its last decision for the key: no query on every response. Its
+        # count is an upper bound once the first admission has left the window.
+        count, first = self._windows.get(key_id, (0, None))
         start = self.clock().timestamp() - RATE_WINDOW_SECONDS
-        return [moment for moment in self._windows.get(key_id, ()) if moment > start]
+        if not count or first is None:
+            return AdmissionWindow(0, None)
+        return AdmissionWindow(count, max(first, start))
 
     def readiness(self):
         # The local half: where charges wait while the database is away. readiness.py's database
@@ -258,11 +299,9 @@ class PostgresStore(PostgresReports, Store):
         return PostgresRefusals(self)
 
     def close(self):
-        self._closed = True
+        self.database.closed = True  # the housekeeping thread's next call ends it
         self.lease.stop()
-        if self._pool_of is not None and self._pool_of[0] == os.getpid():
-            self._pool_of[1].close()
-        self._pool_of = None
+        self.database.close()
 
     # --- steps --------------------------------------------------------------------------------
 
@@ -272,27 +311,9 @@ class PostgresStore(PostgresReports, Store):
         cursor.execute(pgsql.CREATE_KEY, {"key": key_id})
         cursor.execute(pgsql.LOCK_KEY, {"key": key_id}).fetchone()  # fetched: waits until the lock is held
 
-    def _lock_and_usage(self, cursor, key_id, digest):
-        """Lock ``key_id``'s row, settle its stale reservations; return (now, its KeyUsage) in one round trip.
-
-        ``now`` is the clock read before the lock, moved forward past the key's latest
-        reservation if another request took the lock in between (a key's records stay in time order).
-        """
-        row = cursor.execute(pgsql.RESERVE_BEGIN, {
-            "key": key_id, "now": self.clock(), "digest": digest,
-            "rate_window": timedelta(seconds=RATE_WINDOW_SECONDS),
-            "idempotency_window": timedelta(seconds=IDEMPOTENCY_WINDOW_SECONDS),
-        }).fetchone()
-        now = row[0].astimezone(timezone.utc)
-        if row[11] is not None:  # stale reservations, already out of the open set: write their expiries
-            self._expire(cursor, key_id, zip(*row[11:16]), now)
-        return now, self._usage_from(row[1:11], now)
-
     def settle_stale(self, cursor, key_id, now):
         """Settle ``key_id``'s stale reservations at their reserved amount (the caller holds the key's lock)."""
-        self._expire(cursor, key_id, cursor.execute(pgsql.TAKE_STALE, {"key": key_id, "now": now}).fetchall(), now)
-
-    def _expire(self, cursor, key_id, stale, now):
+        stale = cursor.execute(pgsql.TAKE_STALE, {"key": key_id, "now": now}).fetchall()
         for request_id, micros, reserved_at, expires_at, worker in stale:
             reservation = Reservation(request_id=request_id, key_id=key_id, micros=micros,
                                       reserved_at=format_ts(reserved_at), expires_at=expires_at.timestamp(),
@@ -302,7 +323,7 @@ class PostgresStore(PostgresReports, Store):
             log.warning("reservation %s of %s settled at its reserved amount: %s", request_id, worker, reason)
 
     def _write_settlement(self, cursor, record, reservation, micros, delta):
-        """Queue a charge or expiry record and its ``delta`` to the spent totals (nothing if already stored)."""
+        """Queue an expiry record and its ``delta`` to the spent totals (nothing if already stored)."""
         images = record.get("imagesReturned")
         cursor.execute(pgsql.WRITE_SETTLEMENT, {
             "ts": _ts(record["ts"]), "type": record["type"], "request_id": reservation.request_id,
@@ -313,11 +334,12 @@ class PostgresStore(PostgresReports, Store):
         })
 
     def _usage_from(self, row, now):
-        spent_day, spent_month, requests_day, requests_month, held_day, held_month, in_flight, window = row[:8]
-        same, is_open = row[8:]
+        spent_day, spent_month, requests_day, requests_month, held_day, held_month, in_flight = row[:7]
+        window_count, window_first, same, is_open = row[7:11]
         return KeyUsage(
             now=now, spent={"daily": spent_day, "monthly": spent_month},
             reserved={"daily": held_day, "monthly": held_month},
             requests={"daily": requests_day, "monthly": requests_month}, in_flight=in_flight,
-            admissions=window, idempotent_match=None if same is None else (same, bool(is_open)),
+            admissions=AdmissionWindow(window_count, window_first),
+            idempotent_match=None if same is None else (same, bool(is_open)),
         )
