@@ -30,6 +30,7 @@ from e2e.conftest import raw_key
 from e2e.conftest import start_gateway  # noqa: F401  (fixtures: a gateway and the stub behind nginx)
 from e2e.conftest import store  # noqa: F401
 from e2e.conftest import stub  # noqa: F401
+from raw_stream import open_raw_stream
 
 SAMPLE = PROJECT_DIR / "deploy" / "nginx.conf"
 # Every status nginx answers itself in front of the gateway; 494 is its "request header too large".
@@ -199,20 +200,13 @@ def test_a_stream_and_an_edit_upload_go_through_nginx(request, tmp_path):
     nginx, port = start_nginx(tmp_path, int(gateway.url.rsplit(":", 1)[1]))
     try:
         # A stream: its first event arrives while the gateway is still relaying (nginx does not buffer it).
-        body = json.dumps({"model": "gpt-image-1", "prompt": "[stub:event_delay=0.5] through nginx", "stream": True,
-                           "partial_images": 2})
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            sock.sendall((f"POST /v1/images/generations HTTP/1.1\r\nHost: images.example.com\r\nConnection: close\r\n"
-                          f"Authorization: Bearer {raw_key('alice')}\r\nContent-Type: application/json\r\n"
-                          f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
-            received = b""
-            while b"partial_image" not in received:
-                chunk = sock.recv(65536)
-                assert chunk, received
-                received += chunk
+        body = {"model": "gpt-image-1", "prompt": "[stub:event_delay=0.5] through nginx", "stream": True,
+                "partial_images": 2}
+        headers = {"Host": "images.example.com", "Connection": "close", "Authorization": f"Bearer {raw_key('alice')}"}
+        sock, received = open_raw_stream("127.0.0.1", port, "/v1/images/generations", headers, body)
+        with sock:
             assert b"image_generation.completed" not in received
-            while chunk:
-                chunk = sock.recv(65536)
+            while chunk := sock.recv(65536):
                 received += chunk
         head = received.split(b"\r\n\r\n", 1)[0].decode().lower()
         assert head.startswith("http/1.1 200") and "content-type: text/event-stream" in head, head

@@ -4,8 +4,6 @@ Only the base URL and the key change. Also shows how the SDK's retries meet paid
 obeys the gateway's x-should-retry on every answer, but resends on its own client-side timeout.
 """
 
-import json
-import socket
 import time
 import urllib.request
 
@@ -17,6 +15,7 @@ from conftest import GENERATIONS_URL
 from conftest import PROVIDER_KEY
 from conftest import USER_KEY
 from conftest import openai_image_response
+from raw_stream import open_raw_stream
 from responses import matchers
 from sdk_gateway import GATEWAY_READ_TIMEOUT
 from sdk_gateway import charges_of
@@ -306,15 +305,9 @@ def test_a_stream_without_completed_ends_with_an_error_event_and_is_charged_the_
 def open_stream(gateway, api_key, prompt, partial_images=3):
     """Send a streamed generation on a raw socket; return the socket once its headers and first event are in."""
     host, port = gateway.url.removeprefix("http://").split(":")
-    body = json.dumps({"model": "gpt-image-1", "prompt": prompt, "stream": True, "partial_images": partial_images})
-    sock = socket.create_connection((host, int(port)), timeout=10)
-    sock.sendall((f"POST /v1/images/generations HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {api_key}\r\n"
-                  f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
-    received = b""
-    while b"partial_image" not in received:
-        chunk = sock.recv(65536)
-        assert chunk, received
-        received += chunk
+    body = {"model": "gpt-image-1", "prompt": prompt, "stream": True, "partial_images": partial_images}
+    sock, received = open_raw_stream(host, port, "/v1/images/generations",
+                                     {"Host": host, "Authorization": f"Bearer {api_key}"}, body)
     assert received.startswith(b"HTTP/1.1 200") and b"text/event-stream" in received
     return sock
 

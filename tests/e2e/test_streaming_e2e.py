@@ -4,11 +4,10 @@ A client that reads a whole stream, and one that closes its socket after the fir
 each charged exactly once from the completed event's usage; on the PostgreSQL store too.
 """
 
-import json
-import socket
 import time
 
 import pytest
+from raw_stream import open_raw_stream
 
 from e2e.conftest import STORES
 from e2e.conftest import raw_key
@@ -24,18 +23,10 @@ def store(request):
 def send_stream(gateway, prompt, partial_images=2):
     """Send a streamed generation on a raw socket; return the socket once the first event has arrived."""
     host, port = gateway.url.removeprefix("http://").split(":")
-    body = json.dumps({"provider": "openai", "model": "gpt-image-1", "prompt": prompt, "stream": True,
-                       "partial_images": partial_images})
-    sock = socket.create_connection((host, int(port)), timeout=15)
-    sock.sendall((f"POST /api/images/generations HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n"
-                  f"X-API-Key: {raw_key('alice')}\r\nContent-Type: application/json\r\n"
-                  f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
-    received = b""
-    while b"partial_image" not in received:
-        chunk = sock.recv(65536)
-        assert chunk, received
-        received += chunk
-    return sock, received
+    body = {"provider": "openai", "model": "gpt-image-1", "prompt": prompt, "stream": True,
+            "partial_images": partial_images}
+    return open_raw_stream(host, port, "/api/images/generations",
+                           {"Host": "gateway", "Connection": "close", "X-API-Key": raw_key("alice")}, body, timeout=15)
 
 
 def wait_for_charges(gateway, count, seconds=10):
