@@ -98,7 +98,8 @@ def serve(key, endpoint, generation, images=(), mask=None):
 def json_body():
     """Return the decoded JSON body (``provider`` defaulted on /v1), or raise the contract's 400."""
     try:
-        body = request.get_json()
+        # Not cached on the request: the parsed body and its bytes would stay held while the provider works.
+        body = request.get_json(cache=False)
     except RecursionError:
         # json gives up on deeply nested arrays or objects with RecursionError, which Flask lets through as a 500.
         raise ApiError(400, "INVALID_JSON", "Request body is not valid JSON: it is nested too deeply.")

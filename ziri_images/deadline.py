@@ -25,6 +25,10 @@ from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.connectionpool import HTTPSConnectionPool
 
 _deadline = contextvars.ContextVar("ziri_images_call_deadline", default=None)
+# The response's read buffer, held by every call while it waits on the provider. It only serves the
+# status line and headers (a provider's fit in one read): the body's larger reads bypass it, and a
+# stream's read1 goes straight to the socket. io's default (8 KiB) would hold 8 MiB at 1,000 calls.
+READ_BUFFER_BYTES = 2048
 
 
 @contextmanager
@@ -71,7 +75,7 @@ class _DeadlineResponse(http.client.HTTPResponse):
         deadline = _deadline.get()
         if deadline is not None:
             # Nothing was read yet: take the plain reader out of its buffer and put the deadline between them.
-            self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, deadline))
+            self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, deadline), READ_BUFFER_BYTES)
 
 
 class _HTTPConnection(HTTPConnection):

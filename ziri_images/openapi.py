@@ -6,8 +6,6 @@ Served at ``GET /api/openapi.json``. Request and response bodies come from ``sch
 The tests check that every route of the app and every ``ApiError`` raised in the code is here.
 """
 
-from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint
 
 from . import __version__
@@ -157,6 +155,11 @@ def error_schema(path):
 
 def build_document():
     """Return the OpenAPI document (a dict)."""
+    # Imported here, not at start-up: only this route uses apispec, and a module imported in the
+    # preloaded master is resident in every worker too.
+    from apispec import APISpec
+    from apispec.ext.marshmallow import MarshmallowPlugin
+
     spec = APISpec(
         title="ziri-images",
         version=__version__,

@@ -122,8 +122,11 @@ class OpenAIProvider:
     def _new_session(self):
         session = requests.Session()
         session.trust_env = False
+        # One adapter serves both schemes (its pool manager keeps a pool per scheme and host): every
+        # concurrent call holds a session, and a second adapter would be a second idle pool manager each.
+        adapter = DeadlineAdapter()
         for prefix in ("http://", "https://"):
-            session.mount(prefix, DeadlineAdapter())
+            session.mount(prefix, adapter)
         session.proxies.update(self._proxies)
         session.verify = self._verify
         return session
