@@ -1,6 +1,9 @@
 """The outbound HTTP boundary: what is sent to OpenAI and how its failures are translated."""
 
+import http.server
 import re
+import threading
+import time
 
 import pytest
 import requests
@@ -210,24 +213,83 @@ def test_require_credentials_names_the_variable():
     assert raised.value.message == "No API key configured for provider 'other' (set OTHER_KEY)."
 
 
-def test_a_session_is_never_shared_by_calls_in_flight_and_is_reused_after(provider):
-    with provider._session() as first:
-        with provider._session() as second:
-            assert first is not second  # two calls at once (two threads, or two greenlets)
-        with provider._session() as later:
-            assert later is second  # the idle one, with its kept-alive connection
+class _CountingServer(http.server.ThreadingHTTPServer):
+    """A loopback images endpoint that keeps connections alive and remembers each one it accepted."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        self.connections = []
+        self.hold_first = False  # the first answer waits for a second connection: two calls in flight at once
+        self.second = threading.Event()
+        super().__init__(("127.0.0.1", 0), _CountingHandler)
+
+    def get_request(self):
+        connection, address = super().get_request()
+        self.connections.append(address)
+        if len(self.connections) >= 2:
+            self.second.set()
+        return connection, address
 
 
-def test_sessions_coming_back_to_a_full_pool_are_closed(provider, monkeypatch):
-    monkeypatch.setattr(providers, "MAX_IDLE_SESSIONS", 1)
-    closed = []
-    with provider._session() as first:
-        monkeypatch.setattr(first, "close", lambda: closed.append(first))
-        with provider._session() as second:
-            pass
-    assert closed == [first]  # the pool already held `second`
-    with provider._session() as again:
-        assert again is second
+class _CountingHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if self.server.hold_first:
+            self.server.hold_first = False
+            self.server.second.wait(5)
+        body = b'{"created": 1, "data": [{"url": "https://images.test/1.png"}]}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def counting_server():
+    server = _CountingServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def loopback_provider(server):
+    return OpenAIProvider("openai", f"http://127.0.0.1:{server.server_address[1]}/v1", PROVIDER_KEY, 2.0, 5.0)
+
+
+@pytest.mark.real_http
+def test_calls_one_after_another_reuse_one_kept_alive_connection(counting_server):
+    provider = loopback_provider(counting_server)
+    for _ in range(3):
+        assert provider.generate({"model": "gpt-image-1", "prompt": "p"}, "req_1").provider_status == 200
+    assert len(counting_server.connections) == 1
+
+
+@pytest.mark.real_http
+def test_calls_in_flight_at_once_each_get_a_connection_and_leave_it_for_the_next(counting_server):
+    counting_server.hold_first = True
+    provider = loopback_provider(counting_server)
+    results = []
+    first = threading.Thread(target=lambda: results.append(provider.generate({"model": "m", "prompt": "p"}, "a")))
+    first.start()
+    deadline = time.monotonic() + 5
+    while not counting_server.connections and time.monotonic() < deadline:
+        time.sleep(0.01)
+    results.append(provider.generate({"model": "m", "prompt": "p"}, "b"))  # the first still holds its connection
+    first.join(5)
+    for _ in range(3):
+        results.append(provider.generate({"model": "m", "prompt": "p"}, "c"))
+    assert [result.provider_status for result in results] == [200] * 5
+    assert counting_server.second.is_set()
+    assert len(counting_server.connections) == 2  # the later calls took the idle ones
 
 
 def test_build_providers_from_settings():
@@ -240,11 +302,16 @@ def test_build_providers_from_settings():
     assert (openai.base_url, openai.api_key, openai.timeout) == ("http://127.0.0.1:9/v1", "sk-x", (3.0, 90.0))
 
 
-def test_sessions_read_proxy_settings_once_not_per_call(monkeypatch):
+def test_proxy_settings_are_read_once_not_per_call(monkeypatch, responses_mock):
     """Proxy settings are taken from the environment when the provider is built, not on each call."""
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "")
     provider = OpenAIProvider("openai", "https://api.openai.test/v1", "sk-x", 1.0, 2.0)
-    with provider._session() as session:
-        assert session.trust_env is False
-        assert session.proxies["https"] == "http://proxy.internal:3128"
+    monkeypatch.setenv("HTTPS_PROXY", "http://changed.internal:3128")
+    responses_mock.post(GENERATIONS_URL, json={"created": 1, "data": [{"url": "https://images.test/1.png"}]})
+
+    provider.generate({"model": "gpt-image-1", "prompt": "p"}, "req_1")
+
+    [call] = responses_mock.calls
+    assert call.request.req_kwargs["proxies"]["https"] == "http://proxy.internal:3128"
+    assert call.request.req_kwargs["timeout"] == (1.0, 2.0)

@@ -68,14 +68,13 @@ def parse_event(block):
 
 
 class ProviderStream:
-    """The open event stream of one provider call; ``close()`` ends it and gives its session back."""
+    """The open event stream of one provider call; ``close()`` ends it and frees its connection."""
 
-    def __init__(self, provider, response, provider_request_id, release):
+    def __init__(self, provider, response, provider_request_id):
         self.provider = provider
         self.response = response
         self.provider_status = response.status_code
         self.provider_request_id = provider_request_id
-        self._release = release
         self._closed = False
 
     def events(self):
@@ -127,8 +126,7 @@ class ProviderStream:
                                    provider_request_id=self.provider_request_id)
 
     def close(self):
-        """Close the connection (unread events are dropped) and give the session back, once."""
+        """Close the connection (unread events are dropped), once."""
         if not self._closed:
             self._closed = True
             self.response.close()
-            self._release()

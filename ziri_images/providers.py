@@ -6,16 +6,16 @@ the API version in the query string) and its ``api-key`` header. ``provider_conf
 them from providers.json.
 
 Every call has explicit (connect, read) timeouts and a total deadline, their sum from the
-call's start (``deadline.py``), so an answer trickled byte by byte cannot keep it open. It
-borrows a ``requests.Session`` that no other call uses meanwhile (sessions are not
-thread-safe); the session, with its kept-alive connection, goes back to an idle pool
-afterwards, so under gevent (where every request is a new greenlet) calls still reuse
-connections instead of paying a TLS handshake each.
+call's start (``deadline.py``), so an answer trickled byte by byte cannot keep it open. Every
+call of a provider goes through its one transport adapter, whose connection pools (urllib3's)
+are safe to share between threads and greenlets: a call takes an idle kept-alive connection,
+or opens one, and gives it back once its answer is read, so calls reuse connections instead of
+paying a TLS handshake each. The request is prepared by requests' own steps and handed to the
+adapter directly: a ``Session`` would only merge defaults the gateway does not use (cookies,
+environment settings, redirects) on every call.
 """
 
 import os
-import queue
-from contextlib import contextmanager
 from urllib.parse import quote
 from urllib.parse import urlencode
 from urllib.parse import urlsplit
@@ -37,8 +37,11 @@ __all__ = ["MAX_RESPONSE_BYTES", "OpenAIProvider", "ProviderError", "redact"]
 
 # Ten large b64 images are ~40 MB; anything far beyond that is not an images response.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
-# Idle sessions (each with its kept-alive connections) a provider keeps for the next calls.
-MAX_IDLE_SESSIONS = 64
+# Kept-alive connections a provider keeps per host for the next calls: one for every request a gevent
+# worker holds at once (gunicorn.conf.py), so a burst never reconnects; more may be open meanwhile.
+MAX_IDLE_CONNECTIONS = 1000
+# What a requests.Session would send by default (the User-Agent is the gateway's own).
+DEFAULT_HEADERS = {"Accept-Encoding": "gzip, deflate", "Accept": "*/*", "Connection": "keep-alive"}
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -72,11 +75,12 @@ class OpenAIProvider:
         self.timeout = (connect_timeout, read_timeout)
         # The whole call, however its answer arrives; a reservation must outlive it (gateway.py).
         self.call_deadline = connect_timeout + read_timeout
-        self._idle_sessions = queue.LifoQueue()  # most recently used first: its connection is warmest
+        self._adapter = DeadlineAdapter(pool_maxsize=MAX_IDLE_CONNECTIONS)
         # Proxy and CA-bundle settings are read from the environment once: left to requests,
         # they are looked up (walking all of os.environ) on every call.
         self._proxies = requests.utils.get_environ_proxies(self.base_url or "")
         self._verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._prepared_urls = {}  # URL -> as requests checks and quotes it: one per model and operation
 
     @property
     def is_loopback(self):
@@ -119,38 +123,23 @@ class OpenAIProvider:
         value = self.api_key if self.auth_scheme is None else f"{self.auth_scheme} {self.api_key}"
         return {self.auth_header: value}
 
-    def _new_session(self):
-        session = requests.Session()
-        session.trust_env = False
-        # One adapter serves both schemes (its pool manager keeps a pool per scheme and host): every
-        # concurrent call holds a session, and a second adapter would be a second idle pool manager each.
-        adapter = DeadlineAdapter()
-        for prefix in ("http://", "https://"):
-            session.mount(prefix, adapter)
-        session.proxies.update(self._proxies)
-        session.verify = self._verify
-        return session
+    def _prepare(self, url, headers, **body):
+        """Return the POST as requests prepares it (``body``: json=, or data= and files=)."""
+        request = requests.PreparedRequest()
+        request.prepare_method("POST")
+        prepared_url = self._prepared_urls.get(url)
+        if prepared_url is None:
+            request.prepare_url(url, None)
+            prepared_url = self._prepared_urls[url] = request.url
+        request.url = prepared_url
+        request.prepare_headers(headers)
+        request.prepare_body(body.get("data"), body.get("files"), body.get("json"))
+        return request
 
-    @contextmanager
-    def _session(self):
-        """Lend a session no other call is using; take it back (or close it if enough are idle)."""
-        session = self._borrow_session()
-        try:
-            yield session
-        finally:
-            self._return_session(session)
-
-    def _borrow_session(self):
-        try:
-            return self._idle_sessions.get_nowait()
-        except queue.Empty:
-            return self._new_session()
-
-    def _return_session(self, session):
-        if self._idle_sessions.qsize() < MAX_IDLE_SESSIONS:
-            self._idle_sessions.put(session)
-        else:
-            session.close()
+    def _send(self, url, headers, **body):
+        """Send the POST on a pooled connection; return the response with its body still to be read."""
+        return self._adapter.send(self._prepare(url, headers, **body), stream=True, timeout=self.timeout,
+                                  verify=self._verify, proxies=self._proxies)
 
     def error(self, status, message, **kwargs):
         """Return a ProviderError naming this provider, its message redacted."""
@@ -173,7 +162,7 @@ class OpenAIProvider:
     def open_stream(self, payload, request_id, files=None):
         """POST a ``stream: true`` request (an edit with ``files``); return its ProviderStream, or raise ProviderError.
 
-        The session stays lent to the stream until it is closed. Its reads keep the call's
+        The connection stays with the stream until it is closed. Its reads keep the call's
         deadline (set when the answer's headers arrived) and the read timeout, the longest
         gap allowed between two events.
         """
@@ -184,10 +173,10 @@ class OpenAIProvider:
             url, body, content = self.url_for(payload["model"], "edits"), {"data": form, "files": files}, {}
         # Uncompressed, so each event is passed on as it arrives.
         headers = self._headers(request_id, {**content, "Accept": "text/event-stream", "Accept-Encoding": "identity"})
-        session = self._borrow_session()
+        response = None
         try:
             with call_deadline(self.call_deadline):
-                response = session.post(url, headers=headers, timeout=self.timeout, stream=True, **body)
+                response = self._send(url, headers, **body)
             provider_request_id = self.redacted(response.headers.get("x-request-id"))
             if not 200 <= response.status_code < 300 or not is_event_stream(response):
                 raw = self._read_capped(response)
@@ -196,15 +185,16 @@ class OpenAIProvider:
                                  may_have_billed=True, provider_status=response.status_code,
                                  provider_request_id=provider_request_id)
         except requests.exceptions.RequestException as error:
-            self._return_session(session)
+            _close(response)
             raise translate_failure(self, error)
         except BaseException:
-            self._return_session(session)
+            _close(response)
             raise
-        return ProviderStream(self, response, provider_request_id, lambda: self._return_session(session))
+        return ProviderStream(self, response, provider_request_id)
 
     def _headers(self, request_id, content_headers):
         return {
+            **DEFAULT_HEADERS,
             **self.auth_headers(),
             **content_headers,
             "User-Agent": f"ziri-images/{__version__}",
@@ -214,8 +204,8 @@ class OpenAIProvider:
     def _post(self, url, request_id, content_headers, **body):
         headers = self._headers(request_id, content_headers)
         try:
-            with self._session() as session, call_deadline(self.call_deadline):
-                response = session.post(url, headers=headers, timeout=self.timeout, stream=True, **body)
+            with call_deadline(self.call_deadline):
+                response = self._send(url, headers, **body)
                 provider_request_id = self.redacted(response.headers.get("x-request-id"))
                 raw = self._read_capped(response)
         except requests.exceptions.RequestException as error:
@@ -232,3 +222,9 @@ class OpenAIProvider:
                                  provider_status=response.status_code, may_have_billed=True)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _close(response):
+    """Close an answer not passed on (its connection goes back to the pool, or is dropped if unread)."""
+    if response is not None:
+        response.close()

@@ -182,11 +182,18 @@ def configure_gateway_logging(level, secrets=(), line_format="text"):
 
 
 class EscapedAtoms(SafeAtoms):
-    """gunicorn's access-log fields, each escaped as nginx does: a path or header cannot end its field or line."""
+    """gunicorn's access-log fields, each escaped as nginx does: a path or header cannot end its field or line.
+
+    A field is escaped when the format reads it, not before: gunicorn offers every request and
+    response header as a field, and a line uses a handful of them.
+    """
 
     def __init__(self, atoms):
-        super().__init__({name: "-" if value is None else escape_quoted(value) if isinstance(value, str) else value
-                          for name, value in atoms.items()})
+        dict.__init__(self, atoms)  # SafeAtoms' own quote escaping would be escaped again here
+
+    def __getitem__(self, name):
+        value = super().__getitem__(name)
+        return "-" if value is None else escape_quoted(value) if isinstance(value, str) else value
 
 
 class Logger(GunicornLogger):
