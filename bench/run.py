@@ -313,13 +313,14 @@ class Bench:
                 time.sleep(0.05)
         return Server("forwarder", url, process)
 
-    def gateway_env(self, ledger_path, database_url=""):
+    def gateway_env(self, ledger_path, database_url="", durable=True):
         return {"ZIRI_KEYS_FILE": self.keys_path, "ZIRI_PRICING_FILE": os.path.join(PROJECT_DIR, "pricing.json"),
-                "ZIRI_LEDGER_PATH": ledger_path, "ZIRI_LEDGER_DURABLE": "true", "ZIRI_DATABASE_URL": database_url,
+                "ZIRI_LEDGER_PATH": ledger_path, "ZIRI_LEDGER_DURABLE": "true" if durable else "false",
+                "ZIRI_DATABASE_URL": database_url,
                 "DATABASE_URL": "", "ZIRI_SPOOL_DIR": os.path.join(self.work_dir, "spool")}
 
-    def start_gateway(self, name, ledger_path, seconds=20, database_url="", server_name="gateway"):
-        process, port = self.start_gunicorn(name, "app:app", self.gateway_env(ledger_path, database_url))
+    def start_gateway(self, name, ledger_path, seconds=20, database_url="", server_name="gateway", durable=True):
+        process, port = self.start_gunicorn(name, "app:app", self.gateway_env(ledger_path, database_url, durable))
         waited = wait_until_answers(self.children, process, f"http://127.0.0.1:{port}/health", seconds)
         server = Server(server_name, f"http://127.0.0.1:{port}/api/images/generations", process,
                         api_key=self.raw_keys["bench"])
@@ -541,6 +542,12 @@ def build_table(results, plan):
                 f"{rounds['forwarder']})", cpu["gateway"]["errors"]),
         "≤ 1.3× forwarder", verdict(ratio <= 1.3 and not cpu["gateway"]["errors"]))
     row(1, "requests/s, instant upstream, 16 conns", *(f"{cpu[name]['rps']:,.0f}" for name in TARGETS))
+    if ("cpu", "nondurable") in results:
+        light = results[("cpu", "nondurable")]
+        row(1, "for reference: the gateway with a non-durable ledger (no fsync), CPU ms/request, 16 conns", "—",
+            "—", flagged(f"{light['cpu_ms']:.2f} ({light['cpu_ms'] / cpu['forwarder']['cpu_ms']:.2f}× forwarder, "
+                         f"{light['cpu_ms'] / cpu['gateway']['cpu_ms']:.2f}× durable; rounds "
+                         f"{', '.join(map(str, light['rounds']))})", light["errors"]))
     many = {name: results[("cpu-1024", name)] for name in TARGETS}
     growth = {name: many[name]["cpu_ms"] / cpu[name]["cpu_ms"] for name in TARGETS[1:]}
     row(1, "server CPU ms/request, instant upstream, 1024 conns (× the 16-conn figure)",
@@ -721,12 +728,19 @@ def main(argv=None):
                                               database_url=url, server_name="postgres")
             bench.worker_setup(postgres.process)
             servers.append(postgres)
+        if not plan.quick:
+            # For reference in figure 1 only: the same gateway without the fsync, taking its turns too.
+            nondurable, _ = bench.start_gateway("gateway-nondurable", os.path.join(work_dir, "nondurable.jsonl"),
+                                                server_name="nondurable", durable=False)
+            bench.worker_setup(nondurable.process)
+            bench.warm_up(nondurable)
+        cpu_servers = servers + ([nondurable] if not plan.quick else [])
         for step, measure in (("2 latency (warms every server up)", lambda: bench.measure_latency(servers)),
-                              ("1 CPU per request", lambda: bench.measure_cpu(servers)),
+                              ("1 CPU per request", lambda: bench.measure_cpu(cpu_servers)),
                               ("3-4 capacity and memory", lambda: bench.measure_capacity(servers))):
             print(f"bench: {step} ...", flush=True)
             measure()
-        for server in servers[1:]:
+        for server in cpu_servers[1:]:
             children.stop(server.process)
         print("bench: 5 ledger scale ...", flush=True)
         bench.measure_ledger_scale()
