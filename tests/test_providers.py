@@ -292,6 +292,28 @@ def test_calls_in_flight_at_once_each_get_a_connection_and_leave_it_for_the_next
     assert len(counting_server.connections) == 2  # the later calls took the idle ones
 
 
+class _Interrupted(BaseException):
+    """What a killed greenlet sees: not an Exception, so nothing on the way may swallow it."""
+
+
+@pytest.mark.real_http
+def test_a_call_interrupted_mid_answer_gives_its_connection_back(counting_server, monkeypatch):
+    provider = loopback_provider(counting_server)
+    provider.generate({"model": "m", "prompt": "p"}, "a")  # the pool for the host exists, its connection idle
+    url = provider.url_for("m")
+    pool = provider._adapter.get_connection_with_tls_context(provider._prepare(url, {}), provider._verify)
+    idle = pool.pool.qsize()
+
+    def interrupted(response):
+        raise _Interrupted()
+
+    monkeypatch.setattr(provider, "_read_capped", interrupted)
+    with pytest.raises(_Interrupted):
+        provider.generate({"model": "m", "prompt": "p"}, "b")
+
+    assert pool.pool.qsize() == idle  # back in the pool (closed: its answer was not read), not lost
+
+
 def test_build_providers_from_settings():
     built = build_providers({"PROVIDERS_FILE": str(SHIPPED_PROVIDERS), "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
                              "OPENAI_API_KEY": "sk-x", "UPSTREAM_CONNECT_TIMEOUT": 3.0, "UPSTREAM_READ_TIMEOUT": 90.0},

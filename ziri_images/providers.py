@@ -203,13 +203,18 @@ class OpenAIProvider:
 
     def _post(self, url, request_id, content_headers, **body):
         headers = self._headers(request_id, content_headers)
+        response = None
         try:
             with call_deadline(self.call_deadline):
                 response = self._send(url, headers, **body)
                 provider_request_id = self.redacted(response.headers.get("x-request-id"))
                 raw = self._read_capped(response)
         except requests.exceptions.RequestException as error:
+            _close(response)
             raise translate_failure(self, error)
+        except BaseException:
+            _close(response)  # a call interrupted mid-answer (its greenlet killed) leaves no connection behind
+            raise
         return interpret_answer(self, response.status_code, response.headers, raw, provider_request_id)
 
     def _read_capped(self, response):
