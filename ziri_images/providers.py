@@ -184,12 +184,8 @@ class OpenAIProvider:
                 raise self.error(502, f"Provider '{self.name}' answered a stream request without a stream.",
                                  may_have_billed=True, provider_status=response.status_code,
                                  provider_request_id=provider_request_id)
-        except requests.exceptions.RequestException as error:
-            _close(response)
-            raise translate_failure(self, error)
-        except BaseException:
-            _close(response)
-            raise
+        except BaseException as error:
+            raise self._failed(response, error)
         return ProviderStream(self, response, provider_request_id)
 
     def _headers(self, request_id, content_headers):
@@ -209,13 +205,19 @@ class OpenAIProvider:
                 response = self._send(url, headers, **body)
                 provider_request_id = self.redacted(response.headers.get("x-request-id"))
                 raw = self._read_capped(response)
-        except requests.exceptions.RequestException as error:
-            _close(response)
-            raise translate_failure(self, error)
-        except BaseException:
-            _close(response)  # a call interrupted mid-answer (its greenlet killed) leaves no connection behind
-            raise
+        except BaseException as error:
+            raise self._failed(response, error)
         return interpret_answer(self, response.status_code, response.headers, raw, provider_request_id)
+
+    def _failed(self, response, error):
+        """Close an answer not passed on; return what to raise for ``error`` (requests' own errors translated).
+
+        Whatever the failure, an interrupted call (its greenlet killed) included, the answer's
+        connection goes back to the pool, closed if its body was not read.
+        """
+        if response is not None:
+            response.close()
+        return translate_failure(self, error) if isinstance(error, requests.exceptions.RequestException) else error
 
     def _read_capped(self, response):
         chunks, size = [], 0
@@ -227,9 +229,3 @@ class OpenAIProvider:
                                  provider_status=response.status_code, may_have_billed=True)
             chunks.append(chunk)
         return b"".join(chunks)
-
-
-def _close(response):
-    """Close an answer not passed on (its connection goes back to the pool, or is dropped if unread)."""
-    if response is not None:
-        response.close()
