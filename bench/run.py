@@ -352,7 +352,6 @@ class Bench:
         server is one upstream request, and requests still in flight at the end (1024 of them at
         1024 connections) would otherwise be paid for but not counted.
         """
-        settle, seconds = 1.0, self.plan.cpu_seconds
         for connections, key in ((16, "cpu"), (1024, "cpu-1024")):
             # The servers take turns, round after round, and each figure is the median of its rounds:
             # the machine's own speed drifts by tens of percent over minutes, and a ratio of two
@@ -360,21 +359,7 @@ class Bench:
             rounds = {server.name: [] for server in servers}
             for _ in range(self.plan.cpu_rounds):
                 for server in servers:  # warmed up by the latency runs
-                    marks = []
-
-                    def during(started, wrk, server=server, marks=marks):
-                        for at in (started + settle, started + settle + seconds):
-                            time.sleep(max(0.0, at - time.monotonic()))
-                            marks.append((server.cpu(), self.upstream_stats()["completed"], time.monotonic()))
-
-                    result = run_wrk(self.children, server, connections, int(settle + seconds + 1), BODY,
-                                     during=during)
-                    (cpu0, done0, t0), (cpu1, done1, t1) = marks
-                    rounds[server.name].append({
-                        "cpu_ms": (cpu1 - cpu0) * 1000 / max(done1 - done0, 1),
-                        "rps": (done1 - done0) / (t1 - t0),
-                        "errors": result["errors"] + result["timeout"],
-                    })
+                    rounds[server.name].append(self.cpu_run(server, connections))
             for name, runs in rounds.items():
                 self.results[(key, name)] = {
                     "cpu_ms": statistics.median(run["cpu_ms"] for run in runs),
@@ -382,6 +367,24 @@ class Bench:
                     "errors": sum(run["errors"] for run in runs),
                     "rounds": [round(run["cpu_ms"], 2) for run in runs],
                 }
+
+    def cpu_run(self, server, connections):
+        """Return one instant-upstream run's CPU ms per request, requests/s and errors for ``server``."""
+        settle, seconds = 1.0, self.plan.cpu_seconds
+        marks = []
+
+        def during(started, wrk):
+            for at in (started + settle, started + settle + seconds):
+                time.sleep(max(0.0, at - time.monotonic()))
+                marks.append((server.cpu(), self.upstream_stats()["completed"], time.monotonic()))
+
+        result = run_wrk(self.children, server, connections, int(settle + seconds + 1), BODY, during=during)
+        (cpu0, done0, t0), (cpu1, done1, t1) = marks
+        return {
+            "cpu_ms": (cpu1 - cpu0) * 1000 / max(done1 - done0, 1),
+            "rps": (done1 - done0) / (t1 - t0),
+            "errors": result["errors"] + result["timeout"],
+        }
 
     def measure_latency(self, servers):
         """Figure 2: p50 at one connection."""
