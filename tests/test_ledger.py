@@ -131,12 +131,14 @@ def fsync_fails(fd):
     [
         pytest.param("write", half_write, "short write", id="short-write"),
         pytest.param("write", lambda ledger: disk_full, "No space left on device", id="disk-full"),
-        pytest.param("fdatasync", lambda ledger: fsync_fails, "Input/output error", id="fsync-fails"),
+        pytest.param("fdatasync", lambda ledger: fsync_fails, "Input/output error", id="fsync-fails-again"),
     ],
 )
 def test_failed_commit_leaves_the_file_as_it_was(path, monkeypatch, function, make_replacement, reason):
     ledger = Ledger(path, durable=True)
     append(ledger, {"n": 1})
+    if function == "fdatasync":
+        ledger.failing = True  # a first failed fsync (below) made the ledger sync under its lock
     with open(path, "rb") as file:
         before = file.read()
     monkeypatch.setattr(os, function, make_replacement(ledger))
@@ -152,6 +154,54 @@ def test_failed_commit_leaves_the_file_as_it_was(path, monkeypatch, function, ma
     # The ledger is usable again once the disk is.
     append(ledger, {"n": 4})
     assert read_records(ledger, 0)[0] == [{"n": 1}, {"n": 4}]
+
+
+def test_a_first_failed_fsync_refuses_the_commit_keeps_its_records_and_syncs_under_the_lock_from_then_on(
+        path, monkeypatch):
+    ledger = Ledger(path, durable=True)
+    append(ledger, {"n": 1})
+    syncs = []
+
+    def fsync(fd):
+        syncs.append(ledger._thread_lock.locked())
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", fsync)
+    with pytest.raises(ApiError) as raised:
+        append(ledger, {"n": 2})
+    # Made once the ledger was released: others appended meanwhile, so the records cannot be cut back.
+    assert (raised.value.code, syncs, ledger.failing) == ("LEDGER_UNAVAILABLE", [False], True)
+    assert read_records(ledger, 0)[0] == [{"n": 1}, {"n": 2}]
+
+    with pytest.raises(ApiError):
+        append(ledger, {"n": 3})
+    assert syncs == [False, True]  # failing: synced under the lock, and cut back
+    assert read_records(ledger, 0)[0] == [{"n": 1}, {"n": 2}]
+
+    monkeypatch.undo()
+    append(ledger, {"n": 4})
+    assert not ledger.failing
+    assert read_records(ledger, 0)[0] == [{"n": 1}, {"n": 2}, {"n": 4}]
+
+
+def test_the_fsync_waits_for_no_lock_and_the_transaction_ends_after_it(path, monkeypatch):
+    ledger = Ledger(path, durable=True)
+    other = Ledger(path, durable=False)  # another worker's descriptor on the same file
+    real = os.fdatasync
+    seen = {}
+
+    def fsync(fd):
+        # Another worker appends while this one's fsync runs: the file is not held.
+        seen["appended"] = append(other, {"n": "during"}) is not None
+        real(fd)
+        seen["synced"] = True
+
+    monkeypatch.setattr(os, "fdatasync", fsync)
+    with ledger.transaction() as transaction:
+        transaction.append({"n": 1})
+        transaction.commit()
+        assert "synced" not in seen
+    assert seen == {"appended": True, "synced": True}
 
 
 def test_concurrent_appends_from_threads_and_descriptors(path):

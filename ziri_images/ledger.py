@@ -2,9 +2,11 @@
 
 All writes happen inside ``Ledger.transaction()``, which holds a thread lock and an exclusive
 ``flock`` on the file: one writer at a time across the host. Each record is one ``os.write``
-of a whole line on an ``O_APPEND`` descriptor, fsynced before the transaction ends when the
-ledger is durable. A short write (disk full) is cut back with ``ftruncate``, so a line is
-either entirely there or not at all. Readers follow the file from an offset, so a process
+of a whole line on an ``O_APPEND`` descriptor. A failed or short write (disk full) is cut back
+with ``ftruncate``, so a line is either entirely there or not at all. When the ledger is
+durable, a synced commit's ``fdatasync`` runs once the file is released, and the transaction
+ends only when it has returned: the other workers append meanwhile instead of queueing behind
+the disk (any one fsync flushes them all). Readers follow the file from an offset, so a process
 only ever reads what other processes appended since it last looked. ``GroupCommit`` lets the
 requests that arrive while one commit is syncing share the next transaction and its one fsync.
 
@@ -87,17 +89,23 @@ class Ledger:
 
     @contextmanager
     def transaction(self):
-        """Hold the ledger exclusively; yield a Transaction to read new lines and append."""
+        """Hold the ledger exclusively; yield a Transaction to read new lines and append.
+
+        A synced commit's fsync is made after the ledger is released, before this returns.
+        """
         with self._thread_lock:
             try:
                 fd = self._descriptor()
                 _lock(fd)
             except OSError as error:
                 raise ledger_unavailable(error.strerror)
+            transaction = Transaction(self, fd)
             try:
-                yield Transaction(self, fd)
+                yield transaction
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+        if transaction.unsynced:
+            transaction.sync()
 
     def read_from(self, offset):
         """Return (lines, new_offset) for the complete lines after byte ``offset`` (blank lines left out)."""
@@ -146,6 +154,7 @@ class Transaction:
         self.ledger = ledger
         self._fd = fd
         self._pending = []
+        self.unsynced = False  # written by a synced commit, to be fsynced once the ledger is released
 
     def append(self, record):
         """Queue ``record`` (encoded now: a record that cannot be written raises here); it is written at commit."""
@@ -154,9 +163,11 @@ class Transaction:
     def commit(self, sync=True):
         """Write the queued records as one append; return the end offset.
 
-        With ``sync`` (and a durable ledger) the data is on disk before this returns; without
-        it, the records survive the process but wait for the next synced commit to reach the
-        disk (a synced commit flushes everything written before it).
+        With ``sync`` (and a durable ledger) the data is on disk before the transaction ends;
+        without it, the records survive the process but wait for the next synced commit to
+        reach the disk (a synced commit flushes everything written before it). The fsync is
+        made under the lock only while the ledger is failing: a failed one then cuts the
+        records back, as a failed write does.
         """
         if not self._pending:
             return None
@@ -172,7 +183,10 @@ class Transaction:
             if written != len(data):
                 raise OSError(28, "short write (disk full?)")
             if sync and self.ledger.durable:
-                off_loop(os.fdatasync, fd)
+                if self.ledger.failing:
+                    off_loop(os.fdatasync, fd)
+                else:
+                    self.unsynced = True
         except OSError as error:
             try:
                 os.ftruncate(fd, start)  # never leave half a line behind
@@ -180,13 +194,30 @@ class Transaction:
                 log.critical("ledger: could not cut back a failed write at offset %d", start)
             self.ledger.failing = True
             raise ledger_unavailable(error.strerror or str(error))
-        if sync:
+        if sync and not self.unsynced:
             self.ledger.failing = False
         if self.ledger.mirror_stdout:
             sys.stdout.write(data.decode("utf-8"))
             sys.stdout.flush()
         self._pending = []
         return start + len(data)
+
+    def sync(self):
+        """Make the synced commits of this transaction durable, once the ledger is released.
+
+        A failed fsync cannot cut its records back (others may have appended after them): they
+        stay, as written and read by every worker, and each caller is refused. They are true:
+        a charge is only written once the provider has answered. From then on the ledger is
+        ``failing`` and syncs under the lock, so nothing more stays unconfirmed.
+        """
+        self.unsynced = False
+        try:
+            off_loop(os.fdatasync, self._fd)
+        except OSError as error:
+            self.ledger.failing = True
+            log.error("ledger: fsync failed; the records written before it stay in the file: %s", error.strerror)
+            raise ledger_unavailable(error.strerror or str(error))
+        self.ledger.failing = False
 
 
 class GroupCommit:
