@@ -1,0 +1,132 @@
+"""Instructions per request, gateway beside the bare forwarder: a count that the machine's speed does not move.
+
+    python bench/instructions.py            # needs valgrind (apt-get install -y valgrind)
+
+CPU seconds on a shared machine drift by tens of percent within minutes; the instructions a
+request executes do not. Each app (``app:app`` with the durable ledger and a key with every
+limit set, as in bench/run.py; and bench/forwarder.py) runs in a process of its own under
+gevent's patches, as in a gunicorn worker, and is called through WSGI, with no server in
+between, against bench/upstream.py on 127.0.0.1. ``valgrind --tool=callgrind`` counts what
+each process executes for SHORT and for LONG requests (after the same warm-up); the difference
+divided by LONG - SHORT is the count per request, start-up left out. It prints both counts and
+their ratio. What the figure leaves out: the kernel's work (system calls, the fsync) and how
+fast each instruction runs (cache misses), which CPU seconds include.
+"""
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+PROJECT_DIR = os.path.dirname(BENCH_DIR)
+sys.path.insert(0, BENCH_DIR)
+
+from run import BODY  # noqa: E402
+from run import GENEROUS_LIMITS  # noqa: E402
+from run import UPSTREAM_KEY  # noqa: E402
+from run import Children  # noqa: E402
+from run import free_port  # noqa: E402
+from run import wait_until_answers  # noqa: E402
+
+WARM_UP, SHORT, LONG = 50, 100, 600
+RAW_KEY = "ziri-bench-" + "0123456789abcdef" * 2
+APPS = ("gateway", "forwarder")
+
+
+def child(name, requests):
+    """Run ``requests`` calls of app ``name`` after the warm-up (the process valgrind counts)."""
+    from gevent import monkey
+
+    monkey.patch_all()  # as gunicorn.conf.py does for the gevent worker
+    sys.path.insert(0, PROJECT_DIR)
+    if name == "gateway":
+        from ziri_images import create_app
+
+        app = create_app()
+    else:
+        from forwarder import app
+    body = json.dumps(BODY).encode()
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/images/generations", "SCRIPT_NAME": "",
+               "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "3100",
+               "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.version": (1, 0),
+               "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": True,
+               "wsgi.run_once": False, "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "50000",
+               "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
+               "HTTP_HOST": "127.0.0.1:3100", "HTTP_X_API_KEY": RAW_KEY, "HTTP_USER_AGENT": "bench"}
+    statuses = []
+    for _ in range(WARM_UP + requests):
+        answer = app({**environ, "wsgi.input": io.BytesIO(body)}, lambda status, headers, *_: statuses.append(status))
+        b"".join(answer)
+        getattr(answer, "close", lambda: None)()
+    if any(not status.startswith("200") for status in statuses):
+        sys.exit(f"{name}: {sum(not s.startswith('200') for s in statuses)} answers were not 200: {statuses[-1]}")
+
+
+def environment(work_dir, upstream_url):
+    keys_path = os.path.join(work_dir, "keys.json")
+    with open(keys_path, "w") as file:
+        json.dump({"keys": [{"id": "key_bench", "user": "bench", "status": "active", "demo": False,
+                             "hash": "sha256:" + hashlib.sha256(RAW_KEY.encode()).hexdigest(),
+                             "limits": GENEROUS_LIMITS}]}, file)
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("ZIRI_", "OPENAI_"))}
+    env.update(OPENAI_BASE_URL=f"{upstream_url}/v1", OPENAI_API_KEY=UPSTREAM_KEY, ZIRI_KEYS_FILE=keys_path,
+               ZIRI_PRICING_FILE=os.path.join(PROJECT_DIR, "pricing.json"),
+               ZIRI_SPOOL_DIR=os.path.join(work_dir, "spool"), ZIRI_LEDGER_DURABLE="true", DATABASE_URL="")
+    return env
+
+
+def count(children, env, work_dir, name, requests):
+    """Start ``name`` under callgrind for ``requests`` calls; return the process."""
+    ledger = os.path.join(work_dir, f"{name}-{requests}.jsonl")
+    metrics = os.path.join(work_dir, f"metrics-{name}-{requests}")
+    os.makedirs(metrics)
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={work_dir}/callgrind.{name}.{requests}",
+               sys.executable, os.path.abspath(__file__), "--child", name, str(requests)]
+    return children.start(f"{name}-{requests}", command,
+                          env={**env, "ZIRI_LEDGER_PATH": ledger, "PROMETHEUS_MULTIPROC_DIR": metrics})
+
+
+def collected(children, process):
+    """Return the instructions valgrind counted for ``process`` (after it exited cleanly)."""
+    if process.wait(timeout=900) != 0:
+        raise RuntimeError(f"{process.name} failed:\n{children.log_tail(process)}")
+    found = re.search(r"Collected : (\d+)", children.log_tail(process, 4000))
+    if found is None:
+        raise RuntimeError(f"{process.name}: valgrind printed no count:\n{children.log_tail(process)}")
+    return int(found.group(1))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", nargs=2, metavar=("APP", "REQUESTS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child[0], int(args.child[1]))
+    work_dir = tempfile.mkdtemp(prefix="ziri-instructions-")
+    children = Children(work_dir)
+    try:
+        port = free_port()
+        upstream = children.start("upstream", [sys.executable, os.path.join(BENCH_DIR, "upstream.py"),
+                                               "--port", str(port)])
+        wait_until_answers(children, upstream, f"http://127.0.0.1:{port}/stats", 10)
+        env = environment(work_dir, f"http://127.0.0.1:{port}")
+        # Two at a time (one per core): the counts do not depend on it, the wall time does.
+        per_request = {}
+        for name in APPS:
+            short, long = (count(children, env, work_dir, name, requests) for requests in (SHORT, LONG))
+            per_request[name] = (collected(children, long) - collected(children, short)) / (LONG - SHORT)
+    finally:
+        children.stop_all()
+    gateway, forwarder = per_request["gateway"], per_request["forwarder"]
+    print(f"instructions per request ({LONG} - {SHORT} requests, under gevent, through WSGI, callgrind):")
+    print(f"  bare forwarder {forwarder / 1e6:.2f} M")
+    print(f"  gateway        {gateway / 1e6:.2f} M ({gateway / forwarder:.2f}x the forwarder)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
