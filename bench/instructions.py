@@ -10,10 +10,18 @@ between, against bench/upstream.py on 127.0.0.1. ``valgrind --tool=callgrind`` c
 each process executes for SHORT and for LONG requests (after the same warm-up); the difference
 divided by LONG - SHORT is the count per request, start-up left out. It prints both counts and
 their ratio. What the figure leaves out: the kernel's work (system calls, the fsync) and how
-fast each instruction runs (cache misses), which CPU seconds include.
+fast each instruction runs (cache misses, context switches), which CPU seconds include.
+
+    python bench/instructions.py --gunicorn # the same, with gunicorn in between (needs wrk too)
+
+``--gunicorn`` counts every process of each server (gunicorn.conf.py: the master and two gevent
+workers, all under callgrind) once after a warm-up alone and once after the warm-up and 20 s of
+load at 4 connections (wrk), and divides the difference by the difference in requests the
+upstream served: gunicorn's own work per request included. About five minutes.
 """
 
 import argparse
+import glob
 import hashlib
 import io
 import json
@@ -21,6 +29,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 PROJECT_DIR = os.path.dirname(BENCH_DIR)
@@ -29,8 +38,12 @@ sys.path.insert(0, BENCH_DIR)
 from run import BODY  # noqa: E402
 from run import GENEROUS_LIMITS  # noqa: E402
 from run import UPSTREAM_KEY  # noqa: E402
+from run import Bench  # noqa: E402
 from run import Children  # noqa: E402
+from run import Plan  # noqa: E402
+from run import Server  # noqa: E402
 from run import free_port  # noqa: E402
+from run import run_wrk  # noqa: E402
 from run import wait_until_answers  # noqa: E402
 
 WARM_UP, SHORT, LONG = 50, 100, 600
@@ -101,12 +114,73 @@ def collected(children, process):
     return int(found.group(1))
 
 
+def server_instructions(bench, name, app, env, seconds):
+    """Return (instructions of every gunicorn process, requests served) for one server's life under callgrind."""
+    children, port = bench.children, free_port()
+    out_dir = os.path.join(bench.work_dir, f"{name}-{seconds}")
+    os.makedirs(out_dir)
+    command = ["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out_dir}/callgrind.%p",
+               sys.executable, "-m", "gunicorn", "--config", os.path.join(PROJECT_DIR, "gunicorn.conf.py"), app]
+    process = children.start(f"{name}-{seconds}", command, env=bench.gunicorn_env(port, **env))
+    server = Server(name, f"http://127.0.0.1:{port}/api/images/generations", process,
+                    api_key=bench.raw_keys["bench"] if name == "gateway" else None)
+    before = bench.upstream_stats()["completed"]
+    started = time.monotonic()
+    while bench.upstream_stats()["completed"] == before:  # up (slowly, under callgrind) and answering
+        if process.poll() is not None or time.monotonic() - started > 300:
+            raise RuntimeError(f"{name} did not start under callgrind:\n{children.log_tail(process)}")
+        try:
+            run_wrk(children, server, 1, 2, BODY)
+        except RuntimeError:  # not listening yet
+            time.sleep(1)
+    run_wrk(children, server, 4, 5, BODY)  # the warm-up
+    if seconds:
+        run_wrk(children, server, 4, seconds, BODY)
+    served = bench.upstream_stats()["completed"] - before
+    children.stop(process, grace=30)  # callgrind writes each process's count as it exits
+    total = 0
+    for path in glob.glob(os.path.join(out_dir, "callgrind.*")):
+        with open(path, errors="replace") as file:
+            head = file.read(4000)
+        found = re.search(r"^summary: (\d+)", head, re.M)
+        if found is None:
+            raise RuntimeError(f"{path}: no count (the process was killed before it could write it)")
+        total += int(found.group(1))
+    return total, served
+
+
+def through_gunicorn():
+    """Return instructions per request for each app under gunicorn (the slope between a short and a long life)."""
+    work_dir = tempfile.mkdtemp(prefix="ziri-instructions-")
+    bench = Bench(Plan(True), work_dir, Children(work_dir))
+    try:
+        bench.start_upstream()
+        apps = {"gateway": ("app:app", bench.gateway_env(os.path.join(work_dir, "ledger.jsonl"))),
+                "forwarder": ("bench.forwarder:app", {})}
+        per_request = {}
+        for name, (app, env) in apps.items():
+            (short, short_served), (long, long_served) = (server_instructions(bench, name, app, env, seconds)
+                                                          for seconds in (0, 20))
+            per_request[name] = (long - short) / (long_served - short_served)
+    finally:
+        bench.children.stop_all()
+    return per_request
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=2, metavar=("APP", "REQUESTS"), help=argparse.SUPPRESS)
+    parser.add_argument("--gunicorn", action="store_true", help="count through gunicorn (needs wrk)")
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], int(args.child[1]))
+    if args.gunicorn:
+        return report(through_gunicorn(), "through gunicorn (2 gevent workers, 4 connections), callgrind")
+    return report(through_wsgi(), f"{LONG} - {SHORT} requests, under gevent, through WSGI, callgrind")
+
+
+def through_wsgi():
+    """Return instructions per request for each app called through WSGI in a process of its own."""
     work_dir = tempfile.mkdtemp(prefix="ziri-instructions-")
     children = Children(work_dir)
     try:
@@ -122,8 +196,12 @@ def main():
             per_request[name] = (collected(children, long) - collected(children, short)) / (LONG - SHORT)
     finally:
         children.stop_all()
+    return per_request
+
+
+def report(per_request, how):
     gateway, forwarder = per_request["gateway"], per_request["forwarder"]
-    print(f"instructions per request ({LONG} - {SHORT} requests, under gevent, through WSGI, callgrind):")
+    print(f"instructions per request ({how}):")
     print(f"  bare forwarder {forwarder / 1e6:.2f} M")
     print(f"  gateway        {gateway / 1e6:.2f} M ({gateway / forwarder:.2f}x the forwarder)")
 
