@@ -22,7 +22,6 @@ upstream served: gunicorn's own work per request included. About five minutes.
 
 import argparse
 import glob
-import hashlib
 import io
 import json
 import os
@@ -36,18 +35,14 @@ PROJECT_DIR = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, BENCH_DIR)
 
 from run import BODY  # noqa: E402
-from run import GENEROUS_LIMITS  # noqa: E402
-from run import UPSTREAM_KEY  # noqa: E402
 from run import Bench  # noqa: E402
 from run import Children  # noqa: E402
 from run import Plan  # noqa: E402
 from run import Server  # noqa: E402
 from run import free_port  # noqa: E402
 from run import run_wrk  # noqa: E402
-from run import wait_until_answers  # noqa: E402
 
 WARM_UP, SHORT, LONG = 50, 100, 600
-RAW_KEY = "ziri-bench-" + "0123456789abcdef" * 2
 APPS = ("gateway", "forwarder")
 
 
@@ -70,7 +65,8 @@ def child(name, requests):
                "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": True,
                "wsgi.run_once": False, "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "50000",
                "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
-               "HTTP_HOST": "127.0.0.1:3100", "HTTP_X_API_KEY": RAW_KEY, "HTTP_USER_AGENT": "bench"}
+               "HTTP_HOST": "127.0.0.1:3100", "HTTP_X_API_KEY": os.environ["BENCH_API_KEY"],
+               "HTTP_USER_AGENT": "bench"}
     statuses = []
     for _ in range(WARM_UP + requests):
         answer = app({**environ, "wsgi.input": io.BytesIO(body)}, lambda status, headers, *_: statuses.append(status))
@@ -80,28 +76,16 @@ def child(name, requests):
         sys.exit(f"{name}: {sum(not s.startswith('200') for s in statuses)} answers were not 200: {statuses[-1]}")
 
 
-def environment(work_dir, upstream_url):
-    keys_path = os.path.join(work_dir, "keys.json")
-    with open(keys_path, "w") as file:
-        json.dump({"keys": [{"id": "key_bench", "user": "bench", "status": "active", "demo": False,
-                             "hash": "sha256:" + hashlib.sha256(RAW_KEY.encode()).hexdigest(),
-                             "limits": GENEROUS_LIMITS}]}, file)
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("ZIRI_", "OPENAI_"))}
-    env.update(OPENAI_BASE_URL=f"{upstream_url}/v1", OPENAI_API_KEY=UPSTREAM_KEY, ZIRI_KEYS_FILE=keys_path,
-               ZIRI_PRICING_FILE=os.path.join(PROJECT_DIR, "pricing.json"),
-               ZIRI_SPOOL_DIR=os.path.join(work_dir, "spool"), ZIRI_LEDGER_DURABLE="true", DATABASE_URL="")
-    return env
-
-
-def count(children, env, work_dir, name, requests):
-    """Start ``name`` under callgrind for ``requests`` calls; return the process."""
-    ledger = os.path.join(work_dir, f"{name}-{requests}.jsonl")
+def count(bench, name, requests):
+    """Start ``name`` under callgrind for ``requests`` calls (its own ledger and metrics); return the process."""
+    work_dir = bench.work_dir
     metrics = os.path.join(work_dir, f"metrics-{name}-{requests}")
     os.makedirs(metrics)
+    env = bench.gunicorn_env(0, **bench.gateway_env(os.path.join(work_dir, f"{name}-{requests}.jsonl")),
+                             PROMETHEUS_MULTIPROC_DIR=metrics, BENCH_API_KEY=bench.raw_keys["bench"])
     command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={work_dir}/callgrind.{name}.{requests}",
                sys.executable, os.path.abspath(__file__), "--child", name, str(requests)]
-    return children.start(f"{name}-{requests}", command,
-                          env={**env, "ZIRI_LEDGER_PATH": ledger, "PROMETHEUS_MULTIPROC_DIR": metrics})
+    return bench.children.start(f"{name}-{requests}", command, env=env)
 
 
 def collected(children, process):
@@ -167,6 +151,29 @@ def through_gunicorn():
     return per_request
 
 
+def through_wsgi():
+    """Return instructions per request for each app called through WSGI in a process of its own."""
+    work_dir = tempfile.mkdtemp(prefix="ziri-instructions-")
+    bench = Bench(Plan(True), work_dir, Children(work_dir))
+    try:
+        bench.start_upstream()
+        per_request = {}
+        for name in APPS:
+            # Two at a time (one per core): the counts do not depend on it, the wall time does.
+            short, long = (count(bench, name, requests) for requests in (SHORT, LONG))
+            per_request[name] = (collected(bench.children, long) - collected(bench.children, short)) / (LONG - SHORT)
+    finally:
+        bench.children.stop_all()
+    return per_request
+
+
+def report(per_request, how):
+    gateway, forwarder = per_request["gateway"], per_request["forwarder"]
+    print(f"instructions per request ({how}):")
+    print(f"  bare forwarder {forwarder / 1e6:.2f} M")
+    print(f"  gateway        {gateway / 1e6:.2f} M ({gateway / forwarder:.2f}x the forwarder)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=2, metavar=("APP", "REQUESTS"), help=argparse.SUPPRESS)
@@ -177,33 +184,6 @@ def main():
     if args.gunicorn:
         return report(through_gunicorn(), "through gunicorn (2 gevent workers, 4 connections), callgrind")
     return report(through_wsgi(), f"{LONG} - {SHORT} requests, under gevent, through WSGI, callgrind")
-
-
-def through_wsgi():
-    """Return instructions per request for each app called through WSGI in a process of its own."""
-    work_dir = tempfile.mkdtemp(prefix="ziri-instructions-")
-    children = Children(work_dir)
-    try:
-        port = free_port()
-        upstream = children.start("upstream", [sys.executable, os.path.join(BENCH_DIR, "upstream.py"),
-                                               "--port", str(port)])
-        wait_until_answers(children, upstream, f"http://127.0.0.1:{port}/stats", 10)
-        env = environment(work_dir, f"http://127.0.0.1:{port}")
-        # Two at a time (one per core): the counts do not depend on it, the wall time does.
-        per_request = {}
-        for name in APPS:
-            short, long = (count(children, env, work_dir, name, requests) for requests in (SHORT, LONG))
-            per_request[name] = (collected(children, long) - collected(children, short)) / (LONG - SHORT)
-    finally:
-        children.stop_all()
-    return per_request
-
-
-def report(per_request, how):
-    gateway, forwarder = per_request["gateway"], per_request["forwarder"]
-    print(f"instructions per request ({how}):")
-    print(f"  bare forwarder {forwarder / 1e6:.2f} M")
-    print(f"  gateway        {gateway / 1e6:.2f} M ({gateway / forwarder:.2f}x the forwarder)")
 
 
 if __name__ == "__main__":
