@@ -1,0 +1,104 @@
+"""Measure how many requests one host holds in flight, by GUNICORN_WORKER_CONNECTIONS.
+
+    python bench/held.py                                   # 4096 connections, 8 s upstream, 1000 and 3000
+    python bench/held.py --connections 2048 --per-worker 500 1000
+
+Starts bench/upstream.py (every answer after ``--delay`` seconds) and, for each
+``--per-worker`` value in turn, the gateway under the project's gunicorn.conf.py (two workers,
+gevent, durable file ledger) with that GUNICORN_WORKER_CONNECTIONS, and loads it with wrk:
+``--connections`` connections whose first requests are spread over ``--ramp`` seconds. Prints,
+per value: the requests the upstream held at once (its peakInFlight), the upstream's completions
+per second over whole upstream periods once the first requests came back (the ideal is
+connections / delay), wrk's errors and timeouts, the peak RSS of master + workers, and the file
+descriptors the worker processes held at most. Everything runs on 127.0.0.1.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, BENCH_DIR)
+
+import run  # noqa: E402
+
+
+def open_files(pgid):
+    """Return the file descriptors held by every process of the group."""
+    total = 0
+    for pid in run.group_pids(pgid):
+        try:
+            total += len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            pass
+    return total
+
+
+def held_run(bench, per_worker, args):
+    """Return the figures of one gateway with ``per_worker`` connections per worker under the load."""
+    env = {**bench.gateway_env(os.path.join(bench.work_dir, f"ledger-{per_worker}.jsonl")),
+           "GUNICORN_WORKER_CONNECTIONS": str(per_worker)}
+    process, port = bench.start_gunicorn(f"gateway-{per_worker}", "app:app", env)
+    run.wait_until_answers(bench.children, process, f"http://127.0.0.1:{port}/health", 30)
+    server = run.Server("gateway", f"http://127.0.0.1:{port}/api/images/generations", process,
+                        api_key=bench.raw_keys["bench"])
+    body = {**run.BODY, "prompt": f"{run.BODY['prompt']} [stub:delay={args.delay:g}]"}
+    window_start = args.delay + args.ramp
+    window = args.delay * args.periods
+    samples = {"rss": [], "fds": [], "completed": []}
+
+    def during(started, wrk):
+        marks = [started + window_start, started + window_start + window]
+        while wrk.poll() is None:
+            samples["rss"].append(run.group_memory_mib(process.pid)[0])
+            samples["fds"].append(open_files(process.pid))
+            if marks and time.monotonic() >= marks[0]:
+                samples["completed"].append((time.monotonic(), bench.upstream_stats()["completed"]))
+                marks.pop(0)
+            time.sleep(0.2)
+
+    bench.upstream_stats(reset=True)
+    run.CLIENT_TIMEOUT = int(args.delay * 2 + 2)
+    result = run.run_wrk(bench.children, server, args.connections, int(window_start + window + 1), body,
+                         ramp_ms=int(args.ramp * 1000), during=during)
+    stats = bench.upstream_stats()
+    bench.children.stop(process)
+    (t0, c0), (t1, c1) = samples["completed"][:2]
+    return {"held": stats["peakInFlight"], "rps": (c1 - c0) / (t1 - t0), "errors": result["errors"],
+            "timeouts": result["timeout"], "rss_mib": max(samples["rss"]), "fds": max(samples["fds"])}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=4096)
+    parser.add_argument("--delay", type=float, default=8.0, help="seconds the upstream takes per request")
+    parser.add_argument("--ramp", type=float, default=4.0, help="seconds over which the connections start")
+    parser.add_argument("--periods", type=int, default=2, help="upstream periods counted for the throughput")
+    parser.add_argument("--per-worker", type=int, nargs="+", default=[1000, 3000])
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        sys.exit("bench: wrk is needed as the load generator: apt-get update && apt-get install -y wrk")
+    run.raise_open_files_limit()
+    work_dir = tempfile.mkdtemp(prefix="ziri-held-")
+    children = run.Children(work_dir)
+    bench = run.Bench(run.Plan(quick=True), work_dir, children)
+    try:
+        bench.start_upstream()
+        ideal = args.connections / args.delay
+        print(f"{args.connections} connections, {args.delay:g} s upstream (ideal {ideal:.0f} req/s), "
+              f"2 gevent workers; load average {os.getloadavg()[0]:.2f}")
+        for per_worker in args.per_worker:
+            figures = held_run(bench, per_worker, args)
+            print(f"GUNICORN_WORKER_CONNECTIONS={per_worker}: held {figures['held']}, {figures['rps']:.0f} req/s "
+                  f"({figures['rps'] / ideal:.0%} of ideal), {figures['errors']} errors, {figures['timeouts']} "
+                  f"timeouts, peak RSS {figures['rss_mib']:.0f} MiB, peak open files {figures['fds']}", flush=True)
+    finally:
+        children.stop_all()
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
