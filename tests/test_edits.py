@@ -9,11 +9,15 @@ from conftest import BASE_URL
 from conftest import PROVIDER_KEY
 from conftest import USER_KEY
 from conftest import ledger_lines
+from marshmallow import fields
 from test_imageinfo import jpeg
 from test_imageinfo import webp_vp8x
 
+from ziri_images.pricing import PriceBook
 from ziri_images.quoting import image_input_tokens
+from ziri_images.schemas import GenerationRequestSchema
 from ziri_images.stub import png_bytes
+from ziri_images.uploads import INTEGER_FIELDS as FORM_INTEGER_FIELDS
 
 EDITS_URL = BASE_URL + "/images/edits"
 USAGE = {"input_tokens": 400, "output_tokens": 1056, "total_tokens": 1456,
@@ -134,3 +138,53 @@ def test_an_edit_must_be_multipart(client):
                            headers={"Authorization": f"Bearer {USER_KEY}"})
     assert response.status_code == 415
     assert response.get_json()["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+# --- integer fields: ASCII digits only, on both endpoints ------------------------------------
+
+# Every integer field a request may carry: the gateway's own and the catalog's integer params.
+INTEGER_FIELDS = ("n", "partial_images", "output_compression")
+# Each is text a form could carry. "²".isdigit() is true but int() refuses it; int() reads
+# Arabic-Indic and full-width digits as numbers. Only ASCII digits are accepted, as in JSON.
+NOT_ASCII_INTEGERS = [
+    pytest.param("\u00b2", id="superscript-two"),
+    pytest.param("\u0661", id="arabic-indic-one"),
+    pytest.param("\uff11", id="fullwidth-one"),
+    pytest.param("1\u00b2", id="digit-then-superscript"),
+    pytest.param("1" * 5000, id="more-digits-than-int-reads"),
+]
+ENDPOINTS = [
+    pytest.param("/api/images/generations", id="api-generations"),
+    pytest.param("/v1/images/generations", id="v1-generations"),
+    pytest.param("/api/images/edits", id="api-edits"),
+    pytest.param("/v1/images/edits", id="v1-edits"),
+]
+
+
+def test_the_table_names_every_integer_field(pricing_path):
+    book = PriceBook.from_file(pricing_path)
+    schema_fields = GenerationRequestSchema().fields.items()
+    params = [field for model in book.image_models() for field in model.params_schema.fields.items()]
+
+    found = {name for name, field in [*schema_fields, *params] if isinstance(field, fields.Integer)}
+
+    assert found == set(INTEGER_FIELDS) == set(FORM_INTEGER_FIELDS)
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+@pytest.mark.parametrize("value", NOT_ASCII_INTEGERS)
+@pytest.mark.parametrize("field", INTEGER_FIELDS)
+def test_an_integer_field_in_anything_but_ascii_digits_is_a_validation_error(app, client, path, value, field):
+    if path.endswith("/edits"):
+        response = edit(client, path=path, provider="openai", **{field: value})
+    else:
+        body = {"provider": "openai", "model": "gpt-image-1", "prompt": "add a hat", field: value}
+        response = client.post(path, json=body, headers={"Authorization": f"Bearer {USER_KEY}"})
+
+    assert response.status_code == 400, response.get_json()  # the autouse RequestsMock fails any call upstream
+    body = response.get_json()
+    error = body["error"] if path.startswith("/v1/") else body
+    assert (error["code"], list(error["details"])) == ("VALIDATION_ERROR", [field])
+    if path.startswith("/v1/"):
+        assert error["param"] == field
+    assert ledger_lines(app) == []

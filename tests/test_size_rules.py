@@ -215,24 +215,50 @@ def test_arbitrary_size_is_sent_as_asked_and_reserved_by_its_tier(client, app, r
 @pytest.mark.parametrize(
     ("size", "reason"),
     [
-        pytest.param("1000x1000", "size 1000x1000: width and height must be multiples of 16", id="not-multiple-of-16"),
-        pytest.param("4096x4096", "size 4096x4096: an edge is longer than 3840 pixels", id="too-large"),
-        pytest.param("3840x1248", "size 3840x1248: the aspect ratio is beyond 3:1", id="too-wide"),
-        pytest.param("big", "size big: the size is not 'WxH'", id="not-a-size"),
-        pytest.param("512x512", "size 512x512: fewer than 655360 pixels", id="below-the-minimum"),
-        pytest.param("1024x512", "size 1024x512: fewer than 655360 pixels", id="below-the-minimum-wide"),
+        pytest.param("1000x1000", "width and height must be multiples of 16", id="not-multiple-of-16"),
+        pytest.param("100x100", "width and height must be multiples of 16", id="tiny"),
+        pytest.param("4096x4096", "an edge is longer than 3840 pixels", id="too-large"),
+        pytest.param("3840x1248", "the aspect ratio is beyond 3:1", id="too-wide"),
+        pytest.param("big", "the size is not 'WxH'", id="not-a-size"),
+        pytest.param("huge", "the size is not 'WxH'", id="huge"),
+        pytest.param("512x512", "fewer than 655360 pixels", id="below-the-minimum"),
+        pytest.param("1024x512", "fewer than 655360 pixels", id="below-the-minimum-wide"),
     ],
 )
 @pytest.mark.parametrize("model", ["gpt-image-2", "gpt-image-2.5-flare", "gpt-image-2.6-sunburst"])
-def test_size_outside_the_rule_is_refused_before_the_provider(client, app, responses_mock, size, reason, model):
-    response = generate(client, model=model, quality="high", size=size)
+@pytest.mark.parametrize("path", [ENDPOINT, "/v1/images/generations"])
+def test_a_size_that_breaks_the_rule_is_a_size_error_that_says_why(client, app, responses_mock, size, reason,
+                                                                   model, path):
+    body = {"provider": "openai", "model": model, "prompt": "a lighthouse", "quality": "high", "size": size}
+    response = client.post(path, json=body, headers={"X-API-Key": USER_KEY})
+
+    assert response.status_code == 400
+    body = response.get_json()
+    error = body["error"] if path.startswith("/v1/") else body
+    assert error["code"] == "INVALID_SIZE"
+    assert (error["error"] if path == ENDPOINT else error["message"]) == (
+        f"Size '{size}' is not accepted by model '{model}': {reason}.")
+    assert (error["size"], error["reason"]) == (size, f"size {size}: {reason}")
+    if path.startswith("/v1/"):
+        assert (error["param"], error["type"]) == ("size", "invalid_request_error")
+    assert len(responses_mock.calls) == 0
+    assert ledger_lines(app) == []
+
+
+def test_a_size_the_rule_takes_but_no_tier_prices_is_the_catalogs_gap(make_app, pricing_path, responses_mock):
+    catalog = json.loads(pricing_path.read_text(encoding="utf-8"))
+    entry = catalog["providers"]["openai"]["models"]["gpt-image-2"]
+    del entry["size_rule"]["max_pixels"]  # so a size can pass the largest tier within every limit
+    pricing_path.write_text(json.dumps(catalog), encoding="utf-8")
+    app = make_app()
+
+    response = generate(app.test_client(), quality="high", size="3840x2176")
 
     assert response.status_code == 400
     body = response.get_json()
     assert body["code"] == "IMAGE_CONFIG_NOT_FOUND"
-    assert body["error"] == f"Image pricing not configured for model '{model}' (high, {size})"
-    assert (body["size"], body["reason"]) == (size, reason)
-    assert len(responses_mock.calls) == 0
+    assert body["error"] == "Image pricing not configured for model 'gpt-image-2' (high, 3840x2176)"
+    assert body["reason"] == "size 3840x2176: more pixels than the largest tier (3840x2160)"
     assert ledger_lines(app) == []
 
 

@@ -5,16 +5,23 @@ millionths of a dollar (the ledger's unit).
 """
 
 import logging
+from decimal import Decimal
 
 import pytest
 from conftest import ENDPOINT
 from conftest import GENERATIONS_URL
 from conftest import USER_KEY
 from conftest import ledger_lines
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 from responses import matchers
 
 from ziri_images.errors import ConfigError
+from ziri_images.tokens import LEDGER_UNIT
+from ziri_images.tokens import MAX_TOKENS
 from ziri_images.tokens import TokenPrices
+from ziri_images.tokens import to_amount
 
 GPT_IMAGE_1 = TokenPrices({"text_input": 5, "image_input": 10, "image_output": 40}, "gpt-image-1")
 GPT_IMAGE_1_MINI = TokenPrices({"text_input": 2, "image_input": 2.5, "image_output": 8}, "gpt-image-1-mini")
@@ -73,6 +80,158 @@ def test_usage_that_cannot_be_priced(reported):
 
 def test_output_text_tokens_above_the_output_total_cannot_be_priced():
     assert WITH_TEXT_OUTPUT.cost(usage(1, 0, 10, output_text=11)) is None
+
+
+# Output text dearer than output image, so a token left unitemised must be priced at text_output.
+DEAR_TEXT_OUTPUT = TokenPrices({"text_input": 5, "image_input": 8, "image_output": 30, "text_output": 40}, "y")
+
+
+@pytest.mark.parametrize(
+    ("details", "cost"),
+    [
+        # 1,000 input tokens at the dearer input rate ($10) + 100 x $40 = 10,000 + 4,000 millionths.
+        pytest.param({}, 0.014, id="empty-details"),
+        pytest.param({"cached_tokens": 0}, 0.014, id="only-cached-tokens"),
+        pytest.param({"cached_tokens": 600}, 0.014, id="cached-tokens-are-among-the-input-tokens"),
+        pytest.param(None, 0.014, id="null-details"),
+        # 10 x $5 + the other 990 x $10 + 4,000 = 50 + 9,900 + 4,000.
+        pytest.param({"text_tokens": 10}, 0.01395, id="partly-itemised"),
+        # 10 x $5 + 400 x $10 + the other 590 x $10 + 4,000.
+        pytest.param({"text_tokens": 10, "image_tokens": 400}, 0.01395, id="itemised-below-the-total"),
+    ],
+)
+def test_every_input_token_the_usage_counts_is_priced(details, cost):
+    reported = {"input_tokens": 1000, "input_tokens_details": details, "output_tokens": 100}
+
+    assert GPT_IMAGE_1.cost(reported) == cost
+
+
+@pytest.mark.parametrize(
+    ("prices", "details", "cost"),
+    [
+        # Not itemised: 1,000 output tokens at the dearer output rate, text_output's $40.
+        pytest.param(DEAR_TEXT_OUTPUT, {}, 0.04, id="empty-details-at-the-dearer-output-rate"),
+        # 900 x $30 + the other 100 at $40 = 27,000 + 4,000.
+        pytest.param(DEAR_TEXT_OUTPUT, {"image_tokens": 900}, 0.031, id="partly-itemised"),
+        # 900 x $30 + 100 x $40: itemised in full.
+        pytest.param(DEAR_TEXT_OUTPUT, {"image_tokens": 900, "text_tokens": 100}, 0.031, id="itemised"),
+        # No text_output price: every output token at image_output.
+        pytest.param(GPT_IMAGE_2, {"image_tokens": 900}, 0.03, id="one-output-rate"),
+    ],
+)
+def test_every_output_token_the_usage_counts_is_priced(prices, details, cost):
+    assert prices.cost({"output_tokens": 1000, "output_tokens_details": details}) == cost
+
+
+@pytest.mark.parametrize(
+    "reported",
+    [
+        pytest.param({"input_tokens": 10, "input_tokens_details": {"text_tokens": 8, "image_tokens": 3},
+                      "output_tokens": 5}, id="input-items-above-the-input-total"),
+        pytest.param({"input_tokens": 10, "input_tokens_details": {"cached_tokens": 11}, "output_tokens": 5},
+                     id="more-cached-than-input-tokens"),
+        pytest.param({"input_tokens": 10, "input_tokens_details": {"cached_tokens": -1}, "output_tokens": 5},
+                     id="negative-cached-tokens"),
+        pytest.param({"input_tokens": None, "output_tokens": 5}, id="null-input-total"),
+        pytest.param({"output_tokens": 10, "output_tokens_details": {"image_tokens": 8, "text_tokens": 3}},
+                     id="output-items-above-the-output-total"),
+        pytest.param({"output_tokens": 10, "output_tokens_details": {"image_tokens": "8"}},
+                     id="output-count-as-text"),
+    ],
+)
+@pytest.mark.parametrize("prices", [GPT_IMAGE_2, DEAR_TEXT_OUTPUT], ids=["image-output-only", "text-output-priced"])
+def test_counts_that_contradict_each_other_cannot_be_priced(prices, reported):
+    assert prices.cost(reported) is None
+
+
+def test_a_usage_without_an_input_total_is_priced_from_its_items():
+    # 9 x $5 + 100 x $10 + 10 x $40 = 45 + 1,000 + 400 millionths.
+    reported = {"input_tokens_details": {"text_tokens": 9, "image_tokens": 100}, "output_tokens": 10}
+
+    assert GPT_IMAGE_1.cost(reported) == 0.001445
+
+
+# --- the rule as properties, over random usages and prices ------------------------------------
+
+COUNTS = st.integers(min_value=0, max_value=MAX_TOKENS - 1)  # room for one more
+RATES = st.decimals(min_value=0, max_value=100, places=2)
+
+
+@st.composite
+def token_prices(draw):
+    """Return TokenPrices with random rates, with or without text_output."""
+    spec = {name: float(draw(RATES)) for name in ("text_input", "image_input", "image_output")}
+    if draw(st.booleans()):
+        spec["text_output"] = float(draw(RATES))
+    return TokenPrices(spec, "random")
+
+
+@st.composite
+def itemised(draw, total, kinds):
+    """Return a details object for ``total`` tokens: some kinds itemised, their sum at most ``total``."""
+    details, left = {}, total
+    for kind in kinds:
+        if draw(st.booleans()):
+            details[kind] = draw(st.integers(min_value=0, max_value=left))
+            left -= details[kind]
+    return draw(st.sampled_from([details, details, None, "not an object"])) if not details else details
+
+
+@st.composite
+def readable_usages(draw):
+    """Return a usage whose counts agree with each other (every itemised count within its total)."""
+    input_tokens, output_tokens = draw(COUNTS), draw(COUNTS)
+    reported = {"output_tokens": output_tokens,
+                "output_tokens_details": draw(itemised(output_tokens, ("image_tokens", "text_tokens")))}
+    input_details = draw(itemised(input_tokens, ("text_tokens", "image_tokens")))
+    reported["input_tokens_details"] = input_details
+    if draw(st.booleans()) or not isinstance(input_details, dict):
+        reported["input_tokens"] = input_tokens
+    if isinstance(input_details, dict) and draw(st.booleans()):
+        input_details["cached_tokens"] = draw(st.integers(min_value=0, max_value=counted(reported, "input")))
+    return reported
+
+
+def counted(reported, side):
+    """Return the tokens a usage counts on one side: its total, else the sum of its items."""
+    details = reported.get(f"{side}_tokens_details")
+    items = sum(value for name, value in details.items() if name != "cached_tokens") if isinstance(details, dict) else 0
+    return reported.get(f"{side}_tokens", items)
+
+
+def rate(prices, kinds, pick):
+    return pick(prices.per_token(kind) for kind in kinds if kind in prices.prices)
+
+
+PROPERTY = settings(derandomize=True, database=None, deadline=None, max_examples=400)
+
+
+@PROPERTY
+@given(prices=token_prices(), reported=readable_usages())
+def test_every_counted_token_is_priced_at_least_at_the_cheapest_applicable_rate(prices, reported):
+    inputs, outputs = counted(reported, "input"), counted(reported, "output")
+    cheapest = (inputs * rate(prices, ("text_input", "image_input"), min)
+                + outputs * rate(prices, ("image_output", "text_output"), min))
+    dearest = (inputs * rate(prices, ("text_input", "image_input"), max)
+               + outputs * rate(prices, ("image_output", "text_output"), max))
+
+    cost = prices.cost(reported)
+
+    # Readable counts are always priced; no token is left out, and none is priced twice.
+    assert cost is not None
+    assert to_amount(cheapest) <= cost <= to_amount(dearest)
+
+
+@PROPERTY
+@given(prices=token_prices(), reported=readable_usages(), side=st.sampled_from(["input", "output"]))
+def test_one_more_counted_token_is_priced_at_the_dearer_rate_of_its_side(prices, reported, side):
+    more = {**reported, f"{side}_tokens": counted(reported, side) + 1}
+    kinds = ("text_input", "image_input") if side == "input" else ("image_output", "text_output")
+
+    added = Decimal(str(prices.cost(more))) - Decimal(str(prices.cost(reported)))
+
+    # Left unitemised, the extra token costs the dearer rate (each figure is rounded to a millionth).
+    assert abs(added - rate(prices, kinds, max)) <= LEDGER_UNIT
 
 
 def test_prompt_bound_is_one_token_per_utf8_byte():
@@ -174,6 +333,19 @@ def test_gpt_image_2_arbitrary_size_is_charged_its_reported_tokens(client, app, 
     _reservation, charge = ledger_lines(app)
     assert (charge["estimatedCost"], charge["tokenCost"], charge["cost"]) == (0.12348, 0.064725, 0.064725)
     assert charge["imagesReturned"] == 2
+
+
+def test_input_tokens_the_usage_does_not_itemise_are_charged(client, app, responses_mock):
+    answer = {**GPT_IMAGE_2_RESPONSE, "data": [{"b64_json": "AA=="}], "quality": "medium", "size": "1024x1024",
+              "usage": {"input_tokens": 1000, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 1372}}
+
+    response = generate(client, responses_mock, {"model": "gpt-image-2", "quality": "medium", "size": "1024x1024"},
+                        answer)
+
+    # 1,000 input tokens at the dearer input rate ($8) + 1372 x $30 = 8,000 + 41,160 millionths.
+    assert response.get_json()["_meta"]["cost"]["actual"] == 0.04916
+    _reservation, charge = ledger_lines(app)
+    assert (charge["cost"], charge["tokenCost"], charge["chargedBy"]) == (0.04916, 0.04916, "tokens")
 
 
 def test_tokens_above_the_reservation_are_charged_up_to_the_cap_and_logged(client, app, responses_mock, caplog):

@@ -53,6 +53,8 @@ ERROR_CODES = (
     (400, "INVALID_CHUNKED_BODY", "generation", "The chunked body cannot be parsed."),
     (400, "MISSING_FIELDS", "generation", "provider, model or prompt is missing (`missing`)."),
     (400, "VALIDATION_ERROR", "generation", "A field has the wrong type or range (`details`)."),
+    (400, "INVALID_SIZE", "generation", "A size the model's size rule does not take: not WxH, or past a limit "
+                                        "(the message and `reason` say which)."),
     (400, "STREAMING_NOT_SUPPORTED", "generation", "stream: true for a model whose catalog entry does not stream."),
     (404, "PROVIDER_NOT_FOUND", "generation", "Unknown provider (`availableProviders`)."),
     (400, "ACTION_NOT_SUPPORTED", "generation", "The model is not an image model (`suggestedModel`)."),

@@ -1,5 +1,9 @@
 """Price a validated request before anything is reserved or sent: the catalog's checks, then the Quote.
 
+A size the model's size rule does not take is refused with INVALID_SIZE (``param: "size"``, the
+rule's reason as the message); a size the rule takes but the catalog does not price keeps
+IMAGE_CONFIG_NOT_FOUND.
+
 A stream's reservation adds PARTIAL_IMAGE_TOKENS image output tokens per partial image.
 An edit's reservation also bounds its image-input tokens, from each upload's dimensions
 (``imageinfo``): OpenAI counts an input image in 512-pixel tiles after fitting it within
@@ -12,6 +16,7 @@ import dataclasses
 import math
 
 from .errors import ApiError
+from .image_model import AUTO
 from .schemas import check_model_fields
 
 TILE_PIXELS = 512
@@ -41,6 +46,7 @@ def price_request(gateway, generation, uploads=()):
                        "does not edit images.", param="model", provider=generation.provider, model=generation.model)
     check_streaming(image_model, generation)
     choices, params = check_model_fields(image_model, generation)
+    check_size_rules(image_model, choices)
     if generation.n > image_model.max_images:
         raise ApiError(400, "IMAGE_REQUEST_TOO_LARGE",
                        f"Requested number of images ({generation.n}) exceeds maximum allowed "
@@ -79,3 +85,18 @@ def check_streaming(image_model, generation):
                        "maximum allowed (1) for a stream", param="n", requested=generation.n, maximum=1)
 
 
+
+
+def check_size_rules(image_model, choices):
+    """Refuse a size the model's size rule does not take (not ``WxH``, or past a limit), naming the limit.
+
+    A size that meets the rule but that no tier prices is left to the quote: that is the
+    catalog's gap (IMAGE_CONFIG_NOT_FOUND), not the client's mistake.
+    """
+    for dimension, rule in image_model.rules.items():
+        value = choices[dimension]
+        reason = None if value == AUTO and dimension in image_model.auto else rule.breach(value)
+        if reason is not None:
+            raise ApiError(400, "INVALID_SIZE", f"Size '{value}' is not accepted by model '{image_model.name}': "
+                           f"{reason}.", param=dimension, provider=image_model.provider, model=image_model.name,
+                           reason=f"{dimension} {value}: {reason}", **{dimension: value})

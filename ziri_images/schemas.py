@@ -7,6 +7,7 @@ model's catalog entry: a field is either one of the model's price dimensions (``
 refused, so a field reaches the provider only when the catalog says the model accepts it.
 """
 
+import re
 from dataclasses import dataclass
 
 from marshmallow import INCLUDE
@@ -67,6 +68,15 @@ class GenerationRequest:
 
 
 _schema = GenerationRequestSchema()
+# A form field's integer, in ASCII digits as a JSON number is. str.isdigit() is also true of "²",
+# which int() refuses, and int() reads Arabic-Indic or full-width digits and strings past its
+# 4,300-digit limit differently again; 18 digits are more than any field's range allows.
+_FORM_INTEGER = re.compile(r"-?[0-9]{1,18}\Z")
+
+
+def form_integer(text):
+    """Return the integer ``text`` spells in ASCII digits, else ``text`` itself (the schema then refuses it)."""
+    return int(text.strip()) if _FORM_INTEGER.match(text.strip()) else text
 
 
 def _invalid(messages):

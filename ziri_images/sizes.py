@@ -4,9 +4,10 @@ Most models accept a fixed list of sizes, the keys of their price table. A model
 any ``WxH`` within limits (gpt-image-2) carries a ``size_rule`` in pricing.json instead: the
 limits a size must meet, ``sizes`` the provider prices one by one (its standard sizes, with
 published token counts) and tiers named by their largest size. A listed size is priced as
-itself; any other size at the first tier with at least as many pixels. A size that breaks a
-limit, or is larger than every tier, has no price (the request is refused with
-IMAGE_CONFIG_NOT_FOUND, before the provider is called).
+itself; any other size at the first tier with at least as many pixels. A size that is not
+``WxH`` or breaks a limit is one the model does not take (the request is refused with
+INVALID_SIZE, quoting.py); one larger than every tier is one the catalog does not price
+(IMAGE_CONFIG_NOT_FOUND). Both are refused before the provider is called.
 """
 
 import re
@@ -88,17 +89,22 @@ class SizeRule:
             return f"more than {self.max_pixels} pixels"
         return None
 
+    def breach(self, size):
+        """Return why ``size`` is not a size the rule takes (not ``WxH``, or past a limit), or None."""
+        if any(size == tier for tier, _ in self.tiers) or size in self.sizes:
+            return None
+        parsed = parse_size(size)
+        return "the size is not 'WxH'" if parsed is None else self.problem(*parsed)
+
     def tier_for(self, size):
         """Return (price key, None) for a size the rule prices, else (None, the reason it does not)."""
         if any(size == tier for tier, _ in self.tiers) or size in self.sizes:
             return size, None
-        parsed = parse_size(size)
-        if parsed is None:
-            return None, "the size is not 'WxH'"
-        problem = self.problem(*parsed)
+        problem = self.breach(size)
         if problem is not None:
             return None, problem
-        pixels = parsed[0] * parsed[1]
+        width, height = parse_size(size)
+        pixels = width * height
         for tier, tier_pixels in self.tiers:
             if pixels <= tier_pixels:
                 return tier, None

@@ -70,31 +70,36 @@ class TokenPrices:
     def cost(self, usage):
         """Return the USD cost of a response's ``usage`` (rounded to the ledger's unit), or None.
 
-        None means the usage cannot be priced (not an object, or counts that are not whole
-        numbers up to MAX_TOKENS); the caller then charges the reservation instead.
+        Every token a total counts is priced: the kinds its details itemise at their own rates,
+        the rest at the dearest rate of that side (docs/pricing.md, *The charge*). None means
+        the usage cannot be priced (not an object, no ``output_tokens``, counts that are not
+        whole numbers up to MAX_TOKENS, or counts that contradict each other); the caller then
+        charges the reservation instead.
         """
-        if not isinstance(usage, dict):
+        if not isinstance(usage, dict) or "output_tokens" not in usage:
             return None
-        input_tokens = _count(usage.get("input_tokens", 0))
-        output_tokens = _count(usage.get("output_tokens"))
-        if input_tokens is None or output_tokens is None:
+        output_rates = {"image_tokens": "image_output",
+                        "text_tokens": "text_output" if "text_output" in self.prices else "image_output"}
+        inputs = self._side_cost(usage, "input", {"text_tokens": "text_input", "image_tokens": "image_input"})
+        outputs = self._side_cost(usage, "output", output_rates)
+        return None if inputs is None or outputs is None else to_amount(inputs + outputs)
+
+    def _side_cost(self, usage, side, rates):
+        """Return the exact cost of one side's tokens (``input`` or ``output``), or None.
+
+        ``rates`` maps each kind the side's details may itemise to its price. Without a total
+        the side counts its items. Cached tokens are a subset of the input tokens, not more of
+        them: the catalog has no cached rate, so they are priced at the full rate of their kind.
+        """
+        details = usage.get(f"{side}_tokens_details")
+        details = details if isinstance(details, dict) else {}  # null or malformed: nothing itemised
+        items = {kind: _count(details.get(kind, 0)) for kind in rates}
+        cached = _count(details.get("cached_tokens", 0))
+        if None in items.values() or cached is None:
             return None
-        total = Decimal(0)
-        input_details = usage.get("input_tokens_details")
-        if isinstance(input_details, dict):
-            text, image = _count(input_details.get("text_tokens", 0)), _count(input_details.get("image_tokens", 0))
-            if text is None or image is None:
-                return None
-            total += text * self.per_token("text_input") + image * self.per_token("image_input")
-        else:
-            # Not itemised: price every input token at the dearer input rate.
-            total += input_tokens * max(self.per_token("text_input"), self.per_token("image_input"))
-        output_text = 0
-        output_details = usage.get("output_tokens_details")
-        if "text_output" in self.prices and isinstance(output_details, dict):
-            output_text = _count(output_details.get("text_tokens", 0))
-            if output_text is None or output_text > output_tokens:
-                return None
-            total += output_text * self.per_token("text_output")
-        total += (output_tokens - output_text) * self.per_token("image_output")
-        return to_amount(total)
+        total = _count(usage.get(f"{side}_tokens", sum(items.values())))
+        if total is None or sum(items.values()) > total or cached > total:
+            return None  # counts that contradict each other cannot be trusted
+        rest = total - sum(items.values())
+        dearest = max(self.per_token(name) for name in rates.values())
+        return sum(count * self.per_token(rates[kind]) for kind, count in items.items()) + rest * dearest

@@ -15,6 +15,7 @@ from flask import request
 from .errors import ApiError
 from .imageinfo import NotAnImage
 from .imageinfo import image_info
+from .schemas import form_integer
 
 IMAGE_FIELDS = ("image", "image[]")
 INTEGER_FIELDS = ("n", "output_compression", "partial_images")
@@ -85,8 +86,8 @@ def _form_fields(form):
     body = {}
     for name in form:
         value = form.get(name)
-        if name in INTEGER_FIELDS and value.strip().lstrip("-").isdigit():
-            value = int(value)
+        if name in INTEGER_FIELDS:
+            value = form_integer(value)
         elif name in BOOLEAN_FIELDS:
             value = BOOLEAN_FIELDS[name].get(value.strip().lower(), value)
         body[name] = value
