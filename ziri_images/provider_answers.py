@@ -2,8 +2,9 @@
 
 Every ``requests`` exception and every bad upstream answer becomes a ``ProviderError`` here and
 nowhere else. ``may_have_billed`` tells the caller whether the provider could have generated
-(and charged for) images anyway. Anything the provider sends back is redacted first: it may
-repeat the credential it was sent, in any field.
+(and charged for) images anyway; an error raised after a 2xx status ``charges_reservation``.
+Anything the provider sends back is redacted first: it may repeat the credential it was sent,
+in any field.
 """
 
 import re
@@ -40,6 +41,23 @@ class ProviderError(ApiError):
         self.provider_status = provider_status
         self.provider_request_id = provider_request_id
         self.may_have_billed = may_have_billed
+
+    @property
+    def charges_reservation(self):
+        """True when the provider accepted the call (a 2xx status) but its answer could not be used.
+
+        It may have generated, and billed, everything asked: the reservation is the charge.
+        """
+        return self.provider_status is not None and 200 <= self.provider_status < 300
+
+    def charge_fields(self, reserved):
+        """Return the charge record's fields for this failure: ``reserved`` as its cost after a 2xx, else nothing."""
+        if self.charges_reservation:
+            charged = {"imagesReturned": None, "cost": reserved, "chargedBy": "reservation"}
+        else:
+            charged = {"imagesReturned": 0, "cost": 0.0}
+        return {**charged, "providerStatus": self.provider_status, "providerRequestId": self.provider_request_id,
+                "mayHaveBilled": self.may_have_billed}
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,13 @@ socket has (``read1``), never waiting for a fixed amount. A read that fails or t
 mid-stream (the call's deadline and the read timeout still apply, ``deadline.py``) becomes a
 ``ProviderError`` that may have billed; so does a stream larger than MAX_STREAM_BYTES, and an
 ``error`` event from the provider (its message redacted, never passed on as sent).
+
+A 2xx answer's label (``text/event-stream``) may be wrong either way (a proxy that rewrote it,
+an endpoint that ignores ``stream``): ``starts_as_events`` reads its first bytes to tell, and
+``read_all`` reads an answer that is not a stream (a JSON images body).
 """
 
+import json
 from dataclasses import dataclass
 
 from urllib3.exceptions import HTTPError
@@ -20,6 +25,8 @@ from .strict_json import parse_provider_body
 READ_BYTES = 64 * 1024
 # The final image and three partial ones, each a few MB of base64, fit many times over.
 MAX_STREAM_BYTES = 128 * 1024 * 1024
+# What an event stream's first line starts with (after a byte-order mark or blank lines): a field, or a comment.
+EVENT_STREAM_STARTS = (b"event:", b"data:", b"id:", b"retry:", b":")
 
 
 def is_error_event(event):
@@ -67,6 +74,12 @@ def parse_event(block):
     return Event(name, decoded, block + b"\n\n")
 
 
+def encode_event(name, data):
+    """Return the SSE bytes of an event named ``name`` (or unnamed) whose data is the JSON of ``data``."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return (f"event: {name}\n" if name else "").encode("utf-8") + f"data: {text}\n\n".encode("utf-8")
+
+
 class ProviderStream:
     """The open event stream of one provider call; ``close()`` ends it and frees its connection."""
 
@@ -75,7 +88,33 @@ class ProviderStream:
         self.response = response
         self.provider_status = response.status_code
         self.provider_request_id = provider_request_id
+        self._start = b""  # bytes read by starts_as_events, still to be read by events or read_all
         self._closed = False
+
+    def starts_as_events(self, labelled):
+        """Return True when the answer is an event stream: it starts as one, or is ``labelled`` one and is not JSON.
+
+        Its label is not enough: a proxy may label a JSON answer as events, or events as JSON.
+        """
+        needed = 1 if labelled else len(b"retry:")  # what tells it: its first byte, or its first field's name
+        while len(self._start.lstrip()) < needed and len(self._start) < READ_BYTES:
+            chunk = self._read_more()
+            if not chunk:
+                break
+            self._start += chunk
+        if labelled:
+            return not self._start.lstrip().startswith(b"{")  # no event stream starts with one
+        return self._start.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n").startswith(EVENT_STREAM_STARTS)
+
+    def read_all(self, limit):
+        """Return the whole answer (it is not a stream); raise ProviderError past ``limit`` bytes."""
+        chunks, size = [], 0
+        while chunk := self._read():
+            size += len(chunk)
+            if size > limit:
+                raise self._broken(f"sent an answer larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def events(self):
         """Yield each Event as it completes; raise ProviderError if the stream breaks, stalls or is too large."""
@@ -98,12 +137,19 @@ class ProviderStream:
                 event = parse_event(bytes(pending[:end]))
                 del pending[:end + 2]
                 start = 0
-                if event is not None and is_error_event(event):
+                if event is None:
+                    continue
+                if is_error_event(event):
                     raise self._failed(event)
-                if event is not None:
-                    yield event
+                yield event
 
     def _read(self):
+        if self._start:
+            start, self._start = self._start, b""
+            return start
+        return self._read_more()
+
+    def _read_more(self):
         try:
             return self.response.raw.read1(READ_BYTES, decode_content=True)
         except (HTTPError, OSError) as error:
