@@ -5,7 +5,8 @@ line endings normalised to ``\\n``) as soon as its blank line has arrived: it re
 socket has (``read1``), never waiting for a fixed amount. A read that fails or times out
 mid-stream (the call's deadline and the read timeout still apply, ``deadline.py``) becomes a
 ``ProviderError`` that may have billed; so does a stream larger than MAX_STREAM_BYTES, and an
-``error`` event from the provider (its message redacted, never passed on as sent).
+``error`` event from the provider (its message redacted, never passed on as sent). Every event
+loses the credential the gateway sent, wherever the provider repeats it (``redacted_event``).
 
 A 2xx answer's label (``text/event-stream``) may be wrong either way (a proxy that rewrote it,
 an endpoint that ignores ``stream``): ``starts_as_events`` reads its first bytes to tell, and
@@ -18,7 +19,10 @@ from dataclasses import dataclass
 from urllib3.exceptions import HTTPError
 from urllib3.exceptions import ReadTimeoutError
 
+from .provider_answers import REDACTED
+from .provider_answers import answer_secret
 from .provider_answers import caused_by
+from .provider_answers import redact_document
 from .provider_answers import upstream_error
 from .strict_json import parse_provider_body
 
@@ -80,6 +84,21 @@ def encode_event(name, data):
     return (f"event: {name}\n" if name else "").encode("utf-8") + f"data: {text}\n\n".encode("utf-8")
 
 
+def redacted_event(event, secret):
+    """Return ``event`` with ``secret`` replaced in its data and its bytes; the same event when it holds none.
+
+    Only an event whose data holds the secret (escaped or not) is encoded again.
+    """
+    if secret is None:
+        return event
+    data = redact_document(event.data, event.raw, secret)
+    raw = encode_event(event.name, data) if data is not event.data else event.raw
+    if raw is event.raw and secret.encode("utf-8") not in raw:
+        return event
+    name = event.name.replace(secret, REDACTED) if event.name else event.name
+    return Event(name, data, raw.replace(secret.encode("utf-8"), REDACTED.encode("utf-8")))
+
+
 class ProviderStream:
     """The open event stream of one provider call; ``close()`` ends it and frees its connection."""
 
@@ -88,6 +107,7 @@ class ProviderStream:
         self.response = response
         self.provider_status = response.status_code
         self.provider_request_id = provider_request_id
+        self._secret = answer_secret(provider.api_key)
         self._start = b""  # bytes read by starts_as_events, still to be read by events or read_all
         self._closed = False
 
@@ -139,6 +159,7 @@ class ProviderStream:
                 start = 0
                 if event is None:
                     continue
+                event = redacted_event(event, self._secret)
                 if is_error_event(event):
                     raise self._failed(event)
                 yield event
