@@ -271,6 +271,25 @@ def test_images_edit_streams(gateway, api_key):
 
 
 @pytest.mark.real_http
+@pytest.mark.parametrize("fault, types", [
+    pytest.param("nostream", ["image_generation.completed"], id="answered-as-json"),
+    pytest.param("mislabel", ["image_generation.partial_image", "image_generation.completed"], id="events-as-json"),
+])
+def test_a_stream_answered_without_a_stream_label_still_streams_and_is_charged_from_usage(gateway, api_key, fault,
+                                                                                         types):
+    before = len(gateway.ledger())
+    with gateway.client(api_key) as client:
+        events = list(client.images.generate(model="gpt-image-1", prompt=f"[stub:{fault}] a fox", stream=True,
+                                             partial_images=1))
+
+    assert [event.type for event in events] == types
+    assert events[-1].b64_json.startswith("iVBORw0KGgo") and events[-1].usage.output_tokens > 0
+    [charge] = new_records(gateway, before, "charge", 1)
+    assert (charge["status"], charge["chargedBy"], charge["stream"]) == ("succeeded", "tokens", True)
+    assert events[-1].model_extra["_meta"]["cost"]["actual"] == charge["cost"] > 0
+
+
+@pytest.mark.real_http
 def test_a_model_that_does_not_stream_is_refused_before_anything_is_reserved(gateway, api_key):
     before = len(gateway.ledger())
     with gateway.client(api_key) as client, pytest.raises(openai.BadRequestError) as raised:

@@ -274,6 +274,15 @@ def test_calls_one_after_another_reuse_one_kept_alive_connection(counting_server
 
 
 @pytest.mark.real_http
+def test_a_stream_request_answered_as_json_is_its_result_and_leaves_its_connection_for_the_next(counting_server):
+    provider = loopback_provider(counting_server)
+    for _ in range(3):
+        result = provider.open_stream({"model": "gpt-image-1", "prompt": "p", "stream": True}, "req_1")
+        assert result.body == {"created": 1, "data": [{"url": "https://images.test/1.png"}]}
+    assert len(counting_server.connections) == 1
+
+
+@pytest.mark.real_http
 def test_calls_in_flight_at_once_each_get_a_connection_and_leave_it_for_the_next(counting_server):
     counting_server.hold_first = True
     provider = loopback_provider(counting_server)

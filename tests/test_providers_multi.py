@@ -242,8 +242,10 @@ def test_provider_errors_map_like_openais(client, app, responses_mock, provider,
         assert response.headers[name] == value
     for secret in (AZURE_KEY, XAI_KEY):
         assert secret not in response.get_data(as_text=True)
-    _reservation, charge = ledger_lines(app)
-    assert (charge["status"], charge["cost"], charge["provider"]) == ("provider_error", 0.0, body["provider"])
+    reservation, charge = ledger_lines(app)
+    # An error status billed nothing; a 2xx the gateway could not read may have billed what was reserved.
+    cost = reservation["amount"] if 200 <= upstream.get("status", 0) < 300 else 0.0
+    assert (charge["status"], charge["cost"], charge["provider"]) == ("provider_error", cost, body["provider"])
 
 
 def test_openai_moderation_block_has_the_same_reason(client, responses_mock):

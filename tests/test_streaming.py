@@ -187,15 +187,6 @@ def test_an_upstream_error_before_the_stream_takes_the_normal_error_path(app, cl
     assert charge["status"] == "provider_error" and charge["cost"] == 0.0
 
 
-def test_a_json_answer_to_a_stream_request_is_a_provider_error(app, client, responses_mock):
-    responses_mock.add(responses.POST, GENERATIONS_URL, json={"created": 1, "data": []})
-
-    response = stream_request(client)
-
-    assert response.status_code == 502
-    assert only_charge(app)[1]["mayHaveBilled"] is True
-
-
 def test_edits_stream_their_own_event_names(app, client, responses_mock):
     add_stream(responses_mock, partial(0, "image_edit") + completed("image_edit"), url=EDITS_URL)
 

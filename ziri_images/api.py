@@ -27,8 +27,7 @@ from .quoting import price_request
 from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
 from .schemas import parse_generation_request
 from .serverlog import escape
-from .streaming import event_stream_response
-from .streaming import relay
+from .streaming import stream_response
 from .uploads import read_edit_form
 
 log = logging.getLogger("ziri_images")
@@ -150,7 +149,7 @@ def reserve_spend(gateway, key, endpoint, generation, quote, idempotency_key):
 
 
 def call_provider(provider, payload, quote, settle, files=None, stream=False):
-    """Return the ProviderResult (the open ProviderStream if ``stream``); a failed call is settled, then raised."""
+    """Return the ProviderResult (if ``stream``: the ProviderStream, unless answered without one); settle a failure."""
     try:
         if stream:
             return provider.open_stream(payload, g.request_id, files)
@@ -158,8 +157,7 @@ def call_provider(provider, payload, quote, settle, files=None, stream=False):
             return provider.edit(payload, files, g.request_id)
         return provider.generate(payload, g.request_id)
     except ProviderError as error:
-        settle("provider_error", error.status, imagesReturned=0, cost=0.0, providerStatus=error.provider_status,
-               providerRequestId=error.provider_request_id, mayHaveBilled=error.may_have_billed)
+        settle("provider_error", error.status, **error.charge_fields(quote.reserved))
         raise
     except BaseException:
         # Unknown outcome: charge what was reserved rather than risk an unrecorded generation.
@@ -199,7 +197,7 @@ def stream_events(provider, endpoint, generation, image_model, payload, quote, s
     def charge_completed(result):
         return response_meta(generation, quote, result, charge_result(image_model, quote, result, settle))
 
-    return event_stream_response(relay(upstream, endpoint, quote, settle, charge_completed))
+    return stream_response(upstream, endpoint, quote, settle, charge_completed)
 
 
 def generation_response(generation, quote, result, charge):

@@ -2,8 +2,11 @@
 
 Every ``requests`` exception and every bad upstream answer becomes a ``ProviderError`` here and
 nowhere else. ``may_have_billed`` tells the caller whether the provider could have generated
-(and charged for) images anyway. Anything the provider sends back is redacted first: it may
-repeat the credential it was sent, in any field.
+(and charged for) images anyway; an error raised after a 2xx status ``charges_reservation``.
+Anything the provider sends back is redacted first: it may repeat the credential it was sent,
+in any field. Error texts lose anything key-shaped as well; an answer's body and its events lose
+the exact credential only (``redact_document``), as key-shaped strings are theirs (xAI's image
+URLs hold one).
 """
 
 import re
@@ -21,14 +24,63 @@ _SECRET_PATTERN = re.compile(r"\b((?:sk|xai)-[A-Za-z0-9_*\-]{6,}|ziri-[A-Za-z0-9
 _CREDENTIALS_REJECTED = re.compile(r"\b(incorrect|invalid) api key\b", re.IGNORECASE)
 # The providers' codes for a prompt or image refused by their safety system.
 CONTENT_POLICY_CODES = {"content_policy_violation", "contentFilter", "moderation_blocked"}
+REDACTED = "[redacted]"
+# A shorter credential is no secret worth guarding (it is guessed at once), and replacing it in an
+# answer would corrupt images: a short run of letters turns up in megabytes of base64 by chance.
+MIN_SECRET_CHARS = 8
 
 
 def redact(text, secrets=()):
     """Return ``text`` with the given secrets and anything shaped like an API key removed."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "[redacted]")
-    return _SECRET_PATTERN.sub("[redacted]", text)
+            text = text.replace(secret, REDACTED)
+    return _SECRET_PATTERN.sub(REDACTED, text)
+
+
+def answer_secret(credential):
+    """Return the credential an answer must not repeat, or None when it is too short to guard."""
+    return credential if credential and len(credential) >= MIN_SECRET_CHARS else None
+
+
+def may_hold(raw, secret):
+    """Return False when the JSON text ``raw`` shows that none of its strings can hold ``secret``.
+
+    Without a backslash there is no escape (``\\u0073k-...`` is ``sk-...``): a string holds the
+    secret only if the bytes do. Two scans of the bytes, at memory speed, so an answer without it
+    is passed on as it is: its base64 images neither walked again nor copied nor re-encoded.
+    """
+    return secret is not None and (secret.encode("utf-8") in raw or b"\\" in raw)
+
+
+def redact_document(document, raw, secret):
+    """Return the decoded JSON ``document`` (read from ``raw``) with ``secret`` replaced in its strings, keys too.
+
+    The same object when no string holds it, so a caller can tell whether anything changed.
+    """
+    if not may_hold(raw, secret) or not _holds(document, secret):
+        return document
+    return _without(document, secret)
+
+
+def _holds(value, secret):
+    if isinstance(value, str):
+        return secret in value
+    if isinstance(value, dict):
+        return any(_holds(name, secret) or _holds(item, secret) for name, item in value.items())
+    if isinstance(value, list):
+        return any(_holds(item, secret) for item in value)
+    return False
+
+
+def _without(value, secret):
+    if isinstance(value, str):
+        return value.replace(secret, REDACTED)
+    if isinstance(value, dict):
+        return {_without(name, secret): _without(item, secret) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_without(item, secret) for item in value]
+    return value
 
 
 class ProviderError(ApiError):
@@ -40,6 +92,23 @@ class ProviderError(ApiError):
         self.provider_status = provider_status
         self.provider_request_id = provider_request_id
         self.may_have_billed = may_have_billed
+
+    @property
+    def charges_reservation(self):
+        """True when the provider accepted the call (a 2xx status) but its answer could not be used.
+
+        It may have generated, and billed, everything asked: the reservation is the charge.
+        """
+        return self.provider_status is not None and 200 <= self.provider_status < 300
+
+    def charge_fields(self, reserved):
+        """Return the charge record's fields for this failure: ``reserved`` as its cost after a 2xx, else nothing."""
+        if self.charges_reservation:
+            charged = {"imagesReturned": None, "cost": reserved, "chargedBy": "reservation"}
+        else:
+            charged = {"imagesReturned": 0, "cost": 0.0}
+        return {**charged, "providerStatus": self.provider_status, "providerRequestId": self.provider_request_id,
+                "mayHaveBilled": self.may_have_billed}
 
 
 @dataclass(frozen=True)
@@ -83,6 +152,7 @@ def interpret_answer(provider, status, headers, raw, provider_request_id):
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise provider.error(502, f"Provider '{provider.name}' returned a response without image data.",
                                  may_have_billed=True, **context)
+        body = redact_document(body, raw, answer_secret(provider.api_key))
         return ProviderResult(body=body, provider_status=status, provider_request_id=provider_request_id)
     raise refusal(provider, status, headers, body, context)
 

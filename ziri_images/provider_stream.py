@@ -5,21 +5,32 @@ line endings normalised to ``\\n``) as soon as its blank line has arrived: it re
 socket has (``read1``), never waiting for a fixed amount. A read that fails or times out
 mid-stream (the call's deadline and the read timeout still apply, ``deadline.py``) becomes a
 ``ProviderError`` that may have billed; so does a stream larger than MAX_STREAM_BYTES, and an
-``error`` event from the provider (its message redacted, never passed on as sent).
+``error`` event from the provider (its message redacted, never passed on as sent). Every event
+loses the credential the gateway sent, wherever the provider repeats it (``redacted_event``).
+
+A 2xx answer's label (``text/event-stream``) may be wrong either way (a proxy that rewrote it,
+an endpoint that ignores ``stream``): ``starts_as_events`` reads its first bytes to tell, and
+``read_all`` reads an answer that is not a stream (a JSON images body).
 """
 
+import json
 from dataclasses import dataclass
 
 from urllib3.exceptions import HTTPError
 from urllib3.exceptions import ReadTimeoutError
 
+from .provider_answers import REDACTED
+from .provider_answers import answer_secret
 from .provider_answers import caused_by
+from .provider_answers import redact_document
 from .provider_answers import upstream_error
 from .strict_json import parse_provider_body
 
 READ_BYTES = 64 * 1024
 # The final image and three partial ones, each a few MB of base64, fit many times over.
 MAX_STREAM_BYTES = 128 * 1024 * 1024
+# What an event stream's first line starts with (after a byte-order mark or blank lines): a field, or a comment.
+EVENT_STREAM_STARTS = (b"event:", b"data:", b"id:", b"retry:", b":")
 
 
 def is_error_event(event):
@@ -67,6 +78,27 @@ def parse_event(block):
     return Event(name, decoded, block + b"\n\n")
 
 
+def encode_event(name, data):
+    """Return the SSE bytes of an event named ``name`` (or unnamed) whose data is the JSON of ``data``."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return (f"event: {name}\n" if name else "").encode("utf-8") + f"data: {text}\n\n".encode("utf-8")
+
+
+def redacted_event(event, secret):
+    """Return ``event`` with ``secret`` replaced in its data and its bytes; the same event when it holds none.
+
+    Only an event whose data holds the secret (escaped or not) is encoded again.
+    """
+    if secret is None:
+        return event
+    data = redact_document(event.data, event.raw, secret)
+    raw = encode_event(event.name, data) if data is not event.data else event.raw
+    if raw is event.raw and secret.encode("utf-8") not in raw:
+        return event
+    name = event.name.replace(secret, REDACTED) if event.name else event.name
+    return Event(name, data, raw.replace(secret.encode("utf-8"), REDACTED.encode("utf-8")))
+
+
 class ProviderStream:
     """The open event stream of one provider call; ``close()`` ends it and frees its connection."""
 
@@ -75,7 +107,34 @@ class ProviderStream:
         self.response = response
         self.provider_status = response.status_code
         self.provider_request_id = provider_request_id
+        self._secret = answer_secret(provider.api_key)
+        self._start = b""  # bytes read by starts_as_events, still to be read by events or read_all
         self._closed = False
+
+    def starts_as_events(self, labelled):
+        """Return True when the answer is an event stream: it starts as one, or is ``labelled`` one and is not JSON.
+
+        Its label is not enough: a proxy may label a JSON answer as events, or events as JSON.
+        """
+        needed = 1 if labelled else len(b"retry:")  # what tells it: its first byte, or its first field's name
+        while len(self._start.lstrip()) < needed and len(self._start) < READ_BYTES:
+            chunk = self._read_more()
+            if not chunk:
+                break
+            self._start += chunk
+        if labelled:
+            return not self._start.lstrip().startswith(b"{")  # no event stream starts with one
+        return self._start.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n").startswith(EVENT_STREAM_STARTS)
+
+    def read_all(self, limit):
+        """Return the whole answer (it is not a stream); raise ProviderError past ``limit`` bytes."""
+        chunks, size = [], 0
+        while chunk := self._read():
+            size += len(chunk)
+            if size > limit:
+                raise self._broken(f"sent an answer larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def events(self):
         """Yield each Event as it completes; raise ProviderError if the stream breaks, stalls or is too large."""
@@ -98,12 +157,20 @@ class ProviderStream:
                 event = parse_event(bytes(pending[:end]))
                 del pending[:end + 2]
                 start = 0
-                if event is not None and is_error_event(event):
+                if event is None:
+                    continue
+                event = redacted_event(event, self._secret)
+                if is_error_event(event):
                     raise self._failed(event)
-                if event is not None:
-                    yield event
+                yield event
 
     def _read(self):
+        if self._start:
+            start, self._start = self._start, b""
+            return start
+        return self._read_more()
+
+    def _read_more(self):
         try:
             return self.response.raw.read1(READ_BYTES, decode_content=True)
         except (HTTPError, OSError) as error:

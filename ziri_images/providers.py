@@ -164,7 +164,9 @@ class OpenAIProvider:
 
         The connection stays with the stream until it is closed. Its reads keep the call's
         deadline (set when the answer's headers arrived) and the read timeout, the longest
-        gap allowed between two events.
+        gap allowed between two events. A 2xx answer is a stream if its first bytes say so
+        (``starts_as_events``); any other is read as a JSON answer, and returned as its
+        ProviderResult when it is one (an endpoint that ignores ``stream``).
         """
         if files is None:
             url, body, content = self.url_for(payload["model"]), {"json": payload}, {"Content-Type": "application/json"}
@@ -178,15 +180,16 @@ class OpenAIProvider:
             with call_deadline(self.call_deadline):
                 response = self._send(url, headers, **body)
             provider_request_id = self.redacted(response.headers.get("x-request-id"))
-            if not 200 <= response.status_code < 300 or not is_event_stream(response):
-                raw = self._read_capped(response)
-                interpret_answer(self, response.status_code, response.headers, raw, provider_request_id)
-                raise self.error(502, f"Provider '{self.name}' answered a stream request without a stream.",
-                                 may_have_billed=True, provider_status=response.status_code,
-                                 provider_request_id=provider_request_id)
+            if not 200 <= response.status_code < 300:
+                interpret_answer(self, response.status_code, response.headers, self._read_capped(response),
+                                 provider_request_id)  # raises the error the answer means
+            stream = ProviderStream(self, response, provider_request_id)
+            if stream.starts_as_events(labelled=is_event_stream(response)):
+                return stream
+            raw = stream.read_all(MAX_RESPONSE_BYTES)
+            return interpret_answer(self, response.status_code, response.headers, raw, provider_request_id)
         except BaseException as error:
             raise self._failed(response, error)
-        return ProviderStream(self, response, provider_request_id)
 
     def _headers(self, request_id, content_headers):
         return {
@@ -217,7 +220,12 @@ class OpenAIProvider:
         """
         if response is not None:
             response.close()
-        return translate_failure(self, error) if isinstance(error, requests.exceptions.RequestException) else error
+        if not isinstance(error, requests.exceptions.RequestException):
+            return error
+        failure = translate_failure(self, error)
+        if response is not None:  # its status arrived: a 2xx whose body broke charges the reservation
+            failure.provider_status = response.status_code
+        return failure
 
     def _read_capped(self, response):
         chunks, size = [], 0

@@ -14,6 +14,10 @@ happens, the request is settled exactly once:
   (``chargedBy: reservation``, ``mayHaveBilled``) and the client gets an ``error`` event in
   OpenAI's shape, ``{"type": "error", "error": {"message", "type", "param", "code"}}``;
 - anything unexpected: the reservation is charged, as for a call whose outcome is unknown.
+
+A provider that answers with a JSON images body instead (it ignores ``stream``) is charged
+from it as a JSON answer is, before the client hears back, and its image is served as the one
+``completed`` event OpenAI would have streamed (``answered_events``).
 """
 
 import json
@@ -29,11 +33,15 @@ from .errors import error_param
 from .errors import error_type
 from .provider_answers import ProviderError
 from .provider_answers import ProviderResult
+from .provider_stream import Event
+from .provider_stream import encode_event
 
 log = logging.getLogger("ziri_images")
 
 COMPLETED = {"generations": "image_generation.completed", "edits": "image_edit.completed"}
 IMAGE_FIELDS = ("size", "quality", "background", "output_format")
+# An image's fields a JSON answer may carry, passed on in its completed event (OpenAI's has b64_json).
+ANSWER_IMAGE_FIELDS = ("b64_json", "url", "revised_prompt")
 
 
 def event_stream_response(events):
@@ -42,6 +50,27 @@ def event_stream_response(events):
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response
+
+
+def stream_response(upstream, endpoint, quote, settle, charge):
+    """Return the streamed answer to ``upstream``: its events relayed, or the JSON answer it was, as events."""
+    if isinstance(upstream, ProviderResult):
+        return event_stream_response(answered_events(upstream.body, endpoint, charge(upstream)))
+    return event_stream_response(relay(upstream, endpoint, quote, settle, charge))
+
+
+def answered_events(body, endpoint, meta):
+    """Yield the ``completed`` event of an images ``body`` (already charged: ``meta``), or an error without an image."""
+    image = body["data"][0] if body["data"] else None  # a stream asks for one image
+    if not isinstance(image, dict):
+        yield error_event(ProviderError(502, f"Provider '{meta['provider']}' answered without an image.",
+                                        may_have_billed=True))
+        return
+    name = COMPLETED[endpoint]
+    delivered = {field: image[field] for field in ANSWER_IMAGE_FIELDS if isinstance(image.get(field), str)}
+    shape = {field: body[field] for field in IMAGE_FIELDS if isinstance(body.get(field), str)}
+    data = {"type": name, **delivered, "created_at": body.get("created"), **shape, "usage": body.get("usage")}
+    yield with_meta(Event(name, data, b""), meta)
 
 
 def completed_body(data):
@@ -54,8 +83,7 @@ def completed_body(data):
 
 def with_meta(event, meta):
     """Return the ``completed`` event with the gateway's ``_meta`` (its cost) added, as a JSON answer has it."""
-    data = json.dumps({**event.data, "_meta": meta}, separators=(",", ":"), ensure_ascii=False)
-    return (f"event: {event.name}\n" if event.name else "").encode("utf-8") + f"data: {data}\n\n".encode("utf-8")
+    return encode_event(event.name, {**event.data, "_meta": meta})
 
 
 def error_event(error):

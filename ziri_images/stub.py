@@ -18,8 +18,9 @@ Directives in the prompt drive faults for tests: ``[stub:delay=2]``, ``[stub:sta
 ``[stub:status=400:content_policy_violation]``, ``[stub:fewer]``, ``[stub:nonjson]``,
 ``[stub:nodata]``; for streams ``[stub:event_delay=0.5]`` (seconds before each event),
 ``[stub:nocompleted]`` (ends after the partial images), ``[stub:stall=30]`` (stops sending
-after the first event for that long) and ``[stub:break]`` (drops the connection after the
-first event).
+after the first event for that long), ``[stub:break]`` (drops the connection after the
+first event), ``[stub:nostream]`` (answers with the JSON body, as an endpoint that ignores
+``stream`` does) and ``[stub:mislabel]`` (the events labelled ``application/json``).
 """
 
 import base64
@@ -216,9 +217,11 @@ def _generate(req, images, delay, body=None, image_input=0, event_prefix="image_
                 "output_tokens_details": {"image_tokens": image_tokens, "text_tokens": 0},
             },
         })
-    if body.get("stream") is True:
+    if body.get("stream") is True and "nostream" not in directives:
         result = event_stream(response, body, directives, event_prefix,
                               lambda index: png_bytes(f"{body['prompt']}#partial{index}"))
+        if "mislabel" in directives:
+            result.mimetype = "application/json"
     else:
         result = jsonify(response)
     result.headers["x-request-id"] = "req_stub_" + uuid.uuid4().hex[:16]

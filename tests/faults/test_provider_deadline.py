@@ -36,9 +36,13 @@ def worker_class(request):
 
 
 def assert_settled_in_time(reservation, charge):
-    """The call was cut at its deadline: settled as a 504 that may have billed, before the reservation expired."""
+    """The call was cut at its deadline: settled as a 504 that may have billed, before the reservation expired.
+
+    Cut in its body, after a 2xx status, it is charged the reservation; cut in its headers, nothing.
+    """
     assert (charge["type"], charge["status"], charge["httpStatus"]) == ("charge", "provider_error", 504)
-    assert charge["mayHaveBilled"] is True and charge["cost"] == 0.0
+    cost = reservation["amount"] if charge["providerStatus"] == 200 else 0.0
+    assert charge["mayHaveBilled"] is True and charge["cost"] == cost
     assert "afterExpiry" not in charge
     assert parse_ts(charge["ts"]) < parse_ts(reservation["expiresAt"])
 
@@ -56,6 +60,7 @@ def test_trickling_upstream_is_cut_at_the_call_deadline(make_app, behaviour):
     assert response.headers["x-should-retry"] == "false"
     reservation, charge = ledger_lines(app)
     assert_settled_in_time(reservation, charge)
+    assert charge["providerStatus"] == (200 if behaviour is trickle_body else None)
     assert len(upstream.requests) == 1
 
 

@@ -58,10 +58,11 @@ TRANSPORT_FAULTS = [
           id="connection-refused"),
     fault(close_at_once, 502, message=DROPPED, id="closed-before-answering"),
     fault(reset_at_once, 502, message=DROPPED, id="reset-before-answering"),
-    fault(partial_body(then_reset=True), 502, id="reset-mid-body"),
-    fault(partial_body(then_reset=False), 502, id="closed-mid-body"),
+    # Past a 2xx status: the provider may have billed it all, so the reservation is charged.
+    fault(partial_body(then_reset=True), 502, provider_status=200, id="reset-mid-body"),
+    fault(partial_body(then_reset=False), 502, provider_status=200, id="closed-mid-body"),
     fault(stall(after_headers=False), 504, message=TIMED_OUT, id="read-timeout-before-headers"),
-    fault(stall(after_headers=True), 504, message=TIMED_OUT, id="read-timeout-mid-body"),
+    fault(stall(after_headers=True), 504, provider_status=200, message=TIMED_OUT, id="read-timeout-mid-body"),
     fault(endless_body, 502, provider_status=200, id="huge-body",
           message=f"Provider 'openai' response exceeds {MAX_RESPONSE_BYTES} bytes."),
     fault(gzip_bomb(MAX_RESPONSE_BYTES // (1 << 20) + 16), 502, provider_status=200, id="gzip-bomb",
@@ -75,7 +76,10 @@ TRANSPORT_FAULTS = [
 
 
 def assert_provider_error(app, response, expected):
-    """Check the error answered for a failed provider call and its one ledger charge of 0."""
+    """Check the error answered for a failed provider call and its one ledger charge.
+
+    The charge is 0, or the reservation when the provider answered 2xx: it may have billed it all.
+    """
     assert response.status_code == expected["status"], response.get_data(as_text=True)
     assert response.status_code in DOCUMENTED
     body = response.get_json()
@@ -90,7 +94,10 @@ def assert_provider_error(app, response, expected):
     reservation, charge = ledger_lines(app)
     assert reservation["type"] == "reservation" and reservation["requestId"] == body["requestId"]
     assert (charge["type"], charge["requestId"], charge["status"]) == ("charge", body["requestId"], "provider_error")
-    assert (charge["cost"], charge["imagesReturned"], charge["httpStatus"]) == (0.0, 0, expected["status"])
+    answered = expected["provider_status"] is not None and 200 <= expected["provider_status"] < 300
+    cost, images = (reservation["amount"], None) if answered else (0.0, 0)
+    assert (charge["cost"], charge["imagesReturned"], charge["httpStatus"]) == (cost, images, expected["status"])
+    assert charge.get("chargedBy") == ("reservation" if answered else None)
     assert charge["mayHaveBilled"] is expected["billed"]
     assert charge["providerStatus"] == expected["provider_status"]
     assert PROVIDER_KEY not in Path(app.config["LEDGER_PATH"]).read_text(encoding="utf-8")
