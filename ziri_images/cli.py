@@ -125,7 +125,7 @@ def _key_action(actions, name, help_text, handler, description=None, **defaults)
 
 
 def _add_keys_commands(commands):
-    keys = commands.add_parser("keys", help="create, list, limit, disable and rotate API keys",
+    keys = commands.add_parser("keys", help="create, list, limit, disable, rotate, revoke and delete API keys",
                                description="Manage keys.json. Edits are atomic and safe while the gateway "
                                            "runs; it picks them up without a restart.")
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -148,6 +148,11 @@ def _add_keys_commands(commands):
     _format_option(show, default="table", choices=("table", "json"))
     _key_action(actions, "disable", "refuse the key at once (reversible)", run.keys_status, status="disabled")
     _key_action(actions, "enable", "accept a disabled key again", run.keys_status, status="active")
+    _key_action(actions, "revoke", "disable the key, recording when; its record and id stay", run.keys_revoke,
+                description="Disable the key and record when (revoked_at); its record, id and ledger history stay.")
+    _key_action(actions, "delete", "remove the key from the file", run.keys_delete,
+                description="Remove the key's record from keys.json; its ledger records keep its id. Prefer "
+                            "'revoke' for a key that has served requests.")
     _key_action(actions, "rotate", "give a key a new secret; the old one stops working at once", run.keys_rotate,
                 description="Replace the key's secret. The new key is printed once; the old one is refused as "
                             "soon as the gateway sees the file change.")
