@@ -73,7 +73,7 @@ def write_atomically(path, document):
     fd, temp_path = tempfile.mkstemp(prefix=".keys-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(document, file, indent=2, ensure_ascii=False)
+            json.dump(document, file, indent=2, ensure_ascii=False, allow_nan=False)  # never NaN: not JSON
             file.write("\n")
             file.flush()
             os.fsync(file.fileno())
