@@ -1,9 +1,15 @@
-"""The Heroku-style build: requirements.txt in step with setup.cfg, .python-version, the Procfile's lines."""
+"""The Heroku-style build: requirements.txt in step with setup.cfg, .python-version, the Procfile, bin/ on a dyno."""
 
 import configparser
+import json
 import re
+import shutil
+import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -51,3 +57,72 @@ def test_procfile_lines_run_python_through_the_resolver():
     assert lines["web"].split()[:3] == ["bin/run-python", "-m", "gunicorn"]
     assert lines["release"].split() == ["bin/run-python", "-m", "ziri_images.cli", "db", "migrate"]
     assert (PROJECT_DIR / "bin" / "run-python").stat().st_mode & 0o111
+
+
+@pytest.fixture(scope="module")
+def buildpack_python(tmp_path_factory):
+    """Return a directory holding ``python3`` and ``python`` with the dependencies but not the project.
+
+    As the buildpack leaves it after ``pip install -r requirements.txt``: a fresh virtualenv that sees
+    this one's site-packages as a plain path (so the editable install's hook is not loaded).
+    """
+    base = tmp_path_factory.mktemp("buildpack")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", base / "venv"], check=True, timeout=120)
+    site = next((base / "venv" / "lib").glob("python3*/site-packages"))
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    tools = base / "bin"
+    tools.mkdir()
+    for name in ("python", "python3"):
+        # A script, not a symlink: the interpreter finds its virtualenv from the path it was started by.
+        (tools / name).write_text(f'#!/bin/sh\nexec "{base / "venv" / "bin" / "python3"}" "$@"\n')
+        (tools / name).chmod(0o755)
+    (tools / "dirname").symlink_to(shutil.which("dirname"))
+    return tools
+
+
+@pytest.fixture
+def slug(tmp_path):
+    """Return a copy of the checkout as the buildpack ships it: no virtualenv, no installed project."""
+    app = tmp_path / "app"
+    shutil.copytree(PROJECT_DIR, app, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "var", "__pycache__", "*.egg-info", "node_modules", ".pytest_cache", "tests", "bench"))
+    return app
+
+
+def dyno(slug, path, command):
+    """Run ``command`` as a dyno would: HOME is the app, its .profile sourced first, PATH only ``path``."""
+    env = {"HOME": str(slug), "PATH": str(path), "LANG": "C.UTF-8"}
+    setup = 'cd "$HOME"; if [ -f .profile ]; then . ./.profile; fi'
+    return subprocess.run(["/bin/bash", "-c", f"{setup}; {command}"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_run_python_falls_back_to_python3(slug, buildpack_python, tmp_path):
+    only_python3 = tmp_path / "only-python3"
+    only_python3.mkdir()
+    for name in ("python3", "dirname"):
+        (only_python3 / name).symlink_to(buildpack_python / name)
+
+    ran = subprocess.run([slug / "bin" / "run-python", "-c", "import flask, ziri_images; print('ok')"], cwd=slug,
+                         env={"PATH": str(only_python3)}, capture_output=True, text=True, timeout=60, check=False)
+
+    assert (ran.returncode, ran.stdout) == (0, "ok\n"), ran.stderr
+
+
+def test_the_documented_command_runs_on_a_heroku_style_install(slug, buildpack_python, tmp_path):
+    assert dyno(slug, buildpack_python, "cd / && python3 -c 'import ziri_images'").returncode == 1  # not installed
+
+    listed = dyno(slug, buildpack_python, "ziri-images keys list --format json")
+    reported = dyno(slug, buildpack_python, f"cd /tmp && ziri-images report --ledger {tmp_path / 'none.jsonl'}")
+
+    assert listed.returncode == 0, listed.stderr
+    assert [record["id"] for record in json.loads(listed.stdout)] == ["key_demo"]
+    assert reported.returncode == 1 and "none.jsonl" in reported.stderr  # the command ran, from any directory
+
+
+def test_the_key_files_lock_is_not_committed():
+    if shutil.which("git") is None or not (PROJECT_DIR / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(["git", "check-ignore", "--quiet", "keys.json.lock"], cwd=PROJECT_DIR, timeout=30,
+                             check=False)
+    assert ignored.returncode == 0, "keys.json.lock (the key commands' lock file) is not in .gitignore"

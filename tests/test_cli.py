@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 from datetime import date
+from datetime import datetime
+from datetime import timezone
 from pathlib import Path
 
 import pytest
+from conftest import DEMO_KEY
 from conftest import SHIPPED_PRICING
 from conftest import USER_KEY
 from conftest import read_keys
@@ -15,7 +18,9 @@ from conftest import read_keys
 from ziri_images import cli
 from ziri_images import launch
 from ziri_images import pricing_check
+from ziri_images.errors import ApiError
 from ziri_images.keys import KEY_PATTERN
+from ziri_images.keys import KeyStore
 from ziri_images.keys import hash_key
 from ziri_images.records import encode_record
 
@@ -101,6 +106,33 @@ def test_keys_disable_and_enable(capsys, keys_path):
     code, _, err = run(capsys, "keys", "enable", "key_user", "--keys-file", keys_path)
     assert code == 0 and "now active" in err
     assert record_of(keys_path, "key_user")["status"] == "active"
+
+
+def test_keys_revoke_refuses_the_key_keeping_its_record_and_id(capsys, keys_path):
+    store = KeyStore(str(keys_path))
+    code, out, err = run(capsys, "keys", "revoke", "key_user", "--keys-file", keys_path)
+
+    assert (code, out) == (0, "") and "key_user (alice) is revoked" in err
+    record = record_of(keys_path, "key_user")
+    assert record["status"] == "disabled" and record["revoked_at"].endswith("Z")
+    assert record["hash"] == hash_key(USER_KEY) and record["limits"]["daily_spend_limit"] == 5.0
+    with pytest.raises(ApiError) as refused:
+        store.authenticate(USER_KEY, datetime.now(timezone.utc))
+    assert refused.value.code == "API_KEY_REVOKED_OR_DISABLED" and refused.value.details["keyId"] == "key_user"
+    assert run(capsys, "keys", "enable", "key_user", "--keys-file", keys_path)[0] == 0
+    assert "revoked_at" not in record_of(keys_path, "key_user")
+
+
+def test_keys_delete_removes_the_key_from_the_file(capsys, keys_path):
+    store = KeyStore(str(keys_path))
+    code, out, err = run(capsys, "keys", "delete", "key_demo", "--keys-file", keys_path)
+
+    assert (code, out) == (0, "") and "deleted key key_demo (user-123)" in err
+    assert [record["id"] for record in read_keys(keys_path)] == ["key_user", "key_disabled"]
+    with pytest.raises(ApiError) as refused:
+        store.authenticate(DEMO_KEY, datetime.now(timezone.utc))
+    assert refused.value.code == "API_KEY_INVALID"
+    assert run(capsys, "keys", "delete", "key_demo", "--keys-file", keys_path)[0] == 1
 
 
 def test_keys_rotate_replaces_the_secret(capsys, keys_path):

@@ -96,3 +96,36 @@ def test_the_page_shows_spend_budgets_models_and_refusals(admin, add_key, respon
     offline = page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # a namespace name, never fetched
     assert "http://" not in offline and "https://" not in offline and "src=" not in offline
     assert TOKEN not in page
+
+
+def row_of(page, table_id, name):
+    """Return the HTML of the row for ``name`` in the table ``table_id``."""
+    table = re.search(rf'<table id="{table_id}">.*?</table>', page, re.S).group(0)
+    return re.search(rf"<tr><td>{re.escape(name)}</td>.*?</tr>", table, re.S).group(0)
+
+
+@pytest.mark.stores()
+def test_a_daily_budget_shows_on_the_page_with_spend_per_key_and_model_over_time(
+        admin, add_key, clock, responses_mock):
+    responses_mock.post(GENERATIONS_URL, json=openai_image_response(1))
+    daily_only = add_key(key_id="key_daily", limits={"daily_spend_limit": 0.05})
+    assert admin.post(ENDPOINT, json=BODY, headers={"X-API-Key": daily_only}).status_code == 200
+    assert admin.post(ENDPOINT, json=BODY, headers={"X-API-Key": USER_KEY}).status_code == 200
+    clock.advance(24 * 3600)
+    assert admin.post(ENDPOINT, json=BODY, headers={"X-API-Key": daily_only}).status_code == 200
+    assert admin.post(ENDPOINT, json=BODY, headers={"X-API-Key": daily_only}).status_code == 402
+
+    page = admin.get("/admin/", headers=bearer()).get_data(as_text=True)
+
+    budgets = row_of(page, "budgets", "key_daily")
+    assert "$0.05" in budgets and "80%" in budgets  # today: $0.04 of $0.05, though no monthly budget
+    assert budgets.count("unlimited") == 1
+    alice = row_of(page, "budgets", "key_user")
+    assert "$5.00" in alice and "$50.00" in alice and "unlimited" not in alice
+    per_key = row_of(page, "spend-per-key", "key_daily")
+    assert "<title>2026-11-26: $0.0400</title>" in per_key and "<title>2026-11-27: $0.0400</title>" in per_key
+    assert "$0.0800" in per_key  # the 30 days' total
+    assert "<title>2026-11-26: $0.0400</title>" in row_of(page, "spend-per-key", "key_user")
+    per_model = row_of(page, "spend-per-model", "dall-e-3")
+    assert "<title>2026-11-26: $0.0800</title>" in per_model and "<title>2026-11-27: $0.0400</title>" in per_model
+    assert len(re.findall(r'<rect class="bar"', page)) == 30  # the spend chart is unchanged

@@ -97,7 +97,7 @@ def alice(**changes):
         pytest.param({"keys": [alice(limits={"daily_spend_limit": -1})]},
                      "keys[0]: limit 'daily_spend_limit' must be a number >= 0", id="negative-limit"),
         pytest.param({"keys": [alice(limits={"requests_per_minute": True})]},
-                     "limit 'requests_per_minute' must be a number >= 0", id="boolean-limit"),
+                     "limit 'requests_per_minute' must be a whole number >= 0", id="boolean-limit"),
         pytest.param({"keys": [alice(limits={"daily_limit": 5})]}, "unknown limit 'daily_limit'", id="unknown-limit"),
         pytest.param({"keys": [alice(limits=[5])]}, "'limits' must be an object", id="limits-not-an-object"),
         pytest.param({"keys": [alice(expires_at="2026-12-01T00:00:00")]}, "needs a timezone", id="naive-expiry"),

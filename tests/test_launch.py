@@ -45,3 +45,25 @@ def test_dev_port(started, monkeypatch, capsys, environment_port, argv, port):
 
     (env,) = started
     assert env["PORT"] == port
+
+
+@pytest.mark.parametrize(("tokens", "lines"), [
+    pytest.param({}, ["/admin/ (the spend dashboard) is off (404): set ZIRI_ADMIN_TOKEN to serve it",
+                      "/metrics is off (404): set ZIRI_METRICS_TOKEN to serve it"], id="off"),
+    pytest.param({"ZIRI_ADMIN_TOKEN": "a" * 24, "ZIRI_METRICS_TOKEN": "m" * 24},
+                 ["/admin/ (the spend dashboard) is on at http://localhost:3100/admin/ (ZIRI_ADMIN_TOKEN)",
+                  "/metrics is on at http://localhost:3100/metrics (ZIRI_METRICS_TOKEN)"], id="on"),
+])
+def test_dev_says_which_setting_serves_the_dashboard_and_metrics(started, monkeypatch, capsys, tokens, lines):
+    monkeypatch.delenv("PORT", raising=False)
+    for name in ("ZIRI_ADMIN_TOKEN", "ZIRI_METRICS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in tokens.items():
+        monkeypatch.setenv(name, value)
+
+    assert cli.main(["dev"]) == 0
+
+    out = capsys.readouterr().out
+    for line in lines:
+        assert f"ziri-images dev: {line}" in out
+    assert all(value not in out for value in tokens.values())

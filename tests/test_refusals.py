@@ -1,8 +1,10 @@
 """Refusals on record: counted per day, key and code, flushed as aggregated rows, reported, bounded."""
 
 import json
+from datetime import timedelta
 
 import pytest
+from conftest import DISABLED_KEY
 from conftest import ENDPOINT
 from conftest import USER_KEY
 from conftest import ledger_lines
@@ -131,3 +133,18 @@ def test_a_dropped_counter_stops_its_thread(clock):
     assert reference() is None
     thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+@pytest.mark.stores()
+def test_a_known_keys_refusals_are_counted_under_its_id(app, client, add_key, clock):
+    expired = add_key(key_id="key_expired", expires_at=clock() - timedelta(days=1))
+    client.post(ENDPOINT, json=BODY, headers={"X-API-Key": DISABLED_KEY})
+    client.post(ENDPOINT, json=BODY, headers={"X-API-Key": expired})
+    client.post(ENDPOINT, json=BODY, headers={"X-API-Key": "ziri-nobody-" + "0" * 32})
+    app.extensions["ziri_images_refusals"].flush()
+    store = app.extensions["ziri_images"].store
+    assert refusal_counts(store.refusal_record().refusal_rows()) == {
+        ("2026-11-26", "key_disabled", "API_KEY_REVOKED_OR_DISABLED"): 1,
+        ("2026-11-26", "key_expired", "API_KEY_EXPIRED"): 1,
+        ("2026-11-26", "-", "API_KEY_INVALID"): 1,
+    }

@@ -17,7 +17,12 @@ def authenticate():
         if scheme.lower() == "bearer":
             raw_key = token.strip()
     gateway = current_gateway()
-    g.api_key = gateway.keys.authenticate(raw_key, gateway.clock())
+    try:
+        g.api_key = gateway.keys.authenticate(raw_key, gateway.clock())
+    except ApiError as error:
+        # A known key refused (disabled, expired) names its id: its refusals are counted under it.
+        g.refused_key_id = error.details.get("keyId")
+        raise
     return g.api_key
 
 

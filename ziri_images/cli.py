@@ -15,25 +15,37 @@ from . import db_commands
 from . import keyfile
 from . import launch
 from .errors import ConfigError
+from .keys import LIMIT_MAXIMUMS
+from .keys import limit_problem
+from .keys import limit_rule
 from .report import GROUPINGS
 from .tables import FORMATS
 
 # Words that clear a limit, an expiry or an allow-list.
 UNSET_WORDS = {"none", "unlimited", "never", "any"}
+# (keys.json name, number type, metavar, help) of each limit option.
+LIMIT_OPTIONS = (
+    ("daily_spend_limit", float, "USD", "spend per UTC day"),
+    ("monthly_spend_limit", float, "USD", "spend per calendar month (UTC)"),
+    ("requests_per_minute", int, "N", "requests admitted in any 60 seconds"),
+    ("max_concurrent_requests", int, "N", "requests in flight at once"),
+)
 
 
 # --- argument types ---------------------------------------------------------------------
 
-def _limit_type(number_type):
+def _limit_type(name, number_type):
     def parse(text):
         if text.strip().lower() in UNSET_WORDS:
             return None
         try:
             value = number_type(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'none', got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'none', got {text!r}")
+            value = None
+        if value is None or limit_problem(name, value) is not None:
+            # NaN, infinities and values past the largest limit could never be enforced: refused here.
+            raise argparse.ArgumentTypeError(f"expected {limit_rule(name)}, or 0 / 'none' for unlimited; "
+                                             f"got {text!r}") from None
         return value or None  # 0 means unlimited, as in keys.json: store it as no limit at all
     return parse
 
@@ -88,14 +100,10 @@ def _format_option(parser, default="table", choices=FORMATS):
 def _key_options(parser):
     """Options shared by 'keys create' and 'keys set'; absent ones leave the record unchanged."""
     group = parser.add_argument_group("limits (0 or 'none' = unlimited)")
-    group.add_argument("--daily-spend-limit", dest="daily_spend_limit", type=_limit_type(float), metavar="USD",
-                       default=argparse.SUPPRESS, help="spend per UTC day")
-    group.add_argument("--monthly-spend-limit", dest="monthly_spend_limit", type=_limit_type(float),
-                       metavar="USD", default=argparse.SUPPRESS, help="spend per calendar month (UTC)")
-    group.add_argument("--requests-per-minute", dest="requests_per_minute", type=_limit_type(int), metavar="N",
-                       default=argparse.SUPPRESS, help="requests admitted in any 60 seconds")
-    group.add_argument("--max-concurrent-requests", dest="max_concurrent_requests", type=_limit_type(int),
-                       metavar="N", default=argparse.SUPPRESS, help="requests in flight at once")
+    for name, number_type, metavar, help_text in LIMIT_OPTIONS:
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_limit_type(name, number_type),
+                           metavar=metavar, default=argparse.SUPPRESS,
+                           help=f"{help_text} (at most {LIMIT_MAXIMUMS[name]:,})")
     access = parser.add_argument_group("access")
     access.add_argument("--expires-at", type=expiry, metavar="WHEN", default=argparse.SUPPRESS,
                         help="ISO date or date-time (UTC unless an offset is given), or 'never'")
@@ -117,7 +125,7 @@ def _key_action(actions, name, help_text, handler, description=None, **defaults)
 
 
 def _add_keys_commands(commands):
-    keys = commands.add_parser("keys", help="create, list, limit, disable and rotate API keys",
+    keys = commands.add_parser("keys", help="create, list, limit, disable, rotate, revoke and delete API keys",
                                description="Manage keys.json. Edits are atomic and safe while the gateway "
                                            "runs; it picks them up without a restart.")
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -140,6 +148,11 @@ def _add_keys_commands(commands):
     _format_option(show, default="table", choices=("table", "json"))
     _key_action(actions, "disable", "refuse the key at once (reversible)", run.keys_status, status="disabled")
     _key_action(actions, "enable", "accept a disabled key again", run.keys_status, status="active")
+    _key_action(actions, "revoke", "disable the key, recording when; its record and id stay", run.keys_revoke,
+                description="Disable the key and record when (revoked_at); its record, id and ledger history stay.")
+    _key_action(actions, "delete", "remove the key from the file", run.keys_delete,
+                description="Remove the key's record from keys.json; its ledger records keep its id. Prefer "
+                            "'revoke' for a key that has served requests.")
     _key_action(actions, "rotate", "give a key a new secret; the old one stops working at once", run.keys_rotate,
                 description="Replace the key's secret. The new key is printed once; the old one is refused as "
                             "soon as the gateway sees the file change.")

@@ -106,6 +106,18 @@ def keys_status(args):
     note(f"key {record['id']} ({record['user']}) is now {record['status']}")
 
 
+def keys_revoke(args):
+    record = keyfile.revoke_key(args.keys_file_path, args.id)
+    note(f"key {record['id']} ({record['user']}) is revoked: refused from the next request on. Its record, "
+         f"id and ledger history stay ('ziri-images keys enable {record['id']}' would accept it again).")
+
+
+def keys_delete(args):
+    record = keyfile.delete_key(args.keys_file_path, args.id)
+    note(f"deleted key {record['id']} ({record['user']}) from {args.keys_file_path}: refused from the next request "
+         "on. Its ledger records keep its id; do not give that id to a new key.")
+
+
 def keys_rotate(args):
     record, raw_key = keyfile.rotate_key(args.keys_file_path, args.id)
     print(raw_key)

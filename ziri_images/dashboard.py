@@ -7,9 +7,10 @@ every session). Tokens are compared in constant time; they never appear in a URL
 them) or a log (the access log has no body). The login form carries a CSRF token bound to a
 cookie (double submit), so no other site can post a login.
 
-What it shows comes from the store the limits use: this month's spend, reservations and budget
-per key from ``limiter.usage`` (the figures the limits enforce), spend per day and per model from
-the store's report, refusals from their side record (``refusals.py``). ``dashboard_page`` draws it.
+What it shows comes from the store the limits use: today's and this month's spend, reservations
+and budgets per key from ``limiter.usage`` (the figures the limits enforce); spend per day, and
+per key and per model over the same days, from one report of the store (either store groups it);
+refusals from their side record (``refusals.py``). ``dashboard_page`` draws it.
 """
 
 import hashlib
@@ -29,7 +30,9 @@ from .dashboard_page import render_login
 from .errors import ApiError
 from .gateway import current_gateway
 from .records import format_ts
+from .records import to_amount
 from .refusals import refusal_counts
+from .report import Totals
 
 bp = Blueprint("dashboard", __name__, url_prefix="/admin")
 
@@ -37,6 +40,7 @@ SESSION_COOKIE = "ziri_admin"
 CSRF_COOKIE = "ziri_admin_csrf"
 SESSION_SECONDS = 12 * 3600
 DAYS_SHOWN = 30
+SERIES_SHOWN = 10  # keys and models drawn over time, the ones that spent most
 # The page loads nothing from anywhere: inline styles and an inline SVG only.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
@@ -121,16 +125,16 @@ def login():
 
 
 def spend_overview(gateway):
-    """Return what the page shows, read from the store (its usage and reports) and the refusal record."""
+    """Return what the page shows, read from the store (its usage and one report) and the refusal record."""
     now = gateway.clock()
     first_day = (now - timedelta(days=DAYS_SHOWN - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    by_day = gateway.store.report(by=("day",), since=format_ts(first_day)).groups
     days = [(first_day + timedelta(days=offset)).strftime("%Y-%m-%d") for offset in range(DAYS_SHOWN)]
-    daily = [(day, by_day[(day,)].cost if (day,) in by_day else 0.0) for day in days]
-    models = sorted(((group[0], totals) for group, totals in
-                     gateway.store.report(by=("model",), since=format_ts(month_start)).groups.items()),
-                    key=lambda item: -item[1].cost_micros)[:10]
+    # One pass over the store's records (a file ledger is read once): every figure below is a sum of it.
+    groups = gateway.store.report(by=("key", "model", "day"), since=format_ts(min(first_day, month_start))).groups
+    per_key, key_days = spend_series(groups, 0, days)
+    per_model, _ = spend_series(groups, 1, days)
+    daily = [(day, to_amount(sum(row[index] for row in key_days.values()))) for index, day in enumerate(days)]
     keys = []
     for key in sorted(gateway.keys.refresh().values(), key=lambda key: key.id):
         usage = gateway.limiter.usage(key)
@@ -139,8 +143,34 @@ def spend_overview(gateway):
     refused = refusal_counts(gateway.store.refusal_record().refusal_rows(first_day.strftime("%Y-%m-%d")))
     refusals = sorted(((day, key_id, code, number) for (day, key_id, code), number in refused.items()),
                       reverse=True)[:50]
-    return {"now": now, "month": month_start.strftime("%B %Y"), "daily": daily, "models": models, "keys": keys,
-            "refusals": refusals}
+    return {"now": now, "month": month_start.strftime("%B %Y"), "daily": daily, "keys": keys,
+            "models": models_since(groups, month_start.strftime("%Y-%m-%d")), "perKey": per_key,
+            "perModel": per_model, "refusals": refusals}
+
+
+def spend_series(groups, position, days):
+    """Return the top SERIES_SHOWN (name, total, [(day, cost)]) of a report by (key, model, day), by spend.
+
+    ``position`` picks the name (0: key, 1: model). Also return {name: [micros per day]} for every name.
+    """
+    column = {day: index for index, day in enumerate(days)}
+    micros = {}
+    for group, totals in groups.items():
+        if group[2] in column:
+            micros.setdefault(group[position], [0] * len(days))[column[group[2]]] += totals.cost_micros
+    ranked = sorted(micros.items(), key=lambda item: (-sum(item[1]), item[0]))[:SERIES_SHOWN]
+    series = [(name, to_amount(sum(row)), [(day, to_amount(cost)) for day, cost in zip(days, row, strict=True)])
+              for name, row in ranked]
+    return {"rows": series, "more": max(0, len(micros) - SERIES_SHOWN)}, micros
+
+
+def models_since(groups, first_day):
+    """Return [(model, Totals)] of the top 10 models by spend from ``first_day`` on."""
+    totals = {}
+    for (_key, model, day), group in groups.items():
+        if day >= first_day:
+            totals.setdefault(model, Totals()).add(group.requests, group.images, group.cost_micros, group.expired)
+    return sorted(totals.items(), key=lambda item: (-item[1].cost_micros, item[0]))[:10]
 
 
 def init_app(app):

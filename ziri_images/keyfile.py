@@ -73,7 +73,7 @@ def write_atomically(path, document):
     fd, temp_path = tempfile.mkstemp(prefix=".keys-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(document, file, indent=2, ensure_ascii=False)
+            json.dump(document, file, indent=2, ensure_ascii=False, allow_nan=False)  # never NaN: not JSON
             file.write("\n")
             file.flush()
             os.fsync(file.fileno())
@@ -178,6 +178,24 @@ def set_status(path, key_id, status):
     with editing(path) as document:
         record = find_record(document, key_id)
         record["status"] = status
+        if status == "active":
+            record.pop("revoked_at", None)  # enabled again: no longer revoked
+    return public_view(record)
+
+
+def revoke_key(path, key_id):
+    """Refuse the key from now on, keeping its record and id (``revoked_at`` says when); return it."""
+    with editing(path) as document:
+        record = find_record(document, key_id)
+        record.update(status="disabled", revoked_at=utc_timestamp())
+    return public_view(record)
+
+
+def delete_key(path, key_id):
+    """Remove the key's record from the file; return it (without hash)."""
+    with editing(path) as document:
+        record = find_record(document, key_id)
+        document["keys"].remove(record)
     return public_view(record)
 
 

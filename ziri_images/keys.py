@@ -8,6 +8,7 @@ the last good version in service (and is logged once), while a broken file at st
 """
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from dataclasses import field
@@ -20,6 +21,13 @@ from .settings import load_json_file
 
 KEY_PATTERN = re.compile(r"^ziri-([A-Za-z0-9][A-Za-z0-9_.-]*)-([0-9a-f]{16,128})\Z")
 LIMIT_NAMES = ("daily_spend_limit", "monthly_spend_limit", "requests_per_minute", "max_concurrent_requests")
+# The largest limits a key may carry. Spend is counted in micro-dollars in 64-bit integers (the
+# PostgreSQL store's bigint columns): $1,000,000,000 a period is 1e15 micros, exact as a float
+# (< 2**53) and 9,000 times below the bigint's range, room for the period's sums. Rate and
+# concurrency are whole counts, bounded far beyond any one host's reach.
+LIMIT_MAXIMUMS = {"daily_spend_limit": 1_000_000_000, "monthly_spend_limit": 1_000_000_000,
+                  "requests_per_minute": 1_000_000, "max_concurrent_requests": 100_000}
+WHOLE_LIMITS = ("requests_per_minute", "max_concurrent_requests")
 STATUSES = ("active", "disabled")
 
 
@@ -44,6 +52,27 @@ class ApiKey:
     def limit(self, name):
         """Return the limit ``name``, or None when unlimited."""
         return self.limits.get(name) or None
+
+
+def limit_rule(name):
+    """Return what the limit ``name`` may be, in words (for error messages)."""
+    whole = "whole " if name in WHOLE_LIMITS else ""
+    return f"a {whole}number >= 0 and at most {LIMIT_MAXIMUMS[name]:,}"
+
+
+def limit_problem(name, value):
+    """Return why ``value`` cannot be the limit ``name``, or None when the gateway can enforce it.
+
+    The one rule for keys.json and the command line: NaN, infinities, values past ``LIMIT_MAXIMUMS``
+    (they would overflow the database's bigint) and fractional counts are refused, never stored.
+    """
+    enforceable = isinstance(value, (int, float)) and not isinstance(value, bool)
+    # Compared without conversion: an integer too large for a float is refused, not an OverflowError.
+    enforceable = enforceable and not (isinstance(value, float) and math.isnan(value))
+    enforceable = enforceable and 0 <= value <= LIMIT_MAXIMUMS[name]
+    if enforceable and (name not in WHOLE_LIMITS or value == int(value)):
+        return None
+    return f"limit '{name}' must be {limit_rule(name)} (0 = unlimited), got {value!r}"
 
 
 def _parse_time(value, where):
@@ -82,8 +111,9 @@ def parse_key_record(record, where):
     for name, value in limits.items():
         if name not in LIMIT_NAMES:
             raise ConfigError(f"{where}: unknown limit '{name}' (known: {', '.join(LIMIT_NAMES)})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{where}: limit '{name}' must be a number >= 0")
+        problem = limit_problem(name, value)
+        if problem is not None:
+            raise ConfigError(f"{where}: {problem}")
     expires_at = record.get("expires_at")
     key = ApiKey(
         id=record["id"],

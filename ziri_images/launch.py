@@ -45,6 +45,19 @@ def _wait_until_up(url, process, seconds=15):
     raise SystemExit(f"ziri-images: the stub did not answer at {url}")
 
 
+def _token_switched_lines(env, port):
+    """Return the start-up lines saying whether /admin/ and /metrics are served, and which setting switches them on."""
+    lines = []
+    for path, what, setting in (("/admin/", "/admin/ (the spend dashboard)", "ZIRI_ADMIN_TOKEN"),
+                                ("/metrics", "/metrics", "ZIRI_METRICS_TOKEN")):
+        # Off, they answer a bare 404 on purpose (no hint to the outside): say it here instead.
+        if env.get(setting, "").strip():
+            lines.append(f"ziri-images dev: {what} is on at http://localhost:{port}{path} ({setting})")
+        else:
+            lines.append(f"ziri-images dev: {what} is off (404): set {setting} to serve it")
+    return lines
+
+
 def dev(args):
     """Run the gateway, with the local stub as the OpenAI provider unless OPENAI_API_KEY is set."""
     env = dict(os.environ)
@@ -62,6 +75,7 @@ def dev(args):
               "(no real images, no real cost).", flush=True)
     # An explicit --port wins over $PORT (which honcho and `heroku local` always set); else $PORT, else 3100.
     env["PORT"] = str(args.port) if args.port is not None else env.get("PORT", str(DEFAULT_GATEWAY_PORT))
+    print("\n".join(_token_switched_lines(env, env["PORT"])), flush=True)
     gateway = subprocess.Popen(_gunicorn_command(args), env=env)
     children.append(gateway)
     signal.signal(signal.SIGTERM, lambda *_: gateway.terminate())

@@ -7,7 +7,8 @@ aggregated rows into the store's refusal record (``Store.refusal_record()``: ``R
 next to the file ledger; the PostgreSQL store's ``refusal_counts`` table), so a flood of refusals
 costs one dict increment each and writes at most one row per group and interval, never one per request:
 
-- the key is the authenticated key's id, or ``-`` (a bad or missing key: never the raw value);
+- the key is the key's id (also for a disabled or expired key), or ``-`` (an unknown, malformed or
+  missing key: never the raw value);
 - at most ``max_groups`` groups are held between flushes; beyond that refusals count under ``(other)``;
 - admitted requests never wait for a flush (it runs in its own thread, after the answer);
 - a gunicorn worker writes what it still holds as it exits (``flush_refusals``, from ``worker_exit``).
@@ -150,7 +151,8 @@ def count_refusal(response):
     code = g.get("error_code", "-")
     if is_refusal(response.status_code, code):
         key = g.get("api_key")
-        current_app.extensions["ziri_images_refusals"].count(key.id if key is not None else None, code)
+        key_id = key.id if key is not None else g.get("refused_key_id")
+        current_app.extensions["ziri_images_refusals"].count(key_id, code)
     return response
 
 

@@ -20,9 +20,11 @@ pytestmark = pytest.mark.real_http
 METRICS_TOKEN = "metrics-token-e2e-0123456789"
 ADMIN_TOKEN = "admin-token-e2e-0123456789"
 BAR_COLOUR = (37, 99, 235)  # dashboard_page.BAR_COLOUR, #2563eb
+KEY_COLOUR = (124, 58, 237)  # dashboard_page.KEY_COLOUR, #7c3aed: spend per key over time
+MODEL_COLOUR = (13, 148, 136)  # dashboard_page.MODEL_COLOUR, #0d9488: spend per model over time
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--window-size=900,700")
+                  "--hide-scrollbars", "--window-size=900,1100")
 
 
 def metric(text, name):
@@ -90,8 +92,8 @@ def screenshot(url, tmp_path):
     return decode_png(path.read_bytes())
 
 
-def bar_pixels(rows):
-    return sum(1 for row in rows for pixel in row if all(abs(a - b) <= 12 for a, b in zip(pixel, BAR_COLOUR)))
+def bar_pixels(rows, colour=BAR_COLOUR):
+    return sum(1 for row in rows for pixel in row if all(abs(a - b) <= 12 for a, b in zip(pixel, colour)))
 
 
 @pytest.mark.parametrize("worker_class", ["gevent"])
@@ -111,6 +113,8 @@ def test_the_dashboard_draws_its_chart_in_headless_chromium(start_gateway, tmp_p
     finally:
         server.shutdown()
         server.server_close()
-    assert (width, height) == (900, 700)
+    assert (width, height) == (900, 1100)
     assert bar_pixels(empty) == 0  # no spend yet: no bar
     assert bar_pixels(rows) > 2000  # today's bar, the full chart height, about 22 x 166 px
+    for colour in (KEY_COLOUR, MODEL_COLOUR):  # today's bar of alice's and of the model's row, about 7 x 24 px
+        assert bar_pixels(empty, colour) == 0 and bar_pixels(rows, colour) > 100

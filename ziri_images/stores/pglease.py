@@ -44,7 +44,12 @@ class LeaseKeeper:
         self._thread = threading.Thread(target=self._run, name="ziri-lease", daemon=True)
         self._thread.start()
 
+    def stopping(self):
+        """Say the process is closing the store: a pass cut short from now on is no fault."""
+        self._stop.set()
+
     def stop(self):
+        """End the background pass, waiting for one under way (bounded by the store's timeout)."""
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
@@ -83,6 +88,8 @@ class LeaseKeeper:
             try:
                 self.run_once()
             except Exception as error:  # the database is away: try again next pass
+                if self._stop.is_set():
+                    return  # the store closed under this pass, on purpose
                 log.warning("database housekeeping: %s: %s", type(error).__name__, error_text(error))
             self._stop.wait(self.interval)
 

@@ -111,6 +111,9 @@ class DatabasePool:
                 pool.putconn(connection)
             self._answered = time.monotonic()
         except DATABASE_FAULTS as error:
+            if self.closed:
+                # Closed under a background pass (the process is ending): no database fault to report.
+                raise ledger_unavailable("the store is closed") from None
             if not isinstance(error, PoolTimeout):
                 self._failed = time.monotonic()
             log.error("database %s: %s: %s", describe(self.conninfo), type(error).__name__, error_text(error))

@@ -299,6 +299,7 @@ class PostgresStore(PostgresReports, Store):
         return PostgresRefusals(self)
 
     def close(self):
+        self.lease.stopping()  # first: the pass it cuts short must not report a fault at exit
         self.database.closed = True  # the housekeeping thread's next call ends it
         self.lease.stop()
         self.database.close()
