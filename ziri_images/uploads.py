@@ -44,9 +44,11 @@ class Upload:
     info: object  # imageinfo.ImageInfo
 
     def as_file(self):
-        """Return the (filename, stream, content type) requests sends for it."""
-        self.content.seek(0)
-        return self.filename, self.content, self.info.mime_type
+        """Return the (filename, content bytes, content type) requests sends for it."""
+        # The bytes, not the stream: requests would copy a stream's whole content with read() before
+        # encoding the form (a third copy of every upload, beside the parsed one and the encoded body);
+        # getvalue() hands over the parsed buffer itself.
+        return self.filename, self.content.getvalue(), self.info.mime_type
 
 
 def limits(config):
