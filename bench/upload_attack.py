@@ -4,16 +4,18 @@
     python bench/upload_attack.py --project /tmp/before   # another checkout's (e.g. an older commit)
     python bench/upload_attack.py --attacker-limits none  # an attacker key with no limits at all
     python bench/upload_attack.py --keys 16               # the uploads spread over 16 attacker keys
+    python bench/upload_attack.py --env GUNICORN_WORKER_CLASS=gthread   # any gateway setting
 
 Starts, on 127.0.0.1, the stub upstream (every answer 2 s late) and the gateway under gunicorn
-with the project's gunicorn.conf.py: one gevent worker, the file ledger. The attacker key has
-``requests_per_minute: 1`` and ``max_concurrent_requests: 1`` (or no limits; ``--keys`` such keys
-take the uploads in turns); the bystander key has none. ``--uploads`` clients (16) each send one
-edit of ``--size-mib`` (60 MiB: two 30 MiB images) at the same moment, all but its last KiB at
-once, then hold the rest for ``--hold`` seconds (6) before finishing it: whatever the gateway reads
-of a body it holds meanwhile. Midway, the bystander sends a small edit. Printed: the worker's peak RSS (``VmHWM`` in
-/proc/<pid>/status) after start-up and a warm-up edit, and after the attack; the answers' statuses
-and codes; the bystander's. Every process started here is stopped, by process group, at the end.
+with the project's gunicorn.conf.py: one gevent worker (``--env`` to change), the file ledger.
+The attacker key has ``requests_per_minute: 1`` and ``max_concurrent_requests: 1`` (or no
+limits; ``--keys`` such keys take the uploads in turns); the bystander key has none.
+``--uploads`` clients (16) each send one edit of ``--size-mib`` (60 MiB: two 30 MiB images) at
+the same moment, all but its last KiB at once, then hold the rest for ``--hold`` seconds (6)
+before finishing it: whatever the gateway reads of a body it holds meanwhile. Midway, the
+bystander sends a small edit. Printed: the worker's peak RSS (``VmHWM`` in /proc/<pid>/status)
+after start-up and a warm-up edit, and after the attack; the answers' statuses and codes; the
+bystander's. Every process started here is stopped, by process group, at the end.
 """
 
 import argparse
@@ -226,7 +228,8 @@ def start_servers(children, project, directory, attacker_limits, extra_env, opti
         PYTHONPATH=project, HOST="127.0.0.1", PORT=port, WEB_CONCURRENCY=1, GUNICORN_WORKER_CLASS="gevent",
         ZIRI_KEYS_FILE=os.path.join(directory, "keys.json"), ZIRI_PRICING_FILE=os.path.join(directory, "pricing.json"),
         ZIRI_LEDGER_PATH=os.path.join(directory, "ledger.jsonl"), OPENAI_BASE_URL=f"http://127.0.0.1:{stub_port}/v1",
-        OPENAI_API_KEY="sk-local-stub-not-a-real-key", ZIRI_LOG_LEVEL="WARNING", **extra_env)
+        OPENAI_API_KEY="sk-local-stub-not-a-real-key", ZIRI_LOG_LEVEL="WARNING")
+    env.update(extra_env)  # --env wins, e.g. GUNICORN_WORKER_CLASS=gthread
     command = [PYTHON, "-m", "gunicorn", "--config", os.path.join(project, "gunicorn.conf.py"),
                "--access-logfile", "/dev/null", "app:app"]
     gateway = children.start("gateway", command, env, project)
@@ -286,7 +289,7 @@ def main():
     print(f"project {project}")
     print(f"attacker: {options.uploads} concurrent edits of {options.size_mib} MiB over {options.keys} key(s), limits "
           f"{json.dumps(LIMITS[options.attacker_limits])}, last KiB held {options.hold:g} s; "
-          f"one gevent worker; {seconds:.1f} s")
+          f"one {extra_env.get('GUNICORN_WORKER_CLASS', 'gevent')} worker; {seconds:.1f} s")
     print(f"warm-up edit: {warm[0]} {warm[1]}")
     print(f"worker peak RSS (VmHWM) before the attack: {baseline['VmHWM']:.0f} MiB")
     print(f"worker peak RSS (VmHWM) after the attack:  {after['VmHWM']:.0f} MiB "
