@@ -28,6 +28,7 @@ from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
 from .schemas import parse_generation_request
 from .serverlog import escape
 from .streaming import stream_response
+from .uploads import hold_edit_body
 from .uploads import read_edit_form
 
 log = logging.getLogger("ziri_images")
@@ -72,6 +73,7 @@ def create_generation():
 @bp.post("/v1/images/edits")
 def create_edit():
     key = authenticate()
+    hold_edit_body(key)  # before any of it is read: the key's limits, then the worker's room for uploads
     body, images, mask = read_edit_form(current_app.config)
     return serve(key, "edits", parse_generation_request(with_default_provider(body)), images, mask)
 

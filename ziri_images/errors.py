@@ -68,6 +68,8 @@ ERROR_CODES = (
     (413, "UPLOAD_TOO_LARGE", "edit", "A file above ZIRI_EDIT_MAX_FILE_BYTES, or all of them above "
                                       "ZIRI_EDIT_MAX_TOTAL_BYTES."),
     (400, "UNSUPPORTED_IMAGE_FORMAT", "edit", "An upload that is not a PNG, JPEG or WebP image (by content)."),
+    (503, "UPLOAD_CAPACITY_FULL", "edit", "The worker holds ZIRI_EDIT_WORKER_MAX_BYTES of edit bodies, or the key "
+                                          "half of it (`reason`: server or key); safe to retry (Retry-After)."),
     (403, "AUTHORIZATION_DENIED", "generation", "Provider or model outside the key's allow-lists (`reason`)."),
     (403, "DEMO_KEY_RESTRICTED", "generation", "A demo key against a non-local provider."),
     (429, "RATE_LIMIT_EXCEEDED", "generation", "Over the key's requests_per_minute (Retry-After)."),

@@ -115,7 +115,7 @@ def init_app(app):
         catalog=catalog,
         providers=providers,
         store=store,
-        limiter=Limiter(store),
+        limiter=Limiter(store, config["EDIT_WORKER_MAX_BYTES"]),
         clock=clock,
         allow_demo_keys_upstream=config["ALLOW_DEMO_KEYS_UPSTREAM"],
     )

@@ -1,7 +1,8 @@
 """Per-key spend, rate and concurrency limits: the request path's view of the store.
 
 ``Limiter`` is what ``api.py`` calls: ``reserve`` before the provider, ``settle`` after it,
-``usage`` for ``GET /api/me/usage`` and ``rate_headers`` for every authenticated response.
+``usage`` for ``GET /api/me/usage`` and ``rate_headers`` for every authenticated response;
+``hold_upload`` before an edit's body is read (``upload_holds.py``).
 The decisions are ``checks.CHECKS``; the store (``stores.file.FileStore`` or the PostgreSQL
 store) makes each one atomic with the record it writes. This module turns amounts into
 micro-dollars and the store's ``KeyUsage`` into the documents clients see.
@@ -15,17 +16,34 @@ from .records import budget_periods
 from .records import format_ts
 from .records import to_amount
 from .records import to_micros
+from .settings import DEFAULT_EDIT_WORKER_MAX_BYTES
+from .upload_holds import UploadHolds
 
 
 class Limiter:
     """Reserve and settle spend for requests, enforcing each key's limits, over one store."""
 
-    def __init__(self, store):
+    def __init__(self, store, upload_bytes=DEFAULT_EDIT_WORKER_MAX_BYTES):
         self.store = store
+        self.uploads = UploadHolds(upload_bytes)
 
     def reserve(self, key, amount, details):
         """Check the key's limits and reserve ``amount`` (dollars); return the Reservation or raise."""
-        return self.store.reserve(key, to_micros(amount), details)
+        reservation = self.store.reserve(key, to_micros(amount), details)
+        # An edit's body held for this request is now counted by the store (rate window, in flight).
+        self.uploads.admitted(details.get("requestId"))
+        return reservation
+
+    def hold_upload(self, key, size, request_id):
+        """Hold ``size`` bytes of an edit's body for ``key`` before any is read; return the Hold, or raise.
+
+        Refused as ``reserve`` would refuse it (the key's rate, concurrency, spent budgets: read from
+        the store, with the bodies this process holds for the key counted in), or when the process
+        holds as many upload bytes as it may.
+        """
+        limited = any(key.limit(name) for name in LIMIT_NAMES)
+        usage = self.store.key_usage(key) if limited else None
+        return self.uploads.hold(key, size, request_id, usage, usage.now if limited else None)
 
     def settle(self, reservation, record):
         """Write the request's ``charge`` record (the outcome fields in ``record``), releasing its reservation."""

@@ -43,7 +43,7 @@ bp = Blueprint("metrics", __name__)
 
 #: Answers that refuse a request before it reaches a provider (the ones an operator alerts on).
 REFUSAL_STATUSES = frozenset({402, 403, 409, 429})
-REFUSAL_CODES = frozenset({"QUEUE_FULL"})
+REFUSAL_CODES = frozenset({"QUEUE_FULL", "UPLOAD_CAPACITY_FULL"})
 # Provider calls take seconds to minutes; store commits take microseconds to tens of milliseconds.
 PROVIDER_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 90, 120, 180, 300)
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)

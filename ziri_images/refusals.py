@@ -1,6 +1,6 @@
 """Refusals on record: how many requests were refused, per day, key and code, kept apart from the cost ledger.
 
-A refused request (``metrics.is_refusal``: 402, 403, 409, 429, 503 ``QUEUE_FULL``) costs nothing and
+A refused request (``metrics.is_refusal``: 402, 403, 409, 429, and 503 for a full queue) costs nothing and
 reaches no provider, so it never enters the ledger. Each process counts refusals in memory by
 ``(day, keyId, code)`` and a background thread flushes the counts every ``flush_seconds`` as
 aggregated rows into the store's refusal record (``Store.refusal_record()``: ``RefusalFile``

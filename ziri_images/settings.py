@@ -12,6 +12,11 @@ import os
 
 from .errors import ConfigError
 
+# Room in an edit's body beside its uploads: the form's text fields and each part's headers.
+EDIT_FORM_ROOM = 1024 * 1024
+# Two edits of the largest size allowed (ZIRI_EDIT_MAX_TOTAL_BYTES's default, 64 MiB, and the form).
+DEFAULT_EDIT_WORKER_MAX_BYTES = 2 * (64 * 1024 * 1024 + EDIT_FORM_ROOM)
+
 #: name -> (environment variable, default, parser)
 _SETTINGS = {
     "KEYS_FILE": ("ZIRI_KEYS_FILE", "keys.json", str),
@@ -36,6 +41,9 @@ _SETTINGS = {
     "EDIT_MAX_FILES": ("ZIRI_EDIT_MAX_FILES", 16, int),
     "EDIT_MAX_FILE_BYTES": ("ZIRI_EDIT_MAX_FILE_BYTES", 50 * 1024 * 1024, int),
     "EDIT_MAX_TOTAL_BYTES": ("ZIRI_EDIT_MAX_TOTAL_BYTES", 64 * 1024 * 1024, int),
+    # Edit bodies one worker process holds at once (each at its size, from its first byte read until its
+    # answer is sent; one key at most half, or one body); beyond it 503 UPLOAD_CAPACITY_FULL.
+    "EDIT_WORKER_MAX_BYTES": ("ZIRI_EDIT_WORKER_MAX_BYTES", DEFAULT_EDIT_WORKER_MAX_BYTES, int),
     "LOG_LEVEL": ("ZIRI_LOG_LEVEL", "INFO", "level"),
     # A reservation whose worker died is settled this long after the upstream read timeout.
     "RESERVATION_GRACE_SECONDS": ("ZIRI_RESERVATION_GRACE_SECONDS", 60.0, float),
@@ -114,6 +122,11 @@ def load_settings(environ=None):
         raw = environ.get(env_name)
         settings[name] = default if raw is None else _parse(name, env_name, raw, parser)
     settings["DATABASE_URL"] = settings["DATABASE_URL"].strip() or settings["PLATFORM_DATABASE_URL"].strip()
+    largest_edit = settings["EDIT_MAX_TOTAL_BYTES"] + EDIT_FORM_ROOM
+    if settings["EDIT_WORKER_MAX_BYTES"] < largest_edit:
+        raise ConfigError(f"environment variable ZIRI_EDIT_WORKER_MAX_BYTES: must be at least "
+                          f"ZIRI_EDIT_MAX_TOTAL_BYTES plus {EDIT_FORM_ROOM} for the form ({largest_edit}), "
+                          "or the largest edit allowed is never admitted")
     return settings
 
 

@@ -1,21 +1,29 @@
 """The multipart body of an edit: OpenAI's form fields and the reference images (and mask).
 
-``read_edit_form(config)`` returns the form's fields as a request body (the same fields a
-generation takes, numbers and booleans converted from text) and the uploads, each checked by
-content (PNG, JPEG or WebP: ``imageinfo``) and bounded in count, per-file and total bytes
-(413 otherwise). Uploads are kept in memory only for the length of the request (never written
-to a temporary file, never logged) and sent on to the provider as they came.
+``hold_edit_body(key)`` comes first: before any of the body is read, its declared size is held
+in the worker's budget for uploads, after the key's limits (``Limiter.hold_upload``,
+``upload_holds.py``), until the answer has been sent. Then ``read_edit_form(config)`` returns
+the form's fields as a request body (the same fields a generation takes, numbers and booleans
+converted from text) and the uploads, each checked by content (PNG, JPEG or WebP:
+``imageinfo``) and bounded in count, per-file and total bytes (413 otherwise). Uploads are kept
+in memory only for the length of the request (never written to a temporary file, never logged)
+and sent on to the provider as they came.
 """
 
 from dataclasses import dataclass
 
 from flask import Request
+from flask import after_this_request
+from flask import current_app
+from flask import g
 from flask import request
 
 from .errors import ApiError
+from .gateway import current_gateway
 from .imageinfo import NotAnImage
 from .imageinfo import image_info
 from .schemas import form_integer
+from .settings import EDIT_FORM_ROOM
 
 IMAGE_FIELDS = ("image", "image[]")
 INTEGER_FIELDS = ("n", "output_compression", "partial_images")
@@ -45,22 +53,49 @@ class Upload:
     info: object  # imageinfo.ImageInfo
 
     def as_file(self):
-        """Return the (filename, stream, content type) requests sends for it."""
-        self.content.seek(0)
-        return self.filename, self.content, self.info.mime_type
+        """Return the (filename, content bytes, content type) requests sends for it."""
+        # The bytes, not the stream: requests would copy a stream's whole content with read() before
+        # encoding the form (a third copy of every upload, beside the parsed one and the encoded body);
+        # getvalue() hands over the parsed buffer itself.
+        return self.filename, self.content.getvalue(), self.info.mime_type
 
 
 def limits(config):
     return {name: int(config.get(name, default)) for name, default in DEFAULT_LIMITS.items()}
 
 
-def read_edit_form(config):
-    """Return (body dict, [image Uploads], mask Upload or None) from the multipart request, or raise."""
-    bounds = limits(config)
+def edit_body_limit(config):
+    """Return the most bytes an edit's body may have: its uploads, and room for the rest of the form."""
+    return limits(config)["EDIT_MAX_TOTAL_BYTES"] + EDIT_FORM_ROOM
+
+
+def hold_edit_body(key):
+    """Hold the edit's body in the worker's budget for uploads before any of it is read, or raise.
+
+    Held at its Content-Length (a chunked body at the most an edit may have) until its answer has
+    been sent, a stream's last event included.
+    """
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "An edit's body must be multipart/form-data.")
-    # The form as a whole: the images, the mask, and room for the text fields.
-    request.max_content_length = bounds["EDIT_MAX_TOTAL_BYTES"] + 1024 * 1024
+    request.max_content_length = edit_body_limit(current_app.config)
+    size = request.content_length
+    if size is not None and size > request.max_content_length:
+        return  # the form parser refuses it (413) without keeping any of it
+    hold = current_gateway().limiter.hold_upload(key, size if size is not None else request.max_content_length,
+                                                 g.request_id)
+
+    @after_this_request
+    def release_once_sent(response):
+        response.call_on_close(hold.release)
+        return response
+
+
+def read_edit_form(config):
+    """Return (body dict, [image Uploads], mask Upload or None) from the multipart request, or raise.
+
+    The body must be held first (``hold_edit_body``), which also bounds its size.
+    """
+    bounds = limits(config)
     files = request.files
     body = _form_fields(request.form)
     entries = [(name, item) for name in IMAGE_FIELDS for item in files.getlist(name)]
