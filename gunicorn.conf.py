@@ -28,6 +28,8 @@ if __name__ == "__config__":
     os.makedirs(metrics_dir, exist_ok=True)
 
 from ziri_images.errors import ConfigError  # noqa: E402  (imported after gevent's patches)
+from ziri_images.send_deadline import SendDeadline  # noqa: E402
+from ziri_images.send_deadline import send_grace_seconds  # noqa: E402
 from ziri_images.serverlog import Logger  # noqa: E402
 from ziri_images.workers import BodyDeadline  # noqa: E402
 from ziri_images.workers import body_timeout_seconds  # noqa: E402
@@ -68,8 +70,10 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def post_worker_init(worker):
-    # Bound the arrival of every request body (see body_timeout above).
-    worker.wsgi = BodyDeadline(worker.wsgi, body_timeout)
+    # Bound the arrival of every request body (see body_timeout above), and the sending of every response:
+    # a client that stops reading has ZIRI_SEND_GRACE_SECONDS (after the provider call's deadline, if any).
+    app = worker.wsgi
+    worker.wsgi = SendDeadline(BodyDeadline(app, body_timeout), send_grace_seconds(app.config))
 
 
 def child_exit(server, worker):

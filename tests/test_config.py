@@ -8,6 +8,7 @@ import pytest
 from conftest import PROJECT_DIR
 
 from ziri_images.errors import ConfigError
+from ziri_images.send_deadline import send_grace_seconds
 from ziri_images.settings import load_settings
 
 
@@ -162,3 +163,22 @@ def import_app(tmp_path, env):
     environ = {**os.environ, "ZIRI_LEDGER_PATH": str(tmp_path / "ledger.jsonl"), **env}
     return subprocess.run([sys.executable, "-c", "import app"], cwd=PROJECT_DIR, env=environ, capture_output=True,
                           text=True, timeout=30)
+
+
+@pytest.mark.parametrize(("env", "grace"), [
+    pytest.param({}, 30.0, id="default-half-the-reservation-grace"),
+    pytest.param({"ZIRI_RESERVATION_GRACE_SECONDS": "10"}, 5.0, id="half-a-shorter-reservation-grace"),
+    pytest.param({"ZIRI_SEND_GRACE_SECONDS": "45"}, 45.0, id="set"),
+])
+def test_a_clients_time_to_take_a_response_is_shorter_than_a_reservations_grace(env, grace):
+    settings = load_settings(env)
+
+    assert send_grace_seconds(settings) == grace < settings["RESERVATION_GRACE_SECONDS"]
+
+
+@pytest.mark.parametrize("send_grace", ["60", "90"])
+def test_a_send_grace_a_reservation_would_not_outlive_stops_start_up(make_app, monkeypatch, send_grace):
+    monkeypatch.setenv("ZIRI_SEND_GRACE_SECONDS", send_grace)
+
+    with pytest.raises(ConfigError, match="ZIRI_SEND_GRACE_SECONDS: must be below ZIRI_RESERVATION_GRACE_SECONDS"):
+        make_app()

@@ -9,6 +9,7 @@ import logging
 import re
 from datetime import timedelta
 from types import SimpleNamespace
+from urllib.parse import unquote
 
 import pytest
 from conftest import AZURE_ENDPOINT
@@ -134,3 +135,82 @@ def test_gunicorns_access_log_cannot_be_forged(gunicorn_logs):
     [line] = access_log.read_text().splitlines()
     assert line.startswith('127.0.0.1 "GET /x\\x22 200 0 0ms requestId=req_0\\x0aFORGED key=key_admin HTTP/1.1" 404 ')
     assert line.endswith(" requestId=req_1")
+
+
+# Key shapes no configured secret covers: only the pattern can redact them.
+GATEWAY_KEY = "ziri-carol-4f3e2d1c0b0a99884f3e2d1c0b0a9988"
+ENCODED_GATEWAY_KEY = GATEWAY_KEY.replace("-", "%2D")
+UNCONFIGURED_SK_KEY = "sk-proj-Unconfigured0123456789"
+UNCONFIGURED_XAI_KEY = "xai-Unconfigured0123456789abcdef"
+
+
+# (what a client puts in the URL's path, the secrets that must not be logged): a key right after a
+# character the logs escape, or a letter, digit, percent-escape..., wherever it starts.
+KEY_AFTER_ANY_CHARACTER = [
+    pytest.param("/x%22" + GATEWAY_KEY, id="quote"),
+    pytest.param("/x%27" + GATEWAY_KEY, id="apostrophe-encoded"),
+    pytest.param("/x'" + GATEWAY_KEY, id="apostrophe"),
+    pytest.param("/x%09" + GATEWAY_KEY, id="tab"),
+    pytest.param("/x%5C" + GATEWAY_KEY, id="backslash"),
+    pytest.param("/x%0a" + GATEWAY_KEY, id="newline"),
+    pytest.param("/x%20" + GATEWAY_KEY, id="space"),
+    pytest.param("/x%7f" + GATEWAY_KEY, id="del"),
+    pytest.param("/x%C2%85" + GATEWAY_KEY, id="c1-control"),
+    pytest.param("/x%E2%80%A8" + GATEWAY_KEY, id="line-separator"),
+    pytest.param("/x%2522" + GATEWAY_KEY, id="double-encoded-quote"),
+    pytest.param("/x%22" + ENCODED_GATEWAY_KEY.replace("%", "%25"), id="quote-then-percent-encoded-key"),
+    pytest.param("/x%5C" + GATEWAY_KEY.replace("a", "%2561"), id="backslash-then-percent-encoded-letters"),
+    pytest.param("/desk" + GATEWAY_KEY, id="letter"),
+    pytest.param("/x9" + GATEWAY_KEY, id="digit"),
+    pytest.param("/x_" + GATEWAY_KEY, id="underscore"),
+    pytest.param("/x%22" + UNCONFIGURED_SK_KEY, id="quote-then-sk-key"),
+    pytest.param("/x%5C" + UNCONFIGURED_XAI_KEY, id="backslash-then-xai-key"),
+    pytest.param("/task" + UNCONFIGURED_SK_KEY.removeprefix("sk-").join(["sk-", ""]), id="letters-then-sk-key"),
+]
+SECRETS = (GATEWAY_KEY, GATEWAY_KEY.rsplit("-", 1)[1], UNCONFIGURED_SK_KEY, UNCONFIGURED_XAI_KEY)
+
+
+def assert_no_secret(text):
+    for secret in SECRETS:
+        assert secret not in text, text
+    assert "[redacted]" in text, text
+
+
+@pytest.mark.parametrize("path", KEY_AFTER_ANY_CHARACTER)
+def test_a_key_is_redacted_from_the_request_line_wherever_it_starts(make_app, caplog, path):
+    client = make_app().test_client()
+    with caplog.at_level(logging.INFO, logger="ziri_images"):
+        client.get(path + "?q=%22" + GATEWAY_KEY)
+    [line] = request_lines(caplog)
+    assert_no_secret(line)
+
+
+@pytest.mark.parametrize("path", KEY_AFTER_ANY_CHARACTER)
+def test_a_key_is_redacted_from_gunicorns_logs_wherever_it_starts(gunicorn_logs, path):
+    logger, error_log, access_log = gunicorn_logs
+    # gunicorn hands the access log the path percent-decoded, as the app sees it.
+    decoded = unquote(path)
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": path, "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
+               "PATH_INFO": decoded, "QUERY_STRING": "q=%22" + GATEWAY_KEY}
+    response = SimpleNamespace(status="404 NOT FOUND", headers=[("X-Request-Id", "req_1")], sent=10)
+    logger.access(response, SimpleNamespace(headers=[]), environ, timedelta(milliseconds=3))
+    # A refused request line, as the worker logs it: quoted and escaped (workers.JsonErrors).
+    logger.warning('invalid request requestId=req_2 status=400 code=INVALID_REQUEST_LINE client=127.0.0.1 '
+                   'error="%s"', escape_quoted(f"InvalidRequestLine: Invalid HTTP request line: 'GET {decoded}?q=\""
+                                               f"{GATEWAY_KEY}\\x7f HTTP/1.1'"))
+    assert_no_secret(access_log.read_text())
+    assert_no_secret(error_log.read_text())
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param('"' + GATEWAY_KEY, id="quote"),
+    pytest.param("\t" + UNCONFIGURED_SK_KEY, id="tab"),
+    pytest.param("\\" + UNCONFIGURED_XAI_KEY, id="backslash"),
+    pytest.param("'" + GATEWAY_KEY, id="apostrophe"),
+    pytest.param('"' + ENCODED_GATEWAY_KEY, id="quote-then-percent-encoded"),
+])
+def test_a_value_is_redacted_before_it_is_escaped(value):
+    for escaped in (escape(value), escape_quoted(value)):
+        assert "[redacted]" in escaped
+        for secret in SECRETS:
+            assert secret not in escaped

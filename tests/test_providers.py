@@ -177,7 +177,10 @@ def test_response_at_the_cap_is_accepted(provider, responses_mock, monkeypatch):
         pytest.param("key sk-proj-AbC_123-xyz was wrong", (), "key [redacted] was wrong", id="openai-shaped"),
         pytest.param("key sk-abc***wxyz masked", (), "key [redacted] masked", id="openai-masked"),
         pytest.param("client ziri-user-123-a1b2c3d4e5f67890 said", (), "client [redacted] said", id="gateway-key"),
-        pytest.param("task-runner sk-ip", (), "task-runner sk-ip", id="short-not-a-key"),
+        pytest.param("token sk-ip", (), "token sk-ip", id="short-not-a-key"),
+        # Wherever it starts: after a letter too, so a key behind an escaped quote (\x22) cannot slip by.
+        pytest.param("task-runner", (), "ta[redacted]", id="key-shaped-after-a-letter"),
+        pytest.param("path=/x\\x22ziri-user-123-a1b2c3d4e5f67890", (), "path=/x\\x22[redacted]", id="after-an-escape"),
         pytest.param("nothing secret here", ("",), "nothing secret here", id="empty-secret-ignored"),
     ],
 )

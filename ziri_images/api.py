@@ -26,6 +26,7 @@ from .providers import ProviderError
 from .quoting import price_request
 from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
 from .schemas import parse_generation_request
+from .send_deadline import start_send_deadline
 from .serverlog import escape
 from .streaming import stream_response
 from .uploads import hold_edit_body
@@ -87,6 +88,7 @@ def serve(key, endpoint, generation, images=(), mask=None):
     check_access(key, generation.provider, generation.model)
     provider = resolve_provider(gateway, key, generation.provider)
 
+    start_send_deadline(provider.call_deadline)  # before the reservation, which must outlive the answer's sending
     settle = reserve_spend(gateway, key, endpoint, generation, quote, idempotency_key)
     if generation.stream:
         return stream_events(provider, endpoint, generation, image_model, payload, quote, settle,

@@ -19,6 +19,7 @@ from .pricing import PriceBook
 from .provider_config import build_providers
 from .provider_config import check_catalog
 from .reloading import ReloadingFile
+from .send_deadline import send_grace_seconds
 from .settings import load_json_file
 from .stores.base import Store
 from .stores.file import FileStore
@@ -73,15 +74,24 @@ def catalog_loader(providers, providers_file, clock):
     return load
 
 
+def reservation_seconds(settings):
+    """Return a reservation's life, or raise ConfigError if the sending of its answer could outlive it.
+
+    A reservation outlives the longest possible upstream call (every provider call ends by its
+    deadline, connect + read timeout from its start: providers.py), plus a grace period that is
+    longer than a client's time to take the answer after that deadline (send_deadline.py).
+    """
+    send_grace_seconds(settings)  # raises unless below the reservation's grace
+    call_seconds = settings["UPSTREAM_CONNECT_TIMEOUT"] + settings["UPSTREAM_READ_TIMEOUT"]
+    return call_seconds + settings["RESERVATION_GRACE_SECONDS"]
+
+
 def open_store(settings, clock=utc_now, create=True):
     """Return the store the settings choose: PostgreSQL at DATABASE_URL, else the JSONL ledger at LEDGER_PATH.
 
     ``create=False`` opens an existing ledger only (a report or an export never makes one).
     """
-    # A reservation outlives the longest possible upstream call (every provider call ends by its
-    # deadline, connect + read timeout from its start: providers.py), plus a grace period.
-    ttl = (settings["UPSTREAM_CONNECT_TIMEOUT"] + settings["UPSTREAM_READ_TIMEOUT"]
-           + settings["RESERVATION_GRACE_SECONDS"])
+    ttl = reservation_seconds(settings)
     if settings.get("DATABASE_URL"):
         # Imported only when used: the file store never loads the driver.
         from .stores.postgres import PostgresStore

@@ -19,7 +19,10 @@ from urllib3.exceptions import ReadTimeoutError
 from .errors import ApiError
 from .strict_json import parse_provider_body
 
-_SECRET_PATTERN = re.compile(r"\b((?:sk|xai)-[A-Za-z0-9_*\-]{6,}|ziri-[A-Za-z0-9_.-]+-[0-9a-f]{16,})")
+# A key wherever it starts: no word boundary, which a log's escaping (a quote before a key becomes
+# ``\x22``) or a letter before it would defeat. A word that merely looks like one ("task-specific")
+# is redacted too: a false positive costs a word, a miss would leak a key.
+_SECRET_PATTERN = re.compile(r"(?:sk|xai)-[A-Za-z0-9_*\-]{6,}|ziri-[A-Za-z0-9_.-]+-[0-9a-f]{16,}")
 # Some providers (xAI) answer a wrong key with 400, not 401: the message tells.
 _CREDENTIALS_REJECTED = re.compile(r"\b(incorrect|invalid) api key\b", re.IGNORECASE)
 # The providers' codes for a prompt or image refused by their safety system.

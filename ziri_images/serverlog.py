@@ -4,7 +4,8 @@ Two guarantees, applied to the log *record* before any formatter sees it:
 
 - **Redaction.** Anything shaped like a gateway key (``ziri-<user>-<hex>``) or a provider key
   (``sk-...``), and the value of every provider key configured in providers.json, becomes
-  ``[redacted]`` — also when a client percent-encoded it (``ziri%2Dalice%2D...``).
+  ``[redacted]`` — wherever it starts (after a quote, a tab, a letter: no word boundary is
+  needed), and also when a client percent-encoded it (``ziri%2Dalice%2D...``).
 - **One record, one line.** Control characters (CR, LF, DEL, C1, Unicode line separators)
   in a message are escaped (``\\x0a``), so no client can start a line of its choice. A
   traceback keeps its lines, each after the first marked ``| `` (an exception's message may
@@ -13,7 +14,8 @@ Two guarantees, applied to the log *record* before any formatter sees it:
 ``escape`` goes further for a single client-controlled value in a ``key=value`` field (path,
 method, address): it escapes spaces, quotes and backslashes too, so a value can never end its
 field and forge another one (``path=/x status=200 key=key_admin``). ``escape_quoted`` does the
-same for a value between double quotes (spaces kept), as gunicorn's access-log fields are.
+same for a value between double quotes (spaces kept), as gunicorn's access-log fields are. Both
+redact the value before they escape it: the record's filter then redacts the line once more.
 
 ``RedactingFilter`` is attached to the gateway's logger (``configure_gateway_logging``) and,
 through ``Logger`` (gunicorn's ``logger_class``), to gunicorn's error and access logs.
@@ -54,15 +56,15 @@ def _escaped(match):
 
 
 def escape(value):
-    """Return ``value`` as one bare field: no control character, space, quote or backslash left raw."""
+    """Return ``value`` as one bare field: keys redacted, no control character, space, quote or backslash left raw."""
     if value is None:
         return "-"
-    return _FIELD_UNSAFE.sub(_escaped, str(value))
+    return _FIELD_UNSAFE.sub(_escaped, redact_line(str(value)))
 
 
 def escape_quoted(value):
-    """Return ``value`` for a field between double quotes: spaces kept, quotes and controls escaped."""
-    return _QUOTED_UNSAFE.sub(_escaped, str(value))
+    """Return ``value`` for a field between double quotes: keys redacted, spaces kept, quotes and controls escaped."""
+    return _QUOTED_UNSAFE.sub(_escaped, redact_line(str(value)))
 
 
 def escape_controls(text):

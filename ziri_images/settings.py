@@ -47,6 +47,9 @@ _SETTINGS = {
     "LOG_LEVEL": ("ZIRI_LOG_LEVEL", "INFO", "level"),
     # A reservation whose worker died is settled this long after the upstream read timeout.
     "RESERVATION_GRACE_SECONDS": ("ZIRI_RESERVATION_GRACE_SECONDS", 60.0, float),
+    # Seconds a client has to take an answer (after the provider call's deadline, for a request that reserved),
+    # then its connection is reset. Below the reservation grace, so a reservation outlives it; unset: half of it.
+    "SEND_GRACE_SECONDS": ("ZIRI_SEND_GRACE_SECONDS", None, float),
     # Reverse proxies in front of the app whose X-Forwarded-* headers are trusted (0 = none).
     "TRUSTED_PROXIES": ("ZIRI_TRUSTED_PROXIES", 0, "count"),
     # /metrics is served only when this is set, to "Authorization: Bearer <token>".

@@ -16,7 +16,8 @@ With ``stream: true`` (GPT image models) it answers Server-Sent Events as OpenAI
 
 Directives in the prompt drive faults for tests: ``[stub:delay=2]``, ``[stub:status=500]``,
 ``[stub:status=400:content_policy_violation]``, ``[stub:fewer]``, ``[stub:nonjson]``,
-``[stub:nodata]``; for streams ``[stub:event_delay=0.5]`` (seconds before each event),
+``[stub:nodata]``, ``[stub:image_bytes=N]`` (each image, partial ones too, padded to N bytes:
+a large answer); for streams ``[stub:event_delay=0.5]`` (seconds before each event),
 ``[stub:nocompleted]`` (ends after the partial images), ``[stub:stall=30]`` (stops sending
 after the first event for that long), ``[stub:break]`` (drops the connection after the
 first event), ``[stub:nostream]`` (answers with the JSON body, as an endpoint that ignores
@@ -61,15 +62,22 @@ MAX_STORED_IMAGES = 1000
 _DIRECTIVE = re.compile(r"\[stub:([a-z_]+)(?:=([^\]]*))?\]")
 
 
-def png_bytes(seed, size=16):
-    """Return a valid ``size``x``size`` solid-colour PNG whose colour is derived from ``seed``."""
+def png_bytes(seed, size=16, at_least=0):
+    """Return a valid ``size``x``size`` solid-colour PNG whose colour is derived from ``seed``.
+
+    ``at_least`` pads it to that many bytes with a comment (a large answer for tests).
+    """
     red, green, blue = hashlib.sha256(seed.encode("utf-8")).digest()[:3]
     row = b"\x00" + bytes((red, green, blue)) * size
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
     pixels = zlib.compress(row * size)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    image = [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", header), chunk(b"IDAT", pixels), chunk(b"IEND", b"")]
+    padding = at_least - sum(map(len, image)) - len(chunk(b"tEXt", b"Comment\x00"))
+    if padding > 0:
+        image.insert(2, chunk(b"tEXt", b"Comment\x00" + b" " * padding))
+    return b"".join(image)
 
 
 def output_tokens(model, quality, size):
@@ -183,8 +191,9 @@ def _generate(req, images, delay, body=None, image_input=0, event_prefix="image_
     if body.get("stream") is True and not gpt_image:
         return _openai_error(400, "Streaming is only supported for the GPT image models.", param="stream")
     data = []
+    image_bytes = int(directives.get("image_bytes") or 0)
     for index in range(count):
-        png = png_bytes(f"{body['prompt']}#{index}")
+        png = png_bytes(f"{body['prompt']}#{index}", at_least=image_bytes)
         if gpt_image or body.get("response_format") == "b64_json":
             item = {"b64_json": base64.b64encode(png).decode("ascii")}
         else:
@@ -219,7 +228,7 @@ def _generate(req, images, delay, body=None, image_input=0, event_prefix="image_
         })
     if body.get("stream") is True and "nostream" not in directives:
         result = event_stream(response, body, directives, event_prefix,
-                              lambda index: png_bytes(f"{body['prompt']}#partial{index}"))
+                              lambda index: png_bytes(f"{body['prompt']}#partial{index}", at_least=image_bytes))
         if "mislabel" in directives:
             result.mimetype = "application/json"
     else:

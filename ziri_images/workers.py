@@ -7,6 +7,9 @@ parse, a URI over 4 KB, more than 100 headers, a bad Content-Length) and answers
 contract's JSON instead: ``{"error", "code", "requestId"}`` with ``X-Request-Id`` and
 ``x-should-retry: false``, and log one escaped, redacted line with that request id.
 
+A response has a deadline too (``send_deadline.py``): one its client does not take in time
+closes its connection without a socket error's traceback (``SendTimeouts``).
+
 ``BodyDeadline`` wraps the app (gunicorn.conf.py installs it in every worker): a client whose
 body has not arrived ``seconds`` after its headers gets 408 ``REQUEST_TIMEOUT`` and its
 connection is closed (gunicorn closes one whose body read failed), so stalled uploads cannot
@@ -120,15 +123,30 @@ class JsonErrors:
         self.log.access(response, req, environ, datetime.now() - started)
 
 
-class GeventWorker(JsonErrors, ggevent.GeventWorker):
+class SendTimeouts:
+    """Mixin for gunicorn workers: a response past its send deadline (send_deadline.py) just closes its connection.
+
+    ``DeadlineBody`` has logged it and set the reset; gunicorn would log a socket error's traceback.
+    """
+
+    def handle_request(self, *args):
+        try:
+            return super().handle_request(*args)
+        except TimeoutError:  # only a response's writes have a timeout here: the body's reads turn theirs into a 408
+            if isinstance(self, gthread.ThreadWorker):
+                return False  # no keep-alive: the connection is closed
+            raise StopIteration("the response's send deadline passed")  # gevent, sync: the connection is closed
+
+
+class GeventWorker(SendTimeouts, JsonErrors, ggevent.GeventWorker):
     """gunicorn's gevent worker (the default), answering its refusals in JSON."""
 
 
-class ThreadWorker(JsonErrors, gthread.ThreadWorker):
+class ThreadWorker(SendTimeouts, JsonErrors, gthread.ThreadWorker):
     """gunicorn's gthread worker, answering its refusals in JSON."""
 
 
-class SyncWorker(JsonErrors, sync.SyncWorker):
+class SyncWorker(SendTimeouts, JsonErrors, sync.SyncWorker):
     """gunicorn's sync worker, answering its refusals in JSON."""
 
 

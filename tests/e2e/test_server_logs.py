@@ -55,3 +55,20 @@ def test_no_key_and_no_forged_line_in_any_log(start_gateway):
     # The path stays inside its quotes: nothing after it but the status, size, time and request id.
     assert re.fullmatch(r'127\.0\.0\.1 "GET /x[^"]* HTTP/1\.1" 404 \d+ \d+ms requestId=req_\w+', access_line), \
         access_line
+
+
+def test_a_key_after_a_quote_tab_backslash_or_apostrophe_in_the_url_reaches_no_log(start_gateway):
+    gateway = start_gateway({"alice": {}}, workers=1, extra_env={"ZIRI_LOG_LEVEL": "INFO"})
+    key = raw_key("alice")
+    request_ids = []
+    for before in ("%22", "%09", "%5C", "'", "%27", "%2522", "desk"):
+        for where in (f"/x{before}{key}", f"/x?q={before}{key}", f"/x{before}{key.replace('-', '%252D')}"):
+            answer = raw_exchange(gateway.url, f"GET {where} HTTP/1.1\r\n".encode("latin-1") + HEAD)
+            assert answer.status == 404
+            request_ids.append(answer.json()["requestId"])
+    # Each request's two lines: the gateway's request line and gunicorn's access line.
+    gateway.process.wait_until(lambda: all(gateway.process.log().count(request_id) == 2 for request_id in request_ids),
+                               "every request's two log lines")
+    log = gateway.process.log()
+    for secret in (key, key.rsplit("-", 1)[1]):
+        assert secret not in log, f"{secret} in the log:\n{log}"
