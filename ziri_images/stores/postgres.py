@@ -2,7 +2,9 @@
 
 Budgets hold across hosts and survive a wiped disk. ``reserve`` is one transaction: lock the
 key's row, settle the key's stale reservations, build its ``KeyUsage``, run ``checks.CHECKS``,
-insert the reservation. ``settle`` is another. No lock is held while the provider works.
+insert the reservation. ``settle`` is another. No lock is held while the provider works. Every
+host's decisions are judged on one clock, the database's (pgclock.py): expiries, the rate
+window, the budgets' periods and the reservation's times; a host's own clock stamps only its charges.
 
 Connections come from a pool opened in each process on first use (never before gunicorn
 forks: a connection shared by two processes would interleave their traffic). Under gevent's
