@@ -159,7 +159,8 @@ def call_provider(provider, payload, quote, settle, files=None, stream=False):
         return provider.generate(payload, g.request_id)
     except ProviderError as error:
         settle("provider_error", error.status, imagesReturned=0, cost=0.0, providerStatus=error.provider_status,
-               providerRequestId=error.provider_request_id, mayHaveBilled=error.may_have_billed)
+               providerRequestId=error.provider_request_id, mayHaveBilled=error.may_have_billed,
+               shouldRetry=error.should_retry)
         raise
     except BaseException:
         # Unknown outcome: charge what was reserved rather than risk an unrecorded generation.

@@ -1,4 +1,4 @@
-"""Migration 5 of the PostgreSQL schema: every host's decisions judged on the database's clock.
+"""Migration 5 of the PostgreSQL schema: the database's clock decides; a released Idempotency-Key is free.
 
 Hosts' clocks disagree (by minutes, on a host whose time service failed). Migration 4's
 ``ziri_reserve`` took "now" from the calling host, so a host five minutes ahead took other hosts'
@@ -8,6 +8,9 @@ admissions five minutes ahead, which froze the key's rate window on every other 
 expiry, the rate window, the budgets' periods and the reservation's own times, as it already
 decided the leases. The caller's ``p_now`` and ``p_expires_at`` only give the reservation's
 life (their difference) and the text the record's times replace.
+
+A request answered ``x-should-retry: true`` without reaching a provider that could bill has a
+charge saying ``idempotencyReleased``: its Idempotency-Key no longer refuses the retry.
 """
 
 # The one clock of every decision; the leases read clock_timestamp() itself (the same clock).
@@ -16,8 +19,8 @@ ZIRI_NOW = """
 CREATE FUNCTION ziri_now() RETURNS timestamptz LANGUAGE sql VOLATILE AS 'SELECT clock_timestamp()';
 """
 
-# ziri_reserve of migration 4 with "now" from ziri_now(); its arguments and answers are unchanged,
-# so ziri_reserve_many calls it as before.
+# ziri_reserve of migration 4 with "now" from ziri_now() and released Idempotency-Keys free; its
+# arguments and answers are unchanged, so ziri_reserve_many calls it as before.
 ZIRI_RESERVE = """
 CREATE OR REPLACE FUNCTION ziri_reserve(
     p_key text, p_user text, p_model text, p_request_id text, p_now timestamptz, p_expires_at timestamptz,
@@ -91,6 +94,15 @@ BEGIN
          ORDER BY ts DESC LIMIT 1;
         IF o_same IS NOT NULL THEN
             o_same_open := EXISTS (SELECT 1 FROM open_reservations WHERE request_id = o_same);
+            -- Its charge released the key (records.releases_idempotency_key; UsageState folds the
+            -- same field): the retry it was told to make is a new request.
+            IF NOT o_same_open AND EXISTS (
+                SELECT 1 FROM ledger_records WHERE request_id = o_same AND type = 'charge'
+                   AND (record->'idempotencyReleased')::text = 'true' AND record->>'idempotencyKey' = p_digest)
+            THEN
+                o_same := NULL;
+                o_same_open := NULL;
+            END IF;
         END IF;
     END IF;
     IF p_micros IS NULL THEN

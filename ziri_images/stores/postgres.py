@@ -202,11 +202,12 @@ class PostgresStore(PostgresReports, Store):
             reservation = Reservation(request_id=request_id, key_id=key_id, micros=micros,
                                       reserved_at=format_ts(reserved_at), expires_at=expires_at.timestamp(),
                                       worker=worker)
-            # The client was refused (503 LEDGER_UNAVAILABLE) before the provider was called: nothing to pay.
+            # The client was refused (503 LEDGER_UNAVAILABLE, x-should-retry: true) before the provider was
+            # called: nothing to pay, and its Idempotency-Key is free for the retry it was told to make.
             fields = {key: value for key, value in record.items() if key not in ("ts", "type", "amount", "expiresAt",
                                                                                  "worker")}
             self.write_charge(reservation, {**fields, "status": "not_admitted", "httpStatus": 503,
-                                            "imagesReturned": 0, "cost": 0.0}, self.clock())
+                                            "imagesReturned": 0, "cost": 0.0, "shouldRetry": True}, self.clock())
             log.warning("reservation %s committed without its answer: settled at 0", request_id)
             released += 1
         return released
