@@ -161,9 +161,10 @@ class PostgresStore(PostgresReports, Store):
         for _ in range(_STALE_ROUNDS):
             try:
                 row = self._reserves.submit(key.id, call)
-            except ApiError as error:
-                if micros is not None and getattr(error, "maybe_committed", False):
-                    # The statement may have committed with its answer lost: release it later.
+            except BaseException as error:
+                # A connection lost mid-statement, an interrupted batch (a killed greenlet): the
+                # reservation may have committed with its answer lost. Release it later.
+                if micros is not None and (not isinstance(error, ApiError) or getattr(error, "maybe_committed", False)):
                     with self._unconfirmed_lock:
                         self._unconfirmed[record["requestId"]] = (key.id, record)
                 raise
@@ -218,7 +219,21 @@ class PostgresStore(PostgresReports, Store):
             return self.write_charge(reservation, fields, now)
         except ApiError:
             pass
-        # The provider has answered: the charge must not be lost. Keep it on disk, write it later.
+        except Exception:
+            raise
+        except BaseException:
+            # Interrupted mid-call (a killed greenlet): the charge may not have committed. Spooled, it
+            # is written once (the unique index) instead of its reservation being held until it expires.
+            try:
+                self._spool_charge(now, reservation, fields)
+            except ApiError:
+                pass
+            raise
+        return self._spool_charge(now, reservation, fields)
+
+    def _spool_charge(self, now, reservation, fields):
+        """Keep the charge on disk, to be written once the database answers; return its record."""
+        # The provider has answered: the charge must not be lost.
         try:
             self.spool.put({"settledAt": format_ts(now), "reservation": vars(reservation), "fields": fields})
         except OSError as error:
