@@ -88,10 +88,11 @@ BEGIN
          WHERE type = 'reservation' AND key_id = p_key AND ts > o_now - p_rate_window;
     END IF;
     IF p_digest IS NOT NULL THEN
+        -- The latest: a released key's retry shares its ts when the clock has not moved on.
         SELECT request_id INTO o_same FROM ledger_records
          WHERE type = 'reservation' AND key_id = p_key AND idempotency_key = p_digest
            AND ts > o_now - p_idempotency_window
-         ORDER BY ts DESC LIMIT 1;
+         ORDER BY ts DESC, admission DESC NULLS LAST LIMIT 1;
         IF o_same IS NOT NULL THEN
             o_same_open := EXISTS (SELECT 1 FROM open_reservations WHERE request_id = o_same);
             -- Its charge released the key (records.releases_idempotency_key; UsageState folds the
