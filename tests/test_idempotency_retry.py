@@ -6,11 +6,14 @@ OpenAI's SDKs resend a request with the same Idempotency-Key when the answer say
 and every store folds it the same way — after a restart (the file store's checkpoint and
 replay) and on another host (PostgreSQL). Every test runs against every store; the last is
 PostgreSQL's own (a reserve whose answer was lost, released by the housekeeping pass), and one
-holds the two folds together: ziri_reserve's SQL and ``UsageState``, over the same records.
+holds the two folds together: ziri_reserve's SQL and ``UsageState``, over the same records. The
+last runs OpenAI's own SDK, in process, through the retry it makes after a provider 500.
 """
 
 from datetime import timedelta
 
+import httpx2
+import openai
 import pytest
 import requests
 from conftest import ENDPOINT
@@ -193,3 +196,18 @@ def test_both_stores_fold_a_released_idempotency_key_the_same_way(make_store, da
     for store in stores:
         assert store.import_records(records) == (len(records), 0)
         assert {digest: fate_of(store, digest) for digest in fates} == fates
+
+
+def test_the_openai_sdks_retry_of_a_provider_500_is_served_with_its_idempotency_key(app, responses_mock):
+    responses_mock.post(GENERATIONS_URL, status=500, json={"error": {"message": "The server had an error"}})
+    responses_mock.post(GENERATIONS_URL, json=openai_image_response(1))
+    # In process: the SDK's HTTP client calls the app's WSGI interface, as it would call gunicorn.
+    http_client = httpx2.Client(transport=httpx2.WSGITransport(app=app))
+    client = openai.OpenAI(base_url="http://gateway.test/v1", api_key=USER_KEY, max_retries=1,
+                           http_client=http_client)
+
+    image = client.images.generate(model="dall-e-3", prompt="a red fox", extra_headers={"Idempotency-Key": "fox-4"})
+
+    assert len(image.data) == 1
+    assert [(charge["status"], charge["cost"]) for charge in charges(app)] == [("provider_error", 0.0),
+                                                                               ("succeeded", 0.04)]
