@@ -82,7 +82,8 @@ def test_a_host_whose_clock_runs_ahead_does_not_freeze_the_keys_rate_window(host
     ahead.clock.advance(61)
     second = on_time.reserve(key, PRICE, details())
 
-    assert [record["ts"] for record in reservations(database)] == [format_ts(admitted_at), format_ts(clock())]
+    assert [(record["ts"], record["expiresAt"]) for record in reservations(database)] == [
+        (format_ts(moment), format_ts(moment + timedelta(seconds=TTL))) for moment in (admitted_at, clock())]
     assert (first.reserved_at, second.reserved_at) == (format_ts(admitted_at), format_ts(clock()))
     with pytest.raises(ApiError) as refused:
         ahead.reserve(key, PRICE, details())
