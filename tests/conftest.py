@@ -13,7 +13,8 @@ Fixtures (names are stable; other test modules rely on them):
     The config dict ``app`` is built from (a fresh dict per test).
 ``clock``
     A ``FakeClock`` (the ``CLOCK`` config value): call it for "now", ``clock.advance(seconds)``
-    or assign ``clock.now`` to move time.
+    or assign ``clock.now`` to move time. With the PostgreSQL store the database's clock (which
+    decides expiries and rate windows for every host) follows it: ``database.follow(clock)``.
 ``keys_path`` / ``add_key``
     keys.json holds ``DEMO_KEY`` (demo), ``USER_KEY`` (id ``key_user``) and ``DISABLED_KEY``.
     ``add_key(limits=..., allowed_models=..., expires_at=...)`` appends a key and returns the raw
@@ -139,13 +140,27 @@ def pytest_generate_tests(metafunc):
 
 
 class FakeClock:
-    """A settable clock for the ``CLOCK`` config value: ``clock()`` returns ``clock.now``."""
+    """A settable clock for the ``CLOCK`` config value: ``clock()`` returns ``clock.now``.
+
+    ``followers`` are called with every new time: a test database's clock follows this one.
+    """
 
     def __init__(self, now=START):
+        self.followers = []
         self.now = now
 
+    @property
+    def now(self):
+        return self._now
+
+    @now.setter
+    def now(self, moment):
+        self._now = moment
+        for follow in self.followers:
+            follow(moment)
+
     def __call__(self):
-        return self.now
+        return self._now
 
     def advance(self, seconds):
         self.now += timedelta(seconds=seconds)
@@ -384,6 +399,7 @@ def store_settings(request, store_kind, tmp_path):
         return {}
     if store_kind == "postgres":
         database = request.getfixturevalue("database")
+        database.follow(request.getfixturevalue("clock"))  # the database decides on the test's time
         return {"DATABASE_URL": database.url, "SPOOL_DIR": str(tmp_path / "spool")}
     raise ValueError(f"unknown store kind {store_kind!r}")
 

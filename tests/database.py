@@ -5,6 +5,11 @@ The server is found through ``ZIRI_TEST_DATABASE_URL`` (default: the project mac
 migrates it, and drops it at the end, so concurrent runs (other suites on the same server)
 cannot collide; each test starts from empty tables.
 
+The database's clock decides expiries and rate windows for every host (``ziri_now()``, migration
+5). In the test database it can follow a test's clock instead: ``follow(clock)`` sets it from a
+``FakeClock`` now and whenever that clock moves; emptied, the database keeps its real clock. The
+leases stay on the real clock (they judge whether processes are alive).
+
 With no server reachable the tests that need one are skipped, all with one reason; with
 ``ZIRI_TEST_REQUIRE_DATABASE=1`` (``.ci/run`` sets it) they fail instead.
 """
@@ -21,7 +26,14 @@ from ziri_images.stores.pgschema import migrate
 from ziri_images.stores.pgsql import RENEW_LEASE
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
-TABLES = ("ledger_records", "key_locks", "key_periods", "open_reservations", "worker_leases", "refusal_counts")
+TABLES = ("ledger_records", "key_locks", "key_periods", "open_reservations", "worker_leases", "refusal_counts",
+          "test_clock")
+# The test database's clock: the time a test set, else the real one (as ziri_now() reads in production).
+TEST_CLOCK = """
+CREATE TABLE test_clock (now timestamptz NOT NULL);
+CREATE OR REPLACE FUNCTION ziri_now() RETURNS timestamptz LANGUAGE sql VOLATILE AS
+    'SELECT coalesce((SELECT max(now) FROM test_clock), clock_timestamp())';
+"""
 
 
 def server_url():
@@ -44,6 +56,7 @@ class TestDatabase:
             admin.execute(f'CREATE DATABASE "{self.name}"')
         with psycopg.connect(self.url, autocommit=True) as connection:
             migrate(connection)
+            connection.execute(TEST_CLOCK)
 
     def connect(self):
         return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
@@ -52,6 +65,16 @@ class TestDatabase:
         """Remove every row (the schema stays)."""
         with self.connect() as connection:
             connection.execute(f"TRUNCATE {', '.join(TABLES)}")
+
+    def follow(self, clock):
+        """Make the database's clock show ``clock``'s time, now and whenever it moves."""
+        def set_now(moment):
+            with self.connect() as connection, connection.transaction():
+                connection.execute("DELETE FROM test_clock")
+                connection.execute("INSERT INTO test_clock (now) VALUES (%s)", (moment,))
+
+        set_now(clock())
+        clock.followers.append(set_now)
 
     def keep_alive(self, workers, seconds=3600):
         """Give ``workers`` live leases, as running gateway processes would keep."""

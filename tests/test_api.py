@@ -42,7 +42,7 @@ SUMMARY_FIELDS = {
 }
 CHARGE_FIELDS = SUMMARY_FIELDS | {"providerStatus", "providerRequestId"}
 SUCCESS_CHARGE_FIELDS = CHARGE_FIELDS | {"estimatedCost", "tokenCost", "chargedBy", "usage", "providerImages"}
-PROVIDER_ERROR_CHARGE_FIELDS = CHARGE_FIELDS | {"mayHaveBilled"}
+PROVIDER_ERROR_CHARGE_FIELDS = CHARGE_FIELDS | {"mayHaveBilled", "shouldRetry"}
 
 
 def expect_upstream(responses_mock, payload, *, json_body=None, status=200, headers=None, body=None):
@@ -497,6 +497,7 @@ def test_provider_failure(client, app, responses_mock, upstream, status, retry, 
         assert (charge["status"], charge["cost"], charge["imagesReturned"]) == ("provider_error", 0.0, 0)
     assert charge["httpStatus"] == status
     assert charge["mayHaveBilled"] is may_have_billed
+    assert charge["shouldRetry"] is (retry == "true")  # what the client was told
     assert PROVIDER_KEY not in Path(app.config["LEDGER_PATH"]).read_text(encoding="utf-8")
 
 

@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from ziri_images.errors import ApiError
 from ziri_images.stores.pgbatch import Combiner
 
 
@@ -82,3 +83,35 @@ def test_a_failed_batch_fails_each_of_its_calls_and_the_next_batch_still_runs():
                 failed.result(timeout=10)
     assert combiner.submit("key_a", 4) == "key_a:4"
     assert database.batches[-1] == ("key_a", [4])
+
+
+class Interrupted(BaseException):
+    """What a killed greenlet sees (GreenletExit is a BaseException too)."""
+
+
+def test_an_interrupted_runner_exits_alone_and_the_others_of_its_batch_may_have_committed():
+    database = Database()
+    interrupted = {"key_a:2"}
+
+    def run_batch(key, items):
+        results = database.run_batch(key, items)
+        if interrupted & set(results):
+            raise Interrupted()
+        return results
+
+    combiner = Combiner(run_batch)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        first = pool.submit(combiner.submit, "key_a", 1)
+        assert database.entered.wait(10)
+        runner = pool.submit(combiner.submit, "key_a", 2)
+        wait_until(lambda: queued(combiner, 1) == 1)
+        other = pool.submit(combiner.submit, "key_a", 3)
+        wait_until(lambda: queued(combiner, 2) == 2)
+        database.release.set()
+        assert first.result(timeout=10) == "key_a:1"
+        with pytest.raises(Interrupted):
+            runner.result(timeout=10)
+        with pytest.raises(ApiError) as lost:
+            other.result(timeout=10)
+    assert (lost.value.code, lost.value.should_retry, lost.value.maybe_committed) == ("LEDGER_UNAVAILABLE", True, True)
+    assert combiner.submit("key_a", 4) == "key_a:4"  # the key's queue goes on

@@ -63,11 +63,16 @@ def closed_port_url():
 
 @pytest.fixture
 def make_store(database, tmp_path, clock):
-    stores = []
+    """Return ``make(url=None, host_clock=None, **options)``: a store on the database (a host of its own).
 
-    def make(url=None, **options):
+    The database's clock follows ``clock``; a store reads ``host_clock`` (default ``clock``) as its host's.
+    """
+    stores = []
+    database.follow(clock)
+
+    def make(url=None, host_clock=None, **options):
         options = {"spool_dir": str(tmp_path / "spool"), "timeout": 2.0, **options}
-        store = PostgresStore(url or database.url, clock, TTL, **options)
+        store = PostgresStore(url or database.url, host_clock or clock, TTL, **options)
         stores.append(store)
         return store
 
@@ -427,7 +432,7 @@ def test_many_threads_on_one_key_are_admitted_exactly_to_the_budget(make_store, 
 def test_a_reservation_behind_the_keys_last_one_moves_forward_with_its_expiry(make_store, database, clock):
     store = make_store()
     first = store.reserve(Key(), PRICE, details())
-    clock.advance(-5)  # another host's clock, behind this one
+    clock.advance(-5)  # the database's clock stepped back (its time service corrected it)
     second = store.reserve(Key(), PRICE, details())
     assert second.reserved_at == first.reserved_at
     assert second.expires_at == first.expires_at

@@ -206,9 +206,10 @@ class Transaction:
         """Make the synced commits of this transaction durable, once the ledger is released.
 
         A failed fsync cannot cut its records back (others may have appended after them): they
-        stay, as written and read by every worker, and each caller is refused. They are true:
-        a charge is only written once the provider has answered. From then on the ledger is
-        ``failing`` and syncs under the lock, so nothing more stays unconfirmed.
+        stay, as written and read by every worker, and the commit raises. They are true: a
+        charge is only written once the provider has answered, and the file store answers its
+        client as the charge says. From then on the ledger is ``failing`` and syncs under the
+        lock, so nothing more stays unconfirmed.
         """
         self.unsynced = False
         try:
@@ -266,7 +267,8 @@ class GroupCommit:
                 entry.error = error
         except BaseException as error:
             # The leader was interrupted (its greenlet killed): that is its own exit, not the others'.
-            # Their records may be written already, so they fail rather than write them again.
+            # Their records may be written already, so they fail rather than write them again (the
+            # file store then answers each whose charge is in the file as that charge says).
             for entry in batch:
                 entry.error = error if entry is leader else ledger_unavailable("the commit was interrupted")
             raise

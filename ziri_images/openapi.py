@@ -26,7 +26,8 @@ _REQUEST_ID = {"$ref": "#/components/headers/X-Request-Id"}
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": False,
     "description": "A client token, unique per intended generation: a second request with the same key "
-                   "(within 24 h, per API key) is refused with 409 instead of being billed again.",
+                   "(within 24 h, per API key) is refused with 409 instead of being billed again, unless the "
+                   "first was answered x-should-retry: true.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 _SHOULD_RETRY = {"$ref": "#/components/headers/x-should-retry"}

@@ -111,7 +111,7 @@ class ProviderError(ApiError):
         else:
             charged = {"imagesReturned": 0, "cost": 0.0}
         return {**charged, "providerStatus": self.provider_status, "providerRequestId": self.provider_request_id,
-                "mayHaveBilled": self.may_have_billed}
+                "mayHaveBilled": self.may_have_billed, "shouldRetry": self.should_retry}
 
 
 @dataclass(frozen=True)

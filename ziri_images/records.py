@@ -8,6 +8,8 @@ Three record types exist, one line (or row) each:
 ``charge``
     What the request cost, written when it ends: the summary, the outcome, ``cost``,
     ``reservedAt`` (the reservation's time, which the budgets count it at) and ``reserved``.
+    ``idempotencyReleased: true`` frees the request's Idempotency-Key for a retry
+    (``releases_idempotency_key``); every store folds it the same way.
 
 The summary names the ``endpoint`` (``generations`` or ``edits``); a streamed request's
 reservation and charge also carry ``stream: true`` and ``partialImages``, and a stream charged
@@ -147,6 +149,17 @@ def reservation_record(now, key, details, micros, expires_at, worker):
     }
 
 
+def releases_idempotency_key(fields):
+    """Return True if a request settled with the outcome ``fields`` leaves its Idempotency-Key free.
+
+    Only an answer that told the client to retry (``shouldRetry``, the ``x-should-retry`` it was
+    sent) and cost nothing, from a call that cannot have billed: the client's retry with the same
+    key must be served. A key whose request may have billed stays used.
+    """
+    return (fields.get("shouldRetry") is True and fields.get("mayHaveBilled") is not True
+            and fields.get("cost") == 0 and bool(fields.get("idempotencyKey")))
+
+
 def charge_record(now, reservation, fields, after_expiry):
     """Return the ``charge`` record settling ``reservation`` with the outcome ``fields``."""
     record = {
@@ -158,6 +171,8 @@ def charge_record(now, reservation, fields, after_expiry):
     }
     if after_expiry:
         record["afterExpiry"] = True
+    if releases_idempotency_key(fields):
+        record["idempotencyReleased"] = True
     return record
 
 

@@ -213,15 +213,16 @@ def test_disk_full_after_the_provider_answered_is_charged_from_the_reservation(d
     assert spent(client) == rederived_spend(records, "key_user") == 2 * micros(PRICE)
 
 
-def test_failing_fsync_lets_one_generation_through_then_refuses_before_the_provider(durable_client, disk,
-                                                                                   responses_mock, ledger_path):
+def test_a_charge_whose_fsync_failed_says_what_its_client_got_then_requests_are_refused_before_the_provider(
+        durable_client, disk, responses_mock, ledger_path):
     """A disk that fails only at fsync (NFS, thin volumes) shows at the first synced write.
 
     Reservations are written without an fsync (the charge's fsync flushes them), so the first
-    request reaches the provider and fails at its charge. That fsync ran once the ledger was
-    released, so the charge cannot be cut back: it stays, charged as the provider billed. After
-    that failure reservations are synced too, under the lock, so the next requests are refused
-    before the provider is called until a sync succeeds again.
+    request reaches the provider and fails at its charge's fsync. That fsync ran once the ledger
+    was released, so the charge cannot be cut back: it stays, read and counted by every worker,
+    charged as the provider billed, and the client gets the answer it records (refusing it
+    would not un-charge it). After that failure reservations are synced too, under the lock, so
+    the next requests are refused before the provider is called until a sync succeeds again.
     """
     app, client = durable_client
     responses_mock.post(GENERATIONS_URL, json=openai_image_response(1))
@@ -230,11 +231,13 @@ def test_failing_fsync_lets_one_generation_through_then_refuses_before_the_provi
 
     first = post(client)
 
-    assert_ledger_unavailable(first, "Input/output error")
+    assert first.status_code == 200, first.get_data(as_text=True)
+    assert len(first.get_json()["data"]) == 1
     assert len(responses_mock.calls) == 1
     records = ledger_lines(app)
-    assert [(r["type"], r["requestId"]) for r in records] == [("reservation", first.get_json()["requestId"]),
-                                                               ("charge", first.get_json()["requestId"])]
+    request_id = first.get_json()["_meta"]["requestId"]
+    assert [(r["type"], r["requestId"]) for r in records] == [("reservation", request_id), ("charge", request_id)]
+    assert (records[1]["status"], records[1]["httpStatus"], records[1]["cost"]) == ("succeeded", 200, PRICE)
     before = ledger_path.read_bytes()
     for _ in range(3):
         assert_ledger_unavailable(post(client), "Input/output error")

@@ -23,6 +23,7 @@ from datetime import timedelta
 
 from ..checks import RATE_WINDOW_SECONDS
 from ..checks import run_checks
+from ..errors import ApiError
 from ..ledger import GroupCommit
 from ..ledger import off_loop
 from ..records import charge_record
@@ -57,6 +58,7 @@ class FileStore(Store):
         self._due = None  # a checkpoint's bytes, taken by the first charge to finish after it was made
         # Charges that arrive while one is syncing are written and synced together, in one transaction.
         self._charges = GroupCommit(self._settle_together)
+        self._written = {}  # request_id -> its charge, once in the file (for a batch whose sync then fails)
 
     def start(self):
         path = self.ledger.path
@@ -190,7 +192,19 @@ class FileStore(Store):
         return self.state.open[record["requestId"]]
 
     def settle(self, reservation, fields):
-        record = self._charges.submit((reservation, fields))
+        try:
+            record = self._charges.submit((reservation, fields))
+        except ApiError:
+            # Its record is in the file, but the commit failed after the write (an fsync made once the
+            # file was released, an interrupted batch): it cannot be cut back, and every worker reads
+            # and counts it. The client gets the answer the record says, or the record would lie.
+            record = self._written.pop(reservation.request_id, None)
+            if record is None:
+                raise  # not written: the reservation stays open and expires at its amount
+            log.error("ledger: charge of %s is in the file but not confirmed on disk: answered as recorded",
+                      reservation.request_id)
+        finally:
+            self._written.pop(reservation.request_id, None)
         data, self._due = self._due, None
         if data is not None:
             off_loop(checkpoint.save, self.ledger.path, data)
@@ -212,6 +226,8 @@ class FileStore(Store):
                 results.append(record)
                 records.append(record)
             self._commit(transaction, records)
+            for record in records:
+                self._written[record["requestId"]] = record
             self._due = self._due_checkpoint() or self._due
         return results
 

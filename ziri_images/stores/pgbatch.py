@@ -9,9 +9,17 @@ lock, one flush). A lone request runs at once, alone: nothing waits on a timer.
 
 One batch per key at a time in a process; a batch never spans keys, so processes lock keys
 in no order that could deadlock.
+
+A call interrupted while it runs its key's batch (its greenlet killed) exits on its own account;
+the batch may have committed, so the other calls of the batch are answered as when the
+connection is lost mid-statement: 503 ``LEDGER_UNAVAILABLE``, ``maybe_committed``. The store
+then releases their reservations and spools their charges instead of leaving them held until
+they expire.
 """
 
 import threading
+
+from .base import ledger_unavailable
 
 
 class _Slot:
@@ -55,9 +63,12 @@ class Combiner:
             results = self.run_batch(key, [queued.item for queued in batch])
             for queued, result in zip(batch, results, strict=True):
                 queued.result = result
-        except BaseException as error:  # every caller of the batch sees its fault (a 503)
+        except Exception as error:  # every caller of the batch sees its fault (a 503)
             for queued in batch:
                 queued.error = error
+        except BaseException as error:  # interrupted: its own exit, and the others' batch may have committed
+            for queued in batch:
+                queued.error = error if queued is slot else _interrupted_batch()
         with self._lock:
             self._hand_over(key)
         for queued in batch:
@@ -89,3 +100,10 @@ class Combiner:
         if slot.error is not None:
             raise slot.error
         return slot.result
+
+
+def _interrupted_batch():
+    """Return the error of a call whose batch was interrupted: maybe committed, as a lost connection (pgpool.py)."""
+    error = ledger_unavailable("the database call was interrupted", should_retry=True)
+    error.maybe_committed = True
+    return error

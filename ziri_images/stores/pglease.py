@@ -114,4 +114,6 @@ class LeaseKeeper:
         for key_id in keys:
             with self.store.transaction() as cursor:
                 self.store.lock_key(cursor, key_id)
-                self.store.settle_stale(cursor, key_id, self.store.clock())
+                # The database's clock, not this host's: a host ahead would expire live reservations.
+                now = cursor.execute(pgsql.DATABASE_NOW).fetchone()[0]
+                self.store.settle_stale(cursor, key_id, now)

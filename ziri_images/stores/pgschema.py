@@ -9,6 +9,8 @@ is already current is left untouched.
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from .pgclock import DATABASE_CLOCK
+
 # Any number, the same for every instance: the advisory lock that serialises migrations.
 _MIGRATION_LOCK = 0x5A495249  # "ZIRI"
 
@@ -440,6 +442,8 @@ MIGRATIONS = (
     (2, "refusal counts per day, key and code", _REFUSALS),
     (3, "request path functions: ziri_reserve_begin, ziri_settle_charge", _REQUEST_PATH_FUNCTIONS),
     (4, "request path in one call each: per-key counters, admission ordinals, ziri_reserve", _COUNTERS),
+    (5, "the database's clock decides expiry and the rate window (ziri_now); a released Idempotency-Key is free",
+     DATABASE_CLOCK),
 )
 LATEST = MIGRATIONS[-1][0]
 

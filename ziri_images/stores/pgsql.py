@@ -16,8 +16,9 @@ LOCK_KEY = "SELECT key_id FROM key_locks WHERE key_id = %(key)s FOR UPDATE"
 # The key's first request creates its row (two first requests at once: one inserts, both then lock).
 CREATE_KEY = "INSERT INTO key_locks (key_id) VALUES (%(key)s) ON CONFLICT (key_id) DO NOTHING"
 
-# Take the key's stale reservations out of the open set: past their expiry on the gateway's
-# clock, or held by a process whose lease has lapsed (or was never there) on the database's clock.
+# Take the key's stale reservations out of the open set: past their expiry at %(now)s (the
+# database's clock: ziri_reserve's answer, or DATABASE_NOW), or held by a process whose lease has
+# lapsed (or was never there) on the database's clock.
 # DELETE ... RETURNING hands each one to exactly one settler; the key's in-flight count and held
 # amounts drop with them (the caller holds the key's lock and writes their expiry records).
 TAKE_STALE = """
@@ -40,6 +41,9 @@ WITH stale AS (
 )
 SELECT request_id, micros, reserved_at, expires_at, worker FROM stale
 """
+
+# The database's clock, which every host's expiries and rate windows are judged on (pgclock.py).
+DATABASE_NOW = "SELECT ziri_now()"
 
 # Keys with a reservation whose process's lease has lapsed (for the background sweep).
 KEYS_WITH_DEAD_WORKERS = """

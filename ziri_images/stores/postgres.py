@@ -2,7 +2,9 @@
 
 Budgets hold across hosts and survive a wiped disk. ``reserve`` is one transaction: lock the
 key's row, settle the key's stale reservations, build its ``KeyUsage``, run ``checks.CHECKS``,
-insert the reservation. ``settle`` is another. No lock is held while the provider works.
+insert the reservation. ``settle`` is another. No lock is held while the provider works. Every
+host's decisions are judged on one clock, the database's (pgclock.py): expiries, the rate
+window, the budgets' periods and the reservation's times; a host's own clock stamps only its charges.
 
 Connections come from a pool opened in each process on first use (never before gunicorn
 forks: a connection shared by two processes would interleave their traffic). Under gevent's
@@ -159,9 +161,10 @@ class PostgresStore(PostgresReports, Store):
         for _ in range(_STALE_ROUNDS):
             try:
                 row = self._reserves.submit(key.id, call)
-            except ApiError as error:
-                if micros is not None and getattr(error, "maybe_committed", False):
-                    # The statement may have committed with its answer lost: release it later.
+            except BaseException as error:
+                # A connection lost mid-statement, an interrupted batch (a killed greenlet): the
+                # reservation may have committed with its answer lost. Release it later.
+                if micros is not None and (not isinstance(error, ApiError) or getattr(error, "maybe_committed", False)):
                     with self._unconfirmed_lock:
                         self._unconfirmed[record["requestId"]] = (key.id, record)
                 raise
@@ -200,11 +203,12 @@ class PostgresStore(PostgresReports, Store):
             reservation = Reservation(request_id=request_id, key_id=key_id, micros=micros,
                                       reserved_at=format_ts(reserved_at), expires_at=expires_at.timestamp(),
                                       worker=worker)
-            # The client was refused (503 LEDGER_UNAVAILABLE) before the provider was called: nothing to pay.
+            # The client was refused (503 LEDGER_UNAVAILABLE, x-should-retry: true) before the provider was
+            # called: nothing to pay, and its Idempotency-Key is free for the retry it was told to make.
             fields = {key: value for key, value in record.items() if key not in ("ts", "type", "amount", "expiresAt",
                                                                                  "worker")}
             self.write_charge(reservation, {**fields, "status": "not_admitted", "httpStatus": 503,
-                                            "imagesReturned": 0, "cost": 0.0}, self.clock())
+                                            "imagesReturned": 0, "cost": 0.0, "shouldRetry": True}, self.clock())
             log.warning("reservation %s committed without its answer: settled at 0", request_id)
             released += 1
         return released
@@ -215,7 +219,21 @@ class PostgresStore(PostgresReports, Store):
             return self.write_charge(reservation, fields, now)
         except ApiError:
             pass
-        # The provider has answered: the charge must not be lost. Keep it on disk, write it later.
+        except Exception:
+            raise
+        except BaseException:
+            # Interrupted mid-call (a killed greenlet): the charge may not have committed. Spooled, it
+            # is written once (the unique index) instead of its reservation being held until it expires.
+            try:
+                self._spool_charge(now, reservation, fields)
+            except ApiError:
+                pass
+            raise
+        return self._spool_charge(now, reservation, fields)
+
+    def _spool_charge(self, now, reservation, fields):
+        """Keep the charge on disk, to be written once the database answers; return its record."""
+        # The provider has answered: the charge must not be lost.
         try:
             self.spool.put({"settledAt": format_ts(now), "reservation": vars(reservation), "fields": fields})
         except OSError as error:

@@ -2,7 +2,8 @@
 
 A request already at the provider when the database goes away must still be charged, once.
 ``ChargeSpool.put`` appends the charge (one JSON line, under an exclusive ``flock``) and
-fsyncs it before the response is sent. ``flush(write)`` hands every spooled entry to
+fsyncs it before the response is sent; a charge the disk refuses (a failed write or fsync) is
+cut back, as its client is refused. ``flush(write)`` hands every spooled entry to
 ``write``, which stores it idempotently (the database's unique index on the charge per
 request rules out a second copy), and deletes a batch only once all of it was written.
 
@@ -51,14 +52,21 @@ class ChargeSpool:
             os.close(fd)  # renamed for a flush while we waited: open the new one
 
     def put(self, entry):
-        """Append ``entry`` (a dict) and fsync it; raise OSError if the disk refuses."""
+        """Append ``entry`` (a dict) and fsync it; raise OSError if the disk refuses, with nothing kept."""
         data = (encode_json(entry) + "\n").encode("utf-8")
         with self._lock:
             fd = self._open_current()
             try:
-                if os.write(fd, data) != len(data):
-                    raise OSError(28, "short write (disk full?)")
-                os.fsync(fd)
+                start = os.lseek(fd, 0, os.SEEK_END)
+                try:
+                    if os.write(fd, data) != len(data):
+                        raise OSError(28, "short write (disk full?)")
+                    os.fsync(fd)
+                except OSError:
+                    # Its client is refused: flushed later, the entry would be a charge saying it was served.
+                    # The flock is held, so nothing was appended after it.
+                    _cut_back(fd, start)
+                    raise
             finally:
                 os.close(fd)  # closing releases the flock
 
@@ -124,3 +132,10 @@ class ChargeSpool:
             return count
         finally:
             os.close(fd)
+
+
+def _cut_back(fd, start):
+    try:
+        os.ftruncate(fd, start)
+    except OSError as error:
+        log.critical("spool: could not cut back a refused charge at offset %d: %s", start, error.strerror or error)

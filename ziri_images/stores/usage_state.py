@@ -56,6 +56,8 @@ class UsageState:
             self.expired[request_id] = micros
         else:
             micros -= self.expired.pop(request_id, 0)
+            if record.idempotency_key and record.fields.get("idempotencyReleased") is True:
+                self._release_idempotency(record.key_id, record.idempotency_key, request_id)
         self._add(self.spent, record.key_id, record.reserved_at, micros)
 
     def _open(self, record):
@@ -137,6 +139,11 @@ class UsageState:
             old_admitted_at, old = self._idempotency_order.popleft()
             if self.idempotency.get(old, (None, None))[1] == old_admitted_at:
                 del self.idempotency[old]
+
+    def _release_idempotency(self, key_id, digest, request_id):
+        # As ziri_reserve does (pgclock.py): only the request that holds the key releases it.
+        if self.idempotency.get((key_id, digest), (None,))[0] == request_id:
+            del self.idempotency[(key_id, digest)]  # its _idempotency_order entry no longer matches: skipped
 
     def idempotent_match(self, key_id, digest, now_epoch):
         """Return (request id, still open) for the request that used ``digest`` in the last day, or None."""

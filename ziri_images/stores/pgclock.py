@@ -1,0 +1,148 @@
+"""Migration 5 of the PostgreSQL schema: the database's clock decides; a released Idempotency-Key is free.
+
+Hosts' clocks disagree (by minutes, on a host whose time service failed). Migration 4's
+``ziri_reserve`` took "now" from the calling host, so a host five minutes ahead took other hosts'
+live reservations for expired (and admitted past ``max_concurrent_requests``), and stamped its
+admissions five minutes ahead, which froze the key's rate window on every other host for as long
+(a key's records never go back in time). Here ``ziri_now()``, the database's clock, decides
+expiry, the rate window, the budgets' periods and the reservation's own times, as it already
+decided the leases. The caller's ``p_now`` and ``p_expires_at`` only give the reservation's
+life (their difference) and the text the record's times replace.
+
+A request answered ``x-should-retry: true`` without reaching a provider that could bill has a
+charge saying ``idempotencyReleased``: its Idempotency-Key no longer refuses the retry.
+"""
+
+# The one clock of every decision; the leases read clock_timestamp() itself (the same clock).
+# A function, so that a test database can set the time its tests run at (tests/database.py).
+ZIRI_NOW = """
+CREATE FUNCTION ziri_now() RETURNS timestamptz LANGUAGE sql VOLATILE AS 'SELECT clock_timestamp()';
+"""
+
+# ziri_reserve of migration 4 with "now" from ziri_now() and released Idempotency-Keys free; its
+# arguments and answers are unchanged, so ziri_reserve_many calls it as before.
+ZIRI_RESERVE = """
+CREATE OR REPLACE FUNCTION ziri_reserve(
+    p_key text, p_user text, p_model text, p_request_id text, p_now timestamptz, p_expires_at timestamptz,
+    p_micros bigint, p_digest text, p_worker text, p_record text, p_rate_window interval,
+    p_idempotency_window interval, p_rpm float8, p_max_concurrent float8, p_daily bigint, p_monthly bigint,
+    OUT o_state text, OUT o_now timestamptz, OUT o_spent_day bigint, OUT o_spent_month bigint,
+    OUT o_requests_day bigint, OUT o_requests_month bigint, OUT o_held_day bigint, OUT o_held_month bigint,
+    OUT o_in_flight integer, OUT o_window_count bigint, OUT o_window_first float8, OUT o_same text,
+    OUT o_same_open boolean)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_format constant text := 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"';  -- records.format_ts
+    v_admitted bigint;
+    v_last timestamptz;
+    v_day text;
+    v_month text;
+    v_first timestamptz;
+    v_first_admission bigint;
+    v_expires timestamptz;
+    v_record text := p_record;
+BEGIN
+    -- The key's row lock until this call's transaction ends (the first request creates the row).
+    -- Every statement below takes a fresh snapshot (READ COMMITTED, VOLATILE): it sees every
+    -- transaction that committed before the lock was granted.
+    SELECT admitted, in_flight, last_reserved_at INTO v_admitted, o_in_flight, v_last
+      FROM key_locks WHERE key_id = p_key FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO key_locks (key_id) VALUES (p_key) ON CONFLICT (key_id) DO NOTHING;
+        SELECT admitted, in_flight, last_reserved_at INTO v_admitted, o_in_flight, v_last
+          FROM key_locks WHERE key_id = p_key FOR UPDATE;
+    END IF;
+    -- The database's clock, read once the lock is held, whichever host calls. Never earlier than
+    -- the key's last reservation (the clock stepped back), so a key's records (and admission
+    -- ordinals) stay in time order.
+    o_now := greatest(ziri_now(), v_last);
+    IF EXISTS (SELECT 1 FROM open_reservations WHERE key_id = p_key AND expires_at <= o_now)
+       OR EXISTS (SELECT 1 FROM worker_leases l
+                   WHERE l.expires_at <= clock_timestamp()
+                     -- OFFSET 0 keeps this a probe per lapsed lease (a few rows), never a scan
+                     -- of the key's open reservations (as many as it has in flight).
+                     AND EXISTS (SELECT 1 FROM open_reservations r
+                                  WHERE r.worker = l.worker AND r.key_id = p_key OFFSET 0))
+    THEN
+        o_state := 'stale';
+        RETURN;
+    END IF;
+    v_day := to_char(o_now AT TIME ZONE 'UTC', 'YYYY-MM-DD');
+    v_month := to_char(o_now AT TIME ZONE 'UTC', 'YYYY-MM');
+    SELECT coalesce(sum(spent_micros) FILTER (WHERE period = v_day), 0),
+           coalesce(sum(spent_micros) FILTER (WHERE period = v_month), 0),
+           coalesce(sum(requests) FILTER (WHERE period = v_day), 0),
+           coalesce(sum(requests) FILTER (WHERE period = v_month), 0),
+           coalesce(sum(held_micros) FILTER (WHERE period = v_day), 0),
+           coalesce(sum(held_micros) FILTER (WHERE period = v_month), 0)
+      INTO o_spent_day, o_spent_month, o_requests_day, o_requests_month, o_held_day, o_held_month
+      FROM key_periods WHERE key_id = p_key AND period IN (v_day, v_month);
+    -- The rate window: its first admission, and the ordinals count the rest.
+    SELECT ts, admission INTO v_first, v_first_admission FROM ledger_records
+     WHERE type = 'reservation' AND key_id = p_key AND ts > o_now - p_rate_window
+     ORDER BY ts, admission LIMIT 1;
+    o_window_first := extract(epoch FROM v_first)::float8;
+    o_window_count := CASE WHEN v_first IS NULL THEN 0 ELSE v_admitted - v_first_admission + 1 END;
+    IF v_first IS NOT NULL AND v_first_admission IS NULL THEN  -- never after migration 4: count them
+        SELECT count(*) INTO o_window_count FROM ledger_records
+         WHERE type = 'reservation' AND key_id = p_key AND ts > o_now - p_rate_window;
+    END IF;
+    IF p_digest IS NOT NULL THEN
+        -- The latest: a released key's retry shares its ts when the clock has not moved on.
+        SELECT request_id INTO o_same FROM ledger_records
+         WHERE type = 'reservation' AND key_id = p_key AND idempotency_key = p_digest
+           AND ts > o_now - p_idempotency_window
+         ORDER BY ts DESC, admission DESC NULLS LAST LIMIT 1;
+        IF o_same IS NOT NULL THEN
+            o_same_open := EXISTS (SELECT 1 FROM open_reservations WHERE request_id = o_same);
+            -- Its charge released the key (records.releases_idempotency_key; UsageState folds the
+            -- same field): the retry it was told to make is a new request.
+            IF NOT o_same_open AND EXISTS (
+                SELECT 1 FROM ledger_records WHERE request_id = o_same AND type = 'charge'
+                   AND (record->'idempotencyReleased')::text = 'true' AND record->>'idempotencyKey' = p_digest)
+            THEN
+                o_same := NULL;
+                o_same_open := NULL;
+            END IF;
+        END IF;
+    END IF;
+    IF p_micros IS NULL THEN
+        o_state := 'usage';
+        RETURN;
+    END IF;
+    IF o_same IS NOT NULL
+       OR (p_rpm IS NOT NULL AND o_window_count >= p_rpm)
+       OR (p_max_concurrent IS NOT NULL AND o_in_flight >= p_max_concurrent)
+       OR (p_daily IS NOT NULL AND o_spent_day + o_held_day + p_micros > p_daily)
+       OR (p_monthly IS NOT NULL AND o_spent_month + o_held_month + p_micros > p_monthly)
+    THEN
+        o_state := 'refused';
+        RETURN;
+    END IF;
+    v_expires := o_now + (p_expires_at - p_now);
+    IF o_now <> p_now THEN
+        -- The record says the database's times. ts is the record's first field; JSON escapes a
+        -- quote inside a string, so these texts can only be the fields.
+        v_record := replace(replace(v_record,
+            '{"ts":"' || to_char(p_now AT TIME ZONE 'UTC', v_format) || '"',
+            '{"ts":"' || to_char(o_now AT TIME ZONE 'UTC', v_format) || '"'),
+            ',"expiresAt":"' || to_char(p_expires_at AT TIME ZONE 'UTC', v_format) || '"',
+            ',"expiresAt":"' || to_char(v_expires AT TIME ZONE 'UTC', v_format) || '"');
+    END IF;
+    INSERT INTO ledger_records (ts, type, request_id, key_id, user_id, model, reserved_at, micros, idempotency_key,
+                                admission, record)
+    VALUES (o_now, 'reservation', p_request_id, p_key, p_user, p_model, o_now, p_micros, p_digest, v_admitted + 1,
+            v_record::json);
+    INSERT INTO open_reservations (request_id, key_id, micros, reserved_at, expires_at, worker)
+    VALUES (p_request_id, p_key, p_micros, o_now, v_expires, p_worker);
+    UPDATE key_locks SET admitted = admitted + 1, in_flight = in_flight + 1, last_reserved_at = o_now
+     WHERE key_id = p_key;
+    INSERT INTO key_periods (key_id, period, requests, held_micros)
+    VALUES (p_key, v_day, 1, p_micros), (p_key, v_month, 1, p_micros)
+    ON CONFLICT (key_id, period) DO UPDATE SET requests = key_periods.requests + 1,
+                                               held_micros = key_periods.held_micros + EXCLUDED.held_micros;
+    o_state := 'admitted';
+END $$;
+"""
+
+DATABASE_CLOCK = ZIRI_NOW + ZIRI_RESERVE
