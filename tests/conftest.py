@@ -39,6 +39,12 @@ Fixtures (names are stable; other test modules rely on them):
 ``NOT_RECORDS`` is a table of ledger lines that are valid JSON (or nearly) but not records, for the
 tests that no line of any shape breaks the limits or the report.
 
+``test_database`` / ``database``
+    This run's database on the shared PostgreSQL server (tests/database.py), emptied per test.
+``throwaway_cluster``
+    A PostgreSQL server of the test's own (tests/throwaway_cluster.py) for the tests that stop or
+    restart it: the shared server is never stopped, restarted or reconfigured.
+
 Plain helpers to import: ``store_records(app)`` (every record, through the app's store: use it
 wherever the test is not about the JSONL file itself), ``ledger_lines(app)`` (the file store's
 lines), ``key_record(raw_key, ...)``,
@@ -62,6 +68,7 @@ from urllib.parse import urlsplit
 import pytest
 import responses
 from database import open_test_database
+from throwaway_cluster import open_throwaway_cluster
 
 from ziri_images import __version__
 from ziri_images import create_app
@@ -473,3 +480,11 @@ def database(test_database):
     """The run's database, emptied for this test."""
     test_database.empty()
     return test_database
+
+
+@pytest.fixture
+def throwaway_cluster():
+    """A PostgreSQL server of this test's own, to stop or restart (see tests/throwaway_cluster.py)."""
+    cluster = open_throwaway_cluster()
+    yield cluster
+    cluster.cleanup()
