@@ -18,8 +18,9 @@
     ``extra_env`` adds or replaces environment variables (e.g. shorter timeouts, another
     upstream). Returns a ``Gateway``, whose ``ledger()`` reads the records from the store.
 
-Every process is started in its own session and stopped (then killed, by its process group)
-when the test ends; start-up and every request are bounded in time. Tests using these
+Every process is started in its own session and killed with its process group when the test
+ends (``Process.stop()`` is the graceful stop, for a test that checks what happens on the way
+out); start-up and every request are bounded in time. Tests using these
 fixtures need ``@pytest.mark.real_http`` so the suite's ``responses`` mock stays out of the way.
 """
 
@@ -111,6 +112,19 @@ class Process:
             pass
         self.popen.wait(timeout=STOP_SECONDS)
 
+    def kill(self):
+        """End the process and everything it started at once (SIGKILL to its process group).
+
+        For the end of a test: nothing is asked of the processes any more, and a graceful stop costs
+        every gateway one to three seconds (each process tearing down its interpreter), or the whole
+        STOP_SECONDS when a worker hangs on its way out.
+        """
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.popen.wait(timeout=STOP_SECONDS)
+
 
 def answers(url):
     def check():
@@ -172,7 +186,7 @@ def stub(tmp_path):
         process.wait_until(answers(f"{url}/stats"), "stub start-up")
         yield Stub(url, process)
     finally:
-        process.stop()
+        process.kill()
 
 
 @pytest.fixture(params=[
@@ -205,7 +219,7 @@ def store_environment(request, store, directory):
 
 
 @pytest.fixture
-def start_gateway(request, tmp_path, stub, worker_class, store):
+def start_gateway(request, tmp_path, tmp_path_factory, stub, worker_class, store):
     started = []
 
     def start(keys, workers=4, threads=4, extra_env=None, directory=None):
@@ -227,6 +241,9 @@ def start_gateway(request, tmp_path, stub, worker_class, store):
             ZIRI_KEYS_FILE=keys_path, ZIRI_PRICING_FILE=pricing_path, ZIRI_LEDGER_PATH=ledger_path,
             OPENAI_BASE_URL=f"{stub.url}/v1", OPENAI_API_KEY=STUB_API_KEY,
             ZIRI_UPSTREAM_READ_TIMEOUT=10, ZIRI_LOG_LEVEL="WARNING",
+            # Temporary files (gunicorn.conf.py's metrics directory) in pytest's own temporary tree,
+            # outside tmp_path (the fault suites read every file there): a killed master leaves them.
+            TMPDIR=tmp_path_factory.mktemp("gunicorn-tmp"),
         )
         env.update({name: str(value) for name, value in {**store_env, **(extra_env or {})}.items()})
         command = [sys.executable, "-m", "gunicorn", "--config", str(PROJECT_DIR / "gunicorn.conf.py"), "app:app"]
@@ -245,4 +262,4 @@ def start_gateway(request, tmp_path, stub, worker_class, store):
 
     yield start
     for process in started:
-        process.stop()
+        process.kill()
