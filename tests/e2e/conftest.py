@@ -1,8 +1,10 @@
 """Real processes on 127.0.0.1: the local stub upstream and the gateway under gunicorn.
 
-``stub``
-    ``python -m ziri_images.cli stub`` (werkzeug, threaded) on a free port, fresh per test so
-    its ``/stats`` (``peakInFlight``) describe that test alone.
+``stub`` / ``shared_stub``
+    ``python -m ziri_images.cli stub`` (werkzeug, threaded) on a free port. A test that names
+    ``stub`` gets one of its own, so its ``/stats`` (``peakInFlight``) and its output describe
+    that test alone, and its gateways use it; the other tests' gateways share one stub for the
+    whole run (``shared_stub``: a stub costs a Python start-up, a third of a second).
 ``worker_class``
     Parametrized: each test runs under gunicorn's ``gthread`` worker and, when gevent is
     installed, its ``gevent`` worker (chosen with ``GUNICORN_WORKER_CLASS``).
@@ -13,7 +15,7 @@
 ``start_gateway(keys, workers=4, threads=4, extra_env=None, directory=None)``
     The gateway under gunicorn with the project's ``gunicorn.conf.py`` (preload_app),
     keys/pricing/ledger (and the PostgreSQL store's spool) under ``directory`` (default
-    ``tmp_path``: a second host gets a directory of its own) and the stub as OpenAI. ``keys``
+    ``tmp_path``: a second host gets a directory of its own) and the stub (above) as OpenAI. ``keys``
     maps a user name to extra keys.json fields; ``raw_key(name)`` is that user's key.
     ``extra_env`` adds or replaces environment variables (e.g. shorter timeouts, another
     upstream). Returns a ``Gateway``, whose ``ledger()`` reads the records from the store.
@@ -176,17 +178,27 @@ class Gateway:
         return [r for r in self.ledger() if r["type"] == kind and (name is None or r["keyId"] == f"key_{name}")]
 
 
-@pytest.fixture
-def stub(tmp_path):
+def run_stub(directory):
+    """Start the stub on a free port, its output in ``directory``; yield it, then kill it."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = Process([sys.executable, "-m", "ziri_images.cli", "stub", "--host", "127.0.0.1", "--port", str(port)],
-                      tmp_path / "stub.log", clean_environment())
+                      directory / "stub.log", clean_environment())
     try:
         process.wait_until(answers(f"{url}/stats"), "stub start-up")
         yield Stub(url, process)
     finally:
         process.kill()
+
+
+@pytest.fixture
+def stub(tmp_path):
+    yield from run_stub(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def shared_stub(tmp_path_factory):
+    yield from run_stub(tmp_path_factory.mktemp("shared-stub"))
 
 
 @pytest.fixture(params=[
@@ -219,7 +231,9 @@ def store_environment(request, store, directory):
 
 
 @pytest.fixture
-def start_gateway(request, tmp_path, tmp_path_factory, stub, worker_class, store):
+def start_gateway(request, tmp_path, tmp_path_factory, worker_class, store):
+    # The test's own stub when it names one (to read its /stats or its output), else the run's.
+    stub = request.getfixturevalue("stub" if "stub" in request.fixturenames else "shared_stub")
     started = []
 
     def start(keys, workers=4, threads=4, extra_env=None, directory=None):
