@@ -45,6 +45,10 @@ tests that no line of any shape breaks the limits or the report.
     A PostgreSQL server of the test's own (tests/throwaway_cluster.py) for the tests that stop or
     restart it: the shared server is never stopped, restarted or reconfigured.
 
+``slow`` (a marker)
+    For runs that need minutes: left out of the README's test command, run by CI, which sets
+    ``ZIRI_TEST_ALL=1`` (``run_everything()`` says whether it is set); ``-m slow`` runs them alone.
+
 Plain helpers to import: ``store_records(app)`` (every record, through the app's store: use it
 wherever the test is not about the JSONL file itself), ``ledger_lines(app)`` (the file store's
 lines), ``key_record(raw_key, ...)``,
@@ -119,13 +123,18 @@ NOT_RECORDS = [
 ]
 # The stores a test marked ``@pytest.mark.stores()`` runs against.
 STORE_KINDS = ("file", "postgres")
+# How many tests marked ``slow`` this run leaves out.
+SLOW_LEFT_OUT = pytest.StashKey[int]()
 
 
-def pytest_terminal_summary(terminalreporter):
+def pytest_terminal_summary(terminalreporter, config):
     """Add one line per reason: how many tests were skipped, and why (CI requires what they need instead)."""
     reasons = Counter(skip_reason_of(report) for report in terminalreporter.stats.get("skipped", []))
     for reason, count in reasons.most_common():
         terminalreporter.write_line(f"{count} test(s) skipped: {reason}")
+    if config.stash.get(SLOW_LEFT_OUT, 0):
+        terminalreporter.write_line(f"{config.stash[SLOW_LEFT_OUT]} slow test(s) deselected: "
+                                    "ZIRI_TEST_ALL=1 runs them (.ci/run sets it)")
 
 
 def skip_reason_of(report):
@@ -137,6 +146,24 @@ def skip_reason_of(report):
 def pytest_configure(config):
     config.addinivalue_line("markers", "real_http: let requests reach real sockets (no responses mock)")
     config.addinivalue_line("markers", "stores(*kinds): run the test once per store kind (default: every kind)")
+    config.addinivalue_line("markers", "slow: a run that needs minutes; left out unless ZIRI_TEST_ALL=1 (CI sets it)"
+                                       " or -m chooses the markers")
+
+
+def run_everything():
+    """Return True when the whole suite runs, the slow tests and the full fuzzing runs too (``.ci/run``)."""
+    return os.environ.get("ZIRI_TEST_ALL", "").strip().lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Leave out the tests marked ``slow`` unless ZIRI_TEST_ALL is set or ``-m`` says which to run."""
+    if run_everything() or config.option.markexpr:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+    config.stash[SLOW_LEFT_OUT] = len(slow)
 
 
 def pytest_generate_tests(metafunc):
