@@ -41,6 +41,8 @@ tests that no line of any shape breaks the limits or the report.
 
 ``test_database`` / ``database``
     This run's database on the shared PostgreSQL server (tests/database.py), emptied per test.
+``shared_stub``
+    The local stub (a process) that end-to-end gateways share for the whole run (tests/e2e/conftest.py).
 ``throwaway_cluster``
     A PostgreSQL server of the test's own (tests/throwaway_cluster.py) for the tests that stop or
     restart it: the shared server is never stopped, restarted or reconfigured.
@@ -72,6 +74,7 @@ from urllib.parse import urlsplit
 import pytest
 import responses
 from database import open_test_database
+from e2e.conftest import run_stub
 from throwaway_cluster import open_throwaway_cluster
 
 from ziri_images import __version__
@@ -515,3 +518,9 @@ def throwaway_cluster():
     cluster = open_throwaway_cluster()
     yield cluster
     cluster.cleanup()
+
+
+@pytest.fixture(scope="session")
+def shared_stub(tmp_path_factory):
+    """The stub the end-to-end gateways share when their test does not name one (tests/e2e/conftest.py)."""
+    yield from run_stub(tmp_path_factory.mktemp("shared-stub"))

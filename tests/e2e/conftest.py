@@ -4,7 +4,8 @@
     ``python -m ziri_images.cli stub`` (werkzeug, threaded) on a free port. A test that names
     ``stub`` gets one of its own, so its ``/stats`` (``peakInFlight``) and its output describe
     that test alone, and its gateways use it; the other tests' gateways share one stub for the
-    whole run (``shared_stub``: a stub costs a Python start-up, a third of a second).
+    whole run (``shared_stub``, in tests/conftest.py so that every module that imports these
+    fixtures finds it: a stub costs a Python start-up, a third of a second).
 ``worker_class``
     Parametrized: each test runs under gunicorn's ``gthread`` worker and, when gevent is
     installed, its ``gevent`` worker (chosen with ``GUNICORN_WORKER_CLASS``).
@@ -194,11 +195,6 @@ def run_stub(directory):
 @pytest.fixture
 def stub(tmp_path):
     yield from run_stub(tmp_path)
-
-
-@pytest.fixture(scope="session")
-def shared_stub(tmp_path_factory):
-    yield from run_stub(tmp_path_factory.mktemp("shared-stub"))
 
 
 @pytest.fixture(params=[
