@@ -40,6 +40,18 @@ Fixtures (names are stable; other test modules rely on them):
 ``NOT_RECORDS`` is a table of ledger lines that are valid JSON (or nearly) but not records, for the
 tests that no line of any shape breaks the limits or the report.
 
+``test_database`` / ``database``
+    This run's database on the shared PostgreSQL server (tests/database.py), emptied per test.
+``shared_stub``
+    The local stub (a process) that end-to-end gateways share for the whole run (tests/e2e/conftest.py).
+``throwaway_cluster``
+    A PostgreSQL server of the test's own (tests/throwaway_cluster.py) for the tests that stop or
+    restart it: the shared server is never stopped, restarted or reconfigured.
+
+``slow`` (a marker)
+    For runs that need minutes: left out of the README's test command, run by CI, which sets
+    ``ZIRI_TEST_ALL=1`` (``run_everything()`` says whether it is set); ``-m slow`` runs them alone.
+
 Plain helpers to import: ``store_records(app)`` (every record, through the app's store: use it
 wherever the test is not about the JSONL file itself), ``ledger_lines(app)`` (the file store's
 lines), ``key_record(raw_key, ...)``,
@@ -63,6 +75,8 @@ from urllib.parse import urlsplit
 import pytest
 import responses
 from database import open_test_database
+from e2e.conftest import run_stub
+from throwaway_cluster import open_throwaway_cluster
 
 from ziri_images import __version__
 from ziri_images import create_app
@@ -113,13 +127,18 @@ NOT_RECORDS = [
 ]
 # The stores a test marked ``@pytest.mark.stores()`` runs against.
 STORE_KINDS = ("file", "postgres")
+# How many tests marked ``slow`` this run leaves out.
+SLOW_LEFT_OUT = pytest.StashKey[int]()
 
 
-def pytest_terminal_summary(terminalreporter):
+def pytest_terminal_summary(terminalreporter, config):
     """Add one line per reason: how many tests were skipped, and why (CI requires what they need instead)."""
     reasons = Counter(skip_reason_of(report) for report in terminalreporter.stats.get("skipped", []))
     for reason, count in reasons.most_common():
         terminalreporter.write_line(f"{count} test(s) skipped: {reason}")
+    if config.stash.get(SLOW_LEFT_OUT, 0):
+        terminalreporter.write_line(f"{config.stash[SLOW_LEFT_OUT]} slow test(s) deselected: "
+                                    "ZIRI_TEST_ALL=1 runs them (.ci/run sets it)")
 
 
 def skip_reason_of(report):
@@ -131,6 +150,24 @@ def skip_reason_of(report):
 def pytest_configure(config):
     config.addinivalue_line("markers", "real_http: let requests reach real sockets (no responses mock)")
     config.addinivalue_line("markers", "stores(*kinds): run the test once per store kind (default: every kind)")
+    config.addinivalue_line("markers", "slow: a run that needs minutes; left out unless ZIRI_TEST_ALL=1 (CI sets it)"
+                                       " or -m chooses the markers")
+
+
+def run_everything():
+    """Return True when the whole suite runs, the slow tests and the full fuzzing runs too (``.ci/run``)."""
+    return os.environ.get("ZIRI_TEST_ALL", "").strip().lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Leave out the tests marked ``slow`` unless ZIRI_TEST_ALL is set or ``-m`` says which to run."""
+    if run_everything() or config.option.markexpr:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+    config.stash[SLOW_LEFT_OUT] = len(slow)
 
 
 def pytest_generate_tests(metafunc):
@@ -489,3 +526,17 @@ def database(test_database):
     """The run's database, emptied for this test."""
     test_database.empty()
     return test_database
+
+
+@pytest.fixture
+def throwaway_cluster():
+    """A PostgreSQL server of this test's own, to stop or restart (see tests/throwaway_cluster.py)."""
+    cluster = open_throwaway_cluster()
+    yield cluster
+    cluster.cleanup()
+
+
+@pytest.fixture(scope="session")
+def shared_stub(tmp_path_factory):
+    """The stub the end-to-end gateways share when their test does not name one (tests/e2e/conftest.py)."""
+    yield from run_stub(tmp_path_factory.mktemp("shared-stub"))

@@ -12,6 +12,10 @@ leases stay on the real clock (they judge whether processes are alive).
 
 With no server reachable the tests that need one are skipped, all with one reason; with
 ``ZIRI_TEST_REQUIRE_DATABASE=1`` (``.ci/run`` sets it) they fail instead.
+
+That server is shared: no test stops, restarts or reconfigures it. A test that needs a server
+to go away (a restart, an outage) starts a ``ThrowawayCluster`` of its own instead
+(tests/throwaway_cluster.py).
 """
 
 import os
@@ -49,10 +53,11 @@ class TestDatabase:
 
     __test__ = False  # not a test class, whatever its name
 
-    def __init__(self):
+    def __init__(self, server=None):
+        self.server = server or server_url()
         self.name = f"ziri_test_{secrets.token_hex(6)}"
-        self.url = make_conninfo(server_url(), dbname=self.name)
-        with psycopg.connect(server_url(), autocommit=True, connect_timeout=3) as admin:
+        self.url = make_conninfo(self.server, dbname=self.name)
+        with psycopg.connect(self.server, autocommit=True, connect_timeout=3) as admin:
             admin.execute(f'CREATE DATABASE "{self.name}"')
         with psycopg.connect(self.url, autocommit=True) as connection:
             migrate(connection)
@@ -88,7 +93,7 @@ class TestDatabase:
             return [row[0] for row in connection.execute("SELECT record FROM ledger_records ORDER BY id")]
 
     def drop(self):
-        with psycopg.connect(server_url(), autocommit=True, connect_timeout=5) as admin:
+        with psycopg.connect(self.server, autocommit=True, connect_timeout=5) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 

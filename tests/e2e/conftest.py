@@ -1,8 +1,11 @@
 """Real processes on 127.0.0.1: the local stub upstream and the gateway under gunicorn.
 
-``stub``
-    ``python -m ziri_images.cli stub`` (werkzeug, threaded) on a free port, fresh per test so
-    its ``/stats`` (``peakInFlight``) describe that test alone.
+``stub`` / ``shared_stub``
+    ``python -m ziri_images.cli stub`` (werkzeug, threaded) on a free port. A test that names
+    ``stub`` gets one of its own, so its ``/stats`` (``peakInFlight``) and its output describe
+    that test alone, and its gateways use it; the other tests' gateways share one stub for the
+    whole run (``shared_stub``, in tests/conftest.py so that every module that imports these
+    fixtures finds it: a stub costs a Python start-up, a third of a second).
 ``worker_class``
     Parametrized: each test runs under gunicorn's ``gthread`` worker and, when gevent is
     installed, its ``gevent`` worker (chosen with ``GUNICORN_WORKER_CLASS``).
@@ -13,13 +16,14 @@
 ``start_gateway(keys, workers=4, threads=4, extra_env=None, directory=None)``
     The gateway under gunicorn with the project's ``gunicorn.conf.py`` (preload_app),
     keys/pricing/ledger (and the PostgreSQL store's spool) under ``directory`` (default
-    ``tmp_path``: a second host gets a directory of its own) and the stub as OpenAI. ``keys``
+    ``tmp_path``: a second host gets a directory of its own) and the stub (above) as OpenAI. ``keys``
     maps a user name to extra keys.json fields; ``raw_key(name)`` is that user's key.
     ``extra_env`` adds or replaces environment variables (e.g. shorter timeouts, another
     upstream). Returns a ``Gateway``, whose ``ledger()`` reads the records from the store.
 
-Every process is started in its own session and stopped (then killed, by its process group)
-when the test ends; start-up and every request are bounded in time. Tests using these
+Every process is started in its own session and killed with its process group when the test
+ends (``Process.stop()`` is the graceful stop, for a test that checks what happens on the way
+out); start-up and every request are bounded in time. Tests using these
 fixtures need ``@pytest.mark.real_http`` so the suite's ``responses`` mock stays out of the way.
 """
 
@@ -111,6 +115,19 @@ class Process:
             pass
         self.popen.wait(timeout=STOP_SECONDS)
 
+    def kill(self):
+        """End the process and everything it started at once (SIGKILL to its process group).
+
+        For the end of a test: nothing is asked of the processes any more, and a graceful stop costs
+        every gateway one to three seconds (each process tearing down its interpreter), or the whole
+        STOP_SECONDS when a worker hangs on its way out.
+        """
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.popen.wait(timeout=STOP_SECONDS)
+
 
 def answers(url):
     def check():
@@ -162,17 +179,22 @@ class Gateway:
         return [r for r in self.ledger() if r["type"] == kind and (name is None or r["keyId"] == f"key_{name}")]
 
 
-@pytest.fixture
-def stub(tmp_path):
+def run_stub(directory):
+    """Start the stub on a free port, its output in ``directory``; yield it, then kill it."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = Process([sys.executable, "-m", "ziri_images.cli", "stub", "--host", "127.0.0.1", "--port", str(port)],
-                      tmp_path / "stub.log", clean_environment())
+                      directory / "stub.log", clean_environment())
     try:
         process.wait_until(answers(f"{url}/stats"), "stub start-up")
         yield Stub(url, process)
     finally:
-        process.stop()
+        process.kill()
+
+
+@pytest.fixture
+def stub(tmp_path):
+    yield from run_stub(tmp_path)
 
 
 @pytest.fixture(params=[
@@ -205,7 +227,9 @@ def store_environment(request, store, directory):
 
 
 @pytest.fixture
-def start_gateway(request, tmp_path, stub, worker_class, store):
+def start_gateway(request, tmp_path, tmp_path_factory, worker_class, store):
+    # The test's own stub when it names one (to read its /stats or its output), else the run's.
+    stub = request.getfixturevalue("stub" if "stub" in request.fixturenames else "shared_stub")
     started = []
 
     def start(keys, workers=4, threads=4, extra_env=None, directory=None):
@@ -227,6 +251,9 @@ def start_gateway(request, tmp_path, stub, worker_class, store):
             ZIRI_KEYS_FILE=keys_path, ZIRI_PRICING_FILE=pricing_path, ZIRI_LEDGER_PATH=ledger_path,
             OPENAI_BASE_URL=f"{stub.url}/v1", OPENAI_API_KEY=STUB_API_KEY,
             ZIRI_UPSTREAM_READ_TIMEOUT=10, ZIRI_LOG_LEVEL="WARNING",
+            # Temporary files (gunicorn.conf.py's metrics directory) in pytest's own temporary tree,
+            # outside tmp_path (the fault suites read every file there): a killed master leaves them.
+            TMPDIR=tmp_path_factory.mktemp("gunicorn-tmp"),
         )
         env.update({name: str(value) for name, value in {**store_env, **(extra_env or {})}.items()})
         command = [sys.executable, "-m", "gunicorn", "--config", str(PROJECT_DIR / "gunicorn.conf.py"), "app:app"]
@@ -245,4 +272,4 @@ def start_gateway(request, tmp_path, stub, worker_class, store):
 
     yield start
     for process in started:
-        process.stop()
+        process.kill()

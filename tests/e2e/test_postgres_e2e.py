@@ -1,15 +1,14 @@
-"""The PostgreSQL store end to end: several hosts on one database, a wiped disk, the database
-restarted under load, and gevent workers that keep answering while a query waits.
+"""The PostgreSQL store end to end: several hosts on one database, a wiped disk, and gevent
+workers that keep answering while a query waits (the database restarted under load:
+test_postgres_restart_e2e.py, on a server of its own).
 
 "Hosts" are gunicorn masters with scratch directories of their own (keys, catalog, spool) on
 the run's test database. Every test checks outcomes and the records, never timings.
 """
 
-import subprocess
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -19,11 +18,6 @@ from e2e.test_limits_e2e import burst
 from e2e.test_limits_e2e import micros
 
 pytestmark = pytest.mark.real_http
-
-CLUSTER = Path("/etc/postgresql")
-# A reservation expires 5 s after it is made, so the restart test can wait for every one.
-SHORT_EXPIRY = {"ZIRI_UPSTREAM_CONNECT_TIMEOUT": 1, "ZIRI_UPSTREAM_READ_TIMEOUT": 3,
-                "ZIRI_RESERVATION_GRACE_SECONDS": 1}
 
 
 @pytest.fixture
@@ -93,58 +87,6 @@ def test_a_new_gateway_on_an_empty_disk_sees_the_same_usage(start_gateway, tmp_p
     assert (after["daily"], after["monthly"]) == (before["daily"], before["monthly"])
     assert after["daily"]["remaining"] == pytest.approx(0.16 - 3 * PRICE)
     assert [second.generate("alice").status_code for _ in range(2)] == [200, 402]
-
-
-def restart_database():
-    """Restart the local PostgreSQL cluster (root only); leave it running whatever happens."""
-    version = sorted(path.name for path in CLUSTER.iterdir())[0]
-    try:
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"],
-                       check=True, timeout=60, capture_output=True)
-    finally:
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-                       timeout=60, capture_output=True)  # a no-op (exit 2) when it is running
-
-
-@pytest.mark.skipif(not CLUSTER.is_dir(), reason="needs a local PostgreSQL cluster to restart (pg_ctlcluster)")
-def test_a_database_restart_under_load_loses_no_charge_and_charges_none_twice(start_gateway, database):
-    gateway = start_gateway({"alice": {}}, workers=2, extra_env=SHORT_EXPIRY)
-    plan = [f"fox {number} [stub:delay={0.2 + (number % 5) / 10:.1f}]" for number in range(80)]
-
-    def send(prompt):
-        try:
-            response = gateway.generate("alice", prompt=prompt, timeout=20)
-        except requests.RequestException as error:
-            return None, type(error).__name__, None
-        return response.status_code, response.json(), response.headers
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        futures = [pool.submit(send, prompt) for prompt in plan]
-        gateway.process.wait_until(lambda: len(gateway.records("charge")) >= 10, "some charges before the restart")
-        restart_database()
-        outcomes = [future.result(timeout=60) for future in futures]
-
-    statuses = Counter(status for status, _, _ in outcomes)
-    assert set(statuses) <= {200, 503}, statuses  # no other 5xx, no connection cut short
-    assert statuses[200] >= 10
-    for status, body, headers in outcomes:
-        if status == 503:
-            assert (body["code"], headers["x-should-retry"]) == ("LEDGER_UNAVAILABLE", "true")
-    succeeded = {body["_meta"]["requestId"]: body for status, body, _ in outcomes if status == 200}
-
-    def settled():
-        charged = {r["requestId"] for r in gateway.records("charge")}
-        return set(succeeded) <= charged  # the spooled charges reached the database
-
-    gateway.process.wait_until(settled, "the spooled charges", seconds=30)
-    records = gateway.ledger()
-    charges = Counter(r["requestId"] for r in records if r["type"] == "charge")
-    assert max(charges.values()) == 1  # nothing charged twice
-    for record in records:
-        if record["type"] == "charge" and record["requestId"] in succeeded:
-            assert record["cost"] == succeeded[record["requestId"]]["_meta"]["cost"]["actual"] > 0
-    reserved = {r["requestId"] for r in records if r["type"] == "reservation"}
-    assert set(succeeded) <= reserved
 
 
 def lock_waiters(database):

@@ -10,8 +10,8 @@
     ``trickle_headers`` / ``trickle_body``, a valid answer sent a few bytes at a time.
 ``start_gateway`` / ``stub``
     The end-to-end fixtures of tests/e2e (real gunicorn with the project's gunicorn.conf.py,
-    the stub as OpenAI). ``worker_class`` here is gevent only, the production default, to
-    keep the suites short; a module may override it.
+    the stub as OpenAI: here always a stub of the test's own). ``worker_class`` here is gevent
+    only, the production default, to keep the suites short; a module may override it.
 ``no_secret_left_behind``
     Autouse: after every test here, no log record it produced and no file it left under
     ``tmp_path`` (gunicorn and stub output, ledgers) holds a gateway key (anything shaped like
@@ -71,6 +71,12 @@ def no_secret_left_behind(caplog, tmp_path):
 @pytest.fixture
 def worker_class():
     return "gevent" if importlib.util.find_spec("gevent") is not None else "gthread"
+
+
+@pytest.fixture
+def shared_stub(request):
+    """Give each test's gateways a stub of its own: its output is the test's, scanned for secrets above."""
+    return request.getfixturevalue("stub")
 
 
 @dataclass
