@@ -37,6 +37,11 @@ def open_files(pgid):
     return total
 
 
+def describe(kinds):
+    """Return wrk's errors by kind, e.g. `` (read 12)``, or nothing when there were none."""
+    return f" ({', '.join(f'{name} {count}' for name, count in kinds.items())})" if kinds else ""
+
+
 def held_run(bench, per_worker, args):
     """Return the figures of one gateway with ``per_worker`` connections per worker under the load."""
     env = {**bench.gateway_env(os.path.join(bench.work_dir, f"ledger-{per_worker}.jsonl")),
@@ -65,9 +70,12 @@ def held_run(bench, per_worker, args):
     result = run.run_wrk(bench.children, server, args.connections, int(window_start + window + 1), body,
                          ramp_ms=int(args.ramp * 1000), during=during)
     stats = bench.upstream_stats()
+    if args.keep:
+        print(f"  logs: {bench.log_dir}")
     bench.children.stop(process)
     (t0, c0), (t1, c1) = samples["completed"][:2]
-    return {"held": stats["peakInFlight"], "rps": (c1 - c0) / (t1 - t0), "errors": result["errors"],
+    errors = {name: result[name] for name in ("connect", "read", "write", "status") if result[name]}
+    return {"held": stats["peakInFlight"], "rps": (c1 - c0) / (t1 - t0), "errors": result["errors"], "kinds": errors,
             "timeouts": result["timeout"], "rss_mib": max(samples["rss"]), "fds": max(samples["fds"])}
 
 
@@ -75,9 +83,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=4096)
     parser.add_argument("--delay", type=float, default=8.0, help="seconds the upstream takes per request")
-    parser.add_argument("--ramp", type=float, default=4.0, help="seconds over which the connections start")
+    # Under gunicorn's 2 s keep-alive, which also closes a new connection that has sent nothing yet.
+    parser.add_argument("--ramp", type=float, default=1.5, help="seconds over which the connections start")
     parser.add_argument("--periods", type=int, default=2, help="upstream periods counted for the throughput")
     parser.add_argument("--per-worker", type=int, nargs="+", default=[1000, 3000])
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (every process's log)")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is needed as the load generator: apt-get update && apt-get install -y wrk")
@@ -93,11 +103,13 @@ def main(argv=None):
         for per_worker in args.per_worker:
             figures = held_run(bench, per_worker, args)
             print(f"GUNICORN_WORKER_CONNECTIONS={per_worker}: held {figures['held']}, {figures['rps']:.0f} req/s "
-                  f"({figures['rps'] / ideal:.0%} of ideal), {figures['errors']} errors, {figures['timeouts']} "
-                  f"timeouts, peak RSS {figures['rss_mib']:.0f} MiB, peak open files {figures['fds']}", flush=True)
+                  f"({figures['rps'] / ideal:.0%} of ideal), {figures['errors']} errors{describe(figures['kinds'])}, "
+                  f"{figures['timeouts']} timeouts, peak RSS {figures['rss_mib']:.0f} MiB, "
+                  f"peak open files {figures['fds']}", flush=True)
     finally:
         children.stop_all()
-        shutil.rmtree(work_dir, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ from ziri_images.stores.file import FileStore  # noqa: E402
 
 KEYS = [("key_bench_0", "bench-0"), ("key_bench_1", "bench-1"), ("key_bench_2", "bench-2"), ("key_bench_3", "bench-3")]
 LIMITED_KEY = ApiKey(id="key_bench_0", user="bench-0", status="active", limits={
-    "daily_spend_limit": 1e9, "monthly_spend_limit": 1e9, "requests_per_minute": 10**9,
-    "max_concurrent_requests": 10**6})
+    "daily_spend_limit": 1_000_000_000, "monthly_spend_limit": 1_000_000_000, "requests_per_minute": 1_000_000,
+    "max_concurrent_requests": 100_000})
 
 
 def utc_now():

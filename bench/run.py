@@ -76,8 +76,9 @@ SLOW_BODY = {**BODY, "prompt": f"{BODY['prompt']} [stub:delay={SLOW_SECONDS:g}]"
 UPSTREAM_KEY = "sk-bench-upstream"
 KEY_USERS = ("bench", "alice", "bob", "carol")
 # Generous on purpose: every limit check runs, none refuses.
-GENEROUS_LIMITS = {"daily_spend_limit": 1e9, "monthly_spend_limit": 1e9, "requests_per_minute": 1e9,
-                   "max_concurrent_requests": 1e6}
+# The largest limits a key may have (ziri_images.keys.LIMIT_MAXIMUMS), far above what any run reaches.
+GENEROUS_LIMITS = {"daily_spend_limit": 1_000_000_000, "monthly_spend_limit": 1_000_000_000,
+                   "requests_per_minute": 1_000_000, "max_concurrent_requests": 100_000}
 TARGETS = ("direct", "forwarder", "gateway")
 
 
