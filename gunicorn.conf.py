@@ -23,7 +23,9 @@ if __name__ == "__config__":
     # directory (read by /metrics), which must exist and be empty before prometheus-client is imported.
     # Set PROMETHEUS_MULTIPROC_DIR to choose it; by default a fresh temporary directory per start.
     metrics_dir_chosen = "PROMETHEUS_MULTIPROC_DIR" in os.environ
-    metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="ziri-metrics-"))
+    if not metrics_dir_chosen:  # mkdtemp only when needed: as setdefault's argument it left one behind per start
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ziri-metrics-")
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(metrics_dir, ignore_errors=True)  # a previous run's values are not this run's
     os.makedirs(metrics_dir, exist_ok=True)
 
