@@ -1,6 +1,8 @@
 """ziri-images: an authenticated, priced and metered gateway for AI image generation."""
 
-__version__ = "0.1.0"
+from ._version import __version__
+
+__all__ = ["__version__", "create_app"]
 
 
 def create_app(test_config=None):

@@ -9,11 +9,11 @@ import sys
 from datetime import datetime
 from datetime import timezone
 
-from . import __version__
 from . import commands as run
 from . import db_commands
 from . import keyfile
 from . import launch
+from ._version import __version__
 from .errors import ConfigError
 from .keys import LIMIT_MAXIMUMS
 from .keys import limit_problem

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from . import __version__
+from ._version import __version__
 from .deadline import DeadlineAdapter
 from .deadline import call_deadline
 from .errors import ApiError
