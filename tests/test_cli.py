@@ -17,7 +17,7 @@ from conftest import read_keys
 
 from ziri_images import cli
 from ziri_images import launch
-from ziri_images import pricing_check
+from ziri_images.catalog import pricing_check
 from ziri_images.errors import ApiError
 from ziri_images.keys import KEY_PATTERN
 from ziri_images.keys import KeyStore

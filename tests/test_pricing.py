@@ -9,10 +9,10 @@ import pytest
 from conftest import SHIPPED_PRICING
 from marshmallow import ValidationError
 
+from ziri_images.catalog.pricing import ImageModel
+from ziri_images.catalog.pricing import PriceBook
 from ziri_images.errors import ApiError
 from ziri_images.errors import ConfigError
-from ziri_images.pricing import ImageModel
-from ziri_images.pricing import PriceBook
 
 SIZES_GPT = ("1024x1024", "1024x1536", "1536x1024")
 

@@ -10,10 +10,10 @@ from conftest import USER_KEY
 from conftest import ledger_lines
 from responses import matchers
 
+from ziri_images.catalog.pricing import ImageModel
+from ziri_images.catalog.sizes import SizeRule
+from ziri_images.catalog.sizes import parse_size
 from ziri_images.errors import ConfigError
-from ziri_images.pricing import ImageModel
-from ziri_images.sizes import SizeRule
-from ziri_images.sizes import parse_size
 
 # gpt-image-2's limits, as in the shipped catalog.
 GPT_IMAGE_2_RULE = {

@@ -17,11 +17,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from responses import matchers
 
+from ziri_images.catalog.tokens import LEDGER_UNIT
+from ziri_images.catalog.tokens import MAX_TOKENS
+from ziri_images.catalog.tokens import TokenPrices
+from ziri_images.catalog.tokens import to_amount
 from ziri_images.errors import ConfigError
-from ziri_images.tokens import LEDGER_UNIT
-from ziri_images.tokens import MAX_TOKENS
-from ziri_images.tokens import TokenPrices
-from ziri_images.tokens import to_amount
 
 GPT_IMAGE_1 = TokenPrices({"text_input": 5, "image_input": 10, "image_output": 40}, "gpt-image-1")
 GPT_IMAGE_1_MINI = TokenPrices({"text_input": 2, "image_input": 2.5, "image_output": 8}, "gpt-image-1-mini")

@@ -17,10 +17,10 @@ def create_app(test_config=None):
     from . import errors
     from . import gateway
     from . import metrics
-    from . import models
     from . import openapi
     from . import readiness
     from . import refusals
+    from .catalog import listing
     from .settings import load_settings
     from .strict_json import StrictJSONProvider
     from .uploads import InMemoryRequest
@@ -39,7 +39,7 @@ def create_app(test_config=None):
     refusals.init_app(app)
     dashboard.init_app(app)
     app.register_blueprint(api.bp)
-    app.register_blueprint(models.bp)
+    app.register_blueprint(listing.bp)
     app.register_blueprint(readiness.bp)
     app.register_blueprint(openapi.bp)
     hops = app.config["TRUSTED_PROXIES"]

@@ -19,11 +19,11 @@ from .access import authenticate
 from .access import check_access
 from .access import idempotency_digest
 from .access import resolve_provider
+from .catalog.pricing import PriceBook
+from .catalog.quoting import price_request
 from .errors import ApiError
 from .gateway import current_gateway
-from .pricing import PriceBook
 from .providers import ProviderError
-from .quoting import price_request
 from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
 from .schemas import parse_generation_request
 from .send_deadline import start_send_deadline

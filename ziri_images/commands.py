@@ -7,14 +7,14 @@ Results go to stdout (a new key, a table, CSV or JSON); messages and warnings go
 import sys
 
 from . import keyfile
+from .catalog.pricing import PriceBook
+from .catalog.pricing_check import catalog_columns
+from .catalog.pricing_check import catalog_notes
+from .catalog.pricing_check import catalog_rows
+from .catalog.pricing_check import catalog_warnings
 from .errors import ConfigError
 from .gateway import open_store
 from .keys import LIMIT_NAMES
-from .pricing import PriceBook
-from .pricing_check import catalog_columns
-from .pricing_check import catalog_notes
-from .pricing_check import catalog_rows
-from .pricing_check import catalog_warnings
 from .records import encode_record
 from .records import format_ts
 from .refusals import refusal_counts

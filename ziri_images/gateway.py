@@ -12,10 +12,10 @@ from datetime import timezone
 
 from flask import current_app
 
+from .catalog.pricing import PriceBook
 from .keys import KeyStore
 from .ledger import Ledger
 from .limits import Limiter
-from .pricing import PriceBook
 from .provider_config import build_providers
 from .provider_config import check_catalog
 from .reloading import ReloadingFile

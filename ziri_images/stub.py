@@ -38,9 +38,9 @@ from flask import Response
 from flask import jsonify
 from flask import request
 
+from .catalog.quoting import image_input_tokens
 from .imageinfo import NotAnImage
 from .imageinfo import image_info
-from .quoting import image_input_tokens
 from .stub_stream import event_stream
 
 GPT_IMAGE_PREFIX = "gpt-image"

@@ -21,10 +21,10 @@ from datetime import datetime
 from datetime import timezone
 from decimal import Decimal
 
-from .errors import ApiError
-from .errors import ConfigError
+from ..errors import ApiError
+from ..errors import ConfigError
+from ..settings import load_json_file
 from .image_model import ImageModel
-from .settings import load_json_file
 from .tokens import to_amount
 
 IMAGE_KIND = "image"

@@ -15,9 +15,9 @@ The charge is the provider's usage, as for a generation.
 import dataclasses
 import math
 
-from .errors import ApiError
+from ..errors import ApiError
+from ..schemas import check_model_fields
 from .image_model import AUTO
-from .schemas import check_model_fields
 
 TILE_PIXELS = 512
 FIT_PIXELS = 2048

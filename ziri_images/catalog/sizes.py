@@ -12,7 +12,7 @@ INVALID_SIZE, quoting.py); one larger than every tier is one the catalog does no
 
 import re
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 _SIZE = re.compile(r"([1-9][0-9]{0,5})x([1-9][0-9]{0,5})\Z")
 _LIMITS = ("multiple_of", "max_edge", "min_pixels", "max_pixels")

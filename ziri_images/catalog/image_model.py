@@ -22,7 +22,7 @@ from marshmallow import Schema
 from marshmallow import fields
 from marshmallow import validate
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .sizes import SizeRule
 from .tokens import TokenPrices
 from .tokens import to_amount

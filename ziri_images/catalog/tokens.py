@@ -14,7 +14,7 @@ more tokens than it has bytes; for ASCII text that is one token per character.
 from decimal import ROUND_HALF_UP
 from decimal import Decimal
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 PER_TOKENS = Decimal(1_000_000)
 LEDGER_UNIT = Decimal("0.000001")

@@ -8,10 +8,10 @@ listed once, under the provider ``/v1`` requests default to when it has it.
 
 from flask import Blueprint
 
-from .access import authenticate
-from .errors import ApiError
-from .gateway import current_gateway
-from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
+from ..access import authenticate
+from ..errors import ApiError
+from ..gateway import current_gateway
+from ..schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
 
 bp = Blueprint("models", __name__)
 
