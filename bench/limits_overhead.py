@@ -25,7 +25,7 @@ from bench.ledger_bench import PRICE  # noqa: E402
 from bench.ledger_bench import RESERVATION_TTL  # noqa: E402
 from bench.ledger_bench import SUMMARY  # noqa: E402
 from bench.ledger_bench import write_ledger  # noqa: E402
-from ziri_images.keys import ApiKey  # noqa: E402
+from ziri_images.keys.store import ApiKey  # noqa: E402
 from ziri_images.ledger import Ledger  # noqa: E402
 from ziri_images.limits import Limiter  # noqa: E402
 from ziri_images.stores.file import FileStore  # noqa: E402

@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ziri_images.errors import ApiError  # noqa: E402
 from ziri_images.gateway import open_store  # noqa: E402
-from ziri_images.keys import ApiKey  # noqa: E402
+from ziri_images.keys.store import ApiKey  # noqa: E402
 from ziri_images.records import to_micros  # noqa: E402
 from ziri_images.settings import load_settings  # noqa: E402
 

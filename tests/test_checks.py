@@ -14,7 +14,7 @@ from ziri_images.checks import check_monthly_budget
 from ziri_images.checks import check_rate
 from ziri_images.checks import run_checks
 from ziri_images.errors import ApiError
-from ziri_images.keys import ApiKey
+from ziri_images.keys.store import ApiKey
 
 NOW = datetime(2026, 11, 30, 23, 59, 30, tzinfo=timezone.utc)
 LIMITS = {"daily_spend_limit": 0.10, "monthly_spend_limit": 1.0, "requests_per_minute": 2,

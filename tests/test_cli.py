@@ -19,9 +19,9 @@ from ziri_images import cli
 from ziri_images import launch
 from ziri_images.catalog import pricing_check
 from ziri_images.errors import ApiError
-from ziri_images.keys import KEY_PATTERN
-from ziri_images.keys import KeyStore
-from ziri_images.keys import hash_key
+from ziri_images.keys.store import KEY_PATTERN
+from ziri_images.keys.store import KeyStore
+from ziri_images.keys.store import hash_key
 from ziri_images.records import encode_record
 
 SCRIPT = Path(sys.executable).with_name("ziri-images")

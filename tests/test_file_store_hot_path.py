@@ -18,7 +18,7 @@ from conftest import append_lines
 from conftest import reservation_record
 
 from ziri_images.errors import ApiError
-from ziri_images.keys import ApiKey
+from ziri_images.keys.store import ApiKey
 from ziri_images.ledger import Ledger
 from ziri_images.stores.file import FileStore
 

@@ -14,11 +14,11 @@ from conftest import DEMO_KEY
 from conftest import USER_KEY
 from conftest import read_keys
 
-from ziri_images import keyfile
 from ziri_images.errors import ApiError
-from ziri_images.keys import KEY_PATTERN
-from ziri_images.keys import KeyStore
-from ziri_images.keys import hash_key
+from ziri_images.keys import keyfile
+from ziri_images.keys.store import KEY_PATTERN
+from ziri_images.keys.store import KeyStore
+from ziri_images.keys.store import hash_key
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 

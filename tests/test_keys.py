@@ -15,10 +15,10 @@ from conftest import write_keys
 
 from ziri_images.errors import ApiError
 from ziri_images.errors import ConfigError
-from ziri_images.keys import KEY_PATTERN
-from ziri_images.keys import KeyStore
-from ziri_images.keys import hash_key
-from ziri_images.keys import load_key_file
+from ziri_images.keys.store import KEY_PATTERN
+from ziri_images.keys.store import KeyStore
+from ziri_images.keys.store import hash_key
+from ziri_images.keys.store import load_key_file
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 ALICE = "ziri-alice-0123456789abcdef"
@@ -238,7 +238,7 @@ def test_keys_are_reloaded_by_the_running_app(client, add_key):
 
 def _loader_that_blocks(monkeypatch):
     """Patch load_key_file so that, once armed, a load holds until released (a large key file)."""
-    import ziri_images.keys as keys_module
+    import ziri_images.keys.store as keys_module
 
     real_load = keys_module.load_key_file
     gate = {"armed": False, "loading": threading.Event(), "release": threading.Event()}

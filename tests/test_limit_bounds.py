@@ -12,7 +12,7 @@ from conftest import read_keys
 
 from ziri_images import cli
 from ziri_images.errors import ConfigError
-from ziri_images.keys import load_key_file
+from ziri_images.keys.store import load_key_file
 
 BODY = {"provider": "openai", "model": "dall-e-3", "prompt": "a fox", "size": "1024x1024", "quality": "standard"}
 TOKEN = "admin-token-abcdef0123456789"

@@ -30,7 +30,7 @@ from conftest import charge_record
 from conftest import reservation_record
 from conftest import store_records
 
-from ziri_images.keys import hash_key
+from ziri_images.keys.store import hash_key
 from ziri_images.stub import create_stub_app
 
 pytestmark = pytest.mark.stores()

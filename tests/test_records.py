@@ -9,7 +9,7 @@ from datetime import timezone
 import pytest
 from conftest import NOT_RECORDS
 
-from ziri_images.keys import ApiKey
+from ziri_images.keys.store import ApiKey
 from ziri_images.records import Reservation
 from ziri_images.records import charge_record
 from ziri_images.records import encode_record

@@ -7,8 +7,8 @@ import os
 import pytest
 
 from ziri_images.errors import ConfigError
-from ziri_images.reloading import ReloadingFile
-from ziri_images.reloading import file_signature
+from ziri_images.keys.reloading import ReloadingFile
+from ziri_images.keys.reloading import file_signature
 
 
 def load_number(path):

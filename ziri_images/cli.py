@@ -11,13 +11,13 @@ from datetime import timezone
 
 from . import commands as run
 from . import db_commands
-from . import keyfile
 from . import launch
 from ._version import __version__
 from .errors import ConfigError
-from .keys import LIMIT_MAXIMUMS
-from .keys import limit_problem
-from .keys import limit_rule
+from .keys import keyfile
+from .keys.store import LIMIT_MAXIMUMS
+from .keys.store import limit_problem
+from .keys.store import limit_rule
 from .report import GROUPINGS
 from .tables import FORMATS
 

@@ -6,7 +6,6 @@ Results go to stdout (a new key, a table, CSV or JSON); messages and warnings go
 
 import sys
 
-from . import keyfile
 from .catalog.pricing import PriceBook
 from .catalog.pricing_check import catalog_columns
 from .catalog.pricing_check import catalog_notes
@@ -14,7 +13,8 @@ from .catalog.pricing_check import catalog_rows
 from .catalog.pricing_check import catalog_warnings
 from .errors import ConfigError
 from .gateway import open_store
-from .keys import LIMIT_NAMES
+from .keys import keyfile
+from .keys.store import LIMIT_NAMES
 from .records import encode_record
 from .records import format_ts
 from .refusals import refusal_counts

@@ -1,7 +1,7 @@
 """The per-app objects (keys, prices, providers, store, limiter), built once per app.
 
 They live in ``app.extensions["ziri_images"]`` and are reached through ``current_gateway()``.
-keys.json and pricing.json are reloaded when they change on disk (``reloading.py``).
+keys.json and pricing.json are reloaded when they change on disk (``keys/reloading.py``).
 """
 
 import logging
@@ -13,12 +13,12 @@ from datetime import timezone
 from flask import current_app
 
 from .catalog.pricing import PriceBook
-from .keys import KeyStore
+from .keys.reloading import ReloadingFile
+from .keys.store import KeyStore
 from .ledger import Ledger
 from .limits import Limiter
 from .provider_config import build_providers
 from .provider_config import check_catalog
-from .reloading import ReloadingFile
 from .send_deadline import send_grace_seconds
 from .settings import load_json_file
 from .stores.base import Store

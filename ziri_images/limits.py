@@ -11,7 +11,7 @@ micro-dollars and the store's ``KeyUsage`` into the documents clients see.
 import math
 
 from .checks import RATE_WINDOW_SECONDS
-from .keys import LIMIT_NAMES
+from .keys.store import LIMIT_NAMES
 from .records import budget_periods
 from .records import format_ts
 from .records import to_amount

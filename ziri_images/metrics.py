@@ -37,7 +37,7 @@ from prometheus_client import generate_latest
 from prometheus_client import multiprocess
 
 from .errors import ApiError
-from .reloading import reloaded
+from .keys.reloading import reloaded
 
 bp = Blueprint("metrics", __name__)
 

@@ -14,7 +14,7 @@ from flask import Blueprint
 
 from .errors import ConfigError
 from .gateway import current_gateway
-from .keys import load_key_file
+from .keys.store import load_key_file
 
 log = logging.getLogger("ziri_images")
 

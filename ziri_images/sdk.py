@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .keys import KEY_PATTERN
+from .keys.store import KEY_PATTERN
 from .provider_answers import connection_refused
 
 DEFAULT_PROXY_URL = "http://localhost:3100"

@@ -43,7 +43,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ziri_images.keys import hash_key
+from ziri_images.keys.store import hash_key
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 START_SECONDS = 15

@@ -20,7 +20,7 @@ import threading
 
 from blinker import signal
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 log = logging.getLogger("ziri_images")
 reloaded = signal("ziri-images-config-reloaded")

@@ -18,11 +18,11 @@ from contextlib import contextmanager
 from datetime import datetime
 from datetime import timezone
 
-from .errors import ConfigError
-from .keys import KEY_PATTERN
-from .keys import STATUSES
-from .keys import hash_key
-from .keys import parse_key_document
+from ..errors import ConfigError
+from .store import KEY_PATTERN
+from .store import STATUSES
+from .store import hash_key
+from .store import parse_key_document
 
 LOCK_SUFFIX = ".lock"
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
 
-from .errors import ApiError
-from .errors import ConfigError
+from ..errors import ApiError
+from ..errors import ConfigError
+from ..settings import load_json_file
 from .reloading import ReloadingFile
-from .settings import load_json_file
 
 KEY_PATTERN = re.compile(r"^ziri-([A-Za-z0-9][A-Za-z0-9_.-]*)-([0-9a-f]{16,128})\Z")
 LIMIT_NAMES = ("daily_spend_limit", "monthly_spend_limit", "requests_per_minute", "max_concurrent_requests")
