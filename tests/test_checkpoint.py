@@ -16,10 +16,10 @@ from conftest import append_lines
 from conftest import charge_record
 from conftest import reservation_record
 
-from ziri_images.ledger import Ledger
-from ziri_images.stores import checkpoint
-from ziri_images.stores import file as file_store
-from ziri_images.stores.file import FileStore
+from ziri_images.ledger.file import checkpoint
+from ziri_images.ledger.file import store as file_store
+from ziri_images.ledger.file.jsonl import Ledger
+from ziri_images.ledger.file.store import FileStore
 
 NOW = datetime(2026, 11, 15, 12, 0, 0, tzinfo=timezone.utc)
 WORKER = "elsewhere:1:feedf00d"  # another host's worker: only its expiry time frees it

@@ -5,16 +5,16 @@ from datetime import timezone
 
 import pytest
 
-from ziri_images.checks import CHECKS
-from ziri_images.checks import KeyUsage
-from ziri_images.checks import check_concurrency
-from ziri_images.checks import check_daily_budget
-from ziri_images.checks import check_idempotency
-from ziri_images.checks import check_monthly_budget
-from ziri_images.checks import check_rate
-from ziri_images.checks import run_checks
 from ziri_images.errors import ApiError
 from ziri_images.keys.store import ApiKey
+from ziri_images.ledger.checks import CHECKS
+from ziri_images.ledger.checks import KeyUsage
+from ziri_images.ledger.checks import check_concurrency
+from ziri_images.ledger.checks import check_daily_budget
+from ziri_images.ledger.checks import check_idempotency
+from ziri_images.ledger.checks import check_monthly_budget
+from ziri_images.ledger.checks import check_rate
+from ziri_images.ledger.checks import run_checks
 
 NOW = datetime(2026, 11, 30, 23, 59, 30, tzinfo=timezone.utc)
 LIMITS = {"daily_spend_limit": 0.10, "monthly_spend_limit": 1.0, "requests_per_minute": 2,

@@ -22,7 +22,7 @@ from ziri_images.errors import ApiError
 from ziri_images.keys.store import KEY_PATTERN
 from ziri_images.keys.store import KeyStore
 from ziri_images.keys.store import hash_key
-from ziri_images.records import encode_record
+from ziri_images.ledger.records import encode_record
 
 SCRIPT = Path(sys.executable).with_name("ziri-images")
 

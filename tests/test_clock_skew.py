@@ -17,8 +17,8 @@ from test_pgstore import make_store  # noqa: F401  (a fixture, used by name)
 from test_pgstore import outcome
 
 from ziri_images.errors import ApiError
-from ziri_images.records import format_ts
-from ziri_images.records import reservation_record
+from ziri_images.ledger.records import format_ts
+from ziri_images.ledger.records import reservation_record
 
 SKEW = timedelta(minutes=5)
 

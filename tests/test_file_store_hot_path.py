@@ -19,8 +19,8 @@ from conftest import reservation_record
 
 from ziri_images.errors import ApiError
 from ziri_images.keys.store import ApiKey
-from ziri_images.ledger import Ledger
-from ziri_images.stores.file import FileStore
+from ziri_images.ledger.file.jsonl import Ledger
+from ziri_images.ledger.file.store import FileStore
 
 NOW = datetime(2026, 11, 15, 12, 0, 0, tzinfo=timezone.utc)
 WORKER = "elsewhere:1:feedf00d"  # another host's worker: only its expiry time frees it

@@ -8,7 +8,7 @@ from collections import namedtuple
 import pytest
 from conftest import PROVIDER_KEY
 
-from ziri_images.stores import file as file_store
+from ziri_images.ledger.file import store as file_store
 
 ALL_OK = {"keys": {"ok": True}, "catalog": {"ok": True}, "ledger": {"ok": True}, "providers": {"ok": True}}
 ALL_USABLE = {"openai": {"usable": True}, "azure": {"usable": True}, "xai": {"usable": True}}

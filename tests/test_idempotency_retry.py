@@ -28,13 +28,13 @@ from test_pgstore import details
 from test_pgstore import make_store  # noqa: F401  (a fixture, used by name)
 
 from ziri_images.errors import ApiError
-from ziri_images.ledger import Ledger
-from ziri_images.records import Reservation
-from ziri_images.records import charge_record
-from ziri_images.records import expiry_record
-from ziri_images.records import parse_record
-from ziri_images.records import reservation_record
-from ziri_images.stores.file import FileStore
+from ziri_images.ledger.file.jsonl import Ledger
+from ziri_images.ledger.file.store import FileStore
+from ziri_images.ledger.records import Reservation
+from ziri_images.ledger.records import charge_record
+from ziri_images.ledger.records import expiry_record
+from ziri_images.ledger.records import parse_record
+from ziri_images.ledger.records import reservation_record
 
 pytestmark = pytest.mark.stores()
 

@@ -18,11 +18,11 @@ from conftest import USER_KEY
 from conftest import openai_image_response
 
 from ziri_images import cli
-from ziri_images import ledger as ledger_module
 from ziri_images.errors import ApiError
 from ziri_images.errors import ConfigError
-from ziri_images.ledger import Ledger
-from ziri_images.ledger import encode_record
+from ziri_images.ledger.file import jsonl as ledger_module
+from ziri_images.ledger.file.jsonl import Ledger
+from ziri_images.ledger.file.jsonl import encode_record
 
 
 @pytest.fixture
@@ -350,7 +350,8 @@ if sys.argv[1] == "gevent":
     from gevent import monkey
     monkey.patch_all()
     import gevent
-from ziri_images.ledger import Ledger, off_loop
+from ziri_images.ledger.file.jsonl import Ledger
+from ziri_images.ledger.file.jsonl import off_loop
 main = threading.get_ident()
 ran_in = off_loop(threading.get_ident)
 ticks = []

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from ziri_images import cli
-from ziri_images.stores.pglease import LeaseKeeper
-from ziri_images.stores.postgres import PostgresStore
+from ziri_images.ledger.postgres.lease import LeaseKeeper
+from ziri_images.ledger.postgres.store import PostgresStore
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from ziri_images.errors import ApiError
-from ziri_images.stores.pgbatch import Combiner
+from ziri_images.ledger.postgres.batch import Combiner
 
 
 class Database:

@@ -18,19 +18,19 @@ from conftest import FakeClock
 
 from ziri_images import cli
 from ziri_images.errors import ApiError
-from ziri_images.records import Reservation
-from ziri_images.records import charge_record
-from ziri_images.records import encode_record
-from ziri_images.records import expiry_record
-from ziri_images.records import format_ts
-from ziri_images.records import reservation_record
-from ziri_images.records import to_micros
+from ziri_images.ledger.file.scan import build_report
+from ziri_images.ledger.postgres.schema import LATEST
+from ziri_images.ledger.postgres.schema import migrate
+from ziri_images.ledger.postgres.schema import schema_version
+from ziri_images.ledger.postgres.store import PostgresStore
+from ziri_images.ledger.records import Reservation
+from ziri_images.ledger.records import charge_record
+from ziri_images.ledger.records import encode_record
+from ziri_images.ledger.records import expiry_record
+from ziri_images.ledger.records import format_ts
+from ziri_images.ledger.records import reservation_record
+from ziri_images.ledger.records import to_micros
 from ziri_images.settings import load_settings
-from ziri_images.stores.file_scan import build_report
-from ziri_images.stores.pgschema import LATEST
-from ziri_images.stores.pgschema import migrate
-from ziri_images.stores.pgschema import schema_version
-from ziri_images.stores.postgres import PostgresStore
 
 TTL = 245.0
 PRICE = 40_000  # micros: dall-e-3 standard 1024x1024

@@ -14,10 +14,10 @@ from conftest import openai_image_response
 from conftest import store_records
 
 from ziri_images import cli
-from ziri_images.records import encode_record
-from ziri_images.records import to_micros
-from ziri_images.report import Progress
-from ziri_images.stores.file_scan import build_report
+from ziri_images.ledger.file.scan import build_report
+from ziri_images.ledger.records import encode_record
+from ziri_images.ledger.records import to_micros
+from ziri_images.ledger.report import Progress
 from ziri_images.stub import png_bytes
 
 

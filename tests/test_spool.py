@@ -16,7 +16,7 @@ from test_pgstore import make_store  # noqa: F401  (a fixture, used by name)
 from test_pgstore import outcome
 
 from ziri_images.errors import ApiError
-from ziri_images.stores.spool import ChargeSpool
+from ziri_images.ledger.postgres.spool import ChargeSpool
 
 
 def fail_fsync(monkeypatch):

@@ -18,7 +18,7 @@ from .keys import keyfile
 from .keys.store import LIMIT_MAXIMUMS
 from .keys.store import limit_problem
 from .keys.store import limit_rule
-from .report import GROUPINGS
+from .ledger.report import GROUPINGS
 from .tables import FORMATS
 
 # Words that clear a limit, an expiry or an allow-list.

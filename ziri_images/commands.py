@@ -15,10 +15,10 @@ from .errors import ConfigError
 from .gateway import open_store
 from .keys import keyfile
 from .keys.store import LIMIT_NAMES
-from .records import encode_record
-from .records import format_ts
+from .ledger.records import encode_record
+from .ledger.records import format_ts
+from .ledger.report import Progress
 from .refusals import refusal_counts
-from .report import Progress
 from .settings import load_settings
 from .tables import write_rows
 

@@ -29,10 +29,10 @@ from .dashboard_page import render_dashboard
 from .dashboard_page import render_login
 from .errors import ApiError
 from .gateway import current_gateway
-from .records import format_ts
-from .records import to_amount
+from .ledger.records import format_ts
+from .ledger.records import to_amount
+from .ledger.report import Totals
 from .refusals import refusal_counts
-from .report import Totals
 
 bp = Blueprint("dashboard", __name__, url_prefix="/admin")
 

@@ -8,7 +8,7 @@ configured (the file store) says so and succeeds.
 import os
 import sys
 
-from .records import decode_line
+from .ledger.records import decode_line
 from .settings import load_settings
 
 
@@ -26,11 +26,11 @@ def db_migrate(args):
     # Imported here: the other commands (and gunicorn's master, before gevent patches) never load the driver.
     import psycopg
 
-    from .stores.pgschema import LATEST
-    from .stores.pgschema import connect
-    from .stores.pgschema import describe
-    from .stores.pgschema import error_text
-    from .stores.pgschema import migrate
+    from .ledger.postgres.schema import LATEST
+    from .ledger.postgres.schema import connect
+    from .ledger.postgres.schema import describe
+    from .ledger.postgres.schema import error_text
+    from .ledger.postgres.schema import migrate
 
     url = database_url(args)
     if not url:

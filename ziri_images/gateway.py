@@ -15,14 +15,14 @@ from flask import current_app
 from .catalog.pricing import PriceBook
 from .keys.reloading import ReloadingFile
 from .keys.store import KeyStore
-from .ledger import Ledger
+from .ledger.base import Store
+from .ledger.file.jsonl import Ledger
+from .ledger.file.store import FileStore
 from .limits import Limiter
 from .provider_config import build_providers
 from .provider_config import check_catalog
 from .send_deadline import send_grace_seconds
 from .settings import load_json_file
-from .stores.base import Store
-from .stores.file import FileStore
 
 log = logging.getLogger("ziri_images")
 
@@ -94,7 +94,7 @@ def open_store(settings, clock=utc_now, create=True):
     ttl = reservation_seconds(settings)
     if settings.get("DATABASE_URL"):
         # Imported only when used: the file store never loads the driver.
-        from .stores.postgres import PostgresStore
+        from .ledger.postgres.store import PostgresStore
 
         return PostgresStore(settings["DATABASE_URL"], clock, ttl, pool_size=settings["DATABASE_POOL_SIZE"],
                              timeout=settings["DATABASE_TIMEOUT"], lease_seconds=settings["DATABASE_LEASE_SECONDS"],

@@ -9,15 +9,15 @@ from contextlib import contextmanager
 
 import psycopg
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 from ..records import encode_json
 from ..records import parse_record
 from ..records import parse_ts
 from ..report import UNKNOWN
 from ..report import Report
 from ..report import Totals
-from .pgschema import describe
-from .pgschema import error_text
+from .schema import describe
+from .schema import error_text
 
 _IMPORT_BATCH = 1000
 

@@ -22,9 +22,9 @@ import psycopg
 from psycopg_pool import ConnectionPool
 from psycopg_pool import PoolTimeout
 
-from .base import ledger_unavailable
-from .pgschema import describe
-from .pgschema import error_text
+from ..base import ledger_unavailable
+from .schema import describe
+from .schema import error_text
 
 log = logging.getLogger("ziri_images")
 

@@ -8,15 +8,15 @@ and each ``usage`` snapshot costs the same however long the ledger is.
 import heapq
 from collections import deque
 
-from ..checks import IDEMPOTENCY_WINDOW_SECONDS
-from ..checks import RATE_WINDOW_SECONDS
-from ..checks import KeyUsage
-from ..records import BUDGETS
-from ..records import Reservation
-from ..records import day_of
-from ..records import format_ts
-from ..records import month_of
-from ..records import parse_ts
+from .checks import IDEMPOTENCY_WINDOW_SECONDS
+from .checks import RATE_WINDOW_SECONDS
+from .checks import KeyUsage
+from .records import BUDGETS
+from .records import Reservation
+from .records import day_of
+from .records import format_ts
+from .records import month_of
+from .records import parse_ts
 
 
 class UsageState:
@@ -141,7 +141,7 @@ class UsageState:
                 del self.idempotency[old]
 
     def _release_idempotency(self, key_id, digest, request_id):
-        # As ziri_reserve does (pgclock.py): only the request that holds the key releases it.
+        # As ziri_reserve does (postgres/clock.py): only the request that holds the key releases it.
         if self.idempotency.get((key_id, digest), (None,))[0] == request_id:
             del self.idempotency[(key_id, digest)]  # its _idempotency_order entry no longer matches: skipped
 

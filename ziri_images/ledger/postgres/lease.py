@@ -20,8 +20,8 @@ import time
 
 from ..records import Reservation
 from ..records import parse_ts
-from . import pgsql
-from .pgschema import error_text
+from . import sql
+from .schema import error_text
 
 log = logging.getLogger("ziri_images")
 
@@ -79,8 +79,8 @@ class LeaseKeeper:
         # Counted from before the statement: the lease runs from the database's clock at the statement.
         started = time.monotonic()
         with self.store.transaction() as cursor:
-            cursor.execute(pgsql.RENEW_LEASE, {"worker": worker, "seconds": self.lease_seconds})
-            cursor.execute(pgsql.FORGET_LEASES)
+            cursor.execute(sql.RENEW_LEASE, {"worker": worker, "seconds": self.lease_seconds})
+            cursor.execute(sql.FORGET_LEASES)
         self._renewed = (worker, started)
 
     def _run(self):
@@ -110,10 +110,10 @@ class LeaseKeeper:
     def sweep(self):
         """Settle the reservations of processes whose lease has lapsed, key by key, under each key's lock."""
         with self.store.transaction() as cursor:
-            keys = [row[0] for row in cursor.execute(pgsql.KEYS_WITH_DEAD_WORKERS).fetchall()]
+            keys = [row[0] for row in cursor.execute(sql.KEYS_WITH_DEAD_WORKERS).fetchall()]
         for key_id in keys:
             with self.store.transaction() as cursor:
                 self.store.lock_key(cursor, key_id)
                 # The database's clock, not this host's: a host ahead would expire live reservations.
-                now = cursor.execute(pgsql.DATABASE_NOW).fetchone()[0]
+                now = cursor.execute(sql.DATABASE_NOW).fetchone()[0]
                 self.store.settle_stale(cursor, key_id, now)

@@ -3,7 +3,7 @@
 Budgets hold across hosts and survive a wiped disk. ``reserve`` is one transaction: lock the
 key's row, settle the key's stale reservations, build its ``KeyUsage``, run ``checks.CHECKS``,
 insert the reservation. ``settle`` is another. No lock is held while the provider works. Every
-host's decisions are judged on one clock, the database's (pgclock.py): expiries, the rate
+host's decisions are judged on one clock, the database's (clock.py): expiries, the rate
 window, the budgets' periods and the reservation's times; a host's own clock stamps only its charges.
 
 Connections come from a pool opened in each process on first use (never before gunicorn
@@ -13,7 +13,7 @@ greenlet, never the worker. The database down, restarting or slow: ``reserve`` r
 503 ``LEDGER_UNAVAILABLE`` (retryable) before the provider is called, and ``settle`` spools
 the charge on local disk (``spool.py``) to be written, once, when the database is back.
 
-A process's reservations carry its worker id; ``pglease.LeaseKeeper`` renews a lease for it.
+A process's reservations carry its worker id; ``lease.LeaseKeeper`` renews a lease for it.
 When a process dies its lease lapses, and its reservations are settled at the reserved amount
 (``reservation_expired``, reason ``worker_died``) by the next request of that key on any host,
 or by the next sweep of any live process, long before their full expiry.
@@ -29,12 +29,14 @@ from datetime import timezone
 
 import psycopg
 
+from ...errors import ApiError
+from ...errors import ConfigError
+from ..base import Store
+from ..base import ledger_unavailable
 from ..checks import IDEMPOTENCY_WINDOW_SECONDS
 from ..checks import RATE_WINDOW_SECONDS
 from ..checks import KeyUsage
 from ..checks import run_checks
-from ..errors import ApiError
-from ..errors import ConfigError
 from ..records import Reservation
 from ..records import charge_record
 from ..records import day_of
@@ -45,18 +47,16 @@ from ..records import month_of
 from ..records import parse_ts
 from ..records import reservation_record
 from ..records import to_micros
-from . import pgsql
-from .base import Store
-from .base import ledger_unavailable
-from .pgbatch import Combiner
-from .pglease import LeaseKeeper
-from .pgpool import DatabasePool
-from .pgreport import PostgresReports
-from .pgschema import LATEST
-from .pgschema import connect
-from .pgschema import describe
-from .pgschema import error_text
-from .pgschema import schema_version
+from . import sql
+from .batch import Combiner
+from .lease import LeaseKeeper
+from .pool import DatabasePool
+from .report import PostgresReports
+from .schema import LATEST
+from .schema import connect
+from .schema import describe
+from .schema import error_text
+from .schema import schema_version
 from .spool import ChargeSpool
 
 log = logging.getLogger("ziri_images")
@@ -109,7 +109,7 @@ class PostgresStore(PostgresReports, Store):
         return self.database.pool()
 
     def transaction(self, wait=None):
-        """Yield a cursor in one transaction; a database fault becomes 503 LEDGER_UNAVAILABLE (pgpool.py)."""
+        """Yield a cursor in one transaction; a database fault becomes 503 LEDGER_UNAVAILABLE (pool.py)."""
         return self.database.transaction(wait)
 
     # --- the Store interface ----------------------------------------------------------------
@@ -177,12 +177,12 @@ class PostgresStore(PostgresReports, Store):
         raise ledger_unavailable("stale reservations kept appearing", should_retry=True)
 
     def _reserve_batch(self, key_id, calls):
-        return self.database.call(pgsql.RESERVE_MANY, {
+        return self.database.call(sql.RESERVE_MANY, {
             "batch": json.dumps(calls), "rate_window": timedelta(seconds=RATE_WINDOW_SECONDS),
             "idempotency_window": timedelta(seconds=IDEMPOTENCY_WINDOW_SECONDS)})
 
     def _settle_batch(self, key_id, calls):
-        return [row[0] for row in self.database.call(pgsql.SETTLE_MANY, {"batch": json.dumps(calls)})]
+        return [row[0] for row in self.database.call(sql.SETTLE_MANY, {"batch": json.dumps(calls)})]
 
     def release_unconfirmed(self):
         """Settle at zero the reservations whose reserve answered 503 but did commit; return how many."""
@@ -192,7 +192,7 @@ class PostgresStore(PostgresReports, Store):
         for request_id, (key_id, record) in pending.items():
             try:
                 with self.transaction() as cursor:
-                    row = cursor.execute(pgsql.OPEN_RESERVATION, {"request_id": request_id, "key": key_id}).fetchone()
+                    row = cursor.execute(sql.OPEN_RESERVATION, {"request_id": request_id, "key": key_id}).fetchone()
             except Exception:
                 with self._unconfirmed_lock:
                     self._unconfirmed.setdefault(request_id, (key_id, record))
@@ -248,7 +248,7 @@ class PostgresStore(PostgresReports, Store):
         """Write the charge for ``reservation`` unless it is already stored; return the record.
 
         One statement, one round trip (with the settles of the same key queued meanwhile in this
-        process: pgbatch.py): ``ziri_settle_charge`` (pgschema.py) releases the open
+        process: batch.py): ``ziri_settle_charge`` (schema.py) releases the open
         reservation and writes the charge, the record for an open reservation or, when an expiry
         settled it first, the one that replaces the expiry's amount.
         """
@@ -312,7 +312,7 @@ class PostgresStore(PostgresReports, Store):
         return True, None
 
     def refusal_record(self):
-        from .pgrefusals import PostgresRefusals  # the refusal_counts table (migration 2)
+        from .refusals import PostgresRefusals  # the refusal_counts table (migration 2)
 
         return PostgresRefusals(self)
 
@@ -327,12 +327,12 @@ class PostgresStore(PostgresReports, Store):
     def lock_key(self, cursor, key_id):
         """Hold ``key_id``'s row lock for the rest of the transaction (creating the row on first use)."""
         # The insert finds the row already there but for a key's first request (and takes no lock then).
-        cursor.execute(pgsql.CREATE_KEY, {"key": key_id})
-        cursor.execute(pgsql.LOCK_KEY, {"key": key_id}).fetchone()  # fetched: waits until the lock is held
+        cursor.execute(sql.CREATE_KEY, {"key": key_id})
+        cursor.execute(sql.LOCK_KEY, {"key": key_id}).fetchone()  # fetched: waits until the lock is held
 
     def settle_stale(self, cursor, key_id, now):
         """Settle ``key_id``'s stale reservations at their reserved amount (the caller holds the key's lock)."""
-        stale = cursor.execute(pgsql.TAKE_STALE, {"key": key_id, "now": now}).fetchall()
+        stale = cursor.execute(sql.TAKE_STALE, {"key": key_id, "now": now}).fetchall()
         for request_id, micros, reserved_at, expires_at, worker in stale:
             reservation = Reservation(request_id=request_id, key_id=key_id, micros=micros,
                                       reserved_at=format_ts(reserved_at), expires_at=expires_at.timestamp(),
@@ -344,7 +344,7 @@ class PostgresStore(PostgresReports, Store):
     def _write_settlement(self, cursor, record, reservation, micros, delta):
         """Queue an expiry record and its ``delta`` to the spent totals (nothing if already stored)."""
         images = record.get("imagesReturned")
-        cursor.execute(pgsql.WRITE_SETTLEMENT, {
+        cursor.execute(sql.WRITE_SETTLEMENT, {
             "ts": _ts(record["ts"]), "type": record["type"], "request_id": reservation.request_id,
             "key": reservation.key_id, "user": record.get("user"), "model": record.get("model"),
             "reserved_at": _ts(reservation.reserved_at), "micros": micros,

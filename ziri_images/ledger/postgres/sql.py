@@ -3,7 +3,7 @@
 Every decision runs while its transaction holds the key's row lock (``LOCK_KEY``), so the
 reads that build a ``KeyUsage`` and the reservation that follows are one atomic step for that
 key across every process and host. Reserve and settle are one statement each (``ziri_reserve``,
-``ziri_settle_charge`` in pgschema.py): one round trip, the lock held only inside the server.
+``ziri_settle_charge`` in schema.py): one round trip, the lock held only inside the server.
 """
 
 # Lock the key's row until the transaction ends (the stale settlements, the sweep; ziri_reserve
@@ -42,7 +42,7 @@ WITH stale AS (
 SELECT request_id, micros, reserved_at, expires_at, worker FROM stale
 """
 
-# The database's clock, which every host's expiries and rate windows are judged on (pgclock.py).
+# The database's clock, which every host's expiries and rate windows are judged on (clock.py).
 DATABASE_NOW = "SELECT ziri_now()"
 
 # Keys with a reservation whose process's lease has lapsed (for the background sweep).
@@ -52,7 +52,7 @@ WHERE NOT EXISTS (SELECT 1 FROM worker_leases l WHERE l.worker = r.worker AND l.
 """
 
 # Reserve (or read a key's usage), then settle: one statement each, for every call of one key
-# queued in this process (pgbatch.py); see ziri_reserve and ziri_settle_charge in pgschema.py.
+# queued in this process (batch.py); see ziri_reserve and ziri_settle_charge in schema.py.
 RESERVE_MANY = """
 SELECT * FROM ziri_reserve_many(%(batch)s::json, %(rate_window)s::interval, %(idempotency_window)s::interval)
 """

@@ -19,7 +19,7 @@ they expire.
 
 import threading
 
-from .base import ledger_unavailable
+from ..base import ledger_unavailable
 
 
 class _Slot:
@@ -103,7 +103,7 @@ class Combiner:
 
 
 def _interrupted_batch():
-    """Return the error of a call whose batch was interrupted: maybe committed, as a lost connection (pgpool.py)."""
+    """Return the error of a call whose batch was interrupted: maybe committed, as a lost connection (pool.py)."""
     error = ledger_unavailable("the database call was interrupted", should_retry=True)
     error.maybe_committed = True
     return error

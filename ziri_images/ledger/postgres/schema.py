@@ -9,7 +9,7 @@ is already current is left untouched.
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from .pgclock import DATABASE_CLOCK
+from .clock import DATABASE_CLOCK
 
 # Any number, the same for every instance: the advisory lock that serialises migrations.
 _MIGRATION_LOCK = 0x5A495249  # "ZIRI"

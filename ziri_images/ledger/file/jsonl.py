@@ -20,9 +20,9 @@ import sys
 import threading
 from contextlib import contextmanager
 
-from .errors import ConfigError
-from .records import encode_record
-from .stores.base import ledger_unavailable
+from ...errors import ConfigError
+from ..base import ledger_unavailable
+from ..records import encode_record
 
 log = logging.getLogger("ziri_images")
 

@@ -21,21 +21,21 @@ import tempfile
 from bisect import bisect_right
 from datetime import timedelta
 
+from ...errors import ApiError
+from ..base import Store
 from ..checks import RATE_WINDOW_SECONDS
 from ..checks import run_checks
-from ..errors import ApiError
-from ..ledger import GroupCommit
-from ..ledger import off_loop
 from ..records import charge_record
 from ..records import expiry_record
 from ..records import parse_line
 from ..records import parse_record
 from ..records import reservation_record
+from ..usage import UsageState
 from . import checkpoint
-from .base import Store
-from .file_scan import build_report
-from .file_scan import replay_prefilter
-from .usage_state import UsageState
+from .jsonl import GroupCommit
+from .jsonl import off_loop
+from .scan import build_report
+from .scan import replay_prefilter
 
 log = logging.getLogger("ziri_images")
 
@@ -77,7 +77,7 @@ class FileStore(Store):
         return summary
 
     def refusal_record(self):
-        from ..refusals import RefusalFile  # refusals.jsonl beside the ledger
+        from ...refusals import RefusalFile  # refusals.jsonl beside the ledger
 
         return RefusalFile.beside(self.ledger.path)
 

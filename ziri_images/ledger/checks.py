@@ -13,7 +13,7 @@ from dataclasses import field
 from datetime import datetime
 from datetime import timezone
 
-from .errors import ApiError
+from ..errors import ApiError
 from .records import BUDGETS
 from .records import format_ts
 from .records import to_amount

@@ -18,7 +18,7 @@ import logging
 import os
 import tempfile
 
-from .usage_state import UsageState
+from ..usage import UsageState
 
 log = logging.getLogger("ziri_images")
 

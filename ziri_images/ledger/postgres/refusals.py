@@ -5,9 +5,9 @@ flush, so a flood of refusals costs the database a few statements every few seco
 row per request, and never a row in ``ledger_records``.
 """
 
-from ..errors import ApiError
-from ..errors import ConfigError
-from .pgschema import describe
+from ...errors import ApiError
+from ...errors import ConfigError
+from .schema import describe
 
 _UPSERT = """
 INSERT INTO refusal_counts (day, key_id, code, refused) VALUES (%s::date, %s, %s, %s)
