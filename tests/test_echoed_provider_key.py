@@ -16,7 +16,7 @@ from test_streaming import partial
 from test_streaming import sse
 from test_streaming import stream_request
 
-from ziri_images.provider_stream import parse_event
+from ziri_images.providers.streams import parse_event
 
 # A credential no key-shaped pattern catches (Azure's keys look like this): only its exact value can.
 HEX_KEY = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"

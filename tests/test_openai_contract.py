@@ -72,7 +72,7 @@ def test_the_documented_error_shape_requires_what_openai_requires(client, openai
     pytest.param({"model": "gpt-image-2", "prompt": "x", "stream": True, "quality": "high"}, id="no-partial-images"),
 ])
 def test_the_stubs_stream_events_are_openais(openai_spec, body):
-    from ziri_images.provider_stream import parse_event
+    from ziri_images.providers.streams import parse_event
     from ziri_images.stub import create_stub_app
 
     stub = create_stub_app().test_client()

@@ -15,12 +15,12 @@ from urllib3.exceptions import MaxRetryError
 from urllib3.exceptions import NewConnectionError
 
 from ziri_images import __version__
-from ziri_images import providers
 from ziri_images.errors import ApiError
-from ziri_images.provider_config import build_providers
-from ziri_images.providers import OpenAIProvider
-from ziri_images.providers import ProviderError
-from ziri_images.providers import redact
+from ziri_images.providers import openai as providers
+from ziri_images.providers.config import build_providers
+from ziri_images.providers.openai import OpenAIProvider
+from ziri_images.providers.openai import ProviderError
+from ziri_images.providers.openai import redact
 
 PAYLOAD = {"model": "dall-e-3", "prompt": "a lighthouse", "n": 1, "size": "1024x1024", "quality": "standard"}
 ANY = re.compile(r".*")

@@ -12,7 +12,7 @@ from conftest import PROVIDER_KEY
 from conftest import USER_KEY
 from conftest import ledger_lines
 
-from ziri_images.provider_stream import parse_event
+from ziri_images.providers.streams import parse_event
 from ziri_images.stub import png_bytes
 
 EDITS_URL = BASE_URL + "/images/edits"

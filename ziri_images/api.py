@@ -23,7 +23,7 @@ from .catalog.pricing import PriceBook
 from .catalog.quoting import price_request
 from .errors import ApiError
 from .gateway import current_gateway
-from .providers import ProviderError
+from .providers.openai import ProviderError
 from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
 from .schemas import parse_generation_request
 from .send_deadline import start_send_deadline

@@ -19,8 +19,8 @@ from .ledger.base import Store
 from .ledger.file.jsonl import Ledger
 from .ledger.file.store import FileStore
 from .limits import Limiter
-from .provider_config import build_providers
-from .provider_config import check_catalog
+from .providers.config import build_providers
+from .providers.config import check_catalog
 from .send_deadline import send_grace_seconds
 from .settings import load_json_file
 
@@ -78,7 +78,7 @@ def reservation_seconds(settings):
     """Return a reservation's life, or raise ConfigError if the sending of its answer could outlive it.
 
     A reservation outlives the longest possible upstream call (every provider call ends by its
-    deadline, connect + read timeout from its start: providers.py), plus a grace period that is
+    deadline, connect + read timeout from its start: providers/openai.py), plus a grace period that is
     longer than a client's time to take the answer after that deadline (send_deadline.py).
     """
     send_grace_seconds(settings)  # raises unless below the reservation's grace

@@ -36,8 +36,8 @@ from gunicorn.glogging import Logger as GunicornLogger
 from gunicorn.glogging import SafeAtoms
 
 from .errors import ConfigError
-from .provider_config import build_providers
-from .providers import redact
+from .providers.config import build_providers
+from .providers.openai import redact
 from .settings import load_settings
 
 GATEWAY_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(message)s"

@@ -32,10 +32,10 @@ from flask import stream_with_context
 from .errors import ApiError
 from .errors import error_param
 from .errors import error_type
-from .provider_answers import ProviderError
-from .provider_answers import ProviderResult
-from .provider_stream import Event
-from .provider_stream import encode_event
+from .providers.answers import ProviderError
+from .providers.answers import ProviderResult
+from .providers.streams import Event
+from .providers.streams import encode_event
 
 log = logging.getLogger("ziri_images")
 

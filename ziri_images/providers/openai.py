@@ -22,16 +22,16 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ._version import __version__
+from .._version import __version__
+from ..errors import ApiError
+from .answers import ProviderError
+from .answers import interpret_answer
+from .answers import redact
+from .answers import translate_failure
 from .deadline import DeadlineAdapter
 from .deadline import call_deadline
-from .errors import ApiError
-from .provider_answers import ProviderError
-from .provider_answers import interpret_answer
-from .provider_answers import redact
-from .provider_answers import translate_failure
-from .provider_stream import ProviderStream
-from .provider_stream import is_event_stream
+from .streams import ProviderStream
+from .streams import is_event_stream
 
 __all__ = ["MAX_RESPONSE_BYTES", "OpenAIProvider", "ProviderError", "redact"]
 

@@ -10,9 +10,9 @@ import os
 import re
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
-from .providers import OpenAIProvider
-from .settings import load_json_file
+from ..errors import ConfigError
+from ..settings import load_json_file
+from .openai import OpenAIProvider
 
 PROVIDER_TYPES = {
     # Any OpenAI-compatible endpoint: POST {base_url}/images/generations, "Authorization: Bearer <key>".

@@ -16,8 +16,8 @@ import requests
 from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import ReadTimeoutError
 
-from .errors import ApiError
-from .strict_json import parse_provider_body
+from ..errors import ApiError
+from ..strict_json import parse_provider_body
 
 # A key wherever it starts: no word boundary, which a log's escaping (a quote before a key becomes
 # ``\x22``) or a letter before it would defeat. A word that merely looks like one ("task-specific")
