@@ -6,9 +6,9 @@ import logging
 import pytest
 
 from ziri_images.errors import ConfigError
-from ziri_images.serverlog import JsonFormatter
-from ziri_images.serverlog import RedactingFilter
-from ziri_images.serverlog import log_formatter
+from ziri_images.server.logs import JsonFormatter
+from ziri_images.server.logs import RedactingFilter
+from ziri_images.server.logs import log_formatter
 from ziri_images.settings import load_settings
 
 SECRET = "sk-live-provider-secret-1234567890"

@@ -1,4 +1,4 @@
-"""Log lines: no key in any of them, and none a client can forge (ziri_images.serverlog).
+"""Log lines: no key in any of them, and none a client can forge (ziri_images.server.logs).
 
 The gateway's own logger (through the Flask test client) and gunicorn's error and access logs
 (``serverlog.Logger``, driven directly here; under real gunicorn in e2e/test_server_logs.py).
@@ -19,9 +19,9 @@ from conftest import PROVIDER_KEY
 from conftest import USER_KEY
 from gunicorn.config import Config
 
-from ziri_images.serverlog import Logger
-from ziri_images.serverlog import escape
-from ziri_images.serverlog import escape_quoted
+from ziri_images.server.logs import Logger
+from ziri_images.server.logs import escape
+from ziri_images.server.logs import escape_quoted
 
 GATEWAY_FIELDS = ["requestId", "method", "path", "status", "code", "key", "client", "latencyMs"]
 ENCODED_KEY = USER_KEY.replace("-", "%2D")

@@ -56,7 +56,7 @@ def _configure_logging(config):
 
     Every line is redacted (key-shaped strings and the configured provider keys) and kept on one line.
     """
-    from .serverlog import configure_gateway_logging
-    from .serverlog import configured_secrets
+    from .server.logs import configure_gateway_logging
+    from .server.logs import configured_secrets
 
     configure_gateway_logging(config["LOG_LEVEL"], configured_secrets(config), config["LOG_FORMAT"])

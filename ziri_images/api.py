@@ -26,8 +26,8 @@ from .gateway import current_gateway
 from .providers.openai import ProviderError
 from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
 from .schemas import parse_generation_request
-from .send_deadline import start_send_deadline
-from .serverlog import escape
+from .server.logs import escape
+from .server.send_deadline import start_send_deadline
 from .streaming import stream_response
 from .uploads import hold_edit_body
 from .uploads import read_edit_form

@@ -21,7 +21,7 @@ from .ledger.file.store import FileStore
 from .limits import Limiter
 from .providers.config import build_providers
 from .providers.config import check_catalog
-from .send_deadline import send_grace_seconds
+from .server.send_deadline import send_grace_seconds
 from .settings import load_json_file
 
 log = logging.getLogger("ziri_images")
@@ -79,7 +79,7 @@ def reservation_seconds(settings):
 
     A reservation outlives the longest possible upstream call (every provider call ends by its
     deadline, connect + read timeout from its start: providers/openai.py), plus a grace period that is
-    longer than a client's time to take the answer after that deadline (send_deadline.py).
+    longer than a client's time to take the answer after that deadline (server/send_deadline.py).
     """
     send_grace_seconds(settings)  # raises unless below the reservation's grace
     call_seconds = settings["UPSTREAM_CONNECT_TIMEOUT"] + settings["UPSTREAM_READ_TIMEOUT"]

@@ -10,7 +10,7 @@ happens, the request is settled exactly once:
 - the client goes away (the server closes the generator): the provider's stream is still
   read, up to its ``completed`` event (or its end, within the call's deadline), and charged
   from that event; nothing after ``completed`` is waited for. A client that stops reading is
-  one: at its answer's send deadline (``send_deadline.py``) the server closes the generator;
+  one: at its answer's send deadline (``server/send_deadline.py``) the server closes the generator;
 - the stream ends, breaks or stalls without ``completed``: the reservation is charged
   (``chargedBy: reservation``, ``mayHaveBilled``) and the client gets an ``error`` event in
   OpenAI's shape, ``{"type": "error", "error": {"message", "type", "param", "code"}}``;

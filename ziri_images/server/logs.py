@@ -35,10 +35,10 @@ from urllib.parse import unquote
 from gunicorn.glogging import Logger as GunicornLogger
 from gunicorn.glogging import SafeAtoms
 
-from .errors import ConfigError
-from .providers.config import build_providers
-from .providers.openai import redact
-from .settings import load_settings
+from ..errors import ConfigError
+from ..providers.config import build_providers
+from ..providers.openai import redact
+from ..settings import load_settings
 
 GATEWAY_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(message)s"
 # C0 controls, DEL, C1 controls and the Unicode line and paragraph separators.

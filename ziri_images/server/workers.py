@@ -32,10 +32,10 @@ from gunicorn.workers import ggevent
 from gunicorn.workers import gthread
 from gunicorn.workers import sync
 
-from .errors import ApiError
-from .errors import ConfigError
-from .serverlog import escape
-from .serverlog import escape_quoted
+from ..errors import ApiError
+from ..errors import ConfigError
+from .logs import escape
+from .logs import escape_quoted
 
 BODY_TIMEOUT_ENV = "ZIRI_BODY_TIMEOUT_SECONDS"
 DEFAULT_BODY_TIMEOUT = 20.0

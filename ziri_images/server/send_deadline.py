@@ -34,7 +34,7 @@ import time
 from flask import current_app
 from flask import request
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 log = logging.getLogger("ziri_images")
 
