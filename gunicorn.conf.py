@@ -91,6 +91,6 @@ def on_exit(server):
 
 def worker_exit(server, worker):
     # The refusals this worker counted since its last write (at most 10 s of them) are written as it exits.
-    from ziri_images.refusals import flush_refusals
+    from ziri_images.ops.refusals import flush_refusals
 
     flush_refusals(worker.app.wsgi())

@@ -10,9 +10,9 @@ from conftest import USER_KEY
 from conftest import ledger_lines
 
 from ziri_images import cli
-from ziri_images.refusals import RefusalCounter
-from ziri_images.refusals import RefusalFile
-from ziri_images.refusals import refusal_counts
+from ziri_images.ops.refusals import RefusalCounter
+from ziri_images.ops.refusals import RefusalFile
+from ziri_images.ops.refusals import refusal_counts
 
 BODY = {"provider": "openai", "model": "dall-e-3", "prompt": "a fox", "size": "1024x1024", "quality": "standard"}
 

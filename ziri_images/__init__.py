@@ -13,14 +13,14 @@ def create_app(test_config=None):
     from flask import Flask
 
     from . import api
-    from . import dashboard
     from . import errors
     from . import gateway
-    from . import metrics
     from . import openapi
-    from . import readiness
-    from . import refusals
     from .catalog import listing
+    from .ops import dashboard
+    from .ops import metrics
+    from .ops import readiness
+    from .ops import refusals
     from .settings import load_settings
     from .strict_json import StrictJSONProvider
     from .uploads import InMemoryRequest

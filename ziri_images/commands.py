@@ -18,7 +18,7 @@ from .keys.store import LIMIT_NAMES
 from .ledger.records import encode_record
 from .ledger.records import format_ts
 from .ledger.report import Progress
-from .refusals import refusal_counts
+from .ops.refusals import refusal_counts
 from .settings import load_settings
 from .tables import write_rows
 

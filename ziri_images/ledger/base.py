@@ -120,7 +120,7 @@ class Store(abc.ABC):
         """Return (ok, reason): can a request's records be kept right now? ``reason`` is short and secret-free."""
 
     def refusal_record(self):
-        """Return where refused requests are counted (``refusals.py``): ``add_refusals``, ``refusal_rows``.
+        """Return where refused requests are counted (``ops/refusals.py``): ``add_refusals``, ``refusal_rows``.
 
         A record apart from the ledger's: refusals cost nothing and must never grow the cost ledger.
         """

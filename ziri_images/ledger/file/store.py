@@ -77,7 +77,7 @@ class FileStore(Store):
         return summary
 
     def refusal_record(self):
-        from ...refusals import RefusalFile  # refusals.jsonl beside the ledger
+        from ...ops.refusals import RefusalFile  # refusals.jsonl beside the ledger
 
         return RefusalFile.beside(self.ledger.path)
 

@@ -288,7 +288,7 @@ class PostgresStore(PostgresReports, Store):
         return AdmissionWindow(count, max(first, start))
 
     def readiness(self):
-        # The local half: where charges wait while the database is away. readiness.py's database
+        # The local half: where charges wait while the database is away. ops/readiness.py's database
         # check asks ping_database for the other half.
         try:
             os.makedirs(self.spool.directory, exist_ok=True)

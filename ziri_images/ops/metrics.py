@@ -36,8 +36,8 @@ from prometheus_client import Histogram
 from prometheus_client import generate_latest
 from prometheus_client import multiprocess
 
-from .errors import ApiError
-from .keys.reloading import reloaded
+from ..errors import ApiError
+from ..keys.reloading import reloaded
 
 bp = Blueprint("metrics", __name__)
 

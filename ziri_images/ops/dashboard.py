@@ -25,13 +25,13 @@ from flask import request
 from itsdangerous import BadSignature
 from itsdangerous import URLSafeTimedSerializer
 
+from ..errors import ApiError
+from ..gateway import current_gateway
+from ..ledger.records import format_ts
+from ..ledger.records import to_amount
+from ..ledger.report import Totals
 from .dashboard_page import render_dashboard
 from .dashboard_page import render_login
-from .errors import ApiError
-from .gateway import current_gateway
-from .ledger.records import format_ts
-from .ledger.records import to_amount
-from .ledger.report import Totals
 from .refusals import refusal_counts
 
 bp = Blueprint("dashboard", __name__, url_prefix="/admin")

@@ -12,9 +12,9 @@ import logging
 
 from flask import Blueprint
 
-from .errors import ConfigError
-from .gateway import current_gateway
-from .keys.store import load_key_file
+from ..errors import ConfigError
+from ..gateway import current_gateway
+from ..keys.store import load_key_file
 
 log = logging.getLogger("ziri_images")
 
