@@ -15,9 +15,9 @@ from conftest import SHIPPED_PRICING
 from conftest import USER_KEY
 from conftest import read_keys
 
-from ziri_images import cli
-from ziri_images import launch
 from ziri_images.catalog import pricing_check
+from ziri_images.cli import entry as cli
+from ziri_images.cli import launch
 from ziri_images.errors import ApiError
 from ziri_images.keys.store import KEY_PATTERN
 from ziri_images.keys.store import KeyStore

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ziri_images import cli
-from ziri_images import launch
+from ziri_images.cli import entry as cli
+from ziri_images.cli import launch
 
 
 class FinishedProcess:

@@ -17,7 +17,7 @@ from conftest import GENERATIONS_URL
 from conftest import USER_KEY
 from conftest import openai_image_response
 
-from ziri_images import cli
+from ziri_images.cli import entry as cli
 from ziri_images.errors import ApiError
 from ziri_images.errors import ConfigError
 from ziri_images.ledger.file import jsonl as ledger_module

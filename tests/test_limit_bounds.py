@@ -10,7 +10,7 @@ from conftest import key_record
 from conftest import openai_image_response
 from conftest import read_keys
 
-from ziri_images import cli
+from ziri_images.cli import entry as cli
 from ziri_images.errors import ConfigError
 from ziri_images.keys.store import load_key_file
 

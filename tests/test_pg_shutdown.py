@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ziri_images import cli
+from ziri_images.cli import entry as cli
 from ziri_images.ledger.postgres.lease import LeaseKeeper
 from ziri_images.ledger.postgres.store import PostgresStore
 

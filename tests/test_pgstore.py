@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 from conftest import FakeClock
 
-from ziri_images import cli
+from ziri_images.cli import entry as cli
 from ziri_images.errors import ApiError
 from ziri_images.ledger.file.scan import build_report
 from ziri_images.ledger.postgres.schema import LATEST

@@ -9,7 +9,7 @@ from conftest import ENDPOINT
 from conftest import USER_KEY
 from conftest import ledger_lines
 
-from ziri_images import cli
+from ziri_images.cli import entry as cli
 from ziri_images.ops.refusals import RefusalCounter
 from ziri_images.ops.refusals import RefusalFile
 from ziri_images.ops.refusals import refusal_counts

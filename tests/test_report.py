@@ -13,7 +13,7 @@ from conftest import USER_KEY
 from conftest import openai_image_response
 from conftest import store_records
 
-from ziri_images import cli
+from ziri_images.cli import entry as cli
 from ziri_images.ledger.file.scan import build_report
 from ziri_images.ledger.records import encode_record
 from ziri_images.ledger.records import to_micros

@@ -6,20 +6,20 @@ Results go to stdout (a new key, a table, CSV or JSON); messages and warnings go
 
 import sys
 
-from .catalog.pricing import PriceBook
-from .catalog.pricing_check import catalog_columns
-from .catalog.pricing_check import catalog_notes
-from .catalog.pricing_check import catalog_rows
-from .catalog.pricing_check import catalog_warnings
-from .errors import ConfigError
-from .gateway import open_store
-from .keys import keyfile
-from .keys.store import LIMIT_NAMES
-from .ledger.records import encode_record
-from .ledger.records import format_ts
-from .ledger.report import Progress
-from .ops.refusals import refusal_counts
-from .settings import load_settings
+from ..catalog.pricing import PriceBook
+from ..catalog.pricing_check import catalog_columns
+from ..catalog.pricing_check import catalog_notes
+from ..catalog.pricing_check import catalog_rows
+from ..catalog.pricing_check import catalog_warnings
+from ..errors import ConfigError
+from ..gateway import open_store
+from ..keys import keyfile
+from ..keys.store import LIMIT_NAMES
+from ..ledger.records import encode_record
+from ..ledger.records import format_ts
+from ..ledger.report import Progress
+from ..ops.refusals import refusal_counts
+from ..settings import load_settings
 from .tables import write_rows
 
 KEY_COLUMNS = ("id", "user", "status", "expires_at", "allowed_providers", "allowed_models", *LIMIT_NAMES)

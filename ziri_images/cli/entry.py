@@ -9,16 +9,16 @@ import sys
 from datetime import datetime
 from datetime import timezone
 
+from .._version import __version__
+from ..errors import ConfigError
+from ..keys import keyfile
+from ..keys.store import LIMIT_MAXIMUMS
+from ..keys.store import limit_problem
+from ..keys.store import limit_rule
+from ..ledger.report import GROUPINGS
 from . import commands as run
-from . import db_commands
+from . import db
 from . import launch
-from ._version import __version__
-from .errors import ConfigError
-from .keys import keyfile
-from .keys.store import LIMIT_MAXIMUMS
-from .keys.store import limit_problem
-from .keys.store import limit_rule
-from .ledger.report import GROUPINGS
 from .tables import FORMATS
 
 # Words that clear a limit, an expiry or an allow-list.
@@ -209,7 +209,7 @@ def _add_ledger_commands(commands):
     load.add_argument("--database-url", help="the database (default: $ZIRI_DATABASE_URL, else $DATABASE_URL)")
     load.add_argument("--into-file-store", action="store_true",
                       help="with no database configured, append to the file store's ledger instead")
-    load.set_defaults(handler=db_commands.ledger_import)
+    load.set_defaults(handler=db.ledger_import)
 
 
 def _add_pricing_commands(commands):
@@ -233,7 +233,7 @@ def _add_db_commands(commands):
                     "With no database configured (the file store) there is nothing to do: exits 0.")
     migrate.add_argument("--database-url", help="the database (default: $ZIRI_DATABASE_URL, else $DATABASE_URL)")
     migrate.add_argument("--timeout", type=float, default=10.0, help="seconds to connect (default 10)")
-    migrate.set_defaults(handler=db_commands.db_migrate)
+    migrate.set_defaults(handler=db.db_migrate)
 
 
 def _add_run_commands(commands):
@@ -277,7 +277,7 @@ def main(argv=None):
         if args.command == "keys":
             args.keys_file_path = run.setting(args, "keys_file", "KEYS_FILE")
         return args.handler(args) or 0
-    except (run.CliError, ConfigError, keyfile.KeyFileError, db_commands.DatabaseCommandError) as error:
+    except (run.CliError, ConfigError, keyfile.KeyFileError, db.DatabaseCommandError) as error:
         print(f"ziri-images: error: {error}", file=sys.stderr)
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""

@@ -8,8 +8,8 @@ configured (the file store) says so and succeeds.
 import os
 import sys
 
-from .ledger.records import decode_line
-from .settings import load_settings
+from ..ledger.records import decode_line
+from ..settings import load_settings
 
 
 class DatabaseCommandError(Exception):
@@ -26,11 +26,11 @@ def db_migrate(args):
     # Imported here: the other commands (and gunicorn's master, before gevent patches) never load the driver.
     import psycopg
 
-    from .ledger.postgres.schema import LATEST
-    from .ledger.postgres.schema import connect
-    from .ledger.postgres.schema import describe
-    from .ledger.postgres.schema import error_text
-    from .ledger.postgres.schema import migrate
+    from ..ledger.postgres.schema import LATEST
+    from ..ledger.postgres.schema import connect
+    from ..ledger.postgres.schema import describe
+    from ..ledger.postgres.schema import error_text
+    from ..ledger.postgres.schema import migrate
 
     url = database_url(args)
     if not url:
@@ -65,7 +65,7 @@ def _values(path):
 
 def ledger_import(args):
     """Load a JSONL ledger into the configured store; records already there are skipped, so a rerun writes nothing."""
-    from .gateway import open_store
+    from ..gateway import open_store
 
     settings = load_settings()
     url = database_url(args)
