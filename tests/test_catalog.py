@@ -15,7 +15,7 @@ from conftest import ledger_lines
 from conftest import openai_image_response
 from responses import matchers
 
-from ziri_images.stub import create_stub_app
+from ziri_images.dev.stub import create_stub_app
 
 PUBLISHED_OPENAI_URL = "https://api.openai.com/v1"  # providers.json's base_url for openai
 XAI_URL = "https://api.x.ai/v1/images/generations"

@@ -14,11 +14,11 @@ from conftest import openai_image_response
 from conftest import store_records
 
 from ziri_images.cli import entry as cli
+from ziri_images.dev.stub import png_bytes
 from ziri_images.ledger.file.scan import build_report
 from ziri_images.ledger.records import encode_record
 from ziri_images.ledger.records import to_micros
 from ziri_images.ledger.report import Progress
-from ziri_images.stub import png_bytes
 
 
 def ts(day, hour=12, minute=0, second=0):

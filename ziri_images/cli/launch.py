@@ -26,7 +26,7 @@ def stub(args):
     """Run the local stand-in for OpenAI's images API."""
     from werkzeug.serving import run_simple
 
-    from ..stub import create_stub_app
+    from ..dev.stub import create_stub_app
 
     print(f"local stub of OpenAI's images API (development only) on http://{args.host}:{args.port}/v1", flush=True)
     run_simple(args.host, args.port, create_stub_app(delay=args.delay), threaded=True)

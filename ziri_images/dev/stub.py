@@ -38,9 +38,9 @@ from flask import Response
 from flask import jsonify
 from flask import request
 
-from .catalog.quoting import image_input_tokens
-from .imageinfo import NotAnImage
-from .imageinfo import image_info
+from ..catalog.quoting import image_input_tokens
+from ..imageinfo import NotAnImage
+from ..imageinfo import image_info
 from .stub_stream import event_stream
 
 GPT_IMAGE_PREFIX = "gpt-image"
@@ -117,7 +117,7 @@ class InFlight:
 
 def create_stub_app(delay=0.0):
     """Return the stub's Flask app; ``delay`` seconds are added to every generation."""
-    app = Flask("ziri_images.stub")
+    app = Flask("ziri_images.dev.stub")
     images = {}
     in_flight = InFlight()
 
