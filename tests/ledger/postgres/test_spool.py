@@ -1,4 +1,4 @@
-"""The charge spool (stores/spool.py): an entry the disk refused is cut back, so it is never written later.
+"""The charge spool (ledger/postgres/spool.py): an entry the disk refused is cut back, so it is never written later.
 
 A charge goes to the spool while the database is away; if the spool refuses it too, the client
 gets 503 and the reservation stays open, to be charged at its amount when it expires. The entry
@@ -9,12 +9,12 @@ import errno
 import os
 
 import pytest
-from test_pgstore import PRICE
-from test_pgstore import Key
-from test_pgstore import details
-from test_pgstore import make_store  # noqa: F401  (a fixture, used by name)
-from test_pgstore import outcome
 
+from ledger.postgres.test_pgstore import PRICE
+from ledger.postgres.test_pgstore import Key
+from ledger.postgres.test_pgstore import details
+from ledger.postgres.test_pgstore import make_store  # noqa: F401  (a fixture, used by name)
+from ledger.postgres.test_pgstore import outcome
 from ziri_images.errors import ApiError
 from ziri_images.ledger.postgres.spool import ChargeSpool
 

@@ -1,4 +1,4 @@
-"""Group commit per key (stores/pgbatch.py): calls queued while a batch runs go together, in order."""
+"""Group commit per key (ledger/postgres/batch.py): calls queued while a batch runs go together, in order."""
 
 import threading
 from concurrent.futures import ThreadPoolExecutor

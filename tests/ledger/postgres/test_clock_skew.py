@@ -9,13 +9,13 @@ from datetime import timedelta
 
 import pytest
 from conftest import FakeClock
-from test_pgstore import PRICE
-from test_pgstore import TTL
-from test_pgstore import Key
-from test_pgstore import details
-from test_pgstore import make_store  # noqa: F401  (a fixture, used by name)
-from test_pgstore import outcome
 
+from ledger.postgres.test_pgstore import PRICE
+from ledger.postgres.test_pgstore import TTL
+from ledger.postgres.test_pgstore import Key
+from ledger.postgres.test_pgstore import details
+from ledger.postgres.test_pgstore import make_store  # noqa: F401  (a fixture, used by name)
+from ledger.postgres.test_pgstore import outcome
 from ziri_images.errors import ApiError
 from ziri_images.ledger.records import format_ts
 from ziri_images.ledger.records import reservation_record

@@ -1,4 +1,4 @@
-"""The limit decisions (checks.py) on a KeyUsage snapshot, without any store."""
+"""The limit decisions (ledger/checks.py) on a KeyUsage snapshot, without any store."""
 
 from datetime import datetime
 from datetime import timezone

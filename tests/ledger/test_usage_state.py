@@ -1,4 +1,4 @@
-"""The file store's in-memory state (stores/usage_state.py): the deadline index and the per-worker index."""
+"""The file store's in-memory state (ledger/usage.py): the deadline index and the per-worker index."""
 
 from datetime import datetime
 from datetime import timezone

@@ -1,4 +1,4 @@
-"""A batch of one key's calls (stores/pgbatch.py) interrupted mid-call is settled, never held to expiry.
+"""A batch of one key's calls (ledger/postgres/batch.py) interrupted mid-call is settled, never held to expiry.
 
 The call that runs a key's batch can be interrupted while the database works (its greenlet
 killed: a deploy's graceful stop, a kill). The batch may or may not have committed. Its
@@ -11,15 +11,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from test_pgbatch import Interrupted
-from test_pgbatch import queued
-from test_pgbatch import wait_until
-from test_pgstore import PRICE
-from test_pgstore import Key
-from test_pgstore import details
-from test_pgstore import make_store  # noqa: F401  (a fixture, used by name)
-from test_pgstore import outcome
 
+from ledger.postgres.test_pgbatch import Interrupted
+from ledger.postgres.test_pgbatch import queued
+from ledger.postgres.test_pgbatch import wait_until
+from ledger.postgres.test_pgstore import PRICE
+from ledger.postgres.test_pgstore import Key
+from ledger.postgres.test_pgstore import details
+from ledger.postgres.test_pgstore import make_store  # noqa: F401  (a fixture, used by name)
+from ledger.postgres.test_pgstore import outcome
 from ziri_images.errors import ApiError
 
 WAIT_SECONDS = 10

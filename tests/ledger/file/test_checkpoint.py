@@ -1,4 +1,4 @@
-"""Checkpoints of the file store's state (stores/checkpoint.py): used only when they match the ledger.
+"""Checkpoints of the file store's state (ledger/file/checkpoint.py): used only when they match the ledger.
 
 Each test builds a ledger, lets a store start (which writes a checkpoint), changes the ledger or
 the checkpoint, and starts a second store: it must load the checkpoint when it is sound, and

@@ -1,4 +1,4 @@
-"""The record format (records.py): what is written, and what is accepted back."""
+"""The record format (ledger/records.py): what is written, and what is accepted back."""
 
 import json
 import logging
