@@ -10,7 +10,7 @@ cookie (double submit), so no other site can post a login.
 What it shows comes from the store the limits use: today's and this month's spend, reservations
 and budgets per key from ``limiter.usage`` (the figures the limits enforce); spend per day, and
 per key and per model over the same days, from one report of the store (either store groups it);
-refusals from their side record (``refusals.py``). ``dashboard_page`` draws it.
+refusals from their side record (``ops/refusals.py``). ``dashboard_page`` draws it.
 """
 
 import hashlib

@@ -6,7 +6,7 @@ What is measured, and where it is taken (the request path itself gains no line):
 - provider latency, spend (USD) and images by provider and model, reservations open and the
   store's write latency (reserve and settle, each one commit): ``MeteredLimiter``, around the
   limiter's ``reserve`` and ``settle``;
-- key-file and catalog reloads and their failures: ``reloading.reloaded`` (a blinker signal).
+- key-file and catalog reloads and their failures: ``keys.reloading.reloaded`` (a blinker signal).
 
 No key id, user or prompt is a label (cardinality, privacy) unless ``ZIRI_METRICS_KEY_LABELS``
 is on: then refusals and spend also carry ``key``. ``/metrics`` exists only when

@@ -47,7 +47,7 @@ CHECKPOINT_EVERY_BYTES = 32 * 1024 * 1024
 
 
 class FileStore(Store):
-    """Keep the records in one ``ledger.Ledger`` file; decide under its flock."""
+    """Keep the records in one ``jsonl.Ledger`` file; decide under its flock."""
 
     def __init__(self, ledger, clock, reservation_ttl):
         super().__init__(clock, reservation_ttl)

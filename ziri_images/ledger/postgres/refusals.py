@@ -1,6 +1,6 @@
 """The PostgreSQL store's refusal record: the ``refusal_counts`` table, one row per day, key and code.
 
-Each process's aggregated counts (``refusals.RefusalCounter``) are added with one upsert per
+Each process's aggregated counts (``ops.refusals.RefusalCounter``) are added with one upsert per
 flush, so a flood of refusals costs the database a few statements every few seconds, never a
 row per request, and never a row in ``ledger_records``.
 """
