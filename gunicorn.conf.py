@@ -30,12 +30,12 @@ if __name__ == "__config__":
     os.makedirs(metrics_dir, exist_ok=True)
 
 from ziri_images.errors import ConfigError  # noqa: E402  (imported after gevent's patches)
-from ziri_images.send_deadline import SendDeadline  # noqa: E402
-from ziri_images.send_deadline import send_grace_seconds  # noqa: E402
-from ziri_images.serverlog import Logger  # noqa: E402
-from ziri_images.workers import BodyDeadline  # noqa: E402
-from ziri_images.workers import body_timeout_seconds  # noqa: E402
-from ziri_images.workers import json_worker_class  # noqa: E402
+from ziri_images.server.logs import Logger  # noqa: E402
+from ziri_images.server.send_deadline import SendDeadline  # noqa: E402
+from ziri_images.server.send_deadline import send_grace_seconds  # noqa: E402
+from ziri_images.server.workers import BodyDeadline  # noqa: E402
+from ziri_images.server.workers import body_timeout_seconds  # noqa: E402
+from ziri_images.server.workers import json_worker_class  # noqa: E402
 
 # Processes: Heroku sets WEB_CONCURRENCY from the dyno size; gevent needs one per core.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -93,6 +93,6 @@ def on_exit(server):
 
 def worker_exit(server, worker):
     # The refusals this worker counted since its last write (at most 10 s of them) are written as it exits.
-    from ziri_images.refusals import flush_refusals
+    from ziri_images.ops.refusals import flush_refusals
 
     flush_refusals(worker.app.wsgi())

@@ -1,7 +1,7 @@
 """The bare forwarder: the gateway's stack (gunicorn, Flask, requests) with none of the gateway.
 
 It sends ``POST /api/images/generations`` on, body unchanged, to ``$OPENAI_BASE_URL`` and returns
-the answer as it came, holding its outbound sessions the way ``ziri_images.providers`` does.
+the answer as it came, holding its outbound sessions the way ``ziri_images.providers.openai`` does.
 bench/run.py runs it under the same gunicorn.conf.py to price the stack apart from the gateway.
 """
 

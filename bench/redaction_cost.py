@@ -19,9 +19,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ziri_images.provider_answers import redact_document  # noqa: E402
-from ziri_images.provider_stream import parse_event  # noqa: E402
-from ziri_images.provider_stream import redacted_event  # noqa: E402
+from ziri_images.providers.answers import redact_document  # noqa: E402
+from ziri_images.providers.streams import parse_event  # noqa: E402
+from ziri_images.providers.streams import redacted_event  # noqa: E402
 from ziri_images.strict_json import parse_provider_body  # noqa: E402
 
 KEY = "sk-proj-" + "x" * 156  # as long as OpenAI's project keys

@@ -28,8 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ziri_images.errors import ApiError  # noqa: E402
 from ziri_images.gateway import open_store  # noqa: E402
-from ziri_images.keys import ApiKey  # noqa: E402
-from ziri_images.records import to_micros  # noqa: E402
+from ziri_images.keys.store import ApiKey  # noqa: E402
+from ziri_images.ledger.records import to_micros  # noqa: E402
 from ziri_images.settings import load_settings  # noqa: E402
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
@@ -80,7 +80,7 @@ def temporary_database(server):
     import psycopg
     from psycopg.conninfo import make_conninfo
 
-    from ziri_images.stores.pgschema import migrate
+    from ziri_images.ledger.postgres.schema import migrate
 
     name = f"ziri_bench_{secrets.token_hex(6)}"
     with psycopg.connect(server, autocommit=True, connect_timeout=5) as admin:

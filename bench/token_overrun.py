@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ziri_images import create_app  # noqa: E402
-from ziri_images.keys import hash_key  # noqa: E402
+from ziri_images.keys.store import hash_key  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
 KEY = "ziri-bench-" + "0123456789abcdef" * 2

@@ -2,12 +2,12 @@
 
 bench/run.py points the direct load, the bare forwarder and the gateway at it. It answers every
 ``POST /v1/images/generations`` with a one-image ``url`` response after ``--delay`` seconds, or
-after the prompt's ``[stub:delay=N]`` directive (as ``ziri_images.stub`` does). It is one
+after the prompt's ``[stub:delay=N]`` directive (as ``ziri_images.dev.stub`` does). It is one
 asyncio process speaking HTTP/1.1 with keep-alive and nothing else, so a request costs it a
 small fraction of a millisecond and a waiting one only a coroutine: it is never the bottleneck.
 
 ``GET /stats`` reports ``inFlight``, ``peakInFlight``, ``requests`` and ``completed`` like
-``ziri_images.stub``; ``POST /stats/reset`` zeroes the peak and the counters between runs.
+``ziri_images.dev.stub``; ``POST /stats/reset`` zeroes the peak and the counters between runs.
 """
 
 import argparse

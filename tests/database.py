@@ -25,9 +25,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from ziri_images.stores.pgschema import describe
-from ziri_images.stores.pgschema import migrate
-from ziri_images.stores.pgsql import RENEW_LEASE
+from ziri_images.ledger.postgres.schema import describe
+from ziri_images.ledger.postgres.schema import migrate
+from ziri_images.ledger.postgres.sql import RENEW_LEASE
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TABLES = ("ledger_records", "key_locks", "key_periods", "open_reservations", "worker_leases", "refusal_counts",

@@ -25,7 +25,7 @@ from test_streaming import only_charge
 from test_streaming import partial
 from test_streaming import stream_request
 
-from ziri_images.stub import png_bytes
+from ziri_images.dev.stub import png_bytes
 
 JSON_ANSWER = {"created": 2, "data": [{"b64_json": "ZmluYWw="}], **SHAPE, "usage": USAGE}
 

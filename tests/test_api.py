@@ -18,7 +18,7 @@ from conftest import ledger_lines
 from conftest import openai_image_response
 from responses import matchers
 
-from ziri_images.providers import OpenAIProvider
+from ziri_images.providers.openai import OpenAIProvider
 
 # The request from the README's curl example.
 README_BODY = {

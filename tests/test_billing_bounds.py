@@ -18,8 +18,8 @@ from conftest import USER_KEY
 from conftest import ledger_lines
 from conftest import strict_json_loads
 
-from ziri_images.pricing import TOKEN_CHARGE_CAP
-from ziri_images.pricing import PriceBook
+from ziri_images.catalog.pricing import TOKEN_CHARGE_CAP
+from ziri_images.catalog.pricing import PriceBook
 
 PROMPT = "a lighthouse at dusk"  # 20 bytes: a token-billed model reserves 20 x text_input per 1M on top
 

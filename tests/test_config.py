@@ -8,7 +8,7 @@ import pytest
 from conftest import PROJECT_DIR
 
 from ziri_images.errors import ConfigError
-from ziri_images.send_deadline import send_grace_seconds
+from ziri_images.server.send_deadline import send_grace_seconds
 from ziri_images.settings import load_settings
 
 

@@ -13,10 +13,10 @@ from marshmallow import fields
 from test_imageinfo import jpeg
 from test_imageinfo import webp_vp8x
 
-from ziri_images.pricing import PriceBook
-from ziri_images.quoting import image_input_tokens
+from ziri_images.catalog.pricing import PriceBook
+from ziri_images.catalog.quoting import image_input_tokens
+from ziri_images.dev.stub import png_bytes
 from ziri_images.schemas import GenerationRequestSchema
-from ziri_images.stub import png_bytes
 from ziri_images.uploads import INTEGER_FIELDS as FORM_INTEGER_FIELDS
 
 EDITS_URL = BASE_URL + "/images/edits"

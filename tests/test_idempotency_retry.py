@@ -21,20 +21,20 @@ from conftest import GENERATIONS_URL
 from conftest import USER_KEY
 from conftest import openai_image_response
 from conftest import store_records
-from test_pgstore import PRICE
-from test_pgstore import TTL
-from test_pgstore import Key
-from test_pgstore import details
-from test_pgstore import make_store  # noqa: F401  (a fixture, used by name)
+from ledger.postgres.test_pgstore import PRICE
+from ledger.postgres.test_pgstore import TTL
+from ledger.postgres.test_pgstore import Key
+from ledger.postgres.test_pgstore import details
+from ledger.postgres.test_pgstore import make_store  # noqa: F401  (a fixture, used by name)
 
 from ziri_images.errors import ApiError
-from ziri_images.ledger import Ledger
-from ziri_images.records import Reservation
-from ziri_images.records import charge_record
-from ziri_images.records import expiry_record
-from ziri_images.records import parse_record
-from ziri_images.records import reservation_record
-from ziri_images.stores.file import FileStore
+from ziri_images.ledger.file.jsonl import Ledger
+from ziri_images.ledger.file.store import FileStore
+from ziri_images.ledger.records import Reservation
+from ziri_images.ledger.records import charge_record
+from ziri_images.ledger.records import expiry_record
+from ziri_images.ledger.records import parse_record
+from ziri_images.ledger.records import reservation_record
 
 pytestmark = pytest.mark.stores()
 

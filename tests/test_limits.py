@@ -1,7 +1,7 @@
-"""Per-key limits (limits.py, checks.py and the stores) through the API, with an injected clock.
+"""Per-key limits (limits.py, ledger/checks.py and the stores) through the API, with an injected clock.
 
 The provider is mocked with ``responses``; its answers come from the local stub app
-(``ziri_images.stub``), so bodies have OpenAI's shapes and prompt directives such as
+(``ziri_images.dev.stub``), so bodies have OpenAI's shapes and prompt directives such as
 ``[stub:status=500]`` work. A prompt containing ``[hold]`` blocks at the provider until the
 test releases it, which keeps a reservation open while other requests run.
 
@@ -30,8 +30,8 @@ from conftest import charge_record
 from conftest import reservation_record
 from conftest import store_records
 
-from ziri_images.keys import hash_key
-from ziri_images.stub import create_stub_app
+from ziri_images.dev.stub import create_stub_app
+from ziri_images.keys.store import hash_key
 
 pytestmark = pytest.mark.stores()
 

@@ -213,7 +213,7 @@ def test_a_stream_and_an_edit_upload_go_through_nginx(request, tmp_path):
         assert "cache-control: no-cache" in head and "x-request-id: req_" in head
         assert b"image_generation.completed" in received
         # An edit with two reference images, several MB: past the JSON limit of 256k, within the edits location's.
-        from ziri_images.stub import png_bytes
+        from ziri_images.dev.stub import png_bytes
 
         images = [("image[]", (f"ref{index}.png", png_bytes(f"ref{index}", 64) + b"\0" * (2 * 1024 * 1024),
                                "image/png")) for index in range(2)]

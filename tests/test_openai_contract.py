@@ -11,7 +11,7 @@ from conftest import USER_KEY
 from conftest import openai_image_response
 from jsonschema import Draft202012Validator
 
-from ziri_images.stub import png_bytes
+from ziri_images.dev.stub import png_bytes
 
 OPENAI_SPEC = Path("/work/shared/openai/images-openapi.yaml")
 pytestmark = pytest.mark.skipif(not OPENAI_SPEC.exists(), reason=f"OpenAI's document is not at {OPENAI_SPEC}")
@@ -72,8 +72,8 @@ def test_the_documented_error_shape_requires_what_openai_requires(client, openai
     pytest.param({"model": "gpt-image-2", "prompt": "x", "stream": True, "quality": "high"}, id="no-partial-images"),
 ])
 def test_the_stubs_stream_events_are_openais(openai_spec, body):
-    from ziri_images.provider_stream import parse_event
-    from ziri_images.stub import create_stub_app
+    from ziri_images.dev.stub import create_stub_app
+    from ziri_images.providers.streams import parse_event
 
     stub = create_stub_app().test_client()
     response = stub.post("/v1/images/generations", json=body, headers={"Authorization": "Bearer sk-test"})

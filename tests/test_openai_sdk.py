@@ -211,7 +211,7 @@ def test_models_list(gateway, api_key):
     pytest.param(2, True, id="two-images-and-a-mask"),
 ])
 def test_images_edit(gateway, api_key, images, with_mask):
-    from ziri_images.stub import png_bytes
+    from ziri_images.dev.stub import png_bytes
 
     before = len(gateway.ledger())
     files = [(f"ref{index}.png", png_bytes(f"ref{index}", 64), "image/png") for index in range(images)]
@@ -231,7 +231,7 @@ def test_images_edit(gateway, api_key, images, with_mask):
 
 @pytest.mark.real_http
 def test_an_edit_larger_than_the_json_body_limit(gateway, api_key):
-    from ziri_images.stub import png_bytes
+    from ziri_images.dev.stub import png_bytes
 
     image = png_bytes("large", 64) + b"\0" * (1024 * 1024)  # past ZIRI_MAX_BODY_BYTES (256 KB): edits have their own
     with gateway.client(api_key) as client:
@@ -258,7 +258,7 @@ def test_images_generate_streams_partial_images_then_completed(gateway, api_key)
 
 @pytest.mark.real_http
 def test_images_edit_streams(gateway, api_key):
-    from ziri_images.stub import png_bytes
+    from ziri_images.dev.stub import png_bytes
 
     before = len(gateway.ledger())
     with gateway.client(api_key) as client:

@@ -17,7 +17,7 @@ import pytest
 from sdk_gateway import new_records
 from sdk_gateway import running_gateway
 
-from ziri_images.stub import png_bytes
+from ziri_images.dev.stub import png_bytes
 
 SDK_DIR = Path(__file__).resolve().parent / "sdk-node"
 OLDEST_NODE = 20  # the pinned SDK supports Node.js 20 LTS and later (its README)

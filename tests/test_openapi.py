@@ -19,7 +19,7 @@ from ziri_images.errors import _HTTP_CODES
 from ziri_images.openapi import ERROR_CODES
 
 PACKAGE = Path(ziri_images.__file__).parent
-SOURCE = {path.name: path.read_text() for path in PACKAGE.glob("*.py")}
+SOURCE = {path.relative_to(PACKAGE).as_posix(): path.read_text() for path in PACKAGE.rglob("*.py")}
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
 
@@ -56,7 +56,7 @@ def raised_error_codes():
     for text in SOURCE.values():
         pairs |= {(int(status), code) for status, code in re.findall(r'ApiError\(\s*(\d{3}),\s*"([A-Z_]+)"', text)}
     # ProviderError (code LLM_PROVIDER_ERROR): fixed statuses, and the provider's own 4xx passed on as is.
-    provider_code = SOURCE["providers.py"] + SOURCE["provider_answers.py"]
+    provider_code = SOURCE["providers/openai.py"] + SOURCE["providers/answers.py"]
     statuses = re.findall(r"\berror\(\s*(\d{3})", provider_code)
     pairs |= {(int(status), "LLM_PROVIDER_ERROR") for status in statuses}
     assert "provider.error(status," in provider_code

@@ -12,9 +12,9 @@ from conftest import USER_KEY
 from responses import matchers
 from werkzeug.serving import make_server
 
+from ziri_images.dev.stub import create_stub_app
 from ziri_images.sdk import UserSDK
 from ziri_images.sdk import ZiriError
-from ziri_images.stub import create_stub_app
 
 PROXY = "http://gateway.test:3100"
 GENERATIONS = PROXY + "/api/images/generations"

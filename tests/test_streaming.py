@@ -12,8 +12,8 @@ from conftest import PROVIDER_KEY
 from conftest import USER_KEY
 from conftest import ledger_lines
 
-from ziri_images.provider_stream import parse_event
-from ziri_images.stub import png_bytes
+from ziri_images.dev.stub import png_bytes
+from ziri_images.providers.streams import parse_event
 
 EDITS_URL = BASE_URL + "/images/edits"
 USAGE = {"input_tokens": 10, "output_tokens": 1256, "total_tokens": 1266,

@@ -1,6 +1,8 @@
 """ziri-images: an authenticated, priced and metered gateway for AI image generation."""
 
-__version__ = "0.1.0"
+from ._version import __version__
+
+__all__ = ["__version__", "create_app"]
 
 
 def create_app(test_config=None):
@@ -11,14 +13,14 @@ def create_app(test_config=None):
     from flask import Flask
 
     from . import api
-    from . import dashboard
     from . import errors
     from . import gateway
-    from . import metrics
-    from . import models
     from . import openapi
-    from . import readiness
-    from . import refusals
+    from .catalog import listing
+    from .ops import dashboard
+    from .ops import metrics
+    from .ops import readiness
+    from .ops import refusals
     from .settings import load_settings
     from .strict_json import StrictJSONProvider
     from .uploads import InMemoryRequest
@@ -37,7 +39,7 @@ def create_app(test_config=None):
     refusals.init_app(app)
     dashboard.init_app(app)
     app.register_blueprint(api.bp)
-    app.register_blueprint(models.bp)
+    app.register_blueprint(listing.bp)
     app.register_blueprint(readiness.bp)
     app.register_blueprint(openapi.bp)
     hops = app.config["TRUSTED_PROXIES"]
@@ -54,7 +56,7 @@ def _configure_logging(config):
 
     Every line is redacted (key-shaped strings and the configured provider keys) and kept on one line.
     """
-    from .serverlog import configure_gateway_logging
-    from .serverlog import configured_secrets
+    from .server.logs import configure_gateway_logging
+    from .server.logs import configured_secrets
 
     configure_gateway_logging(config["LOG_LEVEL"], configured_secrets(config), config["LOG_FORMAT"])

@@ -1,7 +1,7 @@
 """The per-app objects (keys, prices, providers, store, limiter), built once per app.
 
 They live in ``app.extensions["ziri_images"]`` and are reached through ``current_gateway()``.
-keys.json and pricing.json are reloaded when they change on disk (``reloading.py``).
+keys.json and pricing.json are reloaded when they change on disk (``keys/reloading.py``).
 """
 
 import logging
@@ -12,17 +12,17 @@ from datetime import timezone
 
 from flask import current_app
 
-from .keys import KeyStore
-from .ledger import Ledger
+from .catalog.pricing import PriceBook
+from .keys.reloading import ReloadingFile
+from .keys.store import KeyStore
+from .ledger.base import Store
+from .ledger.file.jsonl import Ledger
+from .ledger.file.store import FileStore
 from .limits import Limiter
-from .pricing import PriceBook
-from .provider_config import build_providers
-from .provider_config import check_catalog
-from .reloading import ReloadingFile
-from .send_deadline import send_grace_seconds
+from .providers.config import build_providers
+from .providers.config import check_catalog
+from .server.send_deadline import send_grace_seconds
 from .settings import load_json_file
-from .stores.base import Store
-from .stores.file import FileStore
 
 log = logging.getLogger("ziri_images")
 
@@ -78,8 +78,8 @@ def reservation_seconds(settings):
     """Return a reservation's life, or raise ConfigError if the sending of its answer could outlive it.
 
     A reservation outlives the longest possible upstream call (every provider call ends by its
-    deadline, connect + read timeout from its start: providers.py), plus a grace period that is
-    longer than a client's time to take the answer after that deadline (send_deadline.py).
+    deadline, connect + read timeout from its start: providers/openai.py), plus a grace period that is
+    longer than a client's time to take the answer after that deadline (server/send_deadline.py).
     """
     send_grace_seconds(settings)  # raises unless below the reservation's grace
     call_seconds = settings["UPSTREAM_CONNECT_TIMEOUT"] + settings["UPSTREAM_READ_TIMEOUT"]
@@ -94,7 +94,7 @@ def open_store(settings, clock=utc_now, create=True):
     ttl = reservation_seconds(settings)
     if settings.get("DATABASE_URL"):
         # Imported only when used: the file store never loads the driver.
-        from .stores.postgres import PostgresStore
+        from .ledger.postgres.store import PostgresStore
 
         return PostgresStore(settings["DATABASE_URL"], clock, ttl, pool_size=settings["DATABASE_POOL_SIZE"],
                              timeout=settings["DATABASE_TIMEOUT"], lease_seconds=settings["DATABASE_LEASE_SECONDS"],

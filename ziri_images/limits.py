@@ -3,19 +3,19 @@
 ``Limiter`` is what ``api.py`` calls: ``reserve`` before the provider, ``settle`` after it,
 ``usage`` for ``GET /api/me/usage`` and ``rate_headers`` for every authenticated response;
 ``hold_upload`` before an edit's body is read (``upload_holds.py``).
-The decisions are ``checks.CHECKS``; the store (``stores.file.FileStore`` or the PostgreSQL
+The decisions are ``ledger.checks.CHECKS``; the store (``ledger.file.store.FileStore`` or the PostgreSQL
 store) makes each one atomic with the record it writes. This module turns amounts into
 micro-dollars and the store's ``KeyUsage`` into the documents clients see.
 """
 
 import math
 
-from .checks import RATE_WINDOW_SECONDS
-from .keys import LIMIT_NAMES
-from .records import budget_periods
-from .records import format_ts
-from .records import to_amount
-from .records import to_micros
+from .keys.store import LIMIT_NAMES
+from .ledger.checks import RATE_WINDOW_SECONDS
+from .ledger.records import budget_periods
+from .ledger.records import format_ts
+from .ledger.records import to_amount
+from .ledger.records import to_micros
 from .settings import DEFAULT_EDIT_WORKER_MAX_BYTES
 from .upload_holds import UploadHolds
 

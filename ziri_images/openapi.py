@@ -8,8 +8,8 @@ The tests check that every route of the app and every ``ApiError`` raised in the
 
 from flask import Blueprint
 
-from . import __version__
 from . import schemas
+from ._version import __version__
 from .errors import ERROR_CODES
 from .errors import error_type
 

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .keys import KEY_PATTERN
-from .provider_answers import connection_refused
+from .keys.store import KEY_PATTERN
+from .providers.answers import connection_refused
 
 DEFAULT_PROXY_URL = "http://localhost:3100"
 # The gateway waits up to 180 s for the provider (ZIRI_UPSTREAM_READ_TIMEOUT): wait longer than

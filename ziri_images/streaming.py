@@ -10,7 +10,7 @@ happens, the request is settled exactly once:
 - the client goes away (the server closes the generator): the provider's stream is still
   read, up to its ``completed`` event (or its end, within the call's deadline), and charged
   from that event; nothing after ``completed`` is waited for. A client that stops reading is
-  one: at its answer's send deadline (``send_deadline.py``) the server closes the generator;
+  one: at its answer's send deadline (``server/send_deadline.py``) the server closes the generator;
 - the stream ends, breaks or stalls without ``completed``: the reservation is charged
   (``chargedBy: reservation``, ``mayHaveBilled``) and the client gets an ``error`` event in
   OpenAI's shape, ``{"type": "error", "error": {"message", "type", "param", "code"}}``;
@@ -32,10 +32,10 @@ from flask import stream_with_context
 from .errors import ApiError
 from .errors import error_param
 from .errors import error_type
-from .provider_answers import ProviderError
-from .provider_answers import ProviderResult
-from .provider_stream import Event
-from .provider_stream import encode_event
+from .providers.answers import ProviderError
+from .providers.answers import ProviderResult
+from .providers.streams import Event
+from .providers.streams import encode_event
 
 log = logging.getLogger("ziri_images")
 

@@ -43,7 +43,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ziri_images.keys import hash_key
+from ziri_images.keys.store import hash_key
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 START_SECONDS = 15
@@ -52,7 +52,7 @@ STUB_API_KEY = "sk-local-stub-not-a-real-key"
 # Settings the gateway reads from the environment: the developer's values must not leak in.
 ENV_PREFIXES = ("ZIRI_", "OPENAI_", "GUNICORN_")
 ENV_NAMES = ("PORT", "HOST", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "DATABASE_URL")
-# GUNICORN_WORKER_CLASS -> the ziri_images.workers class gunicorn reports using.
+# GUNICORN_WORKER_CLASS -> the ziri_images.server.workers class gunicorn reports using.
 WORKER_CLASS_NAMES = {"gevent": "GeventWorker", "gthread": "ThreadWorker", "sync": "SyncWorker"}
 
 
@@ -265,7 +265,7 @@ def start_gateway(request, tmp_path, tmp_path_factory, worker_class, store):
 
         url = f"http://127.0.0.1:{port}"
         process.wait_until(lambda: len(booted()) >= workers and answers(f"{url}/health")(), "gateway start-up")
-        # The class really in use (gunicorn.conf.py chooses ziri_images.workers' from GUNICORN_WORKER_CLASS).
+        # The class really in use (gunicorn.conf.py chooses ziri_images.server.workers' from GUNICORN_WORKER_CLASS).
         in_use = WORKER_CLASS_NAMES[worker_class]
         assert re.search(rf"Using worker: {in_use}\b", process.log()), process.log()[-3000:]
         return Gateway(url, ledger_path, process, [int(pid) for pid in booted()], database)

@@ -7,8 +7,8 @@ worker to arrive while it runs: they must wait for the new file, never answer fr
 import pytest
 import requests
 
-from ziri_images.keyfile import create_key
-from ziri_images.keyfile import set_status
+from ziri_images.keys.keyfile import create_key
+from ziri_images.keys.keyfile import set_status
 
 from .test_limits_e2e import burst
 

@@ -2,7 +2,7 @@
 
 Requests gunicorn refuses before the app runs (a request line or header it cannot parse,
 limits on the URI and the headers, a bad Content-Length) are answered in the JSON contract by
-``ziri_images.workers``, on gthread and gevent. A body that stalls after its headers gets 408
+``ziri_images.server.workers``, on gthread and gevent. A body that stalls after its headers gets 408
 after ``ZIRI_BODY_TIMEOUT_SECONDS`` and frees its slot: more stalled uploads than a worker has
 slots leave ``/health`` answering. The nginx sample's own error pages are checked in
 ``test_nginx_sample.py``.
@@ -18,8 +18,8 @@ from conftest import raw_exchange
 
 from e2e.conftest import raw_key
 from ziri_images.errors import ConfigError
-from ziri_images.workers import body_timeout_seconds
-from ziri_images.workers import json_worker_class
+from ziri_images.server.workers import body_timeout_seconds
+from ziri_images.server.workers import json_worker_class
 
 pytestmark = pytest.mark.real_http
 
@@ -136,7 +136,7 @@ def test_body_timeout_defaults_within_the_routers_30_seconds():
 ])
 def test_every_worker_class_answers_in_json(name, threads, expected):
     chosen = json_worker_class(name, threads)
-    assert chosen.__name__ == expected and chosen.__module__ == "ziri_images.workers"
+    assert chosen.__name__ == expected and chosen.__module__ == "ziri_images.server.workers"
 
 
 def test_an_unknown_worker_class_stops_start_up():

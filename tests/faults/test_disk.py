@@ -30,7 +30,7 @@ from conftest import openai_image_response
 
 from faults.conftest import live_workers
 from faults.conftest import set_file_size_limit
-from ziri_images.records import parse_ts
+from ziri_images.ledger.records import parse_ts
 
 BODY = {"provider": "openai", "model": "dall-e-3", "prompt": "a harbour at night"}
 PRICE = 0.04
@@ -105,7 +105,7 @@ class LedgerFault:
                 raise OSError(error_number, os.strerror(error_number))
             return real(path, *args, **kwargs)
 
-        self.monkeypatch.setattr("ziri_images.ledger.open", replacement, raising=False)
+        self.monkeypatch.setattr("ziri_images.ledger.file.jsonl.open", replacement, raising=False)
         # A worker reads what others appended through the descriptor it appends with.
         self.fail(os, "pread", error_number)
 

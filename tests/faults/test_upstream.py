@@ -26,9 +26,9 @@ from faults.conftest import partial_body
 from faults.conftest import reset_at_once
 from faults.conftest import respond
 from faults.conftest import stall
+from ziri_images.dev.stub import create_stub_app
 from ziri_images.openapi import ERROR_CODES
-from ziri_images.providers import MAX_RESPONSE_BYTES
-from ziri_images.stub import create_stub_app
+from ziri_images.providers.openai import MAX_RESPONSE_BYTES
 
 pytestmark = pytest.mark.real_http
 

@@ -1,0 +1,1 @@
+"""Tests of ziri_images/catalog/: prices, model rules, sizes, tokens, the model list."""

@@ -1,0 +1,1 @@
+"""Tests of ziri_images/cli/: the ziri-images command line."""

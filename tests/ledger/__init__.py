@@ -1,0 +1,1 @@
+"""Tests of ziri_images/ledger/: records, limit checks, usage, the report."""

@@ -1,0 +1,1 @@
+"""Tests of ziri_images/ops/: metrics, refusal counts, the dashboard, readiness."""

@@ -1,0 +1,74 @@
+"""Liveness (/health) and readiness (/ready): what each check reports, and nothing secret."""
+
+import json
+import os
+import shutil
+from collections import namedtuple
+
+import pytest
+from conftest import PROVIDER_KEY
+
+from ziri_images.ledger.file import store as file_store
+
+ALL_OK = {"keys": {"ok": True}, "catalog": {"ok": True}, "ledger": {"ok": True}, "providers": {"ok": True}}
+ALL_USABLE = {"openai": {"usable": True}, "azure": {"usable": True}, "xai": {"usable": True}}
+FakeStatvfs = namedtuple("FakeStatvfs", "f_bavail f_frsize")
+
+
+def test_health_is_liveness_only(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_ready_when_every_check_passes(client):
+    response = client.get("/ready")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ready", "checks": ALL_OK, "providers": ALL_USABLE}
+
+
+def break_key_file(app, monkeypatch):
+    with open(app.config["KEYS_FILE"], "w") as file:
+        file.write('{"keys": [')
+
+
+def delete_key_file(app, monkeypatch):
+    os.remove(app.config["KEYS_FILE"])
+
+
+def remove_ledger_directory(app, monkeypatch):
+    shutil.rmtree(os.path.dirname(app.config["LEDGER_PATH"]))
+
+
+def delete_ledger_file(app, monkeypatch):
+    os.remove(app.config["LEDGER_PATH"])  # rotated away: the gateway would write to a deleted file
+
+
+def fill_the_disk(app, monkeypatch):
+    monkeypatch.setattr(file_store.os, "statvfs", lambda path: FakeStatvfs(f_bavail=10, f_frsize=4096))
+
+
+def empty_the_catalog(app, monkeypatch):
+    app.extensions["ziri_images"].prices.providers = {"openai": {"gpt-4o": "chat"}}
+
+
+@pytest.mark.parametrize("breakage, check, reason", [
+    pytest.param(break_key_file, "keys", "the key file is missing or invalid", id="key-file-broken"),
+    pytest.param(delete_key_file, "keys", "the key file is missing or invalid", id="key-file-deleted"),
+    pytest.param(remove_ledger_directory, "ledger", "the ledger is not writable", id="ledger-directory-gone"),
+    pytest.param(delete_ledger_file, "ledger", "the ledger is not writable", id="ledger-file-deleted"),
+    pytest.param(fill_the_disk, "ledger", "the ledger's disk is full", id="disk-full"),
+    pytest.param(empty_the_catalog, "catalog", "the catalog has no image models", id="no-image-models"),
+])
+def test_not_ready_names_the_failing_check(app, client, monkeypatch, tmp_path, breakage, check, reason):
+    breakage(app, monkeypatch)
+
+    response = client.get("/ready")
+
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "not_ready",
+                                   "checks": {**ALL_OK, check: {"ok": False, "reason": reason}},
+                                   "providers": ALL_USABLE}
+    text = json.dumps(response.get_json())
+    assert str(tmp_path) not in text and PROVIDER_KEY not in text
+    assert client.get("/health").status_code == 200  # liveness does not depend on it

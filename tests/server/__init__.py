@@ -1,0 +1,1 @@
+"""Tests of ziri_images/server/: the gateway's and gunicorn's log lines."""

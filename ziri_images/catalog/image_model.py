@@ -1,0 +1,258 @@
+"""One image model of the catalog (pricing.json): what a request may ask of it and what it costs.
+
+- ``price_dimensions`` names the request fields its price depends on (default
+  ``["quality", "size"]``); ``prices`` nests one level per dimension, in that order, down to
+  a price per image (no dimensions: ``prices`` is one flat price). Each dimension has a
+  ``default_<name>``; ``auto`` lists the dimensions that accept ``auto``, reserved at the
+  highest price they can reach. A ``size_rule`` prices arbitrary ``WxH`` sizes (sizes.py).
+- ``params`` are the other fields the model accepts. A field that is neither is refused, so
+  a provider that rejects ``size`` (xAI) never receives one.
+- ``token_prices`` (USD per 1M tokens) make the provider's reported ``usage`` the charge; the
+  per-image figures then serve as the estimate and, with ``output_tokens_per_image``, the
+  reservation's ceiling.
+- ``edits`` / ``streaming`` (booleans, default false): the model is served on the edits
+  endpoint / with ``stream: true`` (and ``partial_images``).
+- ``retired`` (``YYYY-MM-DD``): the day the provider retired the model (pricing.py refuses it
+  from then on, except at a compatible endpoint).
+"""
+
+import re
+
+from marshmallow import Schema
+from marshmallow import fields
+from marshmallow import validate
+
+from ..errors import ConfigError
+from .sizes import SizeRule
+from .tokens import TokenPrices
+from .tokens import to_amount
+
+AUTO = "auto"
+DEFAULT_DIMENSIONS = ("quality", "size")
+_DIMENSION_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
+_RETIRED_DATE = re.compile(r"20[0-9]{2}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?\Z")
+# A dimension's value is written into ledger records and error details under its own name.
+_RESERVED_NAMES = {"provider", "model", "prompt", "n", "stream", "user", "status", "cost", "currency", "amount",
+                   "type", "ts", "reason"}
+
+
+def _param_field(name, spec, where):
+    """Return the marshmallow field for one catalog parameter spec."""
+    if isinstance(spec, list) and spec and all(isinstance(item, str) for item in spec):
+        return fields.String(required=False, validate=validate.OneOf(spec))
+    if spec == "string":
+        return fields.String(validate=validate.Length(min=1, max=256))
+    if isinstance(spec, dict) and spec.get("type") in ("integer", "number"):
+        bounds = {bound: spec.get(bound) for bound in ("min", "max")}
+        for bound, value in bounds.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConfigError(f"{where}.params.{name}.{bound}: expected a number")
+        limits = validate.Range(min=bounds["min"], max=bounds["max"])
+        if spec["type"] == "integer":
+            return fields.Integer(strict=True, validate=limits)
+        return fields.Float(allow_nan=False, validate=limits)
+    if isinstance(spec, dict) and spec.get("type") == "boolean":
+        return fields.Boolean(truthy={True}, falsy={False})
+    raise ConfigError(f"{where}.params.{name}: expected a list of values, \"string\" or a {{\"type\": ...}} object")
+
+
+def _shape(dimensions, leaf):
+    """Describe a table nested by ``dimensions``, e.g. ``{quality: {size: price}}``."""
+    text = leaf
+    for dimension in reversed(dimensions):
+        text = f"{{{dimension}: {text}}}"
+    return text
+
+
+def _is_price(value):
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value >= 0
+
+
+def _is_token_count(value):
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 0
+
+
+def _check_table(table, dimensions, where, leaf, is_leaf, problem):
+    """Return ``table`` validated as nested by ``dimensions`` down to leaves, or raise ConfigError."""
+    if not dimensions:
+        if not is_leaf(table):
+            raise ConfigError(f"{where}: {problem}")
+        return table
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"{where}: expected {_shape(dimensions, leaf)}")
+    return {key: _check_table(value, dimensions[1:], f"{where}.{key}", leaf, is_leaf, problem)
+            for key, value in table.items()}
+
+
+def _leaves(table, keys):
+    """Return the leaves of ``table`` reached by ``keys`` (one per level; None = any key)."""
+    if not keys:
+        return [table]
+    key, rest = keys[0], keys[1:]
+    if key is None:
+        return [leaf for value in table.values() for leaf in _leaves(value, rest)]
+    return _leaves(table[key], rest) if key in table else []
+
+
+class ImageModel:
+    """One priced image model of one provider."""
+
+    def __init__(self, provider, name, entry, where):
+        self.provider = provider
+        self.name = name
+        self.source = entry.get("source")
+        self.as_of = entry.get("as_of")
+        self.retired = entry.get("retired")
+        if self.retired is not None and not (isinstance(self.retired, str) and _RETIRED_DATE.match(self.retired)):
+            raise ConfigError(f"{where}.retired: expected 'YYYY-MM-DD' (or 'YYYY-MM')")
+        try:
+            self.max_images = int(entry["max_images"])
+            self.edits = entry.get("edits", False) is True  # POST /images/edits is served for it
+            self.streaming = entry.get("streaming", False) is True  # stream: true (Server-Sent Events) is served
+            self.max_prompt_chars = int(entry["max_prompt_chars"])
+            prices = entry["prices"]
+        except (KeyError, TypeError, ValueError) as error:
+            raise ConfigError(f"{where}: missing or invalid {error}")
+        self.price_dimensions = self._dimensions(entry.get("price_dimensions", DEFAULT_DIMENSIONS), where)
+        try:
+            self.defaults = {dimension: entry[f"default_{dimension}"] for dimension in self.price_dimensions}
+        except KeyError as error:
+            raise ConfigError(f"{where}: missing or invalid {error}")
+        if not all(isinstance(value, str) for value in self.defaults.values()):
+            raise ConfigError(f"{where}: every default_<dimension> must be a string")
+        self.auto = tuple(entry.get("auto", ()))
+        if not set(self.auto) <= set(self.price_dimensions):
+            raise ConfigError(f"{where}.auto: only price dimensions ({', '.join(self.price_dimensions)}) can be auto")
+        self.rules = {}
+        if "size_rule" in entry:
+            if "size" not in self.price_dimensions:
+                raise ConfigError(f"{where}.size_rule: 'size' is not one of the price_dimensions")
+            self.rules["size"] = SizeRule(entry["size_rule"], f"{where}.size_rule")
+        self.prices = _check_table(prices, self.price_dimensions, f"{where}.prices", "price", _is_price,
+                                   "price must be a number >= 0")
+        self.output_tokens = None
+        if "output_tokens_per_image" in entry:
+            self.output_tokens = _check_table(entry["output_tokens_per_image"], self.price_dimensions,
+                                              f"{where}.output_tokens_per_image", "tokens", _is_token_count,
+                                              "expected a whole number of tokens >= 0")
+        self.token_prices = None
+        if "token_prices" in entry:
+            self.token_prices = TokenPrices(entry["token_prices"], f"{where}.token_prices")
+        if self.output_tokens is not None and self.token_prices is None:
+            raise ConfigError(f"{where}.output_tokens_per_image: needs token_prices")
+        self._check_rule_keys(where)
+        params = entry.get("params", {})
+        if not isinstance(params, dict):
+            raise ConfigError(f"{where}.params: expected an object")
+        both = sorted(set(params) & set(self.price_dimensions))
+        if both:
+            raise ConfigError(f"{where}.params: {', '.join(both)} is a price dimension, not a parameter")
+        self.param_names = tuple(params)
+        self.params_schema = Schema.from_dict(
+            {param: _param_field(param, spec, where) for param, spec in params.items()}, name=f"{name}Params"
+        )()
+        for level, (dimension, default) in enumerate(self.defaults.items()):
+            if default != AUTO or dimension not in self.auto:
+                keys = [None] * len(self.price_dimensions)
+                keys[level] = self._key_for(dimension, default)
+                if not _leaves(self.prices, keys):
+                    raise ConfigError(f"{where}: default_{dimension} {default!r} has no price")
+
+    def is_retired(self, today):
+        """Return whether the provider has retired the model by ``today`` (an ISO date string).
+
+        A date compares correctly with today's as text; a month alone counts from its first day.
+        """
+        return self.retired is not None and self.retired[:10] <= today
+
+    @property
+    def default_quality(self):
+        return self.defaults.get("quality")
+
+    @property
+    def default_size(self):
+        return self.defaults.get("size")
+
+    @staticmethod
+    def _dimensions(dimensions, where):
+        if (not isinstance(dimensions, (list, tuple)) or len(set(dimensions)) != len(dimensions)
+                or not all(isinstance(d, str) and _DIMENSION_NAME.match(d) for d in dimensions)):
+            raise ConfigError(f"{where}.price_dimensions: expected a list of distinct lower-case field names")
+        reserved = sorted(set(dimensions) & _RESERVED_NAMES)
+        if reserved:
+            raise ConfigError(f"{where}.price_dimensions: {', '.join(reserved)} cannot be a price dimension")
+        return tuple(dimensions)
+
+    def _check_rule_keys(self, where):
+        """Refuse price table keys that a dimension's rule can never produce."""
+        for level, dimension in enumerate(self.price_dimensions):
+            rule = self.rules.get(dimension)
+            if rule is None:
+                continue
+            for table in (self.prices, self.output_tokens):
+                for row in self._level_rows(table, level) if table is not None else ():
+                    unknown = set(row) - rule.keys
+                    if unknown:
+                        raise ConfigError(f"{where}: {', '.join(sorted(unknown))}: not a tier or size of size_rule")
+                    # A listed size missing from a row would be refused rather than priced by its tier.
+                    missing = set(rule.sizes) - set(row)
+                    if missing:
+                        raise ConfigError(f"{where}: {', '.join(sorted(missing))}: a size of size_rule without a "
+                                          "figure in every row")
+
+    def _level_rows(self, table, level):
+        """Yield the tables nested ``level`` levels deep: the rows keyed by that dimension."""
+        if level == 0:
+            yield table
+            return
+        for value in table.values():
+            yield from self._level_rows(value, level - 1)
+
+    def _key_for(self, dimension, value):
+        """Return the table key for one dimension's value: None for ``auto`` (any key), False for none."""
+        if value == AUTO and dimension in self.auto:
+            return None
+        if dimension in self.rules:
+            return self.rules[dimension].tier_for(value)[0] or False
+        return value if isinstance(value, str) else False
+
+    def _keys(self, choices):
+        return [self._key_for(dimension, choices.get(dimension)) for dimension in self.price_dimensions]
+
+    def price_for(self, choices):
+        """Return the highest price per image for these dimension values (``auto`` resolved), or None."""
+        prices = _leaves(self.prices, self._keys(choices))
+        return max(prices) if prices else None
+
+    def price_per_image(self, *values):
+        """Return ``price_for`` with the dimension values given in order, e.g. (quality, size)."""
+        return self.price_for(dict(zip(self.price_dimensions, values)))
+
+    def price_rows(self):
+        """Yield ({dimension: key}, price) for every price in the table."""
+        def walk(table, dimensions, path):
+            if not dimensions:
+                yield dict(path), table
+                return
+            for key, value in table.items():
+                yield from walk(value, dimensions[1:], path + [(dimensions[0], key)])
+        yield from walk(self.prices, self.price_dimensions, [])
+
+    def why_unpriced(self, choices):
+        """Return the reason a size rule refuses one of ``choices``, or None."""
+        for dimension, rule in self.rules.items():
+            value = choices.get(dimension)
+            if not (value == AUTO and dimension in self.auto):
+                tier, reason = rule.tier_for(value)
+                if tier is None:
+                    return f"{dimension} {value}: {reason}"
+        return None
+
+    def reserve_per_image(self, choices, price):
+        """Return the most one image can be charged: its price, or its output tokens' cost if higher."""
+        if self.output_tokens is None:
+            return price
+        tokens = _leaves(self.output_tokens, self._keys(choices))
+        if not tokens:
+            return price
+        return max(price, to_amount(self.token_prices.output_bound(max(tokens))))

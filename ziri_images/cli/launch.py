@@ -1,0 +1,91 @@
+"""Start processes: the gateway under gunicorn, the development setup, the local stub."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+DEFAULT_GATEWAY_PORT = 3100
+DEFAULT_STUB_PORT = 3199
+STUB_API_KEY = "sk-local-stub-not-a-real-key"
+
+
+def _gunicorn_command(args):
+    return [sys.executable, "-m", "gunicorn", "--config", args.config, "app:app"]
+
+
+def serve(args):
+    """Run the gateway under gunicorn with the project's gunicorn.conf.py."""
+    os.execv(sys.executable, _gunicorn_command(args))
+
+
+def stub(args):
+    """Run the local stand-in for OpenAI's images API."""
+    from werkzeug.serving import run_simple
+
+    from ..dev.stub import create_stub_app
+
+    print(f"local stub of OpenAI's images API (development only) on http://{args.host}:{args.port}/v1", flush=True)
+    run_simple(args.host, args.port, create_stub_app(delay=args.delay), threaded=True)
+
+
+def _wait_until_up(url, process, seconds=15):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"ziri-images: the stub exited with code {process.returncode}")
+        try:
+            requests.get(url, timeout=0.5)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise SystemExit(f"ziri-images: the stub did not answer at {url}")
+
+
+def _token_switched_lines(env, port):
+    """Return the start-up lines saying whether /admin/ and /metrics are served, and which setting switches them on."""
+    lines = []
+    for path, what, setting in (("/admin/", "/admin/ (the spend dashboard)", "ZIRI_ADMIN_TOKEN"),
+                                ("/metrics", "/metrics", "ZIRI_METRICS_TOKEN")):
+        # Off, they answer a bare 404 on purpose (no hint to the outside): say it here instead.
+        if env.get(setting, "").strip():
+            lines.append(f"ziri-images dev: {what} is on at http://localhost:{port}{path} ({setting})")
+        else:
+            lines.append(f"ziri-images dev: {what} is off (404): set {setting} to serve it")
+    return lines
+
+
+def dev(args):
+    """Run the gateway, with the local stub as the OpenAI provider unless OPENAI_API_KEY is set."""
+    env = dict(os.environ)
+    children = []
+    if env.get("OPENAI_API_KEY"):
+        print("ziri-images dev: OPENAI_API_KEY is set: requests go to the real provider "
+              f"({env.get('OPENAI_BASE_URL', 'https://api.openai.com/v1')}).", flush=True)
+    else:
+        stub_url = f"http://127.0.0.1:{args.stub_port}"
+        stub_command = [sys.executable, "-m", "ziri_images.cli", "stub", "--port", str(args.stub_port)]
+        children.append(subprocess.Popen(stub_command))
+        _wait_until_up(stub_url + "/stats", children[0])
+        env.update(OPENAI_BASE_URL=stub_url + "/v1", OPENAI_API_KEY=STUB_API_KEY)
+        print(f"ziri-images dev: no OPENAI_API_KEY set: using the LOCAL STUB at {stub_url}/v1 "
+              "(no real images, no real cost).", flush=True)
+    # An explicit --port wins over $PORT (which honcho and `heroku local` always set); else $PORT, else 3100.
+    env["PORT"] = str(args.port) if args.port is not None else env.get("PORT", str(DEFAULT_GATEWAY_PORT))
+    print("\n".join(_token_switched_lines(env, env["PORT"])), flush=True)
+    gateway = subprocess.Popen(_gunicorn_command(args), env=env)
+    children.append(gateway)
+    signal.signal(signal.SIGTERM, lambda *_: gateway.terminate())
+    try:
+        return gateway.wait()
+    except KeyboardInterrupt:
+        gateway.terminate()
+        return gateway.wait()
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+                child.wait(timeout=10)

@@ -1,0 +1,6 @@
+"""Development aids: a local stand-in for the providers, never part of a production request.
+
+``stub`` answers OpenAI's image endpoints with small generated PNGs (prompt directives set
+delays, errors and usage), so the gateway, its tests and the benchmarks run without a network;
+``stub_stream`` writes its streamed answers.
+"""

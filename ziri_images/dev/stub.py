@@ -1,0 +1,237 @@
+"""A local stand-in for OpenAI's images API, for development and tests only.
+
+It answers ``POST /v1/images/generations`` and ``POST /v1/images/edits`` (multipart: ``image``
+or ``image[]`` files, an optional ``mask``; the images' input tokens in ``usage``) in OpenAI's
+shapes (``url`` or ``b64_json`` with a real PNG, ``revised_prompt`` for dall-e-3,
+``size``/``quality`` and ``usage`` for GPT image models, with the output token counts the real
+models report for each quality; xAI's
+grok-imagine-image, which refuses ``size`` and ``quality``) and never generates anything
+real. It only listens where it is told (127.0.0.1 by default) and the gateway treats it like
+any other provider: nothing falls back to it.
+
+With ``stream: true`` (GPT image models) it answers Server-Sent Events as OpenAI does
+(``stub_stream.py``): ``partial_images`` ``image_generation.partial_image`` events
+(``image_edit.*`` for an edit), then ``image_generation.completed`` with the image and ``usage``
+(each partial image adds 100 output tokens, as OpenAI bills them).
+
+Directives in the prompt drive faults for tests: ``[stub:delay=2]``, ``[stub:status=500]``,
+``[stub:status=400:content_policy_violation]``, ``[stub:fewer]``, ``[stub:nonjson]``,
+``[stub:nodata]``, ``[stub:image_bytes=N]`` (each image, partial ones too, padded to N bytes:
+a large answer); for streams ``[stub:event_delay=0.5]`` (seconds before each event),
+``[stub:nocompleted]`` (ends after the partial images), ``[stub:stall=30]`` (stops sending
+after the first event for that long), ``[stub:break]`` (drops the connection after the
+first event), ``[stub:nostream]`` (answers with the JSON body, as an endpoint that ignores
+``stream`` does) and ``[stub:mislabel]`` (the events labelled ``application/json``).
+"""
+
+import base64
+import hashlib
+import re
+import struct
+import threading
+import time
+import uuid
+import zlib
+
+from flask import Flask
+from flask import Response
+from flask import jsonify
+from flask import request
+
+from ..catalog.quoting import image_input_tokens
+from ..imageinfo import NotAnImage
+from ..imageinfo import image_info
+from .stub_stream import event_stream
+
+GPT_IMAGE_PREFIX = "gpt-image"
+# Output tokens per image as OpenAI documents them for gpt-image-1 (quality -> size -> tokens).
+GPT_IMAGE_1_TOKENS = {
+    "low": {"1024x1024": 272, "1024x1536": 408, "1536x1024": 400},
+    "medium": {"1024x1024": 1056, "1024x1536": 1584, "1536x1024": 1568},
+    "high": {"1024x1024": 4160, "1024x1536": 6240, "1536x1024": 6208},
+}
+# gpt-image-2's per-quality factor in OpenAI's cost calculator (see docs/pricing.md); the 2.5 and
+# 2.6 models (and the dated snapshots) answer with the same counts here.
+GPT_IMAGE_2_PREFIX = "gpt-image-2"
+GPT_IMAGE_2_FACTORS = {"low": 16, "medium": 48, "high": 96}
+# xAI's current model: priced per image, sized by resolution and aspect_ratio, no usage.
+XAI_IMAGE_MODELS = {"grok-imagine-image"}
+XAI_REFUSED = ("size", "quality", "style")
+KNOWN_MODELS = {"dall-e-2", "dall-e-3", *XAI_IMAGE_MODELS}
+MAX_STORED_IMAGES = 1000
+_DIRECTIVE = re.compile(r"\[stub:([a-z_]+)(?:=([^\]]*))?\]")
+
+
+def png_bytes(seed, size=16, at_least=0):
+    """Return a valid ``size``x``size`` solid-colour PNG whose colour is derived from ``seed``.
+
+    ``at_least`` pads it to that many bytes with a comment (a large answer for tests).
+    """
+    red, green, blue = hashlib.sha256(seed.encode("utf-8")).digest()[:3]
+    row = b"\x00" + bytes((red, green, blue)) * size
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(row * size)
+    image = [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", header), chunk(b"IDAT", pixels), chunk(b"IEND", b"")]
+    padding = at_least - sum(map(len, image)) - len(chunk(b"tEXt", b"Comment\x00"))
+    if padding > 0:
+        image.insert(2, chunk(b"tEXt", b"Comment\x00" + b" " * padding))
+    return b"".join(image)
+
+
+def output_tokens(model, quality, size):
+    """Return the image output tokens of one image, as the real models would report them."""
+    if model.startswith(GPT_IMAGE_2_PREFIX):
+        width, height = (int(edge) for edge in size.split("x"))
+        factor = GPT_IMAGE_2_FACTORS.get(quality, GPT_IMAGE_2_FACTORS["medium"])
+        short_factor = (2 * factor * min(width, height) + max(width, height)) // (2 * max(width, height))
+        return -(-factor * short_factor * (2_000_000 + width * height) // 4_000_000)
+    return GPT_IMAGE_1_TOKENS.get(quality, {}).get(size, 1056)
+
+
+def _openai_error(status, message, error_type="invalid_request_error", code=None, param=None):
+    response = jsonify({"error": {"message": message, "type": error_type, "param": param, "code": code}})
+    response.status_code = status
+    response.headers["x-request-id"] = "req_stub_" + uuid.uuid4().hex[:16]
+    return response
+
+
+class InFlight:
+    """Count requests being answered (to show how many a client holds open at once)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.current = self.peak = self.total = 0
+
+    def __enter__(self):
+        with self._lock:
+            self.current += 1
+            self.total += 1
+            self.peak = max(self.peak, self.current)
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self.current -= 1
+
+
+def create_stub_app(delay=0.0):
+    """Return the stub's Flask app; ``delay`` seconds are added to every generation."""
+    app = Flask("ziri_images.dev.stub")
+    images = {}
+    in_flight = InFlight()
+
+    @app.post("/v1/images/generations")
+    def generate():
+        with in_flight:
+            return _generate(request, images, delay)
+
+    @app.post("/v1/images/edits")
+    def edit():
+        with in_flight:
+            return _edit(request, images, delay)
+
+    @app.get("/v1/files/<image_id>.png")
+    def image_file(image_id):
+        data = images.get(image_id)
+        if data is None:
+            return _openai_error(404, "No such image.")
+        return Response(data, mimetype="image/png")
+
+    @app.get("/stats")
+    def stats():
+        return {"inFlight": in_flight.current, "peakInFlight": in_flight.peak, "requests": in_flight.total}
+
+    return app
+
+
+def _edit(req, images, delay):
+    uploads = [*req.files.getlist("image"), *req.files.getlist("image[]"), *req.files.getlist("mask")]
+    if not req.files.getlist("image") and not req.files.getlist("image[]"):
+        return _openai_error(400, "'image' is a required property", param="image")
+    try:
+        infos = [image_info(upload.stream) for upload in uploads]
+    except NotAnImage:
+        return _openai_error(400, "Invalid image file.", code="invalid_image_format", param="image")
+    body = dict(req.form)
+    for name in ("n", "output_compression", "partial_images"):
+        if name in body:
+            body[name] = int(body[name])
+    if "stream" in body:
+        body["stream"] = body["stream"] == "true"
+    tokens = sum(image_input_tokens(info, body.get("input_fidelity")) for info in infos)
+    return _generate(req, images, delay, body, tokens, "image_edit")
+
+
+def _generate(req, images, delay, body=None, image_input=0, event_prefix="image_generation"):
+    if not req.headers.get("Authorization", "").startswith("Bearer "):
+        return _openai_error(401, "You didn't provide an API key.", code="missing_api_key")
+    body = req.get_json(silent=True) if body is None else body
+    if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
+        return _openai_error(400, "'prompt' is a required property", param="prompt")
+    model = body.get("model", "dall-e-2")
+    if model not in KNOWN_MODELS and not model.startswith(GPT_IMAGE_PREFIX):
+        return _openai_error(404, f"The model '{model}' does not exist.", code="model_not_found", param="model")
+    refused = [name for name in XAI_REFUSED if name in body] if model in XAI_IMAGE_MODELS else []
+    if refused:
+        return _openai_error(400, f"Argument not supported: {refused[0]}", param=refused[0])
+    directives = dict(_DIRECTIVE.findall(body["prompt"]))
+    time.sleep(float(directives.get("delay") or delay))
+    if "status" in directives:
+        status, _, code = directives["status"].partition(":")
+        return _openai_error(int(status), f"Stub error {status}.", code=code or None)
+    if "nonjson" in directives:
+        return Response("<html>upstream exploded</html>", status=200, mimetype="text/html")
+    if "nodata" in directives:
+        return {"created": int(time.time())}
+    count = int(body.get("n", 1))
+    if "fewer" in directives and count > 1:
+        count -= 1
+    gpt_image = model.startswith(GPT_IMAGE_PREFIX)
+    if body.get("stream") is True and not gpt_image:
+        return _openai_error(400, "Streaming is only supported for the GPT image models.", param="stream")
+    data = []
+    image_bytes = int(directives.get("image_bytes") or 0)
+    for index in range(count):
+        png = png_bytes(f"{body['prompt']}#{index}", at_least=image_bytes)
+        if gpt_image or body.get("response_format") == "b64_json":
+            item = {"b64_json": base64.b64encode(png).decode("ascii")}
+        else:
+            image_id = uuid.uuid4().hex
+            images[image_id] = png
+            if len(images) > MAX_STORED_IMAGES:
+                images.pop(next(iter(images)))
+            item = {"url": f"{req.host_url}v1/files/{image_id}.png"}
+        if model == "dall-e-3":
+            item["revised_prompt"] = f"{body['prompt']} (revised by the local stub)"
+        data.append(item)
+    response = {"created": int(time.time()), "data": data}
+    if gpt_image:
+        quality = body.get("quality", "auto")
+        quality = "medium" if quality == "auto" else quality
+        size = body.get("size", "auto")
+        size = "1024x1024" if size == "auto" else size
+        # About four characters per text token, as for English with OpenAI's tokenizers.
+        text_tokens = max(1, len(body["prompt"]) // 4)
+        image_tokens = output_tokens(model, quality, size) * count
+        response.update({
+            "background": "opaque" if body.get("background", "auto") == "auto" else body["background"],
+            "output_format": body.get("output_format", "png"),
+            "size": size,
+            "quality": quality,
+            "usage": {
+                "input_tokens": text_tokens + image_input, "output_tokens": image_tokens,
+                "total_tokens": text_tokens + image_input + image_tokens,
+                "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": image_input},
+                "output_tokens_details": {"image_tokens": image_tokens, "text_tokens": 0},
+            },
+        })
+    if body.get("stream") is True and "nostream" not in directives:
+        result = event_stream(response, body, directives, event_prefix,
+                              lambda index: png_bytes(f"{body['prompt']}#partial{index}", at_least=image_bytes))
+        if "mislabel" in directives:
+            result.mimetype = "application/json"
+    else:
+        result = jsonify(response)
+    result.headers["x-request-id"] = "req_stub_" + uuid.uuid4().hex[:16]
+    return result

@@ -1,0 +1,180 @@
+"""Authenticate gateway API keys against the hashed key file (keys.json).
+
+Keys look like ``ziri-{userId}-{hex secret}``. Only ``sha256:`` hashes of whole keys are
+stored; the raw key is never kept, logged or echoed. The file is re-read when it changes
+on disk (``reloading.ReloadingFile``), so keys can be added, limited or revoked without a
+restart: once the file is replaced, every later request sees the new keys. A broken edit keeps
+the last good version in service (and is logged once), while a broken file at start-up is fatal.
+"""
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+
+from ..errors import ApiError
+from ..errors import ConfigError
+from ..settings import load_json_file
+from .reloading import ReloadingFile
+
+KEY_PATTERN = re.compile(r"^ziri-([A-Za-z0-9][A-Za-z0-9_.-]*)-([0-9a-f]{16,128})\Z")
+LIMIT_NAMES = ("daily_spend_limit", "monthly_spend_limit", "requests_per_minute", "max_concurrent_requests")
+# The largest limits a key may carry. Spend is counted in micro-dollars in 64-bit integers (the
+# PostgreSQL store's bigint columns): $1,000,000,000 a period is 1e15 micros, exact as a float
+# (< 2**53) and 9,000 times below the bigint's range, room for the period's sums. Rate and
+# concurrency are whole counts, bounded far beyond any one host's reach.
+LIMIT_MAXIMUMS = {"daily_spend_limit": 1_000_000_000, "monthly_spend_limit": 1_000_000_000,
+                  "requests_per_minute": 1_000_000, "max_concurrent_requests": 100_000}
+WHOLE_LIMITS = ("requests_per_minute", "max_concurrent_requests")
+STATUSES = ("active", "disabled")
+
+
+def hash_key(raw_key):
+    """Return the stored form of a raw key."""
+    return "sha256:" + hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One key record; ``limits`` values of 0 or absent mean unlimited."""
+
+    id: str
+    user: str
+    status: str
+    demo: bool = False
+    expires_at: datetime | None = None
+    limits: dict = field(default_factory=dict)
+    allowed_providers: tuple | None = None
+    allowed_models: tuple | None = None
+
+    def limit(self, name):
+        """Return the limit ``name``, or None when unlimited."""
+        return self.limits.get(name) or None
+
+
+def limit_rule(name):
+    """Return what the limit ``name`` may be, in words (for error messages)."""
+    whole = "whole " if name in WHOLE_LIMITS else ""
+    return f"a {whole}number >= 0 and at most {LIMIT_MAXIMUMS[name]:,}"
+
+
+def limit_problem(name, value):
+    """Return why ``value`` cannot be the limit ``name``, or None when the gateway can enforce it.
+
+    The one rule for keys.json and the command line: NaN, infinities, values past ``LIMIT_MAXIMUMS``
+    (they would overflow the database's bigint) and fractional counts are refused, never stored.
+    """
+    enforceable = isinstance(value, (int, float)) and not isinstance(value, bool)
+    # Compared without conversion: an integer too large for a float is refused, not an OverflowError.
+    enforceable = enforceable and not (isinstance(value, float) and math.isnan(value))
+    enforceable = enforceable and 0 <= value <= LIMIT_MAXIMUMS[name]
+    if enforceable and (name not in WHOLE_LIMITS or value == int(value)):
+        return None
+    return f"limit '{name}' must be {limit_rule(name)} (0 = unlimited), got {value!r}"
+
+
+def _parse_time(value, where):
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        raise ConfigError(f"{where}: expected an ISO 8601 time, got {value!r}")
+    if parsed.tzinfo is None:
+        raise ConfigError(f"{where}: time {value!r} needs a timezone (e.g. 'Z')")
+    return parsed
+
+
+def _parse_allow_list(value, where):
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{where}: expected a list of names")
+    return tuple(value)
+
+
+def parse_key_record(record, where):
+    """Return the (hash, ApiKey) of one keys.json entry, or raise ConfigError."""
+    if not isinstance(record, dict):
+        raise ConfigError(f"{where}: expected an object")
+    for name in ("id", "user", "hash"):
+        if not isinstance(record.get(name), str) or not record[name]:
+            raise ConfigError(f"{where}: '{name}' is required and must be a string")
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", record["hash"]):
+        raise ConfigError(f"{where}: 'hash' must be 'sha256:' followed by 64 hex digits")
+    status = record.get("status", "active")
+    if status not in STATUSES:
+        raise ConfigError(f"{where}: 'status' must be one of {', '.join(STATUSES)}")
+    limits = record.get("limits") or {}
+    if not isinstance(limits, dict):
+        raise ConfigError(f"{where}: 'limits' must be an object")
+    for name, value in limits.items():
+        if name not in LIMIT_NAMES:
+            raise ConfigError(f"{where}: unknown limit '{name}' (known: {', '.join(LIMIT_NAMES)})")
+        problem = limit_problem(name, value)
+        if problem is not None:
+            raise ConfigError(f"{where}: {problem}")
+    expires_at = record.get("expires_at")
+    key = ApiKey(
+        id=record["id"],
+        user=record["user"],
+        status=status,
+        demo=bool(record.get("demo", False)),
+        expires_at=_parse_time(expires_at, f"{where}.expires_at") if expires_at else None,
+        limits=dict(limits),
+        allowed_providers=_parse_allow_list(record.get("allowed_providers"), f"{where}.allowed_providers"),
+        allowed_models=_parse_allow_list(record.get("allowed_models"), f"{where}.allowed_models"),
+    )
+    return record["hash"], key
+
+
+def load_key_file(path):
+    """Return {hash: ApiKey} from ``path``, or raise ConfigError naming the file."""
+    return parse_key_document(load_json_file(path, "key file"), path)
+
+
+def parse_key_document(document, path):
+    """Return {hash: ApiKey} from a decoded key file, or raise ConfigError naming ``path``."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ConfigError(f"key file {path}: expected an object with a 'keys' list")
+    by_hash, ids = {}, set()
+    for index, record in enumerate(document["keys"]):
+        key_hash, key = parse_key_record(record, f"key file {path}: keys[{index}]")
+        if key.id in ids:
+            raise ConfigError(f"key file {path}: duplicate key id '{key.id}'")
+        if key_hash in by_hash:
+            raise ConfigError(f"key file {path}: keys '{by_hash[key_hash].id}' and '{key.id}' share a hash")
+        ids.add(key.id)
+        by_hash[key_hash] = key
+    return by_hash
+
+
+class KeyStore:
+    """Find keys by their hash, re-reading the file when it changes on disk."""
+
+    def __init__(self, path):
+        self.path = path
+        self._file = ReloadingFile(path, load_key_file, "key file")
+
+    def refresh(self):
+        """Return the keys of the file as it is now (the last good version if the new one is broken)."""
+        return self._file.current()
+
+    def authenticate(self, raw_key, now):
+        """Return the active ApiKey for ``raw_key`` or raise the contract's auth error."""
+        if not raw_key:
+            raise ApiError(400, "API_KEY_REQUIRED", "API key required. Include X-API-Key header.")
+        if not KEY_PATTERN.match(raw_key):
+            raise ApiError(
+                401, "INVALID_API_KEY_FORMAT", "Invalid API key format. Expected ziri-{userId}-{hex secret}."
+            )
+        key = self.refresh().get(hash_key(raw_key))
+        if key is None:
+            raise ApiError(403, "API_KEY_INVALID", "Invalid API key.")
+        if key.status != "active":
+            raise ApiError(403, "API_KEY_REVOKED_OR_DISABLED", "API key has been revoked or disabled.", keyId=key.id)
+        if key.expires_at is not None and now >= key.expires_at:
+            raise ApiError(
+                403, "API_KEY_EXPIRED", "API key has expired.", keyId=key.id, expiredAt=key.expires_at.isoformat()
+            )
+        return key

@@ -1,0 +1,321 @@
+"""The file store: the JSONL ledger on local disk, shared by every worker on one host.
+
+The ledger is the single source of truth. Every process keeps a ``UsageState`` derived from
+it (replayed once at start-up, then followed from its last offset), and every decision is
+made inside a ledger transaction (an exclusive ``flock``): catch up with what other workers
+appended, decide, append the reservation. The decision and the record are therefore atomic
+across all workers and threads, and the work per request depends on recent traffic, never on
+the ledger's size. No lock is held while the provider is called: the reservation is settled
+in a second transaction afterwards.
+
+A reservation whose worker died (its pid is gone from this host) or whose time ran out is
+settled by whichever worker notices first, at the reserved amount, with a visible
+``reservation_expired`` record. If the original worker does settle later, its ``charge``
+record replaces that conservative amount. A pid check cannot see another host's workers:
+their reservations are freed only by their expiry time.
+"""
+
+import logging
+import os
+import tempfile
+from bisect import bisect_right
+from datetime import timedelta
+
+from ...errors import ApiError
+from ..base import Store
+from ..checks import RATE_WINDOW_SECONDS
+from ..checks import run_checks
+from ..records import charge_record
+from ..records import expiry_record
+from ..records import parse_line
+from ..records import parse_record
+from ..records import reservation_record
+from ..usage import UsageState
+from . import checkpoint
+from .jsonl import GroupCommit
+from .jsonl import off_loop
+from .scan import build_report
+from .scan import replay_prefilter
+
+log = logging.getLogger("ziri_images")
+
+_LIVENESS_CACHE_SECONDS = 1.0
+# Below this much free space a ledger write (and so every paid request) is about to fail.
+MIN_FREE_BYTES = 1024 * 1024
+# A running gateway checkpoints its state every this many ledger bytes (about 80,000 records).
+CHECKPOINT_EVERY_BYTES = 32 * 1024 * 1024
+
+
+class FileStore(Store):
+    """Keep the records in one ``jsonl.Ledger`` file; decide under its flock."""
+
+    def __init__(self, ledger, clock, reservation_ttl):
+        super().__init__(clock, reservation_ttl)
+        self.ledger = ledger
+        self.state = UsageState()
+        self._liveness = {}  # worker -> (checked_at, alive)
+        self._checkpointed = -1  # the ledger offset of this process's last checkpoint
+        self._due = None  # a checkpoint's bytes, taken by the first charge to finish after it was made
+        # Charges that arrive while one is syncing are written and synced together, in one transaction.
+        self._charges = GroupCommit(self._settle_together)
+        self._written = {}  # request_id -> its charge, once in the file (for a batch whose sync then fails)
+
+    def start(self):
+        path = self.ledger.path
+        restored = checkpoint.load(path)
+        if restored is None:
+            summary = f"ledger {path} replayed: {self.replay()} records"
+        else:
+            covered, self.state = restored.offset, restored
+            count = self.replay()
+            summary = f"ledger {path}: checkpoint to byte {covered} loaded, {count} records after it replayed"
+            if count == 0:
+                self._checkpointed = self.state.offset  # it is still current: nothing to write
+        data = self._due_checkpoint(every=0)
+        if data is not None:
+            checkpoint.save(path, data)
+        return summary
+
+    def refusal_record(self):
+        from ...ops.refusals import RefusalFile  # refusals.jsonl beside the ledger
+
+        return RefusalFile.beside(self.ledger.path)
+
+    def replay(self):
+        """Bring the state up to the end of the ledger from its offset; return the number of records applied."""
+        count = 0
+
+        def advance(offset):
+            self.state.offset = offset
+
+        prefilter = replay_prefilter(self.clock())
+        for line, _ in self.ledger.scan(self.state.offset, prefilter, on_block=advance):
+            record = parse_line(line)
+            if record is not None:
+                self.state.apply(record)
+                count += 1
+        # Whatever other instances appended while we scanned (an overlapping deploy).
+        with self.ledger.transaction():
+            count += self._catch_up()
+        return count
+
+    def _due_checkpoint(self, every=None):
+        """Return a checkpoint's bytes if the ledger grew ``every`` bytes since the last; call it holding the ledger."""
+        every = CHECKPOINT_EVERY_BYTES if every is None else every
+        if self.state.offset - self._checkpointed < max(every, 1):
+            return None
+        self._checkpointed = self.state.offset
+        try:
+            return checkpoint.encode(self.ledger.path, self.state.snapshot())
+        except OSError as error:
+            log.warning("checkpoint of %s: ledger unreadable: %s", self.ledger.path, error.strerror or error)
+            return None
+
+    def _catch_up(self):
+        """Apply what other workers appended since this process last looked; return how many."""
+        lines, self.state.offset = self.ledger.read_from(self.state.offset)
+        count = 0
+        for line in lines:
+            record = parse_line(line)
+            if record is not None:
+                self.state.apply(record)
+                count += 1
+        return count
+
+    def _commit(self, transaction, records, sync=True):
+        end = transaction.commit(sync=sync)
+        for record in records:
+            parsed = parse_record(record)
+            if parsed is not None:
+                self.state.apply(parsed)
+        if end is not None:
+            self.state.offset = end
+
+    def _worker_gone(self, worker, now_epoch):
+        host, _, rest = worker.partition(":")
+        pid_text, _, _token = rest.partition(":")
+        if host != self._host or not pid_text.isdigit():
+            return False  # another machine's worker: only its expiry time can free it
+        if worker == self.worker:
+            return False
+        pid = int(pid_text)
+        if pid == os.getpid():
+            return True  # an earlier process that had this pid
+        checked_at, alive = self._liveness.get(worker, (0.0, True))
+        if now_epoch - checked_at > _LIVENESS_CACHE_SECONDS:
+            try:
+                os.kill(pid, 0)
+                alive = True
+            except ProcessLookupError:
+                alive = False
+            except PermissionError:
+                alive = True
+            except OverflowError:  # a pid no process can have
+                alive = False
+            self._liveness[worker] = (now_epoch, alive)
+        return not alive
+
+    def _settle_stale(self, transaction, now):
+        """Write expiry records for reservations past their time or whose worker died.
+
+        The work is the overdue reservations (from the deadline index) and one liveness check per
+        worker holding any, never a walk of every open reservation.
+        """
+        now_epoch = now.timestamp()
+        stale = {reservation.request_id: (reservation, "expired") for reservation in self.state.overdue(now_epoch)}
+        for worker, held in self.state.open_by_worker.items():
+            if self._worker_gone(worker, now_epoch):
+                for request_id, reservation in held.items():
+                    stale.setdefault(request_id, (reservation, "worker_died"))
+        expiries = [expiry_record(now, reservation, reason) for reservation, reason in stale.values()]
+        for expiry in expiries:
+            transaction.append(expiry)
+        # The state follows once they are in the file.
+        self._commit(transaction, expiries, sync=False)
+
+    def reserve(self, key, micros, details):
+        with self.ledger.transaction() as transaction:
+            self._catch_up()
+            now = self.clock()
+            self._settle_stale(transaction, now)
+            usage = self.state.usage(key.id, now, details.get("idempotencyKey"))
+            run_checks(key, usage, micros, now)
+            expires_at = now + timedelta(seconds=self.reservation_ttl)
+            record = reservation_record(now, key, details, micros, expires_at, self.worker)
+            transaction.append(record)
+            # Not fsynced here: a killed worker cannot lose it (it is in the page cache), and
+            # the request's charge, synced before the response is sent, flushes it too. Only
+            # an OS crash within milliseconds of the write could lose it, before any answer.
+            # After a failed commit it is synced: a disk that fails only at fsync (NFS, thin
+            # volumes) must refuse requests before the provider is called, not after each one.
+            self._commit(transaction, [record], sync=self.ledger.failing)
+        return self.state.open[record["requestId"]]
+
+    def settle(self, reservation, fields):
+        try:
+            record = self._charges.submit((reservation, fields))
+        except ApiError:
+            # Its record is in the file, but the commit failed after the write (an fsync made once the
+            # file was released, an interrupted batch): it cannot be cut back, and every worker reads
+            # and counts it. The client gets the answer the record says, or the record would lie.
+            record = self._written.pop(reservation.request_id, None)
+            if record is None:
+                raise  # not written: the reservation stays open and expires at its amount
+            log.error("ledger: charge of %s is in the file but not confirmed on disk: answered as recorded",
+                      reservation.request_id)
+        finally:
+            self._written.pop(reservation.request_id, None)
+        data, self._due = self._due, None
+        if data is not None:
+            off_loop(checkpoint.save, self.ledger.path, data)
+        return record
+
+    def _settle_together(self, charges):
+        """Write the charge records of ``charges`` ((reservation, fields) pairs) in one synced commit."""
+        with self.ledger.transaction() as transaction:
+            self._catch_up()
+            now = self.clock()
+            results, records = [], []
+            for reservation, fields in charges:
+                record = charge_record(now, reservation, fields, reservation.request_id not in self.state.open)
+                try:
+                    transaction.append(record)
+                except (TypeError, ValueError) as error:  # a field JSON cannot hold: this charge alone fails
+                    results.append(error)
+                    continue
+                results.append(record)
+                records.append(record)
+            self._commit(transaction, records)
+            for record in records:
+                self._written[record["requestId"]] = record
+            self._due = self._due_checkpoint() or self._due
+        return results
+
+    def key_usage(self, key):
+        with self.ledger.transaction() as transaction:
+            self._catch_up()
+            now = self.clock()
+            # A crashed worker's reservation is spent, not reserved, as soon as anyone looks.
+            self._settle_stale(transaction, now)
+            return self.state.usage(key.id, now)
+
+    def rate_window(self, key_id):
+        window = list(self.state.admissions.get(key_id, ()))
+        return window[bisect_right(window, self.clock().timestamp() - RATE_WINDOW_SECONDS):]
+
+    def rate_summary(self, key_id):
+        # On every response, without the ledger lock: the window is bisected in place (admissions are
+        # in time order), neither copied nor trimmed, so the cost does not grow with the requests per minute.
+        window = self.state.admissions.get(key_id)
+        if not window:
+            return 0, None
+        cutoff = self.clock().timestamp() - RATE_WINDOW_SECONDS
+        try:
+            return _after(window, cutoff)
+        except IndexError:  # trimmed by another thread meanwhile (gthread): count a copy instead
+            return _after(list(window), cutoff)
+
+    def records(self, since=None, until=None):
+        for line, _ in self.ledger.scan(0):
+            record = parse_line(line)
+            if record is not None and (since is None or record.ts >= since) and (until is None or record.ts < until):
+                yield record.fields
+
+    def _stored_ids(self, stored, offset):
+        """Add the (type, requestId) of every record after byte ``offset`` to ``stored``; return the end."""
+        end = [offset]
+        for line, _ in self.ledger.scan(offset, on_block=end.append):
+            record = parse_line(line)
+            if record is not None:
+                stored.add((record.kind, record.request_id))
+        return max(end[-1], offset)
+
+    def import_records(self, values):
+        # The file is read before the lock is taken (the import would hold up every worker meanwhile);
+        # under the lock only what was appended since is read.
+        stored = set()
+        offset = self._stored_ids(stored, 0)
+        with self.ledger.transaction() as transaction:
+            self._catch_up()
+            self._stored_ids(stored, offset)
+            written, skipped = [], 0
+            for value in values:
+                record = parse_record(value)
+                if record is None or (record.kind, record.request_id) in stored:
+                    skipped += 1
+                    continue
+                stored.add((record.kind, record.request_id))
+                transaction.append(record.fields)
+                written.append(record.fields)
+            self._commit(transaction, written)
+        return len(written), skipped
+
+    def report(self, by=("key",), since=None, until=None, progress=None):
+        return build_report(self.ledger.path, by=by, since=since, until=until, progress=progress)
+
+    def readiness(self):
+        path = self.ledger.path
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            # A real write, not os.access: root passes os.access even on a read-only mount.
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+            # No O_CREAT: the file was created at start-up, so a missing one was moved or deleted.
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+            disk = os.statvfs(directory)
+        except OSError as error:
+            log.warning("readiness: ledger %s is not writable: %s", path, error.strerror or error)
+            return False, "the ledger is not writable"
+        if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
+            log.warning("readiness: ledger %s: less than %d bytes free", path, MIN_FREE_BYTES)
+            return False, "the ledger's disk is full"
+        return True, "ok"
+
+    def close(self):
+        self.ledger.close()
+
+
+def _after(times, cutoff):
+    """Return (how many of the sorted ``times`` are after ``cutoff``, the first of them or None)."""
+    stale = bisect_right(times, cutoff)
+    return len(times) - stale, (times[stale] if stale < len(times) else None)

@@ -1,0 +1,219 @@
+"""Read a provider's answer: a ProviderResult, or a ProviderError with one mapping for every provider.
+
+Every ``requests`` exception and every bad upstream answer becomes a ``ProviderError`` here and
+nowhere else. ``may_have_billed`` tells the caller whether the provider could have generated
+(and charged for) images anyway; an error raised after a 2xx status ``charges_reservation``.
+Anything the provider sends back is redacted first: it may repeat the credential it was sent,
+in any field. Error texts lose anything key-shaped as well; an answer's body and its events lose
+the exact credential only (``redact_document``), as key-shaped strings are theirs (xAI's image
+URLs hold one).
+"""
+
+import re
+from dataclasses import dataclass
+
+import requests
+from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ReadTimeoutError
+
+from ..errors import ApiError
+from ..strict_json import parse_provider_body
+
+# A key wherever it starts: no word boundary, which a log's escaping (a quote before a key becomes
+# ``\x22``) or a letter before it would defeat. A word that merely looks like one ("task-specific")
+# is redacted too: a false positive costs a word, a miss would leak a key.
+_SECRET_PATTERN = re.compile(r"(?:sk|xai)-[A-Za-z0-9_*\-]{6,}|ziri-[A-Za-z0-9_.-]+-[0-9a-f]{16,}")
+# Some providers (xAI) answer a wrong key with 400, not 401: the message tells.
+_CREDENTIALS_REJECTED = re.compile(r"\b(incorrect|invalid) api key\b", re.IGNORECASE)
+# The providers' codes for a prompt or image refused by their safety system.
+CONTENT_POLICY_CODES = {"content_policy_violation", "contentFilter", "moderation_blocked"}
+REDACTED = "[redacted]"
+# A shorter credential is no secret worth guarding (it is guessed at once), and replacing it in an
+# answer would corrupt images: a short run of letters turns up in megabytes of base64 by chance.
+MIN_SECRET_CHARS = 8
+
+
+def redact(text, secrets=()):
+    """Return ``text`` with the given secrets and anything shaped like an API key removed."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return _SECRET_PATTERN.sub(REDACTED, text)
+
+
+def answer_secret(credential):
+    """Return the credential an answer must not repeat, or None when it is too short to guard."""
+    return credential if credential and len(credential) >= MIN_SECRET_CHARS else None
+
+
+def may_hold(raw, secret):
+    """Return False when the JSON text ``raw`` shows that none of its strings can hold ``secret``.
+
+    Without a backslash there is no escape (``\\u0073k-...`` is ``sk-...``): a string holds the
+    secret only if the bytes do. Two scans of the bytes, at memory speed, so an answer without it
+    is passed on as it is: its base64 images neither walked again nor copied nor re-encoded.
+    """
+    return secret is not None and (secret.encode("utf-8") in raw or b"\\" in raw)
+
+
+def redact_document(document, raw, secret):
+    """Return the decoded JSON ``document`` (read from ``raw``) with ``secret`` replaced in its strings, keys too.
+
+    The same object when no string holds it, so a caller can tell whether anything changed.
+    """
+    if not may_hold(raw, secret) or not _holds(document, secret):
+        return document
+    return _without(document, secret)
+
+
+def _holds(value, secret):
+    if isinstance(value, str):
+        return secret in value
+    if isinstance(value, dict):
+        return any(_holds(name, secret) or _holds(item, secret) for name, item in value.items())
+    if isinstance(value, list):
+        return any(_holds(item, secret) for item in value)
+    return False
+
+
+def _without(value, secret):
+    if isinstance(value, str):
+        return value.replace(secret, REDACTED)
+    if isinstance(value, dict):
+        return {_without(name, secret): _without(item, secret) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_without(item, secret) for item in value]
+    return value
+
+
+class ProviderError(ApiError):
+    """A provider call that produced no usable images."""
+
+    def __init__(self, status, message, *, provider_status=None, provider_request_id=None,
+                 may_have_billed=False, should_retry=False, headers=None, **details):
+        super().__init__(status, "LLM_PROVIDER_ERROR", message, headers=headers, should_retry=should_retry, **details)
+        self.provider_status = provider_status
+        self.provider_request_id = provider_request_id
+        self.may_have_billed = may_have_billed
+
+    @property
+    def charges_reservation(self):
+        """True when the provider accepted the call (a 2xx status) but its answer could not be used.
+
+        It may have generated, and billed, everything asked: the reservation is the charge.
+        """
+        return self.provider_status is not None and 200 <= self.provider_status < 300
+
+    def charge_fields(self, reserved):
+        """Return the charge record's fields for this failure: ``reserved`` as its cost after a 2xx, else nothing."""
+        if self.charges_reservation:
+            charged = {"imagesReturned": None, "cost": reserved, "chargedBy": "reservation"}
+        else:
+            charged = {"imagesReturned": 0, "cost": 0.0}
+        return {**charged, "providerStatus": self.provider_status, "providerRequestId": self.provider_request_id,
+                "mayHaveBilled": self.may_have_billed, "shouldRetry": self.should_retry}
+
+
+@dataclass(frozen=True)
+class ProviderResult:
+    """A successful images response."""
+
+    body: dict
+    provider_status: int
+    provider_request_id: str | None
+
+
+def translate_failure(provider, error):
+    """Return the ProviderError for a ``requests`` exception raised while calling ``provider``."""
+    name = provider.name
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return provider.error(504, f"Timed out connecting to provider '{name}'.", should_retry=True)
+    if isinstance(error, (requests.exceptions.Timeout, requests.exceptions.ConnectionError)):
+        # A body that stalls after the headers times out too, but requests reports it as a ConnectionError.
+        if isinstance(error, requests.exceptions.Timeout) or caused_by(error, ReadTimeoutError):
+            return provider.error(504, f"Provider '{name}' did not answer in time; the images may still have been "
+                                       "generated.", may_have_billed=True)
+        refused = connection_refused(error)
+        message = "could not be reached" if refused else "dropped the connection"
+        return provider.error(502, f"Provider '{name}' {message}.", may_have_billed=not refused,
+                              should_retry=refused)
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return provider.error(502, f"Provider '{name}' dropped the connection in the middle of its answer.",
+                              may_have_billed=True)
+    return provider.error(502, f"Provider '{name}' request failed: {type(error).__name__}.", may_have_billed=True)
+
+
+def interpret_answer(provider, status, headers, raw, provider_request_id):
+    """Return the ProviderResult for a 2xx images body, or raise the ProviderError its answer means."""
+    context = {"provider_status": status, "provider_request_id": provider_request_id}
+    try:
+        # NaN, Infinity and lone surrogates are not JSON: they never go further than here.
+        body = parse_provider_body(raw)
+    except (ValueError, RecursionError):  # json gives up on deeply nested arrays with RecursionError
+        body = None
+    if 200 <= status < 300:
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise provider.error(502, f"Provider '{provider.name}' returned a response without image data.",
+                                 may_have_billed=True, **context)
+        body = redact_document(body, raw, answer_secret(provider.api_key))
+        return ProviderResult(body=body, provider_status=status, provider_request_id=provider_request_id)
+    raise refusal(provider, status, headers, body, context)
+
+
+def refusal(provider, status, headers, body, context):
+    """Return the ProviderError for a non-2xx answer whose decoded ``body`` is ``body``."""
+    message, upstream = upstream_error(body)
+    upstream = {name: provider.redacted(value) for name, value in upstream.items()}
+    message = message or f"Provider '{provider.name}' answered HTTP {status}."
+    details = {"providerError": {"status": status, **upstream, "requestId": context["provider_request_id"]}}
+    if upstream.get("code") in CONTENT_POLICY_CODES:
+        details["reason"] = "content_policy"
+    if status in (401, 403) or (400 <= status < 500 and _CREDENTIALS_REJECTED.search(message)):
+        # The provider refused *our* credentials: not the client's fault, and not its key.
+        return provider.error(502, f"Provider '{provider.name}' rejected the gateway's credentials: {message}",
+                              **context, **details)
+    if status == 429:
+        retry_after = provider.redacted(headers.get("retry-after"))
+        return provider.error(429, message, headers={"Retry-After": retry_after} if retry_after else None,
+                              should_retry=upstream.get("code") != "insufficient_quota", **context, **details)
+    if 400 <= status < 500:
+        return provider.error(status, message, **context, **details)
+    return provider.error(502, message, should_retry=True, **context, **details)
+
+
+def upstream_error(body):
+    """Return (message, {type, code, param}) from an error body of any supported shape.
+
+    OpenAI and Azure: ``{"error": {"message", "type", "code", "param"}}``; xAI:
+    ``{"code": "...", "error": "<message>"}``.
+    """
+    if not isinstance(body, dict):
+        return None, {}
+    error = body.get("error")
+    if isinstance(error, str):
+        code = body.get("code")
+        return error, ({"code": code} if isinstance(code, (str, int)) else {})
+    error = error if isinstance(error, dict) else {}
+    upstream = {key: error.get(key) for key in ("type", "code", "param") if error.get(key) is not None}
+    message = error.get("message")
+    return (str(message) if message else None), upstream
+
+
+def connection_refused(error):
+    """Return True when nothing was sent (the connection was never established)."""
+    return caused_by(error, ConnectionRefusedError, NewConnectionError)
+
+
+def caused_by(error, *types):
+    """Return True when ``error`` or any exception in its chain of causes is one of ``types``."""
+    seen, pending = set(), [error]
+    while pending:
+        cause = pending.pop()
+        if cause is None or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, types):
+            return True
+        pending.extend([cause.__cause__, cause.__context__, getattr(cause, "reason", None)])
+        pending.extend(arg for arg in cause.args if isinstance(arg, BaseException))
+    return False
