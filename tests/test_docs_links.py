@@ -4,8 +4,8 @@ A link is ``[text](target)`` outside code; a relative target must name a file or
 checkout, and its ``#anchor`` (or a bare ``#anchor`` in the same page) must be a heading of that
 page, slugged as GitHub does: the heading's text without markup, lower-cased, every character
 that is not a letter, digit, space, hyphen or underscore dropped, spaces made hyphens, and a
-repeated slug numbered ``-1``, ``-2``... Code names pages and anchors too (``README.md#limits`` in
-a docstring or an error message): those must resolve as well.
+repeated slug numbered ``-1``, ``-2``... Code names pages and anchors too (``docs/pricing.md#the-charge``
+in a docstring or an error message): those must resolve as well.
 """
 
 import re
