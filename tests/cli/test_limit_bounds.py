@@ -17,7 +17,7 @@ from ziri_images.keys.store import load_key_file
 BODY = {"provider": "openai", "model": "dall-e-3", "prompt": "a fox", "size": "1024x1024", "quality": "standard"}
 TOKEN = "admin-token-abcdef0123456789"
 BAD_KEY = "ziri-bad-" + "b" * 32
-# The documented largest limits (README, Limits).
+# The documented largest limits (docs/limits.md).
 LARGEST = {"daily_spend_limit": 1_000_000_000, "monthly_spend_limit": 1_000_000_000,
            "requests_per_minute": 1_000_000, "max_concurrent_requests": 100_000}
 

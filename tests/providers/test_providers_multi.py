@@ -427,19 +427,19 @@ def test_bad_base_url_in_the_environment_names_the_variable(make_app):
         make_app(XAI_BASE_URL="api.x.ai")
 
 
-# --- a new OpenAI-compatible provider, added by configuration alone (the README's example) --
+# --- a new OpenAI-compatible provider, added by configuration alone (the documented example) --
 
-def readme_example():
-    """Return the (providers.json, pricing.json) snippets of the README's "Adding a provider" section."""
-    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
-    section = readme.split("#### Adding an OpenAI-compatible provider", 1)[1].split("\n#", 1)[0]
+def documented_example():
+    """Return the (providers.json, pricing.json) snippets of docs/configuration.md's "Adding a provider" section."""
+    page = (PROJECT_DIR / "docs" / "configuration.md").read_text(encoding="utf-8")
+    section = page.split("### Adding an OpenAI-compatible provider", 1)[1].split("\n#", 1)[0]
     blocks = re.findall(r"```json\n(.*?)```", section, re.DOTALL)
-    assert len(blocks) == 2, "the README shows a providers.json entry and a pricing.json entry"
+    assert len(blocks) == 2, "the page shows a providers.json entry and a pricing.json entry"
     return [json.loads("{" + block + "}") for block in blocks]
 
 
-def test_readme_example_adds_a_provider_by_configuration(make_app, providers_path, pricing_path, responses_mock):
-    provider_entry, catalog_entry = readme_example()
+def test_documented_example_adds_a_provider_by_configuration(make_app, providers_path, pricing_path, responses_mock):
+    provider_entry, catalog_entry = documented_example()
     for path, entry in ((providers_path, provider_entry), (pricing_path, catalog_entry)):
         document = json.loads(path.read_text())
         document["providers"].update(entry)
