@@ -94,7 +94,7 @@ class Store(abc.ABC):
     def records(self, since=None, until=None):
         """Yield every record (a dict, the file store's fields) oldest first, ``since <= ts < until``.
 
-        ``since`` and ``until`` are ledger timestamps (``records.format_ts``) or None.
+        ``since`` and ``until`` are ledger timestamps (``money.format_ts``) or None.
         """
 
     @abc.abstractmethod

@@ -18,7 +18,7 @@ its reservation says why in ``streamEnd`` (``no_completed_event``, ``broken``, `
     A reservation whose worker died or whose time ran out, settled at the reserved amount
     (the provider may have generated the images). A later ``charge`` replaces it.
 
-Money is kept in integer micro-dollars; the records carry dollars as JSON numbers. Only strict
+Money is kept in integer micro-dollars (``money.py``); the records carry dollars as JSON numbers. Only strict
 JSON (RFC 8259) is written: a non-finite number in a record is written as ``null``. Parsing
 never raises: a line or value that is not a valid record is logged and yields ``None``.
 """
@@ -28,68 +28,18 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from datetime import timedelta
-from datetime import timezone
+
+from .money import MAX_AMOUNT
+from .money import MICROS
+from .money import format_ts
+from .money import to_dollars
 
 log = logging.getLogger("ziri_images")
 
-MICROS = 1_000_000
 RECORD_TYPES = ("reservation", "charge", "reservation_expired")
-# No single request costs more: a larger amount is a corrupt record, and it would overflow
-# a 64-bit column in micro-dollars.
-MAX_AMOUNT = 1_000_000_000
 _TS_LENGTH = len("YYYY-MM-DDTHH:MM:SS.ffffffZ")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _DECODER = json.JSONDecoder()
-
-
-# --- money, time and periods ------------------------------------------------------------
-
-def to_micros(amount):
-    return round(amount * MICROS)
-
-
-def to_amount(micros):
-    return micros / MICROS
-
-
-def format_ts(moment):
-    """Return the ledger's timestamp format: UTC, microseconds, 'Z'."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_ts(text):
-    return datetime.fromisoformat(text)
-
-
-def day_of(ts):
-    return ts[:10]
-
-
-def month_of(ts):
-    return ts[:7]
-
-
-def next_day(now):
-    return datetime(now.year, now.month, now.day, tzinfo=timezone.utc) + timedelta(days=1)
-
-
-def next_month(now):
-    return datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=timezone.utc)
-
-
-#: The spend budgets: (name, limit setting, its period of a timestamp, the start of the next period).
-BUDGETS = (
-    ("daily", "daily_spend_limit", day_of, next_day),
-    ("monthly", "monthly_spend_limit", month_of, next_month),
-)
-
-
-def budget_periods(now):
-    """Yield (name, period, limit setting, reset time) for the budgets that apply at ``now``."""
-    ts = format_ts(now)
-    for name, limit_name, period_of, next_period in BUDGETS:
-        yield name, period_of(ts), limit_name, next_period(now)
 
 
 # --- typed records ----------------------------------------------------------------------
@@ -143,7 +93,7 @@ def reservation_record(now, key, details, micros, expires_at, worker):
         **details,
         "keyId": key.id,
         "user": key.user,
-        "amount": to_amount(micros),
+        "amount": to_dollars(micros),
         "expiresAt": format_ts(expires_at),
         "worker": worker,
     }
@@ -167,7 +117,7 @@ def charge_record(now, reservation, fields, after_expiry):
         "type": "charge",
         **fields,
         "reservedAt": reservation.reserved_at,
-        "reserved": to_amount(reservation.micros),
+        "reserved": to_dollars(reservation.micros),
     }
     if after_expiry:
         record["afterExpiry"] = True
@@ -184,7 +134,7 @@ def expiry_record(now, reservation, reason):
         "requestId": reservation.request_id,
         "keyId": reservation.key_id,
         "reservedAt": reservation.reserved_at,
-        "cost": to_amount(reservation.micros),
+        "cost": to_dollars(reservation.micros),
         "reason": reason,
         "worker": reservation.worker,
     }

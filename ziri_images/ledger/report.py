@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from dataclasses import field
 
-from .records import MICROS
+from .money import MICROS
 
 GROUPINGS = ("key", "user", "model", "day", "endpoint")
 # Records written before edits existed name no endpoint: they were all generations.

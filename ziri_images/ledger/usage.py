@@ -11,12 +11,12 @@ from collections import deque
 from .checks import IDEMPOTENCY_WINDOW_SECONDS
 from .checks import RATE_WINDOW_SECONDS
 from .checks import KeyUsage
-from .records import BUDGETS
+from .money import BUDGETS
+from .money import day_of
+from .money import format_ts
+from .money import month_of
+from .money import parse_ts
 from .records import Reservation
-from .records import day_of
-from .records import format_ts
-from .records import month_of
-from .records import parse_ts
 
 
 class UsageState:

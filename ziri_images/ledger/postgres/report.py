@@ -10,9 +10,9 @@ from contextlib import contextmanager
 import psycopg
 
 from ...errors import ConfigError
+from ..money import parse_ts
 from ..records import encode_json
 from ..records import parse_record
-from ..records import parse_ts
 from ..report import UNKNOWN
 from ..report import Report
 from ..report import Totals
