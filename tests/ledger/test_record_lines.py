@@ -16,6 +16,7 @@ from ziri_images.ledger.records import Reservation
 from ziri_images.ledger.records import charge_record
 from ziri_images.ledger.records import encode_record
 from ziri_images.ledger.records import expiry_record
+from ziri_images.ledger.records import peek
 from ziri_images.ledger.records import reservation_record
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, 250000, tzinfo=timezone.utc)
@@ -94,3 +95,29 @@ GOLDEN = [
 @pytest.mark.parametrize(("record", "line"), GOLDEN)
 def test_every_record_type_is_written_byte_for_byte_as_before(record, line):
     assert encode_record(record) == line
+
+
+@pytest.mark.parametrize(("record", "line"), GOLDEN)
+def test_peek_reads_the_time_and_type_of_every_line_the_gateway_writes(record, line):
+    assert peek(line) == (record["ts"].encode(), record["type"])
+
+
+def test_a_record_is_written_with_ts_and_type_first_whatever_order_it_came_in():
+    # An import (another program's export, PostgreSQL's jsonb) hands records in any field order.
+    imported = {"requestId": "r1", "type": "charge", "keyId": "key_x", "cost": 0.5, "ts": "2026-11-26T12:00:00.000000Z"}
+
+    line = encode_record(imported)
+
+    assert line == (b'{"ts":"2026-11-26T12:00:00.000000Z","type":"charge","requestId":"r1","keyId":"key_x",'
+                    b'"cost":0.5}\n')
+    assert peek(line) == (b"2026-11-26T12:00:00.000000Z", "charge")
+
+
+@pytest.mark.parametrize("line", [
+    pytest.param(b'{"type":"charge","ts":"2026-11-26T12:00:00.000000Z"}', id="type-first"),
+    pytest.param(b'{"ts":"2026-11-26T12:00:00Z","type":"charge"}', id="short-ts"),
+    pytest.param(b'{"ts": "2026-11-26T12:00:00.000000Z", "type": "charge"}', id="spaced"),
+    pytest.param(b"not json", id="not-json"),
+])
+def test_peek_leaves_any_line_not_in_the_written_shape_to_the_parser(line):
+    assert peek(line) is None

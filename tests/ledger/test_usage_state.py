@@ -6,7 +6,7 @@ from datetime import timezone
 from conftest import charge_record
 from conftest import reservation_record
 
-from ziri_images.ledger.records import parse_record
+from ziri_images.ledger.parse import parse_record
 from ziri_images.ledger.usage import UsageState
 
 START = datetime(2026, 11, 15, 12, 0, 0, tzinfo=timezone.utc)

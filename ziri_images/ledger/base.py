@@ -101,7 +101,7 @@ class Store(abc.ABC):
     def import_records(self, records):
         """Write records made elsewhere (another store's export, a JSONL ledger) as they are.
 
-        Each value is validated with ``records.parse_record`` (invalid ones are skipped and logged);
+        Each value is validated with ``parse.parse_record`` (invalid ones are skipped and logged);
         a record whose (type, requestId) is already stored is skipped, so importing the same
         records twice writes them once. Return (written, skipped).
         """

@@ -74,7 +74,7 @@ class Report:
 
 
 class Aggregator:
-    """Fold ``records.Record`` values, oldest first, into per-group Totals."""
+    """Fold ``parse.Record`` values, oldest first, into per-group Totals."""
 
     def __init__(self, by, since, until):
         self.by = by

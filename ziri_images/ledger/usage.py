@@ -20,7 +20,7 @@ from .records import Reservation
 
 
 class UsageState:
-    """Spend, reservations and admissions per key, derived from ``records.Record`` values."""
+    """Spend, reservations and admissions per key, derived from ``parse.Record`` values."""
 
     def __init__(self):
         self.offset = 0  # the ledger byte up to which records are applied
@@ -41,7 +41,7 @@ class UsageState:
             table[(key_id, period)] = table.get((key_id, period), 0) + amount
 
     def apply(self, record):
-        """Fold one ``records.Record`` into the state."""
+        """Fold one ``parse.Record`` into the state."""
         if record.kind == "reservation":
             self._open(record)
             return

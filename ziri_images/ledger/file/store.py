@@ -25,10 +25,10 @@ from ...errors import ApiError
 from ..base import Store
 from ..checks import RATE_WINDOW_SECONDS
 from ..checks import run_checks
+from ..parse import parse_line
+from ..parse import parse_record
 from ..records import charge_record
 from ..records import expiry_record
-from ..records import parse_line
-from ..records import parse_record
 from ..records import reservation_record
 from ..usage import UsageState
 from . import checkpoint
@@ -89,7 +89,7 @@ class FileStore(Store):
             self.state.offset = offset
 
         prefilter = replay_prefilter(self.clock())
-        for line, _ in self.ledger.scan(self.state.offset, prefilter, on_block=advance):
+        for line in self.ledger.scan(self.state.offset, prefilter, on_block=advance):
             record = parse_line(line)
             if record is not None:
                 self.state.apply(record)
@@ -256,7 +256,7 @@ class FileStore(Store):
             return _after(list(window), cutoff)
 
     def records(self, since=None, until=None):
-        for line, _ in self.ledger.scan(0):
+        for line in self.ledger.scan(0):
             record = parse_line(line)
             if record is not None and (since is None or record.ts >= since) and (until is None or record.ts < until):
                 yield record.fields
@@ -264,7 +264,7 @@ class FileStore(Store):
     def _stored_ids(self, stored, offset):
         """Add the (type, requestId) of every record after byte ``offset`` to ``stored``; return the end."""
         end = [offset]
-        for line, _ in self.ledger.scan(offset, on_block=end.append):
+        for line in self.ledger.scan(offset, on_block=end.append):
             record = parse_line(line)
             if record is not None:
                 stored.add((record.kind, record.request_id))

@@ -11,8 +11,8 @@ import psycopg
 
 from ...errors import ConfigError
 from ..money import parse_ts
+from ..parse import parse_record
 from ..records import encode_json
-from ..records import parse_record
 from ..report import UNKNOWN
 from ..report import Report
 from ..report import Totals
