@@ -19,6 +19,21 @@ from .money import parse_ts
 from .records import Reservation
 
 
+def fold_expiry(expired, record, counted):
+    """Apply "a charge replaces an expiry" to one settling record; return what its charge replaces, or None.
+
+    The rule's one statement in Python, for the limits (``UsageState``) and the report
+    (``report.Aggregator``). A ``reservation_expired`` record is remembered in ``expired`` under
+    its request id as ``counted`` (whatever its caller counted it as); a ``charge`` takes its
+    request's expiry back out, and the caller subtracts what that expiry had counted. The
+    PostgreSQL store mirrors the rule in SQL (``ziri_settle_charge`` and the report's query).
+    """
+    if record.kind == "reservation_expired":
+        expired[record.request_id] = counted
+        return None
+    return expired.pop(record.request_id, None)
+
+
 class UsageState:
     """Spend, reservations and admissions per key, derived from ``parse.Record`` values."""
 
@@ -52,12 +67,11 @@ class UsageState:
             _discard(self.open_by_key, reservation.key_id, request_id)
             _discard(self.open_by_worker, reservation.worker, request_id)
             self._add(self.reserved, reservation.key_id, reservation.reserved_at, -reservation.micros)
-        if record.kind == "reservation_expired":
-            self.expired[request_id] = micros
-        else:
-            micros -= self.expired.pop(request_id, 0)
-            if record.idempotency_key and record.fields.get("idempotencyReleased") is True:
-                self._release_idempotency(record.key_id, record.idempotency_key, request_id)
+        replaced = fold_expiry(self.expired, record, micros)
+        if replaced is not None:
+            micros -= replaced
+        if record.kind == "charge" and record.idempotency_key and record.fields.get("idempotencyReleased") is True:
+            self._release_idempotency(record.key_id, record.idempotency_key, request_id)
         self._add(self.spent, record.key_id, record.reserved_at, micros)
 
     def _open(self, record):

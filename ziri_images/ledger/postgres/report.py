@@ -32,6 +32,7 @@ _GROUPS = {
 }
 
 # Each request once, at its reservation's time, at its final amount: its charge, else its expiry.
+# The SQL mirror of usage.fold_expiry ("a charge replaces an expiry"), which the file store's report folds.
 _REPORT = """
 SELECT {groups}, count(*), coalesce(sum(s.images), 0), coalesce(sum(s.micros), 0)::bigint,
        count(*) FILTER (WHERE s.type = 'reservation_expired')
