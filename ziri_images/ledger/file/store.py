@@ -22,6 +22,7 @@ from bisect import bisect_right
 from datetime import timedelta
 
 from ...errors import ApiError
+from ..base import Archive
 from ..base import Store
 from ..checks import RATE_WINDOW_SECONDS
 from ..checks import run_checks
@@ -34,6 +35,7 @@ from ..usage import UsageState
 from . import checkpoint
 from .jsonl import GroupCommit
 from .jsonl import off_loop
+from .refusals import RefusalFile
 from .scan import build_report
 from .scan import replay_prefilter
 
@@ -46,7 +48,7 @@ MIN_FREE_BYTES = 1024 * 1024
 CHECKPOINT_EVERY_BYTES = 32 * 1024 * 1024
 
 
-class FileStore(Store):
+class FileStore(Store, Archive):
     """Keep the records in one ``jsonl.Ledger`` file; decide under its flock."""
 
     def __init__(self, ledger, clock, reservation_ttl):
@@ -77,8 +79,6 @@ class FileStore(Store):
         return summary
 
     def refusal_record(self):
-        from ...ops.refusals import RefusalFile  # refusals.jsonl beside the ledger
-
         return RefusalFile.beside(self.ledger.path)
 
     def replay(self):
@@ -238,10 +238,6 @@ class FileStore(Store):
             # A crashed worker's reservation is spent, not reserved, as soon as anyone looks.
             self._settle_stale(transaction, now)
             return self.state.usage(key.id, now)
-
-    def rate_window(self, key_id):
-        window = list(self.state.admissions.get(key_id, ()))
-        return window[bisect_right(window, self.clock().timestamp() - RATE_WINDOW_SECONDS):]
 
     def rate_summary(self, key_id):
         # On every response, without the ledger lock: the window is bisected in place (admissions are

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import psycopg
 
 from ...errors import ConfigError
+from ..base import Archive
 from ..money import parse_ts
 from ..parse import parse_record
 from ..records import encode_json
@@ -90,7 +91,7 @@ def _bound(ts, default):
     return parse_ts(ts) if ts else default
 
 
-class PostgresReports:
+class PostgresReports(Archive):
     """Export, import and report for ``PostgresStore`` (a mixin: it uses the store's pool)."""
 
     @contextmanager

@@ -278,14 +278,13 @@ class PostgresStore(PostgresReports, Store):
             count, first = count + 1, admitted_at.timestamp() if first is None else first
         self._windows[key_id] = (count, first)
 
-    def rate_window(self, key_id):
+    def rate_summary(self, key_id):
         # What this process saw at its last decision for the key: no query on every response. Its
         # count is an upper bound once the first admission has left the window.
         count, first = self._windows.get(key_id, (0, None))
-        start = self.clock().timestamp() - RATE_WINDOW_SECONDS
         if not count or first is None:
-            return AdmissionWindow(0, None)
-        return AdmissionWindow(count, max(first, start))
+            return 0, None
+        return count, max(first, self.clock().timestamp() - RATE_WINDOW_SECONDS)
 
     def readiness(self):
         # The local half: where charges wait while the database is away. ops/readiness.py's database
