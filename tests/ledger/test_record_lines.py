@@ -18,6 +18,7 @@ from ziri_images.ledger.records import encode_record
 from ziri_images.ledger.records import expiry_record
 from ziri_images.ledger.records import peek
 from ziri_images.ledger.records import reservation_record
+from ziri_images.ledger.records import summary_of
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, 250000, tzinfo=timezone.utc)
 KEY = ApiKey(id="key_alice", user="alice", status="active")
@@ -121,3 +122,11 @@ def test_a_record_is_written_with_ts_and_type_first_whatever_order_it_came_in():
 ])
 def test_peek_leaves_any_line_not_in_the_written_shape_to_the_parser(line):
     assert peek(line) is None
+
+
+@pytest.mark.parametrize("summary", [pytest.param(SUMMARY, id="generation"), pytest.param(STREAMED, id="stream")])
+def test_a_reservation_gives_back_the_request_summary_it_was_written_with(summary):
+    written = reservation_record(NOW, KEY, summary, 334_000, NOW + timedelta(seconds=245), WORKER)
+
+    assert summary_of(written) == summary
+    assert list(summary_of(written)) == list(summary)  # in its order: a charge built from it reads the same

@@ -43,6 +43,8 @@ _TYPE_SEPARATOR = b'","type":"'
 _TYPE_AT = _TS_END + len(_TYPE_SEPARATOR)
 _KINDS = {kind.encode(): kind for kind in RECORD_TYPES}
 _RESERVED_AT = b'"reservedAt":"'
+# The fields a reservation record adds to its request's summary (``reservation_record``).
+_RESERVATION_OWN = frozenset(("ts", "type", "amount", "expiresAt", "worker"))
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -106,6 +108,24 @@ def charge_record(now, reservation, fields, after_expiry):
     if releases_idempotency_key(fields):
         record["idempotencyReleased"] = True
     return record
+
+
+def charge_outcome(*, images, provider_images, price_per_image, estimated_cost, token_cost, charged_by, usage, cost,
+                   provider_choices):
+    """Return a successful charge's outcome fields: what was delivered and charged, and what the provider reported."""
+    fields = {
+        "imagesReturned": images, "providerImages": provider_images, "pricePerImage": price_per_image,
+        "estimatedCost": estimated_cost, "tokenCost": token_cost, "chargedBy": charged_by, "usage": usage,
+        "cost": cost,
+    }
+    if provider_choices:
+        fields["providerChoices"] = provider_choices
+    return fields
+
+
+def summary_of(reservation):
+    """Return the request summary a ``reservation`` record was written with (its own fields left out)."""
+    return {name: value for name, value in reservation.items() if name not in _RESERVATION_OWN}
 
 
 def expiry_record(now, reservation, reason):

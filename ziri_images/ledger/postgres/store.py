@@ -47,6 +47,7 @@ from ..records import charge_record
 from ..records import encode_json
 from ..records import expiry_record
 from ..records import reservation_record
+from ..records import summary_of
 from . import sql
 from .batch import Combiner
 from .lease import LeaseKeeper
@@ -205,9 +206,7 @@ class PostgresStore(PostgresReports, Store):
                                       worker=worker)
             # The client was refused (503 LEDGER_UNAVAILABLE, x-should-retry: true) before the provider was
             # called: nothing to pay, and its Idempotency-Key is free for the retry it was told to make.
-            fields = {key: value for key, value in record.items() if key not in ("ts", "type", "amount", "expiresAt",
-                                                                                 "worker")}
-            self.write_charge(reservation, {**fields, "status": "not_admitted", "httpStatus": 503,
+            self.write_charge(reservation, {**summary_of(record), "status": "not_admitted", "httpStatus": 503,
                                             "imagesReturned": 0, "cost": 0.0, "shouldRetry": True}, self.clock())
             log.warning("reservation %s committed without its answer: settled at 0", request_id)
             released += 1
