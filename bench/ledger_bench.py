@@ -17,8 +17,8 @@ from datetime import timezone
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ziri_images.ledger.money import format_ts  # noqa: E402
 from ziri_images.ledger.records import encode_record  # noqa: E402
-from ziri_images.ledger.records import format_ts  # noqa: E402
 
 #: The request every bench line and every bench call describes: DALL-E 2, 256x256, one image.
 PRICE = 0.016

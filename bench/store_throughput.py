@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ziri_images.errors import ApiError  # noqa: E402
 from ziri_images.gateway import open_store  # noqa: E402
 from ziri_images.keys.store import ApiKey  # noqa: E402
-from ziri_images.ledger.records import to_micros  # noqa: E402
+from ziri_images.ledger.money import to_micros  # noqa: E402
 from ziri_images.settings import load_settings  # noqa: E402
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/test"

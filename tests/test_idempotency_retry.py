@@ -30,10 +30,10 @@ from ledger.postgres.test_pgstore import make_store  # noqa: F401  (a fixture, u
 from ziri_images.errors import ApiError
 from ziri_images.ledger.file.jsonl import Ledger
 from ziri_images.ledger.file.store import FileStore
+from ziri_images.ledger.parse import parse_record
 from ziri_images.ledger.records import Reservation
 from ziri_images.ledger.records import charge_record
 from ziri_images.ledger.records import expiry_record
-from ziri_images.ledger.records import parse_record
 from ziri_images.ledger.records import reservation_record
 
 pytestmark = pytest.mark.stores()

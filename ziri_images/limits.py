@@ -12,10 +12,10 @@ import math
 
 from .keys.store import LIMIT_NAMES
 from .ledger.checks import RATE_WINDOW_SECONDS
-from .ledger.records import budget_periods
-from .ledger.records import format_ts
-from .ledger.records import to_amount
-from .ledger.records import to_micros
+from .ledger.money import budget_periods
+from .ledger.money import format_ts
+from .ledger.money import to_dollars
+from .ledger.money import to_micros
 from .settings import DEFAULT_EDIT_WORKER_MAX_BYTES
 from .upload_holds import UploadHolds
 
@@ -71,10 +71,10 @@ class Limiter:
             limit = key.limit(limit_name)
             report[name] = {
                 "period": period,
-                "spent": to_amount(spent),
-                "reserved": to_amount(reserved),
+                "spent": to_dollars(spent),
+                "reserved": to_dollars(reserved),
                 "limit": limit,
-                "remaining": to_amount(max(0, to_micros(limit) - spent - reserved)) if limit else None,
+                "remaining": to_dollars(max(0, to_micros(limit) - spent - reserved)) if limit else None,
                 "requests": usage.requests[name],
                 "resetsAt": format_ts(resets),
             }

@@ -33,7 +33,7 @@ import requests
 from e2e.conftest import LEASE_SECONDS
 
 from faults.conftest import live_workers
-from ziri_images.ledger.records import parse_ts
+from ziri_images.ledger.money import parse_ts
 
 pytestmark = pytest.mark.real_http
 

@@ -30,7 +30,7 @@ from conftest import openai_image_response
 
 from faults.conftest import live_workers
 from faults.conftest import set_file_size_limit
-from ziri_images.ledger.records import parse_ts
+from ziri_images.ledger.money import parse_ts
 
 BODY = {"provider": "openai", "model": "dall-e-3", "prompt": "a harbour at night"}
 PRICE = 0.04

@@ -19,7 +19,7 @@ from faults.conftest import FaultServer
 from faults.conftest import trickle_body
 from faults.conftest import trickle_headers
 from ziri_images.gateway import utc_now
-from ziri_images.ledger.records import parse_ts
+from ziri_images.ledger.money import parse_ts
 
 pytestmark = pytest.mark.real_http
 

@@ -10,12 +10,12 @@ import pytest
 from conftest import NOT_RECORDS
 
 from ziri_images.keys.store import ApiKey
+from ziri_images.ledger.parse import parse_line
+from ziri_images.ledger.parse import parse_record
 from ziri_images.ledger.records import Reservation
 from ziri_images.ledger.records import charge_record
 from ziri_images.ledger.records import encode_record
 from ziri_images.ledger.records import expiry_record
-from ziri_images.ledger.records import parse_line
-from ziri_images.ledger.records import parse_record
 from ziri_images.ledger.records import reservation_record
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)

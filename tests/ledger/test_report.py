@@ -16,8 +16,8 @@ from conftest import store_records
 from ziri_images.cli import entry as cli
 from ziri_images.dev.stub import png_bytes
 from ziri_images.ledger.file.scan import build_report
+from ziri_images.ledger.money import to_micros
 from ziri_images.ledger.records import encode_record
-from ziri_images.ledger.records import to_micros
 from ziri_images.ledger.report import Progress
 
 

@@ -6,8 +6,10 @@ from datetime import timezone
 from conftest import charge_record
 from conftest import reservation_record
 
-from ziri_images.ledger.records import parse_record
+from ziri_images.ledger.parse import parse_record
+from ziri_images.ledger.report import Aggregator
 from ziri_images.ledger.usage import UsageState
+from ziri_images.ledger.usage import fold_expiry
 
 START = datetime(2026, 11, 15, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -55,3 +57,28 @@ def test_open_by_worker_follows_reservations_and_forgets_finished_workers():
 
     assert {worker: sorted(held) for worker, held in state.open_by_worker.items()} == {"w1": ["req_b"]}
     assert list(state.open_by_key) == ["key_alice"]
+
+
+def expiry_of(reservation, cost):
+    return {"ts": reservation["ts"], "type": "reservation_expired", "requestId": reservation["requestId"],
+            "keyId": reservation["keyId"], "reservedAt": reservation["ts"], "cost": cost, "reason": "expired",
+            "worker": reservation["worker"]}
+
+
+def test_a_charge_replaces_the_expiry_of_its_own_request_in_the_limits_and_in_the_report():
+    held = [reservation_record("alice", 0.08, START, "h:1:a", request_id) for request_id in ("req_late", "req_lost")]
+    records = [*held, expiry_of(held[0], 0.08), expiry_of(held[1], 0.08),
+               {**charge_record("alice", 0.02, START, "req_late"), "imagesReturned": 1}]
+    state, aggregator, expired = UsageState(), Aggregator(("key",), None, None), {}
+    replaced = []
+    for value in records:
+        record = parse_record(value)
+        state.apply(record)
+        aggregator.apply(record)
+        if record.kind != "reservation":
+            replaced.append(fold_expiry(expired, record, record.micros))
+
+    assert replaced == [None, None, 80_000]  # the late charge took back its own expiry, not the other one
+    assert expired == {"req_lost": 80_000}
+    assert state.spent[("key_alice", "2026-11-15")] == 100_000  # 0.08 expired + 0.02 charged
+    assert aggregator.groups[("key_alice",)].as_row() == {"requests": 2, "images": 1, "cost": 0.1, "expired": 1}

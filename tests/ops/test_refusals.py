@@ -10,8 +10,8 @@ from conftest import USER_KEY
 from conftest import ledger_lines
 
 from ziri_images.cli import entry as cli
+from ziri_images.ledger.file.refusals import RefusalFile
 from ziri_images.ops.refusals import RefusalCounter
-from ziri_images.ops.refusals import RefusalFile
 from ziri_images.ops.refusals import refusal_counts
 
 BODY = {"provider": "openai", "model": "dall-e-3", "prompt": "a fox", "size": "1024x1024", "quality": "standard"}

@@ -23,6 +23,7 @@ from decimal import Decimal
 
 from ..errors import ApiError
 from ..errors import ConfigError
+from ..ledger.records import charge_outcome
 from ..settings import load_json_file
 from .image_model import ImageModel
 from .tokens import to_amount
@@ -87,15 +88,11 @@ class Charge:
     provider_choices: dict
 
     def ledger_fields(self):
-        """Return the charge record's fields describing this charge."""
-        fields = {
-            "imagesReturned": self.images, "providerImages": self.provider_images,
-            "pricePerImage": self.price_per_image, "estimatedCost": self.estimated_cost,
-            "tokenCost": self.token_cost, "chargedBy": self.charged_by, "usage": self.usage, "cost": self.cost,
-        }
-        if self.provider_choices:
-            fields["providerChoices"] = self.provider_choices
-        return fields
+        """Return the charge record's fields describing this charge (``ledger.records`` names them)."""
+        return charge_outcome(images=self.images, provider_images=self.provider_images,
+                              price_per_image=self.price_per_image, estimated_cost=self.estimated_cost,
+                              token_cost=self.token_cost, charged_by=self.charged_by, usage=self.usage,
+                              cost=self.cost, provider_choices=self.provider_choices)
 
 
 def _based_on(models, entry, where):

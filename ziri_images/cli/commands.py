@@ -15,8 +15,8 @@ from ..errors import ConfigError
 from ..gateway import open_store
 from ..keys import keyfile
 from ..keys.store import LIMIT_NAMES
+from ..ledger.money import format_ts
 from ..ledger.records import encode_record
-from ..ledger.records import format_ts
 from ..ledger.report import Progress
 from ..ops.refusals import refusal_counts
 from ..settings import load_settings

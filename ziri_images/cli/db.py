@@ -8,7 +8,7 @@ configured (the file store) says so and succeeds.
 import os
 import sys
 
-from ..ledger.records import decode_line
+from ..ledger.parse import decode_line
 from ..settings import load_settings
 
 

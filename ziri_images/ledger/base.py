@@ -1,4 +1,7 @@
-"""The interface every store implements, and what the stores share.
+"""The two interfaces every store implements, and what the stores share.
+
+``Store`` is the request path: reserve, settle, usage, rate headers, readiness. ``Archive`` is the
+operator's: every record, an import, the report. Both stores implement both.
 
 A store keeps the ledger's records (``records.py`` defines them) and makes every decision
 atomic: ``reserve`` settles stale reservations, builds the key's ``KeyUsage`` while it holds
@@ -75,44 +78,11 @@ class Store(abc.ABC):
         """Return ``key``'s ``checks.KeyUsage`` now, after settling its stale reservations."""
 
     @abc.abstractmethod
-    def rate_window(self, key_id):
-        """Return the admission times (sorted epoch seconds) of ``key_id`` in the rate window ending now.
+    def rate_summary(self, key_id):
+        """Return (admissions of ``key_id`` in the rate window ending now, the oldest one's epoch seconds or None).
 
         For the ``X-RateLimit-*`` headers of every response: cheap, may lag the latest admissions
         of other workers by a moment, takes no lock.
-        """
-
-    def rate_summary(self, key_id):
-        """Return (admissions in the rate window ending now, the oldest one's time or None), as ``rate_window``.
-
-        What the ``X-RateLimit-*`` headers need; a store that can count without copying the window overrides it.
-        """
-        window = self.rate_window(key_id)
-        return len(window), (window[0] if window else None)
-
-    @abc.abstractmethod
-    def records(self, since=None, until=None):
-        """Yield every record (a dict, the file store's fields) oldest first, ``since <= ts < until``.
-
-        ``since`` and ``until`` are ledger timestamps (``records.format_ts``) or None.
-        """
-
-    @abc.abstractmethod
-    def import_records(self, records):
-        """Write records made elsewhere (another store's export, a JSONL ledger) as they are.
-
-        Each value is validated with ``records.parse_record`` (invalid ones are skipped and logged);
-        a record whose (type, requestId) is already stored is skipped, so importing the same
-        records twice writes them once. Return (written, skipped).
-        """
-
-    @abc.abstractmethod
-    def report(self, by=("key",), since=None, until=None, progress=None):
-        """Return the ``report.Report`` of spend and images grouped ``by`` ("key", "user", "model", "day").
-
-        Each request counts once, at its reservation's time, at its final amount (its charge, or
-        its expiry amount until a charge replaces it); ``since <= reservedAt < until``.
-        ``progress(done, total)`` may be called now and then. Raise ValueError for an unknown grouping.
         """
 
     @abc.abstractmethod
@@ -128,3 +98,32 @@ class Store(abc.ABC):
 
     def close(self):
         """Release what the store holds (descriptors, connections)."""
+
+
+class Archive(abc.ABC):
+    """Read and write a store's records as a whole: the operator's export, import and report, never a request's path."""
+
+    @abc.abstractmethod
+    def records(self, since=None, until=None):
+        """Yield every record (a dict, the file store's fields) oldest first, ``since <= ts < until``.
+
+        ``since`` and ``until`` are ledger timestamps (``money.format_ts``) or None.
+        """
+
+    @abc.abstractmethod
+    def import_records(self, records):
+        """Write records made elsewhere (another store's export, a JSONL ledger) with their fields as they are.
+
+        Each value is validated with ``parse.parse_record`` (invalid ones are skipped and logged);
+        a record whose (type, requestId) is already stored is skipped, so importing the same
+        records twice writes them once. Return (written, skipped).
+        """
+
+    @abc.abstractmethod
+    def report(self, by=("key",), since=None, until=None, progress=None):
+        """Return the ``report.Report`` of spend and images grouped ``by`` ("key", "user", "model", "day").
+
+        Each request counts once, at its reservation's time, at its final amount (its charge, or
+        its expiry amount until a charge replaces it); ``since <= reservedAt < until``.
+        ``progress(done, total)`` may be called now and then. Raise ValueError for an unknown grouping.
+        """

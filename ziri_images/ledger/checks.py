@@ -14,10 +14,10 @@ from datetime import datetime
 from datetime import timezone
 
 from ..errors import ApiError
-from .records import BUDGETS
-from .records import format_ts
-from .records import to_amount
-from .records import to_micros
+from .money import BUDGETS
+from .money import format_ts
+from .money import to_dollars
+from .money import to_micros
 
 RATE_WINDOW_SECONDS = 60
 # A client's Idempotency-Key is remembered this long.
@@ -29,7 +29,7 @@ class KeyUsage:
     """One key's usage at one moment, as the checks and ``GET /api/me/usage`` need it.
 
     ``spent``, ``reserved`` and ``requests`` are keyed by budget name ("daily", "monthly", as
-    ``records.BUDGETS`` names them) and cover the periods that contain ``now``. Requests count at
+    ``money.BUDGETS`` names them) and cover the periods that contain ``now``. Requests count at
     their admission time.
     """
 
@@ -95,8 +95,8 @@ def _check_budget(budget, key, usage, micros, now):
         raise ApiError(
             402, "SPEND_LIMIT_EXCEEDED",
             f"The {name} spend limit of ${limit:.2f} would be exceeded by this request.",
-            period=name, limit=limit, spent=to_amount(spent), reserved=to_amount(reserved),
-            requested=to_amount(micros), resetsAt=format_ts(next_period(now)),
+            period=name, limit=limit, spent=to_dollars(spent), reserved=to_dollars(reserved),
+            requested=to_dollars(micros), resetsAt=format_ts(next_period(now)),
         )
 
 

@@ -18,103 +18,37 @@ its reservation says why in ``streamEnd`` (``no_completed_event``, ``broken``, `
     A reservation whose worker died or whose time ran out, settled at the reserved amount
     (the provider may have generated the images). A later ``charge`` replaces it.
 
-Money is kept in integer micro-dollars; the records carry dollars as JSON numbers. Only strict
+Money is kept in integer micro-dollars (``money.py``); the records carry dollars as JSON numbers. Only strict
 JSON (RFC 8259) is written: a non-finite number in a record is written as ``null``. Parsing
-never raises: a line or value that is not a valid record is logged and yields ``None``.
+never raises (``parse.py``): a line or value that is not a valid record is logged and yields ``None``.
 """
 
 import json
 import logging
 import math
 from dataclasses import dataclass
-from datetime import datetime
-from datetime import timedelta
-from datetime import timezone
+
+from .money import format_ts
+from .money import to_dollars
 
 log = logging.getLogger("ziri_images")
 
-MICROS = 1_000_000
 RECORD_TYPES = ("reservation", "charge", "reservation_expired")
-# No single request costs more: a larger amount is a corrupt record, and it would overflow
-# a 64-bit column in micro-dollars.
-MAX_AMOUNT = 1_000_000_000
-_TS_LENGTH = len("YYYY-MM-DDTHH:MM:SS.ffffffZ")
+TS_LENGTH = len("YYYY-MM-DDTHH:MM:SS.ffffffZ")
+# Where ``peek`` finds the time and the type in a line as ``encode_json`` writes it.
+_PREFIX = b'{"ts":"'
+_TS_START = len(_PREFIX)
+_TS_END = _TS_START + TS_LENGTH
+_TYPE_SEPARATOR = b'","type":"'
+_TYPE_AT = _TS_END + len(_TYPE_SEPARATOR)
+_KINDS = {kind.encode(): kind for kind in RECORD_TYPES}
+_RESERVED_AT = b'"reservedAt":"'
+# The fields a reservation record adds to its request's summary (``reservation_record``).
+_RESERVATION_OWN = frozenset(("ts", "type", "amount", "expiresAt", "worker"))
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_DECODER = json.JSONDecoder()
-
-
-# --- money, time and periods ------------------------------------------------------------
-
-def to_micros(amount):
-    return round(amount * MICROS)
-
-
-def to_amount(micros):
-    return micros / MICROS
-
-
-def format_ts(moment):
-    """Return the ledger's timestamp format: UTC, microseconds, 'Z'."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_ts(text):
-    return datetime.fromisoformat(text)
-
-
-def day_of(ts):
-    return ts[:10]
-
-
-def month_of(ts):
-    return ts[:7]
-
-
-def next_day(now):
-    return datetime(now.year, now.month, now.day, tzinfo=timezone.utc) + timedelta(days=1)
-
-
-def next_month(now):
-    return datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=timezone.utc)
-
-
-#: The spend budgets: (name, limit setting, its period of a timestamp, the start of the next period).
-BUDGETS = (
-    ("daily", "daily_spend_limit", day_of, next_day),
-    ("monthly", "monthly_spend_limit", month_of, next_month),
-)
-
-
-def budget_periods(now):
-    """Yield (name, period, limit setting, reset time) for the budgets that apply at ``now``."""
-    ts = format_ts(now)
-    for name, limit_name, period_of, next_period in BUDGETS:
-        yield name, period_of(ts), limit_name, next_period(now)
 
 
 # --- typed records ----------------------------------------------------------------------
-
-@dataclass(slots=True)
-class Record:
-    """One validated ledger record: the fields the limits and the report use, and the whole record.
-
-    Field order is the constructor's: ``parse_record`` builds it positionally (replay speed).
-    """
-
-    kind: str  # one of RECORD_TYPES
-    ts: str  # when it was written (ledger format)
-    request_id: str
-    key_id: str
-    micros: int  # reservation: the amount held; charge / reservation_expired: the cost
-    reserved_at: str  # the reservation's ts: the time the budgets count the request at
-    user: str | None
-    model: str | None
-    images: int | None  # charge: imagesReturned
-    expires_at: float | None  # reservation: epoch seconds
-    worker: str
-    idempotency_key: str | None
-    fields: dict  # the record as written
-
 
 @dataclass
 class Reservation:
@@ -143,7 +77,7 @@ def reservation_record(now, key, details, micros, expires_at, worker):
         **details,
         "keyId": key.id,
         "user": key.user,
-        "amount": to_amount(micros),
+        "amount": to_dollars(micros),
         "expiresAt": format_ts(expires_at),
         "worker": worker,
     }
@@ -167,13 +101,31 @@ def charge_record(now, reservation, fields, after_expiry):
         "type": "charge",
         **fields,
         "reservedAt": reservation.reserved_at,
-        "reserved": to_amount(reservation.micros),
+        "reserved": to_dollars(reservation.micros),
     }
     if after_expiry:
         record["afterExpiry"] = True
     if releases_idempotency_key(fields):
         record["idempotencyReleased"] = True
     return record
+
+
+def charge_outcome(*, images, provider_images, price_per_image, estimated_cost, token_cost, charged_by, usage, cost,
+                   provider_choices):
+    """Return a successful charge's outcome fields: what was delivered and charged, and what the provider reported."""
+    fields = {
+        "imagesReturned": images, "providerImages": provider_images, "pricePerImage": price_per_image,
+        "estimatedCost": estimated_cost, "tokenCost": token_cost, "chargedBy": charged_by, "usage": usage,
+        "cost": cost,
+    }
+    if provider_choices:
+        fields["providerChoices"] = provider_choices
+    return fields
+
+
+def summary_of(reservation):
+    """Return the request summary a ``reservation`` record was written with (its own fields left out)."""
+    return {name: value for name, value in reservation.items() if name not in _RESERVATION_OWN}
 
 
 def expiry_record(now, reservation, reason):
@@ -184,7 +136,7 @@ def expiry_record(now, reservation, reason):
         "requestId": reservation.request_id,
         "keyId": reservation.key_id,
         "reservedAt": reservation.reserved_at,
-        "cost": to_amount(reservation.micros),
+        "cost": to_dollars(reservation.micros),
         "reason": reason,
         "worker": reservation.worker,
     }
@@ -203,8 +155,17 @@ def _finite(value):
     return value
 
 
+def _ts_and_type_first(record):
+    """Return ``record`` with ``ts`` and ``type`` as its first fields (``peek`` reads them there)."""
+    names = iter(record)
+    if next(names, None) == "ts" and next(names, None) == "type" or "ts" not in record or "type" not in record:
+        return record  # the builders' order (or not a record: left as it is)
+    return {"ts": record["ts"], "type": record["type"], **record}
+
+
 def encode_json(record):
-    """Return ``record`` as compact strict JSON text (non-finite numbers become null)."""
+    """Return ``record`` as compact strict JSON text, ``ts`` and ``type`` first (non-finite numbers become null)."""
+    record = _ts_and_type_first(record)
     try:
         return _ENCODER.encode(record)
     except ValueError:
@@ -218,84 +179,19 @@ def encode_record(record):
     return (encode_json(record) + "\n").encode("utf-8")
 
 
-# --- parsing ----------------------------------------------------------------------------
+def peek(line):
+    """Return (ts as bytes, type) of a ledger line without decoding it, or None if it is not in the written shape.
 
-def _skip(reason, detail=""):
-    log.error("ledger: skipping a record that is not valid: %s%s", reason, detail)
-
-
-def _moment(value):
-    """Return the datetime of ``value`` if it is a ledger timestamp, else None."""
-    if type(value) is not str or len(value) != _TS_LENGTH or value[-1] != "Z":
+    ``encode_json`` writes every record as ``{"ts":"YYYY-MM-DDTHH:MM:SS.ffffffZ","type":"...``, so
+    both sit at fixed offsets; the type is None when it is not a record type. A prefilter may drop
+    only a line ``peek`` reads; any other line goes to ``parse.parse_line``, which decides.
+    """
+    if not line.startswith(_PREFIX) or line[_TS_END:_TYPE_AT] != _TYPE_SEPARATOR:
         return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
+    return line[_TS_START:_TS_END], _KINDS.get(line[_TYPE_AT:line.find(b'"', _TYPE_AT)])
 
 
-def _micros(value):
-    """Return ``value`` in micro-dollars if it is a plausible amount in dollars, else None."""
-    kind = type(value)
-    if (kind is float and math.isfinite(value) or kind is int) and 0 <= value <= MAX_AMOUNT:
-        return round(value * MICROS)
-    return None
-
-
-def parse_record(value):
-    """Return the Record for a decoded JSON value, or None (logged) if it is not a valid record."""
-    # Written for speed (a replay or a report parses millions of records): no helper per field.
-    if type(value) is not dict:
-        _skip("not an object")
-        return None
-    get = value.get
-    kind, ts, request_id, key_id = get("type"), get("ts"), get("requestId"), get("keyId")
-    if kind not in RECORD_TYPES:
-        _skip("unknown type")
-        return None
-    if _moment(ts) is None or type(request_id) is not str or type(key_id) is not str or not request_id:
-        _skip(f"{kind} without a valid ts, requestId or keyId")
-        return None
-    expires_at = images = None
-    if kind == "reservation":
-        micros = _micros(get("amount"))
-        expires = _moment(get("expiresAt"))
-        if micros is None or expires is None:
-            _skip("reservation without a valid amount or expiresAt", f" ({request_id})")
-            return None
-        expires_at = expires.timestamp()
-        reserved_at = ts
-    else:
-        micros = _micros(get("cost"))
-        reserved_at = get("reservedAt", ts)
-        images = get("imagesReturned")
-        if (micros is None or (reserved_at is not ts and _moment(reserved_at) is None)
-                or not (images is None or type(images) is int and images >= 0)):
-            _skip(f"{kind} without a valid cost, reservedAt or imagesReturned", f" ({request_id})")
-            return None
-    user, model, worker, digest = get("user"), get("model"), get("worker"), get("idempotencyKey")
-    return Record(kind, ts, request_id, key_id, micros, reserved_at, user if type(user) is str else None,
-                  model if type(model) is str else None, images, expires_at, worker if type(worker) is str else "",
-                  digest if type(digest) is str else None, value)
-
-
-def decode_line(line):
-    """Return the JSON value of one whole line (bytes or str), or raise ValueError."""
-    text = line.decode("utf-8") if type(line) is bytes else line
-    try:
-        value, end = _DECODER.raw_decode(text)  # faster than json.loads, which also sniffs the encoding
-    except ValueError:
-        return json.loads(text)  # leading whitespace is fine; anything else that is not JSON raises
-    if end != len(text) and not text[end:].isspace():
-        raise ValueError("extra data after the record")
-    return value
-
-
-def parse_line(line):
-    """Return the Record on one ledger line, or None (logged) for any line that is not a record."""
-    try:
-        value = decode_line(line)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        _skip("unparsable line", f" ({len(line)} bytes)")
-        return None
-    return parse_record(value)
+def peek_reserved_at(line):
+    """Return the ``reservedAt`` of a settling record's line as bytes without decoding it, or None."""
+    start = line.find(_RESERVED_AT)
+    return None if start < 0 else line[start + len(_RESERVED_AT):start + len(_RESERVED_AT) + TS_LENGTH]

@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass
 from dataclasses import field
 
-from .records import MICROS
+from .money import MICROS
+from .usage import fold_expiry
 
 GROUPINGS = ("key", "user", "model", "day", "endpoint")
 # Records written before edits existed name no endpoint: they were all generations.
@@ -74,7 +75,7 @@ class Report:
 
 
 class Aggregator:
-    """Fold ``records.Record`` values, oldest first, into per-group Totals."""
+    """Fold ``parse.Record`` values, oldest first, into per-group Totals."""
 
     def __init__(self, by, since, until):
         self.by = by
@@ -118,11 +119,10 @@ class Aggregator:
         request_id = record.request_id
         group = self.group_of(record)
         details = self.details.pop(request_id, None)
+        replaced = fold_expiry(self.expired, record, (group, record.micros, details))
         if record.kind == "reservation_expired":
-            self.expired[request_id] = (group, record.micros, details)
             self._add(group, 1, 0, record.micros, 1)
             return
-        replaced = self.expired.pop(request_id, None)
         if replaced is not None:
             self._add(replaced[0], -1, 0, -replaced[1], -1)
         self._add(group, 1, record.images or 0, record.micros, 0)

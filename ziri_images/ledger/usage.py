@@ -11,16 +11,31 @@ from collections import deque
 from .checks import IDEMPOTENCY_WINDOW_SECONDS
 from .checks import RATE_WINDOW_SECONDS
 from .checks import KeyUsage
-from .records import BUDGETS
+from .money import BUDGETS
+from .money import day_of
+from .money import format_ts
+from .money import month_of
+from .money import parse_ts
 from .records import Reservation
-from .records import day_of
-from .records import format_ts
-from .records import month_of
-from .records import parse_ts
+
+
+def fold_expiry(expired, record, counted):
+    """Apply "a charge replaces an expiry" to one settling record; return what its charge replaces, or None.
+
+    The rule's one statement in Python, for the limits (``UsageState``) and the report
+    (``report.Aggregator``). A ``reservation_expired`` record is remembered in ``expired`` under
+    its request id as ``counted`` (whatever its caller counted it as); a ``charge`` takes its
+    request's expiry back out, and the caller subtracts what that expiry had counted. The
+    PostgreSQL store mirrors the rule in SQL (``ziri_settle_charge`` and the report's query).
+    """
+    if record.kind == "reservation_expired":
+        expired[record.request_id] = counted
+        return None
+    return expired.pop(record.request_id, None)
 
 
 class UsageState:
-    """Spend, reservations and admissions per key, derived from ``records.Record`` values."""
+    """Spend, reservations and admissions per key, derived from ``parse.Record`` values."""
 
     def __init__(self):
         self.offset = 0  # the ledger byte up to which records are applied
@@ -41,7 +56,7 @@ class UsageState:
             table[(key_id, period)] = table.get((key_id, period), 0) + amount
 
     def apply(self, record):
-        """Fold one ``records.Record`` into the state."""
+        """Fold one ``parse.Record`` into the state."""
         if record.kind == "reservation":
             self._open(record)
             return
@@ -52,12 +67,11 @@ class UsageState:
             _discard(self.open_by_key, reservation.key_id, request_id)
             _discard(self.open_by_worker, reservation.worker, request_id)
             self._add(self.reserved, reservation.key_id, reservation.reserved_at, -reservation.micros)
-        if record.kind == "reservation_expired":
-            self.expired[request_id] = micros
-        else:
-            micros -= self.expired.pop(request_id, 0)
-            if record.idempotency_key and record.fields.get("idempotencyReleased") is True:
-                self._release_idempotency(record.key_id, record.idempotency_key, request_id)
+        replaced = fold_expiry(self.expired, record, micros)
+        if replaced is not None:
+            micros -= replaced
+        if record.kind == "charge" and record.idempotency_key and record.fields.get("idempotencyReleased") is True:
+            self._release_idempotency(record.key_id, record.idempotency_key, request_id)
         self._add(self.spent, record.key_id, record.reserved_at, micros)
 
     def _open(self, record):

@@ -27,8 +27,8 @@ from itsdangerous import URLSafeTimedSerializer
 
 from ..errors import ApiError
 from ..gateway import current_gateway
-from ..ledger.records import format_ts
-from ..ledger.records import to_amount
+from ..ledger.money import format_ts
+from ..ledger.money import to_dollars
 from ..ledger.report import Totals
 from .dashboard_page import render_dashboard
 from .dashboard_page import render_login
@@ -134,7 +134,7 @@ def spend_overview(gateway):
     groups = gateway.store.report(by=("key", "model", "day"), since=format_ts(min(first_day, month_start))).groups
     per_key, key_days = spend_series(groups, 0, days)
     per_model, _ = spend_series(groups, 1, days)
-    daily = [(day, to_amount(sum(row[index] for row in key_days.values()))) for index, day in enumerate(days)]
+    daily = [(day, to_dollars(sum(row[index] for row in key_days.values()))) for index, day in enumerate(days)]
     keys = []
     for key in sorted(gateway.keys.refresh().values(), key=lambda key: key.id):
         usage = gateway.limiter.usage(key)
@@ -159,7 +159,7 @@ def spend_series(groups, position, days):
         if group[2] in column:
             micros.setdefault(group[position], [0] * len(days))[column[group[2]]] += totals.cost_micros
     ranked = sorted(micros.items(), key=lambda item: (-sum(item[1]), item[0]))[:SERIES_SHOWN]
-    series = [(name, to_amount(sum(row)), [(day, to_amount(cost)) for day, cost in zip(days, row, strict=True)])
+    series = [(name, to_dollars(sum(row)), [(day, to_dollars(cost)) for day, cost in zip(days, row, strict=True)])
               for name, row in ranked]
     return {"rows": series, "more": max(0, len(micros) - SERIES_SHOWN)}, micros
 

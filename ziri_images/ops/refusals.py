@@ -3,7 +3,7 @@
 A refused request (``metrics.is_refusal``: 402, 403, 409, 429, and 503 for a full queue) costs nothing and
 reaches no provider, so it never enters the ledger. Each process counts refusals in memory by
 ``(day, keyId, code)`` and a background thread flushes the counts every ``flush_seconds`` as
-aggregated rows into the store's refusal record (``Store.refusal_record()``: ``RefusalFile``
+aggregated rows into the store's refusal record (``Store.refusal_record()``: ``ledger/file/refusals.py``
 next to the file ledger; the PostgreSQL store's ``refusal_counts`` table), so a flood of refusals
 costs one dict increment each and writes at most one row per group and interval, never one per request:
 
@@ -16,7 +16,6 @@ costs one dict increment each and writes at most one row per group and interval,
 ``refusal_counts(rows)`` sums the rows any refusal record returns.
 """
 
-import json
 import logging
 import os
 import threading
@@ -98,43 +97,6 @@ def _flush_forever(counter_ref, interval, stop):
             return
         counter.flush()
         del counter  # not held while waiting
-
-
-class RefusalFile:
-    """The file store's side record of refusals: one JSON row per line, appended by every process."""
-
-    def __init__(self, path):
-        self.path = path
-
-    @classmethod
-    def beside(cls, ledger_path):
-        """Return the refusal record kept next to the ledger (``refusals.jsonl`` in its directory)."""
-        return cls(os.path.join(os.path.dirname(os.path.abspath(ledger_path)), "refusals.jsonl"))
-
-    def add_refusals(self, rows):
-        data = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows).encode()
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        try:
-            os.write(fd, data)  # one append: rows of several processes never interleave within a line
-        finally:
-            os.close(fd)
-
-    def refusal_rows(self, since_day=None, until_day=None):
-        """Yield the rows of days ``since_day <= day < until_day`` (unparsable lines skipped)."""
-        try:
-            file = open(self.path, encoding="utf-8")
-        except FileNotFoundError:
-            return
-        with file:
-            for line in file:
-                try:
-                    row = json.loads(line)
-                    day = row["day"]
-                except (ValueError, KeyError, TypeError):
-                    continue
-                if (since_day is None or day >= since_day) and (until_day is None or day < until_day):
-                    yield row
 
 
 def refusal_counts(rows):

@@ -179,7 +179,5 @@ def test_a_charge_that_cannot_be_written_fails_alone(store, monkeypatch):
 def test_rate_summary_counts_the_window_without_copying_it(store, seconds_later, expected):
     store.clock = lambda: NOW + timedelta(seconds=seconds_later)
 
-    window = store.rate_window("key_alice")
-
-    assert store.rate_summary("key_alice") == expected == (len(window), window[0] if window else None)
+    assert store.rate_summary("key_alice") == expected
     assert store.rate_summary("key_nobody") == (0, None)

@@ -17,7 +17,7 @@ from ledger.postgres.test_pgstore import details
 from ledger.postgres.test_pgstore import make_store  # noqa: F401  (a fixture, used by name)
 from ledger.postgres.test_pgstore import outcome
 from ziri_images.errors import ApiError
-from ziri_images.ledger.records import format_ts
+from ziri_images.ledger.money import format_ts
 from ziri_images.ledger.records import reservation_record
 
 SKEW = timedelta(minutes=5)

@@ -19,6 +19,8 @@ from conftest import FakeClock
 from ziri_images.cli import entry as cli
 from ziri_images.errors import ApiError
 from ziri_images.ledger.file.scan import build_report
+from ziri_images.ledger.money import format_ts
+from ziri_images.ledger.money import to_micros
 from ziri_images.ledger.postgres.schema import LATEST
 from ziri_images.ledger.postgres.schema import migrate
 from ziri_images.ledger.postgres.schema import schema_version
@@ -27,9 +29,7 @@ from ziri_images.ledger.records import Reservation
 from ziri_images.ledger.records import charge_record
 from ziri_images.ledger.records import encode_record
 from ziri_images.ledger.records import expiry_record
-from ziri_images.ledger.records import format_ts
 from ziri_images.ledger.records import reservation_record
-from ziri_images.ledger.records import to_micros
 from ziri_images.settings import load_settings
 
 TTL = 245.0

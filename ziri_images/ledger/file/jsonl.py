@@ -123,7 +123,7 @@ class Ledger:
         return [line for line in data[:end].split(b"\n") if line and not line.isspace()], offset + end
 
     def scan(self, offset=0, line_filter=None, on_block=None):
-        """Yield (line, end_offset) for every complete non-blank line from ``offset``, block by block.
+        """Yield every complete non-blank line from ``offset``, block by block.
 
         ``line_filter(line)``, if given, drops the lines for which it returns False.
         ``on_block(end_offset)`` is called after each block, filtered lines included, so a
@@ -142,7 +142,7 @@ class Ledger:
                 offset += end
                 for line in data[:end].split(b"\n"):
                     if line and not line.isspace() and (line_filter is None or line_filter(line)):
-                        yield line, offset
+                        yield line
                 if on_block is not None:
                     on_block(offset)
 

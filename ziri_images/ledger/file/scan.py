@@ -1,10 +1,9 @@
 """Whole-ledger scans of the JSONL file: the replay at start-up and the streaming report.
 
 A ledger of a year holds millions of lines, and both scans need only a few of them. Each has a
-fast-path prefilter that looks at a line's bytes before it is decoded: the gateway writes every
-record as ``{"ts":"YYYY-MM-DDTHH:MM:SS.ffffffZ","type":"...``, so the time and the type sit at
-fixed offsets. A prefilter may only drop a line in exactly that shape that cannot count; any
-other line (another field order, a foreign line) goes to ``records.parse_line``, which decides.
+fast-path prefilter that reads a line's time and type before it is decoded (``records.peek``).
+A prefilter may only drop a line ``peek`` reads that cannot count; any other line (another
+field order, a foreign line) goes to ``parse.parse_line``, which decides.
 """
 
 import os
@@ -12,18 +11,13 @@ from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
 
-from ..records import parse_line
+from ..parse import parse_line
+from ..records import peek
+from ..records import peek_reserved_at
 from ..report import Aggregator
 from ..report import Report
 from ..report import check_groupings
 
-_PREFIX = b'{"ts":"'
-_TS_START = len(_PREFIX)
-_TS_END = _TS_START + len("YYYY-MM-DDTHH:MM:SS.ffffffZ")
-_TYPE_SEPARATOR = b'","type":"'
-_TYPE_AT = _TS_END + len(_TYPE_SEPARATOR)
-_RESERVED_AT = b'"reservedAt":"'
-_KINDS = {b"charge": "charge", b"reservation_expired": "reservation_expired", b"reservation": "reservation"}
 _PROGRESS_EVERY = 1 << 16  # lines between progress checks
 
 
@@ -32,28 +26,28 @@ def replay_prefilter(now):
     # Keep the current month, plus a day before it for requests still in flight at midnight.
     threshold = min(datetime(now.year, now.month, 1, tzinfo=timezone.utc), now - timedelta(days=1))
     floor = threshold.strftime("%Y-%m-%d").encode()
-    return lambda line: not line.startswith(_PREFIX) or line[_TS_START:_TS_START + 10] >= floor
+
+    def recent(line):
+        seen = peek(line)
+        return seen is None or seen[0][:10] >= floor
+
+    return recent
 
 
 def report_prefilter(line, since, until, need_reservations):
     """Return False only for a line in the gateway's own shape that cannot count in the report."""
-    if not line.startswith(_PREFIX) or line[_TS_END:_TYPE_AT] != _TYPE_SEPARATOR:
-        return True  # not in the usual shape: let the parser decide
-    kind = _KINDS.get(line[_TYPE_AT:line.find(b'"', _TYPE_AT)])
-    if kind is None:
-        return True  # a type the report does not know: parsed, so it is counted as skipped
-    ts = line[_TS_START:_TS_END]
+    seen = peek(line)
+    if seen is None or seen[1] is None:
+        return True  # not in the written shape, or a type the report does not know: the parser decides
+    ts, kind = seen
     if since is not None and ts < since:
         return False  # the record and the reservation it settles are both before the range
     if kind == "reservation":
         return need_reservations and (until is None or ts < until)
     if until is not None and ts >= until:
         # Settled after the range: it counts only if it was reserved inside it.
-        start = line.find(_RESERVED_AT)
-        if start < 0:
-            return True
-        start += len(_RESERVED_AT)
-        return line[start:start + len(ts)] < until
+        reserved_at = peek_reserved_at(line)
+        return reserved_at is None or reserved_at < until
     return True
 
 

@@ -22,18 +22,20 @@ from bisect import bisect_right
 from datetime import timedelta
 
 from ...errors import ApiError
+from ..base import Archive
 from ..base import Store
 from ..checks import RATE_WINDOW_SECONDS
 from ..checks import run_checks
+from ..parse import parse_line
+from ..parse import parse_record
 from ..records import charge_record
 from ..records import expiry_record
-from ..records import parse_line
-from ..records import parse_record
 from ..records import reservation_record
 from ..usage import UsageState
 from . import checkpoint
 from .jsonl import GroupCommit
 from .jsonl import off_loop
+from .refusals import RefusalFile
 from .scan import build_report
 from .scan import replay_prefilter
 
@@ -46,7 +48,7 @@ MIN_FREE_BYTES = 1024 * 1024
 CHECKPOINT_EVERY_BYTES = 32 * 1024 * 1024
 
 
-class FileStore(Store):
+class FileStore(Store, Archive):
     """Keep the records in one ``jsonl.Ledger`` file; decide under its flock."""
 
     def __init__(self, ledger, clock, reservation_ttl):
@@ -77,8 +79,6 @@ class FileStore(Store):
         return summary
 
     def refusal_record(self):
-        from ...ops.refusals import RefusalFile  # refusals.jsonl beside the ledger
-
         return RefusalFile.beside(self.ledger.path)
 
     def replay(self):
@@ -89,7 +89,7 @@ class FileStore(Store):
             self.state.offset = offset
 
         prefilter = replay_prefilter(self.clock())
-        for line, _ in self.ledger.scan(self.state.offset, prefilter, on_block=advance):
+        for line in self.ledger.scan(self.state.offset, prefilter, on_block=advance):
             record = parse_line(line)
             if record is not None:
                 self.state.apply(record)
@@ -239,10 +239,6 @@ class FileStore(Store):
             self._settle_stale(transaction, now)
             return self.state.usage(key.id, now)
 
-    def rate_window(self, key_id):
-        window = list(self.state.admissions.get(key_id, ()))
-        return window[bisect_right(window, self.clock().timestamp() - RATE_WINDOW_SECONDS):]
-
     def rate_summary(self, key_id):
         # On every response, without the ledger lock: the window is bisected in place (admissions are
         # in time order), neither copied nor trimmed, so the cost does not grow with the requests per minute.
@@ -256,7 +252,7 @@ class FileStore(Store):
             return _after(list(window), cutoff)
 
     def records(self, since=None, until=None):
-        for line, _ in self.ledger.scan(0):
+        for line in self.ledger.scan(0):
             record = parse_line(line)
             if record is not None and (since is None or record.ts >= since) and (until is None or record.ts < until):
                 yield record.fields
@@ -264,7 +260,7 @@ class FileStore(Store):
     def _stored_ids(self, stored, offset):
         """Add the (type, requestId) of every record after byte ``offset`` to ``stored``; return the end."""
         end = [offset]
-        for line, _ in self.ledger.scan(offset, on_block=end.append):
+        for line in self.ledger.scan(offset, on_block=end.append):
             record = parse_line(line)
             if record is not None:
                 stored.add((record.kind, record.request_id))

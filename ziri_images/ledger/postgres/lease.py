@@ -18,8 +18,8 @@ import logging
 import threading
 import time
 
+from ..money import parse_ts
 from ..records import Reservation
-from ..records import parse_ts
 from . import sql
 from .schema import error_text
 

@@ -10,9 +10,10 @@ from contextlib import contextmanager
 import psycopg
 
 from ...errors import ConfigError
+from ..base import Archive
+from ..money import parse_ts
+from ..parse import parse_record
 from ..records import encode_json
-from ..records import parse_record
-from ..records import parse_ts
 from ..report import UNKNOWN
 from ..report import Report
 from ..report import Totals
@@ -32,6 +33,7 @@ _GROUPS = {
 }
 
 # Each request once, at its reservation's time, at its final amount: its charge, else its expiry.
+# The SQL mirror of usage.fold_expiry ("a charge replaces an expiry"), which the file store's report folds.
 _REPORT = """
 SELECT {groups}, count(*), coalesce(sum(s.images), 0), coalesce(sum(s.micros), 0)::bigint,
        count(*) FILTER (WHERE s.type = 'reservation_expired')
@@ -89,7 +91,7 @@ def _bound(ts, default):
     return parse_ts(ts) if ts else default
 
 
-class PostgresReports:
+class PostgresReports(Archive):
     """Export, import and report for ``PostgresStore`` (a mixin: it uses the store's pool)."""
 
     @contextmanager

@@ -37,16 +37,17 @@ from ..checks import IDEMPOTENCY_WINDOW_SECONDS
 from ..checks import RATE_WINDOW_SECONDS
 from ..checks import KeyUsage
 from ..checks import run_checks
+from ..money import day_of
+from ..money import format_ts
+from ..money import month_of
+from ..money import parse_ts
+from ..money import to_micros
 from ..records import Reservation
 from ..records import charge_record
-from ..records import day_of
 from ..records import encode_json
 from ..records import expiry_record
-from ..records import format_ts
-from ..records import month_of
-from ..records import parse_ts
 from ..records import reservation_record
-from ..records import to_micros
+from ..records import summary_of
 from . import sql
 from .batch import Combiner
 from .lease import LeaseKeeper
@@ -205,9 +206,7 @@ class PostgresStore(PostgresReports, Store):
                                       worker=worker)
             # The client was refused (503 LEDGER_UNAVAILABLE, x-should-retry: true) before the provider was
             # called: nothing to pay, and its Idempotency-Key is free for the retry it was told to make.
-            fields = {key: value for key, value in record.items() if key not in ("ts", "type", "amount", "expiresAt",
-                                                                                 "worker")}
-            self.write_charge(reservation, {**fields, "status": "not_admitted", "httpStatus": 503,
+            self.write_charge(reservation, {**summary_of(record), "status": "not_admitted", "httpStatus": 503,
                                             "imagesReturned": 0, "cost": 0.0, "shouldRetry": True}, self.clock())
             log.warning("reservation %s committed without its answer: settled at 0", request_id)
             released += 1
@@ -278,14 +277,13 @@ class PostgresStore(PostgresReports, Store):
             count, first = count + 1, admitted_at.timestamp() if first is None else first
         self._windows[key_id] = (count, first)
 
-    def rate_window(self, key_id):
+    def rate_summary(self, key_id):
         # What this process saw at its last decision for the key: no query on every response. Its
         # count is an upper bound once the first admission has left the window.
         count, first = self._windows.get(key_id, (0, None))
-        start = self.clock().timestamp() - RATE_WINDOW_SECONDS
         if not count or first is None:
-            return AdmissionWindow(0, None)
-        return AdmissionWindow(count, max(first, start))
+            return 0, None
+        return count, max(first, self.clock().timestamp() - RATE_WINDOW_SECONDS)
 
     def readiness(self):
         # The local half: where charges wait while the database is away. ops/readiness.py's database
