@@ -30,7 +30,7 @@ from ziri_images.errors import ApiError  # noqa: E402
 from ziri_images.gateway import open_store  # noqa: E402
 from ziri_images.keys.store import ApiKey  # noqa: E402
 from ziri_images.ledger.records import to_micros  # noqa: E402
-from ziri_images.settings import load_settings  # noqa: E402
+from ziri_images.config import load_settings  # noqa: E402
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 PRICE = 0.016  # dall-e-2 256x256

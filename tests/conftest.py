@@ -81,7 +81,7 @@ from throwaway_cluster import open_throwaway_cluster
 from ziri_images import __version__
 from ziri_images import create_app
 from ziri_images.keys.store import hash_key
-from ziri_images.settings import _SETTINGS
+from ziri_images.config import _SETTINGS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SHIPPED_PRICING = PROJECT_DIR / "pricing.json"

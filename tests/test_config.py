@@ -9,7 +9,7 @@ from conftest import PROJECT_DIR
 
 from ziri_images.errors import ConfigError
 from ziri_images.server.send_deadline import send_grace_seconds
-from ziri_images.settings import load_settings
+from ziri_images.config import load_settings
 
 
 def test_defaults_run_from_a_checkout():

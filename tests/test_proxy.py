@@ -8,7 +8,7 @@ import pytest
 from flask import request
 
 from ziri_images.errors import ConfigError
-from ziri_images.settings import load_settings
+from ziri_images.config import load_settings
 
 NGINX_CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
 PEER = "10.0.0.2"

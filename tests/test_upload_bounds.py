@@ -17,7 +17,7 @@ from werkzeug.test import encode_multipart
 
 from ziri_images.dev.stub import png_bytes
 from ziri_images.errors import ConfigError
-from ziri_images.settings import load_settings
+from ziri_images.config import load_settings
 
 EDITS_URL = BASE_URL + "/images/edits"
 ANSWER = {"created": 1, "data": [{"b64_json": "aGk="}],

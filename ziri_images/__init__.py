@@ -21,7 +21,7 @@ def create_app(test_config=None):
     from .ops import metrics
     from .ops import readiness
     from .ops import refusals
-    from .settings import load_settings
+    from .config import load_settings
     from .strict_json import StrictJSONProvider
     from .uploads import InMemoryRequest
 

@@ -22,7 +22,7 @@ from .limits import Limiter
 from .providers.config import build_providers
 from .providers.config import check_catalog
 from .server.send_deadline import send_grace_seconds
-from .settings import load_json_file
+from .config import load_json_file
 
 log = logging.getLogger("ziri_images")
 

@@ -16,7 +16,7 @@ from .ledger.records import budget_periods
 from .ledger.records import format_ts
 from .ledger.records import to_amount
 from .ledger.records import to_micros
-from .settings import DEFAULT_EDIT_WORKER_MAX_BYTES
+from .config import DEFAULT_EDIT_WORKER_MAX_BYTES
 from .upload_holds import UploadHolds
 
 

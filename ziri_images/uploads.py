@@ -23,7 +23,7 @@ from .gateway import current_gateway
 from .imageinfo import NotAnImage
 from .imageinfo import image_info
 from .schemas import form_integer
-from .settings import EDIT_FORM_ROOM
+from .config import EDIT_FORM_ROOM
 
 IMAGE_FIELDS = ("image", "image[]")
 INTEGER_FIELDS = ("n", "output_compression", "partial_images")

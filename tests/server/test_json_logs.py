@@ -9,7 +9,7 @@ from ziri_images.errors import ConfigError
 from ziri_images.server.logs import JsonFormatter
 from ziri_images.server.logs import RedactingFilter
 from ziri_images.server.logs import log_formatter
-from ziri_images.settings import load_settings
+from ziri_images.config import load_settings
 
 SECRET = "sk-live-provider-secret-1234567890"
 CLIENT_KEY = "ziri-alice-0123456789abcdef0123456789abcdef"

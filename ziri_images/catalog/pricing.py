@@ -23,7 +23,7 @@ from decimal import Decimal
 
 from ..errors import ApiError
 from ..errors import ConfigError
-from ..settings import load_json_file
+from ..config import load_json_file
 from .image_model import ImageModel
 from .tokens import to_amount
 

@@ -19,7 +19,7 @@ from ..ledger.records import encode_record
 from ..ledger.records import format_ts
 from ..ledger.report import Progress
 from ..ops.refusals import refusal_counts
-from ..settings import load_settings
+from ..config import load_settings
 from .tables import write_rows
 
 KEY_COLUMNS = ("id", "user", "status", "expires_at", "allowed_providers", "allowed_models", *LIMIT_NAMES)

@@ -9,7 +9,7 @@ import os
 import sys
 
 from ..ledger.records import decode_line
-from ..settings import load_settings
+from ..config import load_settings
 
 
 class DatabaseCommandError(Exception):

@@ -11,7 +11,7 @@ import re
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from ..settings import load_json_file
+from ..config import load_json_file
 from .openai import OpenAIProvider
 
 PROVIDER_TYPES = {

@@ -38,7 +38,7 @@ from gunicorn.glogging import SafeAtoms
 from ..errors import ConfigError
 from ..providers.config import build_providers
 from ..providers.openai import redact
-from ..settings import load_settings
+from ..config import load_settings
 
 GATEWAY_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(message)s"
 # C0 controls, DEL, C1 controls and the Unicode line and paragraph separators.

@@ -30,7 +30,7 @@ from ziri_images.ledger.records import expiry_record
 from ziri_images.ledger.records import format_ts
 from ziri_images.ledger.records import reservation_record
 from ziri_images.ledger.records import to_micros
-from ziri_images.settings import load_settings
+from ziri_images.config import load_settings
 
 TTL = 245.0
 PRICE = 40_000  # micros: dall-e-3 standard 1024x1024
