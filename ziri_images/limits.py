@@ -10,13 +10,13 @@ micro-dollars and the store's ``KeyUsage`` into the documents clients see.
 
 import math
 
+from .config import DEFAULT_EDIT_WORKER_MAX_BYTES
 from .keys.store import LIMIT_NAMES
 from .ledger.checks import RATE_WINDOW_SECONDS
 from .ledger.records import budget_periods
 from .ledger.records import format_ts
 from .ledger.records import to_amount
 from .ledger.records import to_micros
-from .config import DEFAULT_EDIT_WORKER_MAX_BYTES
 from .upload_holds import UploadHolds
 
 

@@ -21,9 +21,9 @@ from datetime import datetime
 from datetime import timezone
 from decimal import Decimal
 
+from ..config import load_json_file
 from ..errors import ApiError
 from ..errors import ConfigError
-from ..config import load_json_file
 from .image_model import ImageModel
 from .tokens import to_amount
 
