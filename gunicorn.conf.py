@@ -1,4 +1,8 @@
-"""gunicorn settings for ziri-images (``gunicorn --config gunicorn.conf.py app:app``)."""
+"""gunicorn settings for ziri-images (``gunicorn --config gunicorn.conf.py app:app``).
+
+gunicorn's own settings (HOST, PORT, WEB_CONCURRENCY, GUNICORN_*, FORWARDED_ALLOW_IPS) are read
+here, in gunicorn's config file; the gateway's (ZIRI_*, providers.json) come from its one ``Config``.
+"""
 
 import os
 import shutil
@@ -29,12 +33,12 @@ if __name__ == "__config__":
     shutil.rmtree(metrics_dir, ignore_errors=True)  # a previous run's values are not this run's
     os.makedirs(metrics_dir, exist_ok=True)
 
-from ziri_images.errors import ConfigError  # noqa: E402  (imported after gevent's patches)
-from ziri_images.server.logs import Logger  # noqa: E402
+from ziri_images.config import Config  # noqa: E402  (imported after gevent's patches)
+from ziri_images.errors import ConfigError  # noqa: E402
+from ziri_images.server.logs import gunicorn_logger  # noqa: E402
 from ziri_images.server.send_deadline import SendDeadline  # noqa: E402
 from ziri_images.server.send_deadline import send_grace_seconds  # noqa: E402
 from ziri_images.server.workers import BodyDeadline  # noqa: E402
-from ziri_images.server.workers import body_timeout_seconds  # noqa: E402
 from ziri_images.server.workers import json_worker_class  # noqa: E402
 
 # Processes: Heroku sets WEB_CONCURRENCY from the dyno size; gevent needs one per core.
@@ -44,10 +48,10 @@ worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 # Threads per process, used only by the gthread worker (GUNICORN_WORKER_CLASS=gthread).
 threads = int(os.environ.get("GUNICORN_THREADS", "32"))
 try:
+    # The gateway's settings: the log's format and the provider keys it redacts, the body timeout below.
+    gateway_config = Config.from_environ()
     # gunicorn's class with its own refusals (bad request line, headers over 8 KB...) answered as the JSON contract.
     worker_class = json_worker_class(worker_class_name, threads)
-    # Seconds a request body may take to arrive after its headers: then 408, so stalled uploads free their slot.
-    body_timeout = body_timeout_seconds(os.environ)
 except ConfigError as error:
     raise SystemExit(f"ziri-images: configuration error: {error}")
 # The heartbeat runs in its own greenlet (gthread: the main thread), so long upstream calls never trip this.
@@ -63,7 +67,7 @@ accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms requestId=%({x-request-id}o)s'
 errorlog = "-"
 # Every error-log and access-log line redacted (keys) and escaped (no forged lines or fields).
-logger_class = Logger
+logger_class = gunicorn_logger(gateway_config.provider_secrets, gateway_config.log_format)
 # No runtime control socket: every instance on a host would share its one default path, its asyncio
 # thread in the master would be a greenlet under gevent's patches, and signals do the same job.
 control_socket_disable = True
@@ -74,8 +78,10 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 def post_worker_init(worker):
     # Bound the arrival of every request body (see body_timeout above), and the sending of every response:
     # a client that stops reading has ZIRI_SEND_GRACE_SECONDS (after the provider call's deadline, if any).
+    # A request body has ZIRI_BODY_TIMEOUT_SECONDS to arrive after its headers: then 408, so stalled uploads free
+    # their slot.
     app = worker.wsgi
-    worker.wsgi = SendDeadline(BodyDeadline(app, body_timeout), send_grace_seconds(app.config))
+    worker.wsgi = SendDeadline(BodyDeadline(app, gateway_config.body_timeout_seconds), send_grace_seconds(app.config))
 
 
 def child_exit(server, worker):

@@ -26,11 +26,11 @@ from datetime import timezone
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ziri_images.config import Config  # noqa: E402
 from ziri_images.errors import ApiError  # noqa: E402
 from ziri_images.gateway import open_store  # noqa: E402
 from ziri_images.keys.store import ApiKey  # noqa: E402
 from ziri_images.ledger.money import to_micros  # noqa: E402
-from ziri_images.settings import load_settings  # noqa: E402
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 PRICE = 0.016  # dall-e-2 256x256
@@ -40,7 +40,7 @@ SUMMARY = {"provider": "openai", "model": "dall-e-2", "quality": "standard", "si
 
 def run_worker(settings_env, threads, start_epoch, seconds, keys=1):
     """Reserve and settle from ``threads`` threads between the two times; return records written."""
-    settings = load_settings({**os.environ, **settings_env})
+    settings = Config.from_environ({**os.environ, **settings_env}, read_providers=False)
     store = open_store(settings, lambda: datetime.now(timezone.utc))
     store.start()
     # One key: every request contends for that key's lock (the worst case). More: thread i uses key i % keys.

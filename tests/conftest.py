@@ -80,12 +80,15 @@ from throwaway_cluster import open_throwaway_cluster
 
 from ziri_images import __version__
 from ziri_images import create_app
+from ziri_images.config import SETTING_VARIABLES
 from ziri_images.keys.store import hash_key
-from ziri_images.settings import _SETTINGS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SHIPPED_PRICING = PROJECT_DIR / "pricing.json"
 SHIPPED_PROVIDERS = PROJECT_DIR / "providers.json"
+SHIPPED_PROVIDER_VARIABLES = tuple(
+    entry[field] for entry in json.loads(SHIPPED_PROVIDERS.read_text())["providers"].values()
+    for field in ("api_key_env", "base_url_env") if field in entry)
 
 DEMO_KEY = "ziri-user-123-a1b2c3d4e5f67890"
 USER_KEY = "ziri-alice-0123456789abcdef0123456789abcdef"
@@ -353,8 +356,8 @@ def parse_response(received):
 
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch):
-    """Keep the developer's ZIRI_*/OPENAI_* variables out of every test."""
-    for env_name, _default, _parser in _SETTINGS.values():
+    """Keep the developer's ZIRI_* variables, and those the shipped providers.json names, out of every test."""
+    for env_name in (*SETTING_VARIABLES, *SHIPPED_PROVIDER_VARIABLES):
         monkeypatch.delenv(env_name, raising=False)
 
 

@@ -7,9 +7,14 @@ import sys
 import pytest
 from conftest import PROJECT_DIR
 
+from ziri_images.config import Config
 from ziri_images.errors import ConfigError
 from ziri_images.server.send_deadline import send_grace_seconds
-from ziri_images.settings import load_settings
+
+
+def load_settings(environ):
+    """Return the settings ``environ`` sets (providers.json left unread)."""
+    return Config.from_environ(environ, read_providers=False)
 
 
 def test_defaults_run_from_a_checkout():
@@ -19,7 +24,6 @@ def test_defaults_run_from_a_checkout():
     assert settings["PRICING_FILE"] == "pricing.json"
     assert settings["LEDGER_PATH"] == "var/ledger.jsonl"
     assert settings["LEDGER_DURABLE"] is True and settings["LEDGER_STDOUT"] is False
-    assert settings["OPENAI_BASE_URL"] == "https://api.openai.com/v1" and settings["OPENAI_API_KEY"] == ""
     assert (settings["UPSTREAM_CONNECT_TIMEOUT"], settings["UPSTREAM_READ_TIMEOUT"]) == (5.0, 180.0)
     assert settings["ALLOW_DEMO_KEYS_UPSTREAM"] is False
     assert settings["MAX_CONTENT_LENGTH"] == 256 * 1024
@@ -35,8 +39,8 @@ def test_defaults_run_from_a_checkout():
         pytest.param("ZIRI_UPSTREAM_READ_TIMEOUT", "25.5", "UPSTREAM_READ_TIMEOUT", 25.5, id="float"),
         pytest.param("ZIRI_MAX_BODY_BYTES", "1024", "MAX_CONTENT_LENGTH", 1024, id="int"),
         pytest.param("ZIRI_LOG_LEVEL", "debug", "LOG_LEVEL", "DEBUG", id="log-level-lower-case"),
-        pytest.param("OPENAI_BASE_URL", "http://127.0.0.1:3199/v1", "OPENAI_BASE_URL", "http://127.0.0.1:3199/v1",
-                     id="string"),
+        pytest.param("ZIRI_SPOOL_DIR", "/var/spool/ziri", "SPOOL_DIR", "/var/spool/ziri", id="string"),
+        pytest.param("ZIRI_BODY_TIMEOUT_SECONDS", "2.5", "BODY_TIMEOUT_SECONDS", 2.5, id="seconds"),
     ],
 )
 def test_environment_values_are_parsed(env_name, raw, name, value):
@@ -182,3 +186,58 @@ def test_a_send_grace_a_reservation_would_not_outlive_stops_start_up(make_app, m
 
     with pytest.raises(ConfigError, match="ZIRI_SEND_GRACE_SECONDS: must be below ZIRI_RESERVATION_GRACE_SECONDS"):
         make_app()
+
+
+def test_the_environment_is_read_by_config_alone():
+    """Everything else is handed parsed values; the launcher only hands the environment on to its child."""
+    package = PROJECT_DIR / "ziri_images"
+    readers = sorted(path.relative_to(package).as_posix() for path in package.rglob("*.py")
+                     if "os.environ" in path.read_text() or "getenv" in path.read_text())
+
+    assert readers == ["cli/launch.py", "config.py"]
+
+
+def test_providers_json_is_read_once_when_the_app_starts(make_app, providers_path, monkeypatch):
+    opened = []
+    real_open = open
+
+    def counting_open(file, *args, **kwargs):
+        if str(file) == str(providers_path):
+            opened.append(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    make_app()
+
+    assert len(opened) == 1
+
+
+def test_providers_get_their_credentials_endpoints_and_ca_bundle_from_the_environment_read_once(make_app, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/company-ca.pem")
+    monkeypatch.setenv("XAI_BASE_URL", "http://127.0.0.1:9/v1/")
+    app = make_app(XAI_BASE_URL=None, XAI_API_KEY=None)
+    monkeypatch.setenv("XAI_API_KEY", "xai-set-after-start")  # read once: a later change is not seen
+
+    xai = app.extensions["ziri_images"].providers["xai"]
+    assert (xai.base_url, xai.api_key, xai._verify) == ("http://127.0.0.1:9/v1", "", "/etc/ssl/company-ca.pem")
+
+
+def test_the_shipped_providers_reach_their_published_apis_unless_the_environment_says_otherwise():
+    shipped = {"ZIRI_PROVIDERS_FILE": str(PROJECT_DIR / "providers.json")}
+    published = {entry.name: entry for entry in Config.from_environ(shipped).providers}
+    config = Config.from_environ({**shipped, "OPENAI_BASE_URL": "http://127.0.0.1:3199/v1", "OPENAI_API_KEY": " sk-x "})
+    local = {entry.name: entry for entry in config.providers}
+
+    assert (published["openai"].base_url, published["openai"].api_key) == ("https://api.openai.com/v1", "")
+    assert (local["openai"].base_url, local["openai"].api_key) == ("http://127.0.0.1:3199/v1", "sk-x")
+    assert local["openai"].published_url == "https://api.openai.com/v1"
+    assert config.provider_secrets == ("sk-x",)
+
+
+def test_a_config_is_frozen_and_reads_as_the_apps_settings(make_app):
+    config = Config.from_environ({"ZIRI_TRUSTED_PROXIES": "2"}, read_providers=False)
+
+    with pytest.raises(AttributeError):
+        config.trusted_proxies = 0  # type: ignore[misc]
+    assert config["TRUSTED_PROXIES"] == config.trusted_proxies == 2
+    assert set(config) <= set(make_app().config)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from flask import request
 
+from ziri_images.config import Config
 from ziri_images.errors import ConfigError
-from ziri_images.settings import load_settings
 
 NGINX_CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
 PEER = "10.0.0.2"
@@ -22,7 +22,7 @@ PEER = "10.0.0.2"
 ])
 def test_trusted_proxies_setting(raw, expected):
     environ = {} if raw is None else {"ZIRI_TRUSTED_PROXIES": raw}
-    assert load_settings(environ)["TRUSTED_PROXIES"] == expected
+    assert Config.from_environ(environ, read_providers=False)["TRUSTED_PROXIES"] == expected
 
 
 @pytest.mark.parametrize("raw", [
@@ -33,7 +33,7 @@ def test_trusted_proxies_setting(raw, expected):
 ])
 def test_trusted_proxies_setting_refuses_non_counts(raw):
     with pytest.raises(ConfigError, match="ZIRI_TRUSTED_PROXIES: expected a whole number >= 0"):
-        load_settings({"ZIRI_TRUSTED_PROXIES": raw})
+        Config.from_environ({"ZIRI_TRUSTED_PROXIES": raw}, read_providers=False)
 
 
 @pytest.mark.parametrize("hops, headers, address, scheme, host", [
@@ -84,7 +84,7 @@ def nginx_bytes(size):
 
 
 def test_the_nginx_sample_matches_the_gateways_settings():
-    settings = load_settings({})
+    settings = Config.from_environ({}, read_providers=False)
     text = NGINX_CONF.read_text()
     edits_start = text.index("location ~ ^/(api|v1)/images/edits$ {")
     edits = text[edits_start:text.index("}", edits_start)]

@@ -15,9 +15,9 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.datastructures import MultiDict
 from werkzeug.test import encode_multipart
 
+from ziri_images.config import Config
 from ziri_images.dev.stub import png_bytes
 from ziri_images.errors import ConfigError
-from ziri_images.settings import load_settings
 
 EDITS_URL = BASE_URL + "/images/edits"
 ANSWER = {"created": 1, "data": [{"b64_json": "aGk="}],
@@ -245,6 +245,7 @@ def test_a_streamed_edit_holds_its_room_until_its_last_event_is_sent(app, client
 
 def test_a_worker_room_smaller_than_the_largest_edit_is_a_configuration_error():
     with pytest.raises(ConfigError, match="ZIRI_EDIT_WORKER_MAX_BYTES"):
-        load_settings({"ZIRI_EDIT_WORKER_MAX_BYTES": str(64 * 1024 * 1024)})
-    settings = load_settings({"ZIRI_EDIT_MAX_TOTAL_BYTES": "1000000", "ZIRI_EDIT_WORKER_MAX_BYTES": "2048576"})
+        Config.from_environ({"ZIRI_EDIT_WORKER_MAX_BYTES": str(64 * 1024 * 1024)}, read_providers=False)
+    settings = Config.from_environ({"ZIRI_EDIT_MAX_TOTAL_BYTES": "1000000", "ZIRI_EDIT_WORKER_MAX_BYTES": "2048576"},
+                                   read_providers=False)
     assert settings["EDIT_WORKER_MAX_BYTES"] == 2_048_576

@@ -5,10 +5,12 @@ from ._version import __version__
 __all__ = ["__version__", "create_app"]
 
 
-def create_app(test_config=None):
-    """Build the Flask app: load settings and config files, then register the API.
+def create_app(config=None):
+    """Build the Flask app from ``config`` (default: the environment's), load its files, then register the API.
 
-    Raises ``ConfigError`` (naming the file and the problem) when a file is unusable.
+    ``config`` is a ``Config``, or a mapping of test values: settings by their Flask names
+    (``KEYS_FILE``), provider variables by their names (``OPENAI_API_KEY``), ``TESTING``, ``CLOCK``.
+    Raises ``ConfigError`` (naming the variable or the file, and the problem) when one is unusable.
     """
     from flask import Flask
 
@@ -17,24 +19,27 @@ def create_app(test_config=None):
     from . import gateway
     from . import openapi
     from .catalog import listing
+    from .config import Config
     from .ops import dashboard
     from .ops import metrics
     from .ops import readiness
     from .ops import refusals
-    from .settings import load_settings
     from .strict_json import StrictJSONProvider
     from .uploads import InMemoryRequest
 
     app = Flask(__name__, static_folder=None)
     app.request_class = InMemoryRequest  # an upload is never written to a temporary file
-    app.config.update(load_settings())
-    if test_config:
-        app.config.update(test_config)
+    overrides = {}
+    if not isinstance(config, Config):
+        overrides = dict(config or {})
+        config = Config.from_environ(overrides=overrides)
+    app.config.update(overrides)  # Flask's own values (TESTING) and a test's clock stay beside the settings
+    app.config.update(config)
     # Only strict JSON (no NaN or Infinity), with provider responses in the order the provider wrote them.
     app.json = StrictJSONProvider(app)
-    _configure_logging(app.config)
+    _configure_logging(config)
     errors.init_app(app)
-    gateway.init_app(app)
+    gateway.init_app(app, config)
     metrics.init_app(app)
     refusals.init_app(app)
     dashboard.init_app(app)
@@ -42,7 +47,7 @@ def create_app(test_config=None):
     app.register_blueprint(listing.bp)
     app.register_blueprint(readiness.bp)
     app.register_blueprint(openapi.bp)
-    hops = app.config["TRUSTED_PROXIES"]
+    hops = config.trusted_proxies
     if hops > 0:
         # Only behind that many proxies is X-Forwarded-For the client's address; never trust it otherwise.
         from werkzeug.middleware.proxy_fix import ProxyFix
@@ -57,6 +62,5 @@ def _configure_logging(config):
     Every line is redacted (key-shaped strings and the configured provider keys) and kept on one line.
     """
     from .server.logs import configure_gateway_logging
-    from .server.logs import configured_secrets
 
-    configure_gateway_logging(config["LOG_LEVEL"], configured_secrets(config), config["LOG_FORMAT"])
+    configure_gateway_logging(config.log_level, config.provider_secrets, config.log_format)

@@ -22,7 +22,6 @@ from .limits import Limiter
 from .providers.config import build_providers
 from .providers.config import check_catalog
 from .server.send_deadline import send_grace_seconds
-from .settings import load_json_file
 
 log = logging.getLogger("ziri_images")
 
@@ -47,28 +46,27 @@ class Gateway:
         return self.catalog.current()
 
 
-def compatible_providers(providers, providers_file):
+def compatible_providers(providers, entries):
     """Return the providers reached at another endpoint than the published API providers.json names.
 
     Such an endpoint (a loopback one such as the local stub, an OpenAI-compatible server) serves
     models on its own terms, so the provider's retirements do not apply to it. Azure has no
     published endpoint: every non-loopback Azure resource is Azure's, and its retirements apply.
     """
-    entries = load_json_file(providers_file, "providers file")["providers"]
-    published = {name: (entries[name].get("base_url") or "").rstrip("/") for name in providers}
+    published = {entry.name: entry.published_url for entry in entries}
     return frozenset(
         name for name, provider in providers.items()
         if provider.is_loopback or (provider.base_url and published[name] and provider.base_url != published[name])
     )
 
 
-def catalog_loader(providers, providers_file, clock):
+def catalog_loader(providers, config, clock):
     """Return the function that loads pricing.json and checks it against providers.json."""
-    compatible = compatible_providers(providers, providers_file)
+    compatible = compatible_providers(providers, config.providers)
 
     def load(path):
         book = PriceBook.from_file(path, clock=clock, compatible_providers=compatible)
-        check_catalog(providers, book, providers_file)
+        check_catalog(providers, book, config.providers_file)
         return book
 
     return load
@@ -104,13 +102,13 @@ def open_store(settings, clock=utc_now, create=True):
     return FileStore(ledger, clock, ttl)
 
 
-def init_app(app):
-    """Load and validate every file the gateway needs; open the store (the file store replays its ledger)."""
-    config = app.config
-    clock = config.get("CLOCK", utc_now)
+def init_app(app, config):
+    """Load and validate every file the ``config`` names; open the store (the file store replays its ledger)."""
+    clock = app.config.get("CLOCK", utc_now)  # a test's clock
     keys = KeyStore(config["KEYS_FILE"])
-    providers = build_providers(config)
-    load_catalog = catalog_loader(providers, config["PROVIDERS_FILE"], clock)
+    providers = build_providers(config.providers, config.upstream_connect_timeout, config.upstream_read_timeout,
+                                config.ca_bundle)
+    load_catalog = catalog_loader(providers, config, clock)
     catalog = ReloadingFile(config["PRICING_FILE"], load_catalog, "pricing file")
     for provider in providers.values():
         if provider.missing_setting is not None:

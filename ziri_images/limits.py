@@ -10,13 +10,13 @@ micro-dollars and the store's ``KeyUsage`` into the documents clients see.
 
 import math
 
+from .config import DEFAULT_EDIT_WORKER_MAX_BYTES
 from .keys.store import LIMIT_NAMES
 from .ledger.checks import RATE_WINDOW_SECONDS
 from .ledger.money import budget_periods
 from .ledger.money import format_ts
 from .ledger.money import to_dollars
 from .ledger.money import to_micros
-from .settings import DEFAULT_EDIT_WORKER_MAX_BYTES
 from .upload_holds import UploadHolds
 
 

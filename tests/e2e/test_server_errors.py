@@ -17,8 +17,8 @@ from conftest import parse_response
 from conftest import raw_exchange
 
 from e2e.conftest import raw_key
+from ziri_images.config import Config
 from ziri_images.errors import ConfigError
-from ziri_images.server.workers import body_timeout_seconds
 from ziri_images.server.workers import json_worker_class
 
 pytestmark = pytest.mark.real_http
@@ -126,6 +126,11 @@ def test_a_bad_body_timeout_stops_start_up(raw, problem):
 def test_body_timeout_defaults_within_the_routers_30_seconds():
     assert body_timeout_seconds({}) <= 30
     assert body_timeout_seconds({"ZIRI_BODY_TIMEOUT_SECONDS": "2.5"}) == 2.5
+
+
+def body_timeout_seconds(environ):
+    """Return the body timeout ``environ`` sets, as gunicorn.conf.py reads it (providers.json left unread)."""
+    return Config.from_environ(environ, read_providers=False).body_timeout_seconds
 
 
 @pytest.mark.parametrize("name, threads, expected", [

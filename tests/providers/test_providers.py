@@ -15,6 +15,7 @@ from urllib3.exceptions import MaxRetryError
 from urllib3.exceptions import NewConnectionError
 
 from ziri_images import __version__
+from ziri_images.config import Config
 from ziri_images.errors import ApiError
 from ziri_images.providers import openai as providers
 from ziri_images.providers.config import build_providers
@@ -327,9 +328,10 @@ def test_a_call_interrupted_mid_answer_gives_its_connection_back(counting_server
 
 
 def test_build_providers_from_settings():
-    built = build_providers({"PROVIDERS_FILE": str(SHIPPED_PROVIDERS), "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
-                             "OPENAI_API_KEY": "sk-x", "UPSTREAM_CONNECT_TIMEOUT": 3.0, "UPSTREAM_READ_TIMEOUT": 90.0},
-                            environ={})
+    config = Config.from_environ({"ZIRI_PROVIDERS_FILE": str(SHIPPED_PROVIDERS), "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+                                  "OPENAI_API_KEY": "sk-x", "ZIRI_UPSTREAM_CONNECT_TIMEOUT": "3",
+                                  "ZIRI_UPSTREAM_READ_TIMEOUT": "90"})
+    built = build_providers(config.providers, config.upstream_connect_timeout, config.upstream_read_timeout)
 
     openai = built["openai"]
     assert list(built) == ["openai", "azure", "xai"]  # every provider of the shipped providers.json

@@ -5,11 +5,11 @@ import logging
 
 import pytest
 
+from ziri_images.config import Config
 from ziri_images.errors import ConfigError
 from ziri_images.server.logs import JsonFormatter
 from ziri_images.server.logs import RedactingFilter
 from ziri_images.server.logs import log_formatter
-from ziri_images.settings import load_settings
 
 SECRET = "sk-live-provider-secret-1234567890"
 CLIENT_KEY = "ziri-alice-0123456789abcdef0123456789abcdef"
@@ -44,13 +44,11 @@ def test_a_traceback_stays_inside_its_line():
     pytest.param({}, logging.Formatter, id="text-by-default"),
     pytest.param({"ZIRI_LOG_FORMAT": "json"}, JsonFormatter, id="json"),
 ])
-def test_the_one_formatter_slot_follows_the_setting(monkeypatch, environ, kind):
-    monkeypatch.delenv("ZIRI_LOG_FORMAT", raising=False)
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
-    assert type(log_formatter("%(message)s")) is kind
+def test_the_one_formatter_slot_follows_the_setting(environ, kind):
+    line_format = Config.from_environ(environ, read_providers=False).log_format
+    assert type(log_formatter("%(message)s", line_format=line_format)) is kind
 
 
 def test_an_unknown_format_stops_start_up():
     with pytest.raises(ConfigError, match="ZIRI_LOG_FORMAT"):
-        load_settings({"ZIRI_LOG_FORMAT": "xml"})
+        Config.from_environ({"ZIRI_LOG_FORMAT": "xml"}, read_providers=False)

@@ -19,7 +19,6 @@ from conftest import PROVIDER_KEY
 from conftest import USER_KEY
 from gunicorn.config import Config
 
-from ziri_images.server.logs import Logger
 from ziri_images.server.logs import escape
 from ziri_images.server.logs import escape_quoted
 
@@ -88,25 +87,26 @@ def test_a_traceback_keeps_its_lines_but_cannot_start_a_record(app, caplog):
     assert "bad %d format ('not a number',)" in rest[-1]
 
 
-def project_access_log_format():
-    """Return gunicorn.conf.py's access_log_format (imported as a module, it patches nothing)."""
+def project_gunicorn_conf():
+    """Return gunicorn.conf.py as a module (imported as a module, it patches nothing)."""
     spec = importlib.util.spec_from_file_location("project_gunicorn_conf", PROJECT_DIR / "gunicorn.conf.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.access_log_format
+    return module
 
 
 @pytest.fixture
 def gunicorn_logs(tmp_path, monkeypatch, providers_path):
-    """Return (logger, error log path, access log path) for serverlog.Logger, Azure's key configured."""
+    """Return (logger, error log path, access log path) for gunicorn.conf.py's logger_class, Azure's key configured."""
     monkeypatch.setenv("ZIRI_PROVIDERS_FILE", str(providers_path))
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", AZURE_KEY)
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", AZURE_ENDPOINT)
+    conf = project_gunicorn_conf()
     cfg = Config()
     cfg.set("errorlog", str(tmp_path / "error.log"))
     cfg.set("accesslog", str(tmp_path / "access.log"))
-    cfg.set("access_log_format", project_access_log_format())
-    logger = Logger(cfg)
+    cfg.set("access_log_format", conf.access_log_format)
+    logger = conf.logger_class(cfg)
     yield logger, tmp_path / "error.log", tmp_path / "access.log"
     for log in (logger.error_log, logger.access_log):
         for handler in list(log.handlers):

@@ -21,10 +21,10 @@ from datetime import datetime
 from datetime import timezone
 from decimal import Decimal
 
+from ..config import load_json_file
 from ..errors import ApiError
 from ..errors import ConfigError
 from ..ledger.records import charge_outcome
-from ..settings import load_json_file
 from .image_model import ImageModel
 from .tokens import to_amount
 

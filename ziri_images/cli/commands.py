@@ -5,12 +5,14 @@ Results go to stdout (a new key, a table, CSV or JSON); messages and warnings go
 """
 
 import sys
+from dataclasses import replace
 
 from ..catalog.pricing import PriceBook
 from ..catalog.pricing_check import catalog_columns
 from ..catalog.pricing_check import catalog_notes
 from ..catalog.pricing_check import catalog_rows
 from ..catalog.pricing_check import catalog_warnings
+from ..config import Config
 from ..errors import ConfigError
 from ..gateway import open_store
 from ..keys import keyfile
@@ -19,7 +21,6 @@ from ..ledger.money import format_ts
 from ..ledger.records import encode_record
 from ..ledger.report import Progress
 from ..ops.refusals import refusal_counts
-from ..settings import load_settings
 from .tables import write_rows
 
 KEY_COLUMNS = ("id", "user", "status", "expires_at", "allowed_providers", "allowed_models", *LIMIT_NAMES)
@@ -38,7 +39,7 @@ def note(message):
 def setting(args, option, name):
     """Return the path given with ``option``, else the server's setting ``name``."""
     value = getattr(args, option)
-    return value if value is not None else load_settings()[name]
+    return value if value is not None else Config.from_environ(read_providers=False)[name]
 
 
 # --- keys -------------------------------------------------------------------------------
@@ -149,11 +150,11 @@ def _time_range(args):
 
 def _existing_store(args):
     """Return the store to read: the ledger given with --ledger, else the one the settings choose."""
-    settings = load_settings()
+    config = Config.from_environ(read_providers=False)
     if args.ledger is not None:
-        settings["LEDGER_PATH"] = args.ledger
-        settings["DATABASE_URL"] = ""  # a file named on the command line, whatever store the gateway uses
-    return open_store(settings, create=False)
+        # A file named on the command line, whatever store the gateway uses.
+        config = replace(config, ledger_path=args.ledger, database_url="")
+    return open_store(config, create=False)
 
 
 def report(args):

@@ -7,9 +7,10 @@ configured (the file store) says so and succeeds.
 
 import os
 import sys
+from dataclasses import replace
 
+from ..config import Config
 from ..ledger.parse import decode_line
-from ..settings import load_settings
 
 
 class DatabaseCommandError(Exception):
@@ -19,7 +20,7 @@ class DatabaseCommandError(Exception):
 def database_url(args):
     """Return the database URL given with --database-url, else the gateway's setting ('' for none)."""
     given = getattr(args, "database_url", None)
-    return given.strip() if given else load_settings()["DATABASE_URL"]
+    return given.strip() if given else Config.from_environ(read_providers=False).database_url
 
 
 def db_migrate(args):
@@ -67,16 +68,15 @@ def ledger_import(args):
     """Load a JSONL ledger into the configured store; records already there are skipped, so a rerun writes nothing."""
     from ..gateway import open_store
 
-    settings = load_settings()
     url = database_url(args)
-    settings["DATABASE_URL"] = url
+    config = replace(Config.from_environ(read_providers=False), database_url=url)
     if not url and not args.into_file_store:
         raise DatabaseCommandError("no database configured (ZIRI_DATABASE_URL, DATABASE_URL or --database-url): "
                                    "ledger import loads a JSONL ledger into PostgreSQL "
                                    "(--into-file-store appends it to ZIRI_LEDGER_PATH instead)")
     if not os.path.isfile(args.file):
         raise DatabaseCommandError(f"{args.file}: not found")
-    store = open_store(settings)
+    store = open_store(config)
     try:
         where = store.start()
         written, skipped = store.import_records(_values(args.file))

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
 
+from ..config import load_json_file
 from ..errors import ApiError
 from ..errors import ConfigError
-from ..settings import load_json_file
 from .reloading import ReloadingFile
 
 KEY_PATTERN = re.compile(r"^ziri-([A-Za-z0-9][A-Za-z0-9_.-]*)-([0-9a-f]{16,128})\Z")

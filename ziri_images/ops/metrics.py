@@ -20,7 +20,6 @@ own registry is served.
 """
 
 import hmac
-import os
 import time
 
 from flask import Blueprint
@@ -57,9 +56,10 @@ def is_refusal(status, code):
 class Metrics:
     """The gateway's metric families, registered in one registry per app."""
 
-    def __init__(self, key_labels=False):
+    def __init__(self, key_labels=False, multiprocess_dir=""):
         self.registry = CollectorRegistry()
         self.key_labels = key_labels
+        self.multiprocess_dir = multiprocess_dir  # PROMETHEUS_MULTIPROC_DIR: every worker's values are there
         keyed = ("key",) if key_labels else ()
         registry = self.registry
         self.requests = Counter("ziri_requests", "HTTP requests answered, by route, status and error code.",
@@ -103,7 +103,7 @@ class Metrics:
 
     def exposition(self):
         """Return the text exposition: every worker's values under gunicorn, this app's otherwise."""
-        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        if self.multiprocess_dir:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)
@@ -165,7 +165,8 @@ def serve_metrics():
 
 def init_app(app):
     """Register the metrics, meter the limiter, count answers and reloads; serve ``/metrics``."""
-    metrics = Metrics(key_labels=app.config.get("METRICS_KEY_LABELS", False))
+    metrics = Metrics(key_labels=app.config.get("METRICS_KEY_LABELS", False),
+                      multiprocess_dir=app.config.get("PROMETHEUS_MULTIPROC_DIR", ""))
     app.extensions["ziri_images_metrics"] = metrics
     gateway = app.extensions["ziri_images"]
     gateway.limiter = MeteredLimiter(gateway.limiter, metrics)

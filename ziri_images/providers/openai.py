@@ -15,7 +15,6 @@ adapter directly: a ``Session`` would only merge defaults the gateway does not u
 environment settings, redirects) on every call.
 """
 
-import os
 from urllib.parse import quote
 from urllib.parse import urlencode
 from urllib.parse import urlsplit
@@ -61,7 +60,7 @@ class OpenAIProvider:
 
     def __init__(self, name, base_url, api_key, connect_timeout, read_timeout, api_key_env="OPENAI_API_KEY", *,
                  auth_header="Authorization", auth_scheme="Bearer", path="/images/generations", query=None,
-                 deployments=None, base_url_env=None):
+                 deployments=None, base_url_env=None, ca_bundle=None):
         self.name = name
         self.base_url = base_url.rstrip("/") if base_url else None
         self.api_key = api_key
@@ -76,10 +75,10 @@ class OpenAIProvider:
         # The whole call, however its answer arrives; a reservation must outlive it (gateway.py).
         self.call_deadline = connect_timeout + read_timeout
         self._adapter = DeadlineAdapter(pool_maxsize=MAX_IDLE_CONNECTIONS)
-        # Proxy and CA-bundle settings are read from the environment once: left to requests,
-        # they are looked up (walking all of os.environ) on every call.
+        # Proxy and CA-bundle settings are taken once (the bundle from config.py): left to requests,
+        # they are looked up (walking the whole environment) on every call.
         self._proxies = requests.utils.get_environ_proxies(self.base_url or "")
-        self._verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._verify = ca_bundle or True
         self._prepared_urls = {}  # URL -> as requests checks and quotes it: one per model and operation
 
     @property

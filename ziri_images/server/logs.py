@@ -18,7 +18,9 @@ same for a value between double quotes (spaces kept), as gunicorn's access-log f
 redact the value before they escape it: the record's filter then redacts the line once more.
 
 ``RedactingFilter`` is attached to the gateway's logger (``configure_gateway_logging``) and,
-through ``Logger`` (gunicorn's ``logger_class``), to gunicorn's error and access logs.
+through ``Logger`` (gunicorn's ``logger_class``, made by ``gunicorn_logger``), to gunicorn's error
+and access logs. Both are handed the provider keys to redact and the line format as values
+(``Config.provider_secrets``, ``Config.log_format``): nothing here reads the environment or a file.
 Every handler's format comes from ``log_formatter``: the one place the line format is chosen
 for every log at once. ``ZIRI_LOG_FORMAT=json`` makes each line one JSON object (``JsonFormatter``),
 for log drains; the record is redacted and escaped before either formatter sees it.
@@ -26,7 +28,6 @@ for log drains; the record is redacted and escaped before either formatter sees 
 
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -35,10 +36,7 @@ from urllib.parse import unquote
 from gunicorn.glogging import Logger as GunicornLogger
 from gunicorn.glogging import SafeAtoms
 
-from ..errors import ConfigError
-from ..providers.config import build_providers
 from ..providers.openai import redact
-from ..settings import load_settings
 
 GATEWAY_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(message)s"
 # C0 controls, DEL, C1 controls and the Unicode line and paragraph separators.
@@ -82,19 +80,6 @@ def redact_line(text, secrets=()):
             # Only a line that hid a key behind %-escapes is logged decoded (and redacted).
             text = cleaned
     return text
-
-
-def configured_secrets(settings=None):
-    """Return the provider keys providers.json names, read from the settings or the environment.
-
-    A broken settings or providers file yields none here: start-up reports it, naming the file.
-    """
-    try:
-        settings = load_settings() if settings is None else settings
-        providers = build_providers(settings)
-    except ConfigError:
-        return ()
-    return tuple(provider.api_key for provider in providers.values() if provider.api_key)
 
 
 class RedactingFilter(logging.Filter):
@@ -153,15 +138,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=True)
 
 
-def log_format(environ=None):
-    """Return the chosen line format, "text" or "json" (``ZIRI_LOG_FORMAT``; start-up validates it)."""
-    value = (os.environ if environ is None else environ).get("ZIRI_LOG_FORMAT", "text").strip().lower()
-    return "json" if value == "json" else "text"
-
-
-def log_formatter(fmt, datefmt=None, line_format=None):
-    """Return the formatter of every log handler (the one slot for the line format)."""
-    if (line_format or log_format()) == "json":
+def log_formatter(fmt, datefmt=None, line_format="text"):
+    """Return the formatter of every log handler (the one slot for the line format, "text" or "json")."""
+    if line_format == "json":
         return JsonFormatter()
     return logging.Formatter(fmt, datefmt)
 
@@ -202,10 +181,12 @@ class Logger(GunicornLogger):
     """gunicorn's logger (``logger_class``) with every error-log and access-log line redacted and escaped."""
 
     atoms_wrapper_class = EscapedAtoms
+    secrets = ()  # the provider keys to redact besides key-shaped strings (``gunicorn_logger``)
+    line_format = "text"
 
     def setup(self, cfg):
         super().setup(cfg)
-        redacting = RedactingFilter(configured_secrets())
+        redacting = RedactingFilter(self.secrets)
         for log in (self.error_log, self.access_log):
             for old in [f for f in log.filters if isinstance(f, RedactingFilter)]:
                 log.removeFilter(old)
@@ -213,7 +194,12 @@ class Logger(GunicornLogger):
 
     def _set_handler(self, log, output, fmt, stream=None):
         if log is self.access_log:
-            fmt = log_formatter(self.access_fmt)
+            fmt = log_formatter(self.access_fmt, line_format=self.line_format)
         else:
-            fmt = log_formatter(self.error_fmt, self.datefmt)
+            fmt = log_formatter(self.error_fmt, self.datefmt, self.line_format)
         super()._set_handler(log, output, fmt, stream)
+
+
+def gunicorn_logger(secrets, line_format):
+    """Return gunicorn's ``logger_class``: ``Logger`` redacting ``secrets``, its lines in ``line_format``."""
+    return type("Logger", (Logger,), {"secrets": tuple(secrets), "line_format": line_format})

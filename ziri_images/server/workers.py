@@ -17,7 +17,6 @@ hold every greenlet or thread of a worker.
 """
 
 import json
-import math
 import socket
 import ssl
 import time
@@ -36,9 +35,6 @@ from ..errors import ApiError
 from ..errors import ConfigError
 from .logs import escape
 from .logs import escape_quoted
-
-BODY_TIMEOUT_ENV = "ZIRI_BODY_TIMEOUT_SECONDS"
-DEFAULT_BODY_TIMEOUT = 20.0
 
 
 def _errors(*names):
@@ -158,21 +154,6 @@ def json_worker_class(name, threads):
     if name not in classes:
         raise ConfigError(f"environment variable GUNICORN_WORKER_CLASS: expected gevent, gthread or sync, got {name!r}")
     return classes[name]
-
-
-def body_timeout_seconds(environ):
-    """Return ZIRI_BODY_TIMEOUT_SECONDS from ``environ`` (default 20), or raise ConfigError."""
-    raw = environ.get(BODY_TIMEOUT_ENV)
-    if raw is None:
-        return DEFAULT_BODY_TIMEOUT
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ConfigError(f"environment variable {BODY_TIMEOUT_ENV}: expected a positive number of seconds, "
-                          f"got {raw!r}")
-    return seconds
 
 
 class BodyDeadline:

@@ -17,6 +17,7 @@ import pytest
 from conftest import FakeClock
 
 from ziri_images.cli import entry as cli
+from ziri_images.config import Config
 from ziri_images.errors import ApiError
 from ziri_images.ledger.file.scan import build_report
 from ziri_images.ledger.money import format_ts
@@ -30,7 +31,6 @@ from ziri_images.ledger.records import charge_record
 from ziri_images.ledger.records import encode_record
 from ziri_images.ledger.records import expiry_record
 from ziri_images.ledger.records import reservation_record
-from ziri_images.settings import load_settings
 
 TTL = 245.0
 PRICE = 40_000  # micros: dall-e-3 standard 1024x1024
@@ -296,7 +296,7 @@ def test_report_by_endpoint_in_sql_matches_the_file_store(make_store, tmp_path):
                  "postgresql://own/db", id="ziri-wins"),
 ])
 def test_the_database_url_setting(environ, expected):
-    assert load_settings(environ)["DATABASE_URL"] == expected
+    assert Config.from_environ(environ, read_providers=False)["DATABASE_URL"] == expected
 
 
 def test_ledger_import_command_twice_and_report_and_export_on_the_database(database, tmp_path, monkeypatch, capsys):
