@@ -15,8 +15,8 @@ def create_app(test_config=None):
     from . import api
     from . import errors
     from . import gateway
+    from . import models
     from . import openapi
-    from .catalog import listing
     from .ops import dashboard
     from .ops import metrics
     from .ops import readiness
@@ -39,7 +39,7 @@ def create_app(test_config=None):
     refusals.init_app(app)
     dashboard.init_app(app)
     app.register_blueprint(api.bp)
-    app.register_blueprint(listing.bp)
+    app.register_blueprint(models.bp)
     app.register_blueprint(readiness.bp)
     app.register_blueprint(openapi.bp)
     hops = app.config["TRUSTED_PROXIES"]
