@@ -1,4 +1,4 @@
-"""The database commands: ``db migrate`` and ``ledger import``.
+"""The database commands: ``db migrate`` and ``ledger import`` (wired in ``ledger.py``).
 
 ``ziri-images db migrate`` runs at every deploy (the Procfile's ``release:`` line): it brings
 the PostgreSQL schema up to date, does nothing on a current one, and with no database
@@ -10,10 +10,24 @@ import sys
 
 from ..ledger.records import decode_line
 from ..settings import load_settings
+from .options import database_url_option
 
 
 class DatabaseCommandError(Exception):
     """A database command that cannot be carried out; the CLI prints it and exits 1."""
+
+
+def add_commands(commands):
+    """Add ``db migrate`` to the command line."""
+    database = commands.add_parser("db", help="the PostgreSQL store's schema")
+    actions = database.add_subparsers(dest="action", required=True, metavar="ACTION")
+    migrate = actions.add_parser(
+        "migrate", help="create or upgrade the database schema (safe at every deploy)",
+        description="Apply the schema migrations the database lacks; a current schema is left as it is. "
+                    "With no database configured (the file store) there is nothing to do: exits 0.")
+    database_url_option(migrate)
+    migrate.add_argument("--timeout", type=float, default=10.0, help="seconds to connect (default 10)")
+    migrate.set_defaults(handler=db_migrate)
 
 
 def database_url(args):
