@@ -10,11 +10,8 @@ import sys
 
 from ..ledger.records import decode_line
 from ..settings import load_settings
+from .errors import CliError
 from .options import database_url_option
-
-
-class DatabaseCommandError(Exception):
-    """A database command that cannot be carried out; the CLI prints it and exits 1."""
 
 
 def add_commands(commands):
@@ -56,7 +53,7 @@ def db_migrate(args):
         with connect(url, args.timeout) as connection:
             applied = migrate(connection)
     except psycopg.Error as error:
-        raise DatabaseCommandError(f"database {where}: {error_text(error)}") from None
+        raise CliError(f"database {where}: {error_text(error)}") from None
     if applied:
         print(f"database {where}: applied migration(s) {', '.join(map(str, applied))}; schema version {LATEST}",
               file=sys.stderr)
@@ -85,11 +82,11 @@ def ledger_import(args):
     url = database_url(args)
     settings["DATABASE_URL"] = url
     if not url and not args.into_file_store:
-        raise DatabaseCommandError("no database configured (ZIRI_DATABASE_URL, DATABASE_URL or --database-url): "
+        raise CliError("no database configured (ZIRI_DATABASE_URL, DATABASE_URL or --database-url): "
                                    "ledger import loads a JSONL ledger into PostgreSQL "
                                    "(--into-file-store appends it to ZIRI_LEDGER_PATH instead)")
     if not os.path.isfile(args.file):
-        raise DatabaseCommandError(f"{args.file}: not found")
+        raise CliError(f"{args.file}: not found")
     store = open_store(settings)
     try:
         where = store.start()

@@ -8,6 +8,8 @@ import time
 
 import requests
 
+from .errors import CliError
+
 DEFAULT_GATEWAY_PORT = 3100
 DEFAULT_STUB_PORT = 3199
 STUB_API_KEY = "sk-local-stub-not-a-real-key"
@@ -56,13 +58,13 @@ def _wait_until_up(url, process, seconds=15):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"ziri-images: the stub exited with code {process.returncode}")
+            raise CliError(f"the stub exited with code {process.returncode}")
         try:
             requests.get(url, timeout=0.5)
             return
         except requests.ConnectionError:
             time.sleep(0.1)
-    raise SystemExit(f"ziri-images: the stub did not answer at {url}")
+    raise CliError(f"the stub did not answer at {url}")
 
 
 def _token_switched_lines(env, port):

@@ -1,7 +1,8 @@
 """The one entry of the ``ziri-images`` command line: the parser of every command, and ``main``.
 
 Each command group adds its own commands (``dev``, ``keys``, ``ledger``, ``pricing``, ``db``).
-Exit codes: 0 success, 1 the command failed (the message says why), 2 the command line
+Every failure a command meets reaches ``main`` as one ``CliError`` (``errors.py``), printed as
+one line. Exit codes: 0 success, 1 the command failed (the message says why), 2 the command line
 was wrong (argparse's usage message), 130 interrupted.
 """
 
@@ -9,14 +10,14 @@ import argparse
 import sys
 
 from .._version import __version__
-from ..errors import ConfigError
-from ..keys.keyfile import KeyFileError
 from . import db
 from . import dev
 from . import keys
 from . import ledger
 from . import pricing
+from .errors import LIBRARY_FAILURES
 from .errors import CliError
+from .errors import as_cli_error
 
 
 def build_parser():
@@ -35,16 +36,21 @@ def build_parser():
     return parser
 
 
+def run_command(args):
+    """Run the parsed command and return its exit code; raise ``CliError`` for any failure it meets."""
+    try:
+        return args.handler(args) or 0
+    except LIBRARY_FAILURES as error:
+        raise as_cli_error(error) from error
+
+
 def main(argv=None):
     """Run the command in ``argv`` (default: sys.argv); return the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args) or 0
-    except (CliError, ConfigError, KeyFileError, db.DatabaseCommandError) as error:
+        return run_command(args)
+    except CliError as error:
         print(f"ziri-images: error: {error}", file=sys.stderr)
-    except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
-        print(f"ziri-images: error: {where}{error.strerror or error}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
     return 1
