@@ -194,7 +194,7 @@ def test_the_environment_is_read_by_config_alone():
     readers = sorted(path.relative_to(package).as_posix() for path in package.rglob("*.py")
                      if "os.environ" in path.read_text() or "getenv" in path.read_text())
 
-    assert readers == ["cli/launch.py", "config.py"]
+    assert readers == ["cli/dev.py", "config.py"]
 
 
 def test_providers_json_is_read_once_when_the_app_starts(make_app, providers_path, monkeypatch):

@@ -17,8 +17,8 @@ def create_app(config=None):
     from . import api
     from . import errors
     from . import gateway
+    from . import models
     from . import openapi
-    from .catalog import listing
     from .config import Config
     from .ops import dashboard
     from .ops import metrics
@@ -44,7 +44,7 @@ def create_app(config=None):
     refusals.init_app(app)
     dashboard.init_app(app)
     app.register_blueprint(api.bp)
-    app.register_blueprint(listing.bp)
+    app.register_blueprint(models.bp)
     app.register_blueprint(readiness.bp)
     app.register_blueprint(openapi.bp)
     hops = config.trusted_proxies

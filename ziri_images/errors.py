@@ -6,10 +6,14 @@ unexpected (500, logged with the request id, never a traceback in the body). ``/
 the flat ``{"error", "code", "requestId", ...details}``; ``/v1/*`` answers OpenAI's shape,
 ``{"error": {"message", "type", "param", "code", "requestId", ...details}}``, which OpenAI's
 SDKs read into ``e.code``, ``e.type`` and ``e.param``. ``ERROR_CODES`` is the one catalogue of
-codes: it gives each its status and OpenAI type, and the OpenAPI document lists it.
+codes, for every layer: it gives each its status and OpenAI type, the OpenAPI document lists it,
+and the gunicorn worker's own refusals (``server/workers.py``, before the app runs) take their
+status from it and are drawn by ``render_raw_error``.
 """
 
+import json
 import logging
+from http import HTTPStatus
 
 from flask import g
 from flask import jsonify
@@ -38,7 +42,8 @@ class ApiError(Exception):
 
 
 # (status, code, scope, when). Scopes: "key" (authenticated routes), "generation" (the images
-# endpoint), "ledger" (routes that read or write the ledger), "any" (every route).
+# endpoint), "ledger" (routes that read or write the ledger), "any" (every route), "server" (the
+# gunicorn worker, before the app: any path).
 ERROR_CODES = (
     (400, "API_KEY_REQUIRED", "key", "No X-API-Key (or Authorization: Bearer) header."),
     (401, "INVALID_API_KEY_FORMAT", "key", "The key is not ziri-{userId}-{hex secret}."),
@@ -92,7 +97,18 @@ ERROR_CODES = (
     (404, "NOT_FOUND", "unrouted", "No such endpoint."),
     (405, "METHOD_NOT_ALLOWED", "any", "Method not allowed for this endpoint."),
     (500, "INTERNAL_ERROR", "any", "Anything unexpected (logged with the request id)."),
+    (400, "INVALID_REQUEST_LINE", "server", "The request line cannot be parsed."),
+    (400, "INVALID_HEADER", "server", "A header's name or value, or a Content-Length, is malformed."),
+    (414, "URI_TOO_LONG", "server", "The request line is over 4 KB."),
+    (431, "HEADERS_TOO_LARGE", "server", "A header over 8 KB, or more than 100 headers."),
+    (501, "UNSUPPORTED_TRANSFER_ENCODING", "server", "A Transfer-Encoding other than chunked."),
+    (417, "EXPECTATION_FAILED", "server", "An Expect header other than 100-continue."),
+    (403, "FORBIDDEN", "server", "A request gunicorn forbids (a PROXY line from an address it does not trust)."),
 )
+# The status of each code; a code answered with several (LLM_PROVIDER_ERROR) maps to its first.
+_STATUS_BY_CODE = {code: status for status, code, _scope, _when in reversed(ERROR_CODES)}
+# The status line's words where Python's differ from what the gateway has always answered.
+_REASONS = {414: "URI Too Long"}
 
 # OpenAI's error types: by code where the status alone does not say it, otherwise by status.
 _TYPE_BY_CODE = {
@@ -156,6 +172,28 @@ def render_api_error(error):
     response.headers["x-should-retry"] = "true" if error.should_retry else "false"
     g.error_code = error.code
     return response
+
+
+def error_status(code):
+    """Return the HTTP status the catalogue gives ``code``."""
+    return _STATUS_BY_CODE[code]
+
+
+def reason_phrase(status):
+    """Return the words of ``status``'s status line (``URI Too Long`` for 414)."""
+    return _REASONS.get(status) or HTTPStatus(status).phrase
+
+
+def render_raw_error(error, request_id):
+    """Return a whole HTTP/1.1 response closing its connection: ``error`` answered outside Flask, in the flat body.
+
+    The gunicorn worker sends it (server/workers.py) for a request the app never saw.
+    """
+    body = json.dumps({"error": error.message, "code": error.code, "requestId": request_id, **error.details}).encode()
+    head = (f"HTTP/1.1 {error.status} {reason_phrase(error.status)}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nX-Request-Id: {request_id}\r\n"
+            f"x-should-retry: {'true' if error.should_retry else 'false'}\r\n\r\n")
+    return head.encode("latin-1") + body
 
 
 def render_http_exception(error):

@@ -47,7 +47,11 @@ OPENAI_COMPATIBLE_DEFAULT_PROVIDER = "openai"
 
 
 class OpenAIImagesRequestSchema(GenerationRequestSchema):
-    """The body of ``POST /v1/images/generations``: ``provider`` defaults to ``openai``."""
+    """Describe the body of ``POST /v1/images/generations`` in the OpenAPI document: ``provider`` is optional.
+
+    Only the document reads it (openapi.py); the gateway loads /v1 bodies with
+    ``GenerationRequestSchema`` after ``api.with_default_provider`` has filled in the same default.
+    """
 
     provider = fields.String(load_default=OPENAI_COMPATIBLE_DEFAULT_PROVIDER, validate=validate.Length(min=1, max=64))
 

@@ -1,7 +1,16 @@
 """GET /v1/models and /v1/models/{id}: the image models a key may use, in OpenAI's list shape."""
 
+import ast
+from pathlib import Path
+
 import pytest
 from conftest import USER_KEY
+
+import ziri_images
+
+CATALOG = Path(ziri_images.__file__).parent / "catalog"
+# The request's own modules: the catalog is read by them, never the other way round.
+REQUEST_LEVEL = {"access", "api", "gateway", "models", "streaming", "uploads"}
 
 
 def model_ids(client, key):
@@ -64,3 +73,14 @@ def test_the_list_needs_a_key(client):
     response = client.get("/v1/models")
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "API_KEY_REQUIRED"
+
+
+def test_the_catalog_imports_no_request_level_module():
+    imported = set()
+    for path in CATALOG.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 2:  # from ..x import y
+                imported.add((path.name, (node.module or "").split(".")[0]))
+            if isinstance(node, ast.ImportFrom) and node.module == "flask":
+                imported.add((path.name, "flask"))
+    assert {(name, module) for name, module in imported if module in REQUEST_LEVEL | {"flask"}} == set()

@@ -16,8 +16,10 @@ from conftest import USER_KEY
 from conftest import read_keys
 
 from ziri_images.catalog import pricing_check
+from ziri_images.cli import dev
 from ziri_images.cli import entry as cli
-from ziri_images.cli import launch
+from ziri_images.cli import keys as cli_keys
+from ziri_images.cli import ledger as cli_ledger
 from ziri_images.errors import ApiError
 from ziri_images.keys.store import KEY_PATTERN
 from ziri_images.keys.store import KeyStore
@@ -83,7 +85,7 @@ def test_keys_list_table_spells_out_defaults(capsys, keys_path):
     _, out, _ = run(capsys, "keys", "list", "--keys-file", keys_path)
 
     lines = out.splitlines()
-    assert lines[0].split() == list(cli.run.KEY_COLUMNS)
+    assert lines[0].split() == list(cli_keys.KEY_COLUMNS)
     assert lines[3].split() == ["key_user", "alice", "active", "never", "any", "any", "5.0", "50.0", "-", "-"]
 
 
@@ -288,7 +290,7 @@ def test_usage_is_report_as_json_and_csv_within_a_range(capsys, tmp_path, monkey
 
 def test_report_progress_is_shown_on_request(capsys, tmp_path, monkeypatch):
     write_ledger(tmp_path / "ledger.jsonl", ledger_records())
-    monkeypatch.setattr(cli.run, "Progress", lambda stream: lambda done, total: stream.write(f"[{done}/{total}]"))
+    monkeypatch.setattr(cli_ledger, "Progress", lambda stream: lambda done, total: stream.write(f"[{done}/{total}]"))
 
     _, _, err = run(capsys, "report", "--ledger", tmp_path / "ledger.jsonl", "--progress")
     size = (tmp_path / "ledger.jsonl").stat().st_size
@@ -437,7 +439,7 @@ def test_pricing_check_fails_on_an_invalid_catalog(capsys, pricing_path):
 
 def test_serve_runs_gunicorn_with_the_config(capsys, monkeypatch):
     calls = []
-    monkeypatch.setattr(launch.os, "execv", lambda path, argv: calls.append((path, argv)))
+    monkeypatch.setattr(dev.os, "execv", lambda path, argv: calls.append((path, argv)))
 
     assert run(capsys, "serve", "--config", "other.conf.py")[0] == 0
     assert calls == [(sys.executable, [sys.executable, "-m", "gunicorn", "--config", "other.conf.py", "app:app"])]

@@ -2,8 +2,8 @@
 
 import pytest
 
+from ziri_images.cli import dev
 from ziri_images.cli import entry as cli
-from ziri_images.cli import launch
 
 
 class FinishedProcess:
@@ -23,8 +23,8 @@ def started(monkeypatch):
         environments.append(env)
         return FinishedProcess()
 
-    monkeypatch.setattr(launch.subprocess, "Popen", popen)
-    monkeypatch.setattr(launch.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(dev.subprocess, "Popen", popen)
+    monkeypatch.setattr(dev.signal, "signal", lambda *args: None)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-real-provider-key-000000")  # no stub: only gunicorn starts
     return environments
 

@@ -1,6 +1,10 @@
 """The spend dashboard: off without a token, refuses without it, signs in safely, shows the store's figures."""
 
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import ENDPOINT
@@ -8,7 +12,10 @@ from conftest import GENERATIONS_URL
 from conftest import USER_KEY
 from conftest import openai_image_response
 
+from ziri_images.ops import dashboard_page
+
 TOKEN = "admin-token-abcdef0123456789"
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 BODY = {"provider": "openai", "model": "dall-e-3", "prompt": "a fox", "size": "1024x1024", "quality": "standard"}
 
 
@@ -129,3 +136,30 @@ def test_a_daily_budget_shows_on_the_page_with_spend_per_key_and_model_over_time
     per_model = row_of(page, "spend-per-model", "dall-e-3")
     assert "<title>2026-11-26: $0.0800</title>" in per_model and "<title>2026-11-27: $0.0400</title>" in per_model
     assert len(re.findall(r'<rect class="bar"', page)) == 30  # the spend chart is unchanged
+
+
+def test_the_pages_are_autoescaped_template_files_of_the_package(admin):
+    templates = Path(dashboard_page.__file__).parent / "templates"
+    app = admin.application
+
+    for name in ("dashboard_base.html", "dashboard.html", "dashboard_login.html"):
+        _source, filename, _uptodate = app.jinja_env.loader.get_source(app.jinja_env, name)
+        assert Path(filename) == templates / name
+        assert app.jinja_env.autoescape(name) is True  # every value in them is escaped
+    assert "<html" not in Path(dashboard_page.__file__).read_text()  # no HTML left in Python strings
+
+
+def test_the_built_package_carries_the_dashboard_templates(tmp_path):
+    # setuptools' build_py collects what a wheel or an install ships: .py files and the declared package data.
+    source = tmp_path / "source"
+    shutil.copytree(PROJECT_DIR, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "var", "build", "__pycache__", "*.egg-info", "node_modules", ".pytest_cache", "tests",
+        "bench"))
+    built = tmp_path / "built"
+    run = subprocess.run([sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "build_py",
+                          "--build-lib", str(built)], cwd=source, capture_output=True, text=True, timeout=120,
+                         check=False)
+
+    assert run.returncode == 0, run.stderr
+    shipped = sorted(path.name for path in (built / "ziri_images" / "ops" / "templates").glob("*.html"))
+    assert shipped == ["dashboard.html", "dashboard_base.html", "dashboard_login.html"]

@@ -1,13 +1,16 @@
 """Liveness (/health) and readiness (/ready): what each check reports, and nothing secret."""
 
+import ast
 import json
 import os
 import shutil
 from collections import namedtuple
+from pathlib import Path
 
 import pytest
 from conftest import PROVIDER_KEY
 
+import ziri_images
 from ziri_images.ledger.file import store as file_store
 
 ALL_OK = {"keys": {"ok": True}, "catalog": {"ok": True}, "ledger": {"ok": True}, "providers": {"ok": True}}
@@ -72,3 +75,13 @@ def test_not_ready_names_the_failing_check(app, client, monkeypatch, tmp_path, b
     text = json.dumps(response.get_json())
     assert str(tmp_path) not in text and PROVIDER_KEY not in text
     assert client.get("/health").status_code == 200  # liveness does not depend on it
+
+
+def test_check_catalog_names_one_function_in_the_package():
+    # Readiness's "the catalog has image models" and the start-up check of providers.json against the catalog
+    # are different rules: one name each.
+    package = Path(ziri_images.__file__).parent
+    defined = sorted(path.relative_to(package).as_posix() for path in package.rglob("*.py")
+                     for node in ast.parse(path.read_text()).body
+                     if isinstance(node, ast.FunctionDef) and node.name == "check_catalog")
+    assert len(defined) <= 1, defined

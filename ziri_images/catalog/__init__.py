@@ -2,5 +2,5 @@
 
 It owns pricing.json (``pricing.PriceBook`` and its checks in ``pricing_check``), each model's
 rules (``image_model``, ``sizes``, ``tokens``), the price of one request before it is sent
-(``quoting``) and ``GET /v1/models``, the catalog as a key sees it (``listing``).
+(``quoting``) and the catalog as a key sees it (``listing``, served by ``models.py``'s ``GET /v1/models``).
 """

@@ -1,4 +1,4 @@
-"""The database commands: ``db migrate`` and ``ledger import``.
+"""The database commands: ``db migrate`` and ``ledger import`` (wired in ``ledger.py``).
 
 ``ziri-images db migrate`` runs at every deploy (the Procfile's ``release:`` line): it brings
 the PostgreSQL schema up to date, does nothing on a current one, and with no database
@@ -11,10 +11,21 @@ from dataclasses import replace
 
 from ..config import Config
 from ..ledger.parse import decode_line
+from .errors import CliError
+from .options import database_url_option
 
 
-class DatabaseCommandError(Exception):
-    """A database command that cannot be carried out; the CLI prints it and exits 1."""
+def add_commands(commands):
+    """Add ``db migrate`` to the command line."""
+    database = commands.add_parser("db", help="the PostgreSQL store's schema")
+    actions = database.add_subparsers(dest="action", required=True, metavar="ACTION")
+    migrate = actions.add_parser(
+        "migrate", help="create or upgrade the database schema (safe at every deploy)",
+        description="Apply the schema migrations the database lacks; a current schema is left as it is. "
+                    "With no database configured (the file store) there is nothing to do: exits 0.")
+    database_url_option(migrate)
+    migrate.add_argument("--timeout", type=float, default=10.0, help="seconds to connect (default 10)")
+    migrate.set_defaults(handler=db_migrate)
 
 
 def database_url(args):
@@ -43,7 +54,7 @@ def db_migrate(args):
         with connect(url, args.timeout) as connection:
             applied = migrate(connection)
     except psycopg.Error as error:
-        raise DatabaseCommandError(f"database {where}: {error_text(error)}") from None
+        raise CliError(f"database {where}: {error_text(error)}") from None
     if applied:
         print(f"database {where}: applied migration(s) {', '.join(map(str, applied))}; schema version {LATEST}",
               file=sys.stderr)
@@ -71,11 +82,11 @@ def ledger_import(args):
     url = database_url(args)
     config = replace(Config.from_environ(read_providers=False), database_url=url)
     if not url and not args.into_file_store:
-        raise DatabaseCommandError("no database configured (ZIRI_DATABASE_URL, DATABASE_URL or --database-url): "
+        raise CliError("no database configured (ZIRI_DATABASE_URL, DATABASE_URL or --database-url): "
                                    "ledger import loads a JSONL ledger into PostgreSQL "
                                    "(--into-file-store appends it to ZIRI_LEDGER_PATH instead)")
     if not os.path.isfile(args.file):
-        raise DatabaseCommandError(f"{args.file}: not found")
+        raise CliError(f"{args.file}: not found")
     store = open_store(config)
     try:
         where = store.start()

@@ -1,13 +1,22 @@
-"""Print rows for people (an aligned table), spreadsheets (CSV) or programs (JSON)."""
+"""Print a command's output: rows for people (an aligned table), spreadsheets (CSV) or programs (JSON).
+
+Results go to stdout; messages and warnings (``note``) to stderr, so a command's output can be captured alone.
+"""
 
 import csv
 import json
 import re
+import sys
 
 FORMATS = ("table", "csv", "json")
 # A table cell longer than this is cut (CSV and JSON keep everything).
 MAX_CELL = 60
 _NUMBER = re.compile(r"-?[0-9][0-9,]*(\.[0-9]+)?")
+
+
+def note(message):
+    """Print a message or a warning for the operator on stderr."""
+    print(message, file=sys.stderr)
 
 
 def _cell(value):

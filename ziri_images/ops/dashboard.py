@@ -34,7 +34,8 @@ from .dashboard_page import render_dashboard
 from .dashboard_page import render_login
 from .refusals import refusal_counts
 
-bp = Blueprint("dashboard", __name__, url_prefix="/admin")
+# Its pages are the .html templates of ops/templates/ (autoescaped: see dashboard_page.py).
+bp = Blueprint("dashboard", __name__, url_prefix="/admin", template_folder="templates")
 
 SESSION_COOKIE = "ziri_admin"
 CSRF_COOKIE = "ziri_admin_csrf"

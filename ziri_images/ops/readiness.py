@@ -30,7 +30,7 @@ def check_key_file(gateway):
     return None
 
 
-def check_catalog(gateway):
+def check_catalog_has_image_models(gateway):
     """Return None if the catalog offers at least one image model, else a short reason."""
     if not any(True for _ in gateway.prices.image_models()):
         return "the catalog has no image models"
@@ -72,8 +72,8 @@ def check_database(gateway):
     return None if ok else reason
 
 
-CHECKS = {"keys": check_key_file, "catalog": check_catalog, "ledger": check_ledger, "database": check_database,
-          "providers": check_providers}
+CHECKS = {"keys": check_key_file, "catalog": check_catalog_has_image_models, "ledger": check_ledger,
+          "database": check_database, "providers": check_providers}
 
 
 @bp.get("/ready")

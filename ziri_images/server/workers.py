@@ -5,7 +5,9 @@ parse, a URI over 4 KB, more than 100 headers, a bad Content-Length) and answers
 ``Worker.handle_error`` with an HTML page. The worker classes here (``GeventWorker``,
 ``ThreadWorker``, ``SyncWorker``: gunicorn's, with ``JsonErrors`` mixed in) answer the
 contract's JSON instead: ``{"error", "code", "requestId"}`` with ``X-Request-Id`` and
-``x-should-retry: false``, and log one escaped, redacted line with that request id.
+``x-should-retry: false``, and log one escaped, redacted line with that request id. Their codes
+are in the one error catalogue (``errors.ERROR_CODES``, scope "server"), which gives each its
+status; ``errors.render_raw_error`` draws the bytes.
 
 A response has a deadline too (``send_deadline.py``): one its client does not take in time
 closes its connection without a socket error's traceback (``SendTimeouts``).
@@ -16,7 +18,6 @@ connection is closed (gunicorn closes one whose body read failed), so stalled up
 hold every greenlet or thread of a worker.
 """
 
-import json
 import socket
 import ssl
 import time
@@ -33,6 +34,9 @@ from gunicorn.workers import sync
 
 from ..errors import ApiError
 from ..errors import ConfigError
+from ..errors import error_status
+from ..errors import reason_phrase
+from ..errors import render_raw_error
 from .logs import escape
 from .logs import escape_quoted
 
@@ -43,45 +47,31 @@ def _errors(*names):
 
 
 CHUNK_ERRORS = _errors("InvalidChunkSize", "ChunkMissingTerminator", "InvalidChunkExtension")
-#: (exception types, status, reason, code, message): the first match wins.
+#: (exception types, code, message): the first match wins; each code's status is the catalogue's (errors.py).
 REFUSALS = [
     (_errors("InvalidResponseHeader", "InvalidResponseHeaderName", "ConfigurationProblem"),
-     500, "Internal Server Error", "INTERNAL_ERROR", "Internal server error."),
-    (_errors("LimitRequestLine"),
-     414, "URI Too Long", "URI_TOO_LONG", "The request line (method, URI and version) is too long."),
-    (_errors("LimitRequestHeaders"),
-     431, "Request Header Fields Too Large", "HEADERS_TOO_LARGE", "Too many request headers, or one is too large."),
+     "INTERNAL_ERROR", "Internal server error."),
+    (_errors("LimitRequestLine"), "URI_TOO_LONG", "The request line (method, URI and version) is too long."),
+    (_errors("LimitRequestHeaders"), "HEADERS_TOO_LARGE", "Too many request headers, or one is too large."),
     (_errors("InvalidHeader", "InvalidHeaderName", "ObsoleteFolding", "InvalidSchemeHeaders"),
-     400, "Bad Request", "INVALID_HEADER", "A request header is malformed (its name, its value or a Content-Length)."),
+     "INVALID_HEADER", "A request header is malformed (its name, its value or a Content-Length)."),
     (_errors("InvalidRequestLine", "InvalidRequestMethod", "InvalidHTTPVersion", "InvalidProxyLine",
              "InvalidH2CPreface") + (ssl.SSLError,),
-     400, "Bad Request", "INVALID_REQUEST_LINE", "The request line is malformed."),
-    (CHUNK_ERRORS,
-     400, "Bad Request", "INVALID_CHUNKED_BODY", "The chunked request body is malformed."),
+     "INVALID_REQUEST_LINE", "The request line is malformed."),
+    (CHUNK_ERRORS, "INVALID_CHUNKED_BODY", "The chunked request body is malformed."),
     (_errors("UnsupportedTransferCoding"),
-     501, "Not Implemented", "UNSUPPORTED_TRANSFER_ENCODING", "Transfer-Encoding must be chunked or absent."),
-    (_errors("ExpectationFailed"),
-     417, "Expectation Failed", "EXPECTATION_FAILED", "Only 'Expect: 100-continue' is supported."),
-    (_errors("ForbiddenProxyRequest"),
-     403, "Forbidden", "FORBIDDEN", "Request forbidden."),
+     "UNSUPPORTED_TRANSFER_ENCODING", "Transfer-Encoding must be chunked or absent."),
+    (_errors("ExpectationFailed"), "EXPECTATION_FAILED", "Only 'Expect: 100-continue' is supported."),
+    (_errors("ForbiddenProxyRequest"), "FORBIDDEN", "Request forbidden."),
 ]
-UNEXPECTED = (500, "Internal Server Error", "INTERNAL_ERROR", "Internal server error.")
+UNEXPECTED = ("INTERNAL_ERROR", "Internal server error.")
 
 
 def refusal_for(error):
-    """Return (status, reason, code, message) for an error gunicorn raised before or around the app."""
-    for types, *refusal in REFUSALS:
-        if isinstance(error, types):
-            return tuple(refusal)
-    return UNEXPECTED
-
-
-def error_response(status, reason, code, message, request_id):
-    """Return the bytes of a complete JSON error response that closes the connection."""
-    body = json.dumps({"error": message, "code": code, "requestId": request_id}).encode()
-    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nX-Request-Id: {request_id}\r\nx-should-retry: false\r\n\r\n")
-    return head.encode("latin-1") + body
+    """Return the ``ApiError`` answering an error gunicorn raised before or around the app."""
+    code, message = next(((code, message) for types, code, message in REFUSALS if isinstance(error, types)),
+                         UNEXPECTED)
+    return ApiError(error_status(code), code, message)
 
 
 class JsonErrors:
@@ -91,7 +81,8 @@ class JsonErrors:
         started = datetime.now()
         addr = addr or ("", -1)  # a unix socket has no peer address
         request_id = "req_" + uuid.uuid4().hex
-        status, reason, code, message = refusal_for(exc)
+        refusal = refusal_for(exc)
+        status, code = refusal.status, refusal.code
         if status >= 500:
             self.log.exception("server error requestId=%s status=%d code=%s client=%s", request_id, status, code,
                                escape(addr[0]))
@@ -99,21 +90,21 @@ class JsonErrors:
             # The error's text quotes the client's bytes: escaped (one line) and redacted by the logger.
             self.log.warning('invalid request requestId=%s status=%d code=%s client=%s error="%s"', request_id, status,
                              code, escape(addr[0]), escape_quoted(f"{type(exc).__name__}: {exc}"))
-        response = error_response(status, reason, code, message, request_id)
+        response = render_raw_error(refusal, request_id)
         if req is None and hasattr(getattr(exc, "req", None), "headers"):
             req = exc.req  # a header error knows its request: log it in the access log too
         if req is not None:
-            self._log_refusal(req, client, addr, status, reason, request_id, len(response), started)
+            self._log_refusal(req, client, addr, status, request_id, len(response), started)
         try:
             util.write_nonblock(client, response)
         except OSError:
             self.log.debug("could not send the error response requestId=%s", request_id)
 
-    def _log_refusal(self, req, client, addr, status, reason, request_id, length, started):
+    def _log_refusal(self, req, client, addr, status, request_id, length, started):
         environ = default_environ(req, client, self.cfg)
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = addr[0], str(addr[1])
         response = Response(req, client, self.cfg)
-        response.status = f"{status} {reason}"
+        response.status = f"{status} {reason_phrase(status)}"
         response.headers = [("X-Request-Id", request_id)]
         response.sent = length
         self.log.access(response, req, environ, datetime.now() - started)

@@ -1,4 +1,4 @@
-"""Start processes: the gateway under gunicorn, the development setup, the local stub."""
+"""The commands that start processes: ``serve`` (gunicorn), ``dev`` (the development setup), ``stub``."""
 
 import os
 import signal
@@ -8,9 +8,31 @@ import time
 
 import requests
 
+from .errors import CliError
+
 DEFAULT_GATEWAY_PORT = 3100
 DEFAULT_STUB_PORT = 3199
 STUB_API_KEY = "sk-local-stub-not-a-real-key"
+
+
+def add_commands(commands):
+    """Add ``serve``, ``dev`` and ``stub`` to the command line."""
+    serve_parser = commands.add_parser("serve", help="run the gateway under gunicorn (production)")
+    serve_parser.add_argument("--config", default="gunicorn.conf.py", help="gunicorn config file")
+    serve_parser.set_defaults(handler=serve)
+
+    dev_parser = commands.add_parser(
+        "dev", help="run the gateway locally, with the stub provider when no OpenAI key is set")
+    dev_parser.add_argument("--config", default="gunicorn.conf.py", help="gunicorn config file")
+    dev_parser.add_argument("--port", type=int, help="gateway port (default: $PORT, else 3100)")
+    dev_parser.add_argument("--stub-port", type=int, default=DEFAULT_STUB_PORT, help="stub port (default 3199)")
+    dev_parser.set_defaults(handler=dev)
+
+    stub_parser = commands.add_parser("stub", help="run the local stub of OpenAI's images API")
+    stub_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    stub_parser.add_argument("--port", type=int, default=DEFAULT_STUB_PORT, help="port (default 3199)")
+    stub_parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering")
+    stub_parser.set_defaults(handler=stub)
 
 
 def _gunicorn_command(args):
@@ -36,13 +58,13 @@ def _wait_until_up(url, process, seconds=15):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"ziri-images: the stub exited with code {process.returncode}")
+            raise CliError(f"the stub exited with code {process.returncode}")
         try:
             requests.get(url, timeout=0.5)
             return
         except requests.ConnectionError:
             time.sleep(0.1)
-    raise SystemExit(f"ziri-images: the stub did not answer at {url}")
+    raise CliError(f"the stub did not answer at {url}")
 
 
 def _token_switched_lines(env, port):
