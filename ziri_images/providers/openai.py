@@ -79,11 +79,9 @@ class OpenAIProvider(Provider):
 
     def url_for(self, model, operation="generations"):
         """Return the ``operation`` URL (generations or edits) for ``model`` (its deployment's, for Azure)."""
-        deployment = model
-        if self.deployments is not None:
-            deployment = self.deployments.get(model)
-            if deployment is None:
-                raise self.error(502, f"Provider '{self.name}' has no deployment for model '{model}'.")
+        # Every catalog model of a provider with deployments has one (config.check_catalog), and
+        # nothing outside the catalog is sent.
+        deployment = model if self.deployments is None else self.deployments[model]
         path = self.path.replace("/images/generations", f"/images/{operation}")
         url = self.base_url + path.format(deployment=quote(deployment, safe=""))
         return f"{url}?{urlencode(self.query)}" if self.query else url
