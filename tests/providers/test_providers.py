@@ -314,13 +314,14 @@ def test_a_call_interrupted_mid_answer_gives_its_connection_back(counting_server
     provider = loopback_provider(counting_server)
     provider.generate({"model": "m", "prompt": "p"}, "a")  # the pool for the host exists, its connection idle
     url = provider.url_for("m")
-    pool = provider._adapter.get_connection_with_tls_context(provider._prepare(url, {}), provider._verify)
+    transport = provider.transport
+    pool = transport.adapter.get_connection_with_tls_context(transport.prepare("POST", url, {}), transport.verify)
     idle = pool.pool.qsize()
 
-    def interrupted(response):
+    def interrupted(provider, response, limit):
         raise _Interrupted()
 
-    monkeypatch.setattr(provider, "_read_capped", interrupted)
+    monkeypatch.setattr(providers, "read_capped", interrupted)
     with pytest.raises(_Interrupted):
         provider.generate({"model": "m", "prompt": "p"}, "b")
 

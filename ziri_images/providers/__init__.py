@@ -1,8 +1,10 @@
 """The providers: every outbound call to an image API goes through this package.
 
-``openai.OpenAIProvider`` speaks OpenAI's images API (OpenAI, Azure OpenAI, xAI and compatible
-servers); ``answers`` reads a provider's answer or failure into a result or an ``ApiError`` and
-redacts what must not leave it; ``streams`` relays a streamed answer event by event; ``entries``
-reads providers.json's document (which ``config.py`` reads once) into entries, from which ``config``
-builds the providers; ``deadline`` bounds each call in time.
+``base`` is the adapter interface every provider implements (``Provider.send``: a priced call in,
+one ``ProviderResult`` or ``ProviderError`` out) and its types; ``openai.OpenAIProvider`` speaks
+OpenAI's images API (OpenAI, Azure OpenAI, xAI and compatible servers); ``answers`` reads an
+answer or a failure into a result or an error and redacts what must not leave it; ``streams``
+relays a streamed answer event by event; ``deadline`` bounds each call in time and holds the
+pooled ``Transport`` an adapter sends with; ``entries`` reads providers.json's document (which ``config.py`` reads once)
+into entries, from which ``config`` builds the providers.
 """

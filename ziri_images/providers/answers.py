@@ -1,44 +1,34 @@
 """Read a provider's answer: a ProviderResult, or a ProviderError with one mapping for every provider.
 
-Every ``requests`` exception and every bad upstream answer becomes a ``ProviderError`` here and
-nowhere else. ``may_have_billed`` tells the caller whether the provider could have generated
-(and charged for) images anyway; an error raised after a 2xx status ``charges_reservation``.
-Anything the provider sends back is redacted first: it may repeat the credential it was sent,
-in any field. Error texts lose anything key-shaped as well; an answer's body and its events lose
-the exact credential only (``redact_document``), as key-shaped strings are theirs (xAI's image
-URLs hold one).
+Every ``requests`` exception becomes a ``ProviderError`` here and nowhere else (``failure``), and
+every answer is read within its size cap (``read_capped``), whatever the provider; the body of an
+answer in OpenAI's shape (OpenAI, Azure, xAI: ``interpret_answer``) is read here too, and an
+adapter for another API reads its own beside it, with the same errors. ``may_have_billed`` tells
+the caller whether the provider could have generated (and charged for) images anyway; an error
+raised after a 2xx status ``charges_reservation``. Anything the provider sends back is redacted
+first: it may repeat the credential it was sent, in any field. Error texts lose anything
+key-shaped as well; an answer's body and its events lose the exact credential only
+(``redact_document``), as key-shaped strings are theirs (xAI's image URLs hold one).
 """
 
 import re
-from dataclasses import dataclass
 
 import requests
 from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import ReadTimeoutError
 
-from ..errors import ApiError
 from ..strict_json import parse_provider_body
+from .base import REDACTED
+from .base import ProviderError  # noqa: F401  also imported from here by streaming.py
+from .base import ProviderResult
 
-# A key wherever it starts: no word boundary, which a log's escaping (a quote before a key becomes
-# ``\x22``) or a letter before it would defeat. A word that merely looks like one ("task-specific")
-# is redacted too: a false positive costs a word, a miss would leak a key.
-_SECRET_PATTERN = re.compile(r"(?:sk|xai)-[A-Za-z0-9_*\-]{6,}|ziri-[A-Za-z0-9_.-]+-[0-9a-f]{16,}")
 # Some providers (xAI) answer a wrong key with 400, not 401: the message tells.
 _CREDENTIALS_REJECTED = re.compile(r"\b(incorrect|invalid) api key\b", re.IGNORECASE)
 # The providers' codes for a prompt or image refused by their safety system.
 CONTENT_POLICY_CODES = {"content_policy_violation", "contentFilter", "moderation_blocked"}
-REDACTED = "[redacted]"
 # A shorter credential is no secret worth guarding (it is guessed at once), and replacing it in an
 # answer would corrupt images: a short run of letters turns up in megabytes of base64 by chance.
 MIN_SECRET_CHARS = 8
-
-
-def redact(text, secrets=()):
-    """Return ``text`` with the given secrets and anything shaped like an API key removed."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return _SECRET_PATTERN.sub(REDACTED, text)
 
 
 def answer_secret(credential):
@@ -86,41 +76,33 @@ def _without(value, secret):
     return value
 
 
-class ProviderError(ApiError):
-    """A provider call that produced no usable images."""
-
-    def __init__(self, status, message, *, provider_status=None, provider_request_id=None,
-                 may_have_billed=False, should_retry=False, headers=None, **details):
-        super().__init__(status, "LLM_PROVIDER_ERROR", message, headers=headers, should_retry=should_retry, **details)
-        self.provider_status = provider_status
-        self.provider_request_id = provider_request_id
-        self.may_have_billed = may_have_billed
-
-    @property
-    def charges_reservation(self):
-        """True when the provider accepted the call (a 2xx status) but its answer could not be used.
-
-        It may have generated, and billed, everything asked: the reservation is the charge.
-        """
-        return self.provider_status is not None and 200 <= self.provider_status < 300
-
-    def charge_fields(self, reserved):
-        """Return the charge record's fields for this failure: ``reserved`` as its cost after a 2xx, else nothing."""
-        if self.charges_reservation:
-            charged = {"imagesReturned": None, "cost": reserved, "chargedBy": "reservation"}
-        else:
-            charged = {"imagesReturned": 0, "cost": 0.0}
-        return {**charged, "providerStatus": self.provider_status, "providerRequestId": self.provider_request_id,
-                "mayHaveBilled": self.may_have_billed, "shouldRetry": self.should_retry}
+def read_capped(provider, response, limit):
+    """Return the answer's whole body; raise ProviderError (it may have billed) past ``limit`` bytes."""
+    chunks, size = [], 0
+    for chunk in response.iter_content(chunk_size=256 * 1024):
+        size += len(chunk)
+        if size > limit:
+            response.close()
+            raise provider.error(502, f"Provider '{provider.name}' response exceeds {limit} bytes.",
+                                 provider_status=response.status_code, may_have_billed=True)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
-@dataclass(frozen=True)
-class ProviderResult:
-    """A successful images response."""
+def failure(provider, response, error):
+    """Close an answer not passed on; return what to raise for ``error`` (requests' own errors translated).
 
-    body: dict
-    provider_status: int
-    provider_request_id: str | None
+    Whatever the failure, an interrupted call (its greenlet killed) included, the answer's
+    connection goes back to the pool, closed if its body was not read.
+    """
+    if response is not None:
+        response.close()
+    if not isinstance(error, requests.exceptions.RequestException):
+        return error
+    translated = translate_failure(provider, error)
+    if response is not None:  # its status arrived: a 2xx whose body broke charges the reservation
+        translated.provider_status = response.status_code
+    return translated
 
 
 def translate_failure(provider, error):

@@ -10,6 +10,12 @@ sockets, so one mechanism serves both gunicorn worker classes. The call in progr
 context variable: each thread, and each greenlet, has its own.
 
 Connection set-up (TCP connect, TLS handshake) is bounded by the connect timeout as usual.
+
+``Transport`` is what an adapter sends with: one provider's pooled connections (urllib3's, safe to
+share between threads and greenlets: a call takes an idle kept-alive connection, or opens one,
+and gives it back once its answer is read), each request prepared by requests' own steps and
+handed to the adapter directly. A ``Session`` would only merge defaults the gateway does not use
+(cookies, environment settings, redirects) on every call.
 """
 
 import contextvars
@@ -18,6 +24,7 @@ import io
 import time
 from contextlib import contextmanager
 
+from requests import PreparedRequest
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 from urllib3.connection import HTTPSConnection
@@ -29,6 +36,9 @@ _deadline = contextvars.ContextVar("ziri_images_call_deadline", default=None)
 # status line and headers (a provider's fit in one read): the body's larger reads bypass it, and a
 # stream's read1 goes straight to the socket. io's default (8 KiB) would hold 8 MiB at 1,000 calls.
 READ_BUFFER_BYTES = 2048
+# Kept-alive connections a provider keeps per host for the next calls: one for every request a gevent
+# worker holds at once (gunicorn.conf.py), so a burst never reconnects; more may be open meanwhile.
+MAX_IDLE_CONNECTIONS = 1000
 
 
 @contextmanager
@@ -100,3 +110,42 @@ class DeadlineAdapter(HTTPAdapter):
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPConnectionPool, "https": _HTTPSConnectionPool}
+
+
+class Transport:
+    """One provider's pooled connections, on which each request is sent within the call's deadline.
+
+    ``timeout`` is (connect, read); ``verify`` and ``proxies`` are requests' settings, read once
+    by the provider: left to requests, they are looked up (walking the whole environment) on every call.
+    """
+
+    def __init__(self, timeout, verify, proxies):
+        self.timeout = timeout
+        self.verify = verify
+        self.proxies = proxies
+        self.adapter = DeadlineAdapter(pool_maxsize=MAX_IDLE_CONNECTIONS)
+        self._prepared_urls = {}  # URL -> as requests checks and quotes it: one per model and operation
+
+    def prepare(self, method, url, headers, cached=True, **body):
+        """Return the request as requests prepares it (``body``: json=, or data= and files=).
+
+        A URL not ``cached`` is checked afresh and not kept: one that is new on every call (a job's
+        polling URL) would make the cache grow without end.
+        """
+        request = PreparedRequest()
+        request.prepare_method(method)
+        prepared_url = self._prepared_urls.get(url)
+        if prepared_url is None:
+            request.prepare_url(url, None)
+            prepared_url = request.url
+            if cached:
+                self._prepared_urls[url] = prepared_url
+        request.url = prepared_url
+        request.prepare_headers(headers)
+        request.prepare_body(body.get("data"), body.get("files"), body.get("json"))
+        return request
+
+    def send(self, method, url, headers, cached=True, **body):
+        """Send the request on a pooled connection; return the response with its body still to be read."""
+        return self.adapter.send(self.prepare(method, url, headers, cached, **body), stream=True, timeout=self.timeout,
+                                 verify=self.verify, proxies=self.proxies)

@@ -1,0 +1,153 @@
+"""The adapter every provider implements: one call in, one result (or one error) out.
+
+A provider module subclasses ``Provider`` and implements ``send(call)``: build its request from
+the ``ProviderCall`` (a generation already validated, priced and reserved: ``catalog/quoting.py``
+made its payload), send it within ``call_deadline`` (``deadline.py``; a call may be several HTTP
+requests, a submit and its polls, or one request per image), and read the answer into a
+``ProviderResult``, or raise a ``ProviderError`` (``answers.py`` maps transport failures and
+redacts). An adapter that can stream sets ``supports_stream`` and answers a ``stream`` call with
+an object that yields its events (``streams.ProviderStream``). Adding a provider is one module
+beside ``openai.py``, its type in ``config.py``, and its models in the catalog.
+"""
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ..errors import ApiError
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# A key wherever it starts: no word boundary, which a log's escaping (a quote before a key becomes
+# ``\x22``) or a letter before it would defeat. A word that merely looks like one ("task-specific")
+# is redacted too: a false positive costs a word, a miss would leak a key.
+_SECRET_PATTERN = re.compile(r"(?:sk|xai)-[A-Za-z0-9_*\-]{6,}|ziri-[A-Za-z0-9_.-]+-[0-9a-f]{16,}")
+REDACTED = "[redacted]"
+
+
+def redact(text, secrets=()):
+    """Return ``text`` with the given secrets and anything shaped like an API key removed."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return _SECRET_PATTERN.sub(REDACTED, text)
+
+
+@dataclass(slots=True)
+class ProviderCall:
+    """One call of a provider: ``operation`` generations or edits; ``files`` an edit's uploads."""
+
+    operation: str
+    payload: dict  # the priced generation: model, prompt, n and the priced parameters, as quoting.py built them
+    request_id: str
+    files: list | None = None  # [(field, (name, stream, type))]
+    stream: bool = False
+
+
+@dataclass(frozen=True)
+class ProviderResult:
+    """A successful answer, in the gateway's (OpenAI's) images shape whatever the provider's own.
+
+    ``body["data"]`` holds the images (``b64_json`` or ``url``), ``body["usage"]`` the tokens in
+    OpenAI's usage shape (what ``catalog/tokens.py`` prices); ``provider_billed`` is what the
+    provider says it charged (USD), when it says so.
+    """
+
+    body: dict
+    provider_status: int
+    provider_request_id: str | None
+    provider_billed: float | None = None
+
+    @property
+    def images(self):
+        """Return the images delivered: dicts with ``b64_json`` or ``url``."""
+        return self.body["data"]
+
+    @property
+    def usage(self):
+        """Return the usage the provider reported, or None."""
+        return self.body.get("usage")
+
+
+class ProviderError(ApiError):
+    """A provider call that produced no usable images."""
+
+    def __init__(self, status, message, *, provider_status=None, provider_request_id=None,
+                 may_have_billed=False, should_retry=False, headers=None, **details):
+        super().__init__(status, "LLM_PROVIDER_ERROR", message, headers=headers, should_retry=should_retry, **details)
+        self.provider_status = provider_status
+        self.provider_request_id = provider_request_id
+        self.may_have_billed = may_have_billed
+
+    @property
+    def charges_reservation(self):
+        """True when the provider accepted the call (a 2xx status) but its answer could not be used.
+
+        It may have generated, and billed, everything asked: the reservation is the charge.
+        """
+        return self.provider_status is not None and 200 <= self.provider_status < 300
+
+    def charge_fields(self, reserved):
+        """Return the charge record's fields for this failure: ``reserved`` as its cost after a 2xx, else nothing."""
+        if self.charges_reservation:
+            charged = {"imagesReturned": None, "cost": reserved, "chargedBy": "reservation"}
+        else:
+            charged = {"imagesReturned": 0, "cost": 0.0}
+        return {**charged, "providerStatus": self.provider_status, "providerRequestId": self.provider_request_id,
+                "mayHaveBilled": self.may_have_billed, "shouldRetry": self.should_retry}
+
+
+class Provider:
+    """A configured provider: ``name``, its credential ``api_key`` (from ``api_key_env``), its ``base_url``.
+
+    ``call_deadline`` bounds a whole call in seconds; a reservation must outlive it (gateway.py).
+    """
+
+    supports_stream = False
+    name = api_key = api_key_env = base_url = base_url_env = None
+    call_deadline = 0.0
+
+    def error(self, status, message, **kwargs):
+        """Return a ProviderError naming this provider, its message redacted."""
+        return ProviderError(status, self.redacted(message), provider=self.name, **kwargs)
+
+    def redacted(self, value):
+        """Return a text the provider sent with our credential (or anything key-shaped) removed."""
+        return redact(value, (self.api_key,)) if isinstance(value, str) else value
+
+    def send(self, call):
+        """Return the ProviderResult for ``call`` (a stream's: its ProviderStream), or raise ProviderError."""
+        raise NotImplementedError
+
+    def generate(self, payload, request_id):
+        """Generate images from ``payload``; return a ProviderResult, or raise ProviderError."""
+        return self.send(ProviderCall("generations", payload, request_id))
+
+    def edit(self, payload, files, request_id):
+        """Edit the uploaded ``files`` as ``payload`` asks; return a ProviderResult, or raise ProviderError."""
+        return self.send(ProviderCall("edits", payload, request_id, files))
+
+    def open_stream(self, payload, request_id, files=None):
+        """Return the open ProviderStream (or the ProviderResult of an answer that is not a stream)."""
+        return self.send(ProviderCall("generations" if files is None else "edits", payload, request_id, files, True))
+
+    @property
+    def is_loopback(self):
+        """True when the provider is a local process (the development stub), not a paid API."""
+        return bool(self.base_url) and urlsplit(self.base_url).hostname in LOOPBACK_HOSTS
+
+    @property
+    def missing_setting(self):
+        """Return (what, variable) for the credential or endpoint still to be set, or None when usable."""
+        if not self.api_key:
+            return "API key", self.api_key_env
+        if not self.base_url:
+            return "endpoint", self.base_url_env
+        return None
+
+    def require_credentials(self):
+        """Raise PROVIDER_KEY_MISSING unless a provider key (and endpoint) is configured."""
+        missing = self.missing_setting
+        if missing is not None:
+            what, variable = missing
+            raise ApiError(500, "PROVIDER_KEY_MISSING", f"No {what} configured for provider '{self.name}' "
+                                                        f"(set {variable}).")
