@@ -14,6 +14,9 @@ from flask import Response
 from flask import request
 
 app = Flask(__name__)
+# gunicorn.conf.py wraps every worker's app in the send deadline, whose grace it reads from the app's
+# config: the gateway's default reservation grace, so the forwarder's answers are sent as the gateway's are.
+app.config["RESERVATION_GRACE_SECONDS"] = 60.0
 upstream_url = os.environ["OPENAI_BASE_URL"].rstrip("/") + "/images/generations"
 upstream_headers = {"Authorization": "Bearer " + os.environ["OPENAI_API_KEY"], "Content-Type": "application/json"}
 idle_sessions = queue.LifoQueue()
