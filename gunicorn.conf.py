@@ -80,8 +80,8 @@ def post_worker_init(worker):
     # a client that stops reading has ZIRI_SEND_GRACE_SECONDS (after the provider call's deadline, if any).
     # A request body has ZIRI_BODY_TIMEOUT_SECONDS to arrive after its headers: then 408, so stalled uploads free
     # their slot.
-    app = worker.wsgi
-    worker.wsgi = SendDeadline(BodyDeadline(app, gateway_config.body_timeout_seconds), send_grace_seconds(app.config))
+    bounded = BodyDeadline(worker.wsgi, gateway_config.body_timeout_seconds)
+    worker.wsgi = SendDeadline(bounded, send_grace_seconds(gateway_config))
 
 
 def child_exit(server, worker):

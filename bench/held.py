@@ -1,7 +1,7 @@
 """Measure how many requests one host holds in flight, by GUNICORN_WORKER_CONNECTIONS.
 
-    python bench/held.py                                   # 4096 connections, 8 s upstream, 1000 and 3000
-    python bench/held.py --connections 2048 --per-worker 500 1000
+    python -m bench.held                                   # 4096 connections, 8 s upstream, 1000 and 3000
+    python -m bench.held --connections 2048 --per-worker 500 1000
 
 Starts bench/upstream.py (every answer after ``--delay`` seconds) and, for each
 ``--per-worker`` value in turn, the gateway under the project's gunicorn.conf.py (two workers,
@@ -20,21 +20,15 @@ import sys
 import tempfile
 import time
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, BENCH_DIR)
-
-import run  # noqa: E402
-
-
-def open_files(pgid):
-    """Return the file descriptors held by every process of the group."""
-    total = 0
-    for pid in run.group_pids(pgid):
-        try:
-            total += len(os.listdir(f"/proc/{pid}/fd"))
-        except OSError:
-            pass
-    return total
+from bench.load import BODY
+from bench.load import run_wrk
+from bench.processes import Children
+from bench.processes import group_memory_mib
+from bench.processes import group_open_files
+from bench.processes import raise_open_files_limit
+from bench.processes import wait_until_answers
+from bench.servers import Server
+from bench.servers import Servers
 
 
 def describe(kinds):
@@ -42,15 +36,15 @@ def describe(kinds):
     return f" ({', '.join(f'{name} {count}' for name, count in kinds.items())})" if kinds else ""
 
 
-def held_run(bench, per_worker, args):
+def held_run(servers, per_worker, args):
     """Return the figures of one gateway with ``per_worker`` connections per worker under the load."""
-    env = {**bench.gateway_env(os.path.join(bench.work_dir, f"ledger-{per_worker}.jsonl")),
+    env = {**servers.gateway_env(os.path.join(servers.work_dir, f"ledger-{per_worker}.jsonl")),
            "GUNICORN_WORKER_CONNECTIONS": str(per_worker)}
-    process, port = bench.start_gunicorn(f"gateway-{per_worker}", "app:app", env)
-    run.wait_until_answers(bench.children, process, f"http://127.0.0.1:{port}/health", 30)
-    server = run.Server("gateway", f"http://127.0.0.1:{port}/api/images/generations", process,
-                        api_key=bench.raw_keys["bench"])
-    body = {**run.BODY, "prompt": f"{run.BODY['prompt']} [stub:delay={args.delay:g}]"}
+    process, port = servers.start_gunicorn(f"gateway-{per_worker}", "app:app", env)
+    wait_until_answers(servers.children, process, f"http://127.0.0.1:{port}/health", 30)
+    server = Server("gateway", f"http://127.0.0.1:{port}/api/images/generations", process,
+                    api_key=servers.raw_keys["bench"])
+    body = {**BODY, "prompt": f"{BODY['prompt']} [stub:delay={args.delay:g}]"}
     window_start = args.delay + args.ramp
     window = args.delay * args.periods
     samples = {"rss": [], "fds": [], "completed": []}
@@ -58,21 +52,20 @@ def held_run(bench, per_worker, args):
     def during(started, wrk):
         marks = [started + window_start, started + window_start + window]
         while wrk.poll() is None:
-            samples["rss"].append(run.group_memory_mib(process.pid)[0])
-            samples["fds"].append(open_files(process.pid))
+            samples["rss"].append(group_memory_mib(process.pid)[0])
+            samples["fds"].append(group_open_files(process.pid))
             if marks and time.monotonic() >= marks[0]:
-                samples["completed"].append((time.monotonic(), bench.upstream_stats()["completed"]))
+                samples["completed"].append((time.monotonic(), servers.upstream_stats()["completed"]))
                 marks.pop(0)
             time.sleep(0.2)
 
-    bench.upstream_stats(reset=True)
-    run.CLIENT_TIMEOUT = int(args.delay * 2 + 2)
-    result = run.run_wrk(bench.children, server, args.connections, int(window_start + window + 1), body,
-                         ramp_ms=int(args.ramp * 1000), during=during)
-    stats = bench.upstream_stats()
+    servers.upstream_stats(reset=True)
+    result = run_wrk(servers.children, server, args.connections, int(window_start + window + 1), body,
+                     ramp_ms=int(args.ramp * 1000), during=during, timeout=int(args.delay * 2 + 2))
+    stats = servers.upstream_stats()
     if args.keep:
-        print(f"  logs: {bench.log_dir}")
-    bench.children.stop(process)
+        print(f"  logs: {servers.log_dir}")
+    servers.children.stop(process)
     (t0, c0), (t1, c1) = samples["completed"][:2]
     errors = {name: result[name] for name in ("connect", "read", "write", "status") if result[name]}
     return {"held": stats["peakInFlight"], "rps": (c1 - c0) / (t1 - t0), "errors": result["errors"], "kinds": errors,
@@ -91,17 +84,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is needed as the load generator: apt-get update && apt-get install -y wrk")
-    run.raise_open_files_limit()
+    raise_open_files_limit()
     work_dir = tempfile.mkdtemp(prefix="ziri-held-")
-    children = run.Children(work_dir)
-    bench = run.Bench(run.Plan(quick=True), work_dir, children)
+    children = Children(work_dir)
+    servers = Servers(work_dir, children)
     try:
-        bench.start_upstream()
+        servers.start_upstream()
         ideal = args.connections / args.delay
         print(f"{args.connections} connections, {args.delay:g} s upstream (ideal {ideal:.0f} req/s), "
               f"2 gevent workers; load average {os.getloadavg()[0]:.2f}")
         for per_worker in args.per_worker:
-            figures = held_run(bench, per_worker, args)
+            figures = held_run(servers, per_worker, args)
             print(f"GUNICORN_WORKER_CONNECTIONS={per_worker}: held {figures['held']}, {figures['rps']:.0f} req/s "
                   f"({figures['rps'] / ideal:.0%} of ideal), {figures['errors']} errors{describe(figures['kinds'])}, "
                   f"{figures['timeouts']} timeouts, peak RSS {figures['rss_mib']:.0f} MiB, "

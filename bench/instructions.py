@@ -1,6 +1,6 @@
 """Instructions per request, gateway beside the bare forwarder: a count that the machine's speed does not move.
 
-    python bench/instructions.py            # needs valgrind (apt-get install -y valgrind)
+    python -m bench.instructions            # needs valgrind (apt-get install -y valgrind)
 
 CPU seconds on a shared machine drift by tens of percent within minutes; the instructions a
 request executes do not. Each app (``app:app`` with the durable ledger and a key with every
@@ -12,7 +12,7 @@ divided by LONG - SHORT is the count per request, start-up left out. It prints b
 their ratio. What the figure leaves out: the kernel's work (system calls, the fsync) and how
 fast each instruction runs (cache misses, context switches), which CPU seconds include.
 
-    python bench/instructions.py --gunicorn # the same, with gunicorn in between (needs wrk too)
+    python -m bench.instructions --gunicorn # the same, with gunicorn in between (needs wrk too)
 
 ``--gunicorn`` counts every process of each server (gunicorn.conf.py: the master and two gevent
 workers, all under callgrind) once after a warm-up alone and once after the warm-up and 20 s of
@@ -30,17 +30,13 @@ import sys
 import tempfile
 import time
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-PROJECT_DIR = os.path.dirname(BENCH_DIR)
-sys.path.insert(0, BENCH_DIR)
-
-from run import BODY  # noqa: E402
-from run import Bench  # noqa: E402
-from run import Children  # noqa: E402
-from run import Plan  # noqa: E402
-from run import Server  # noqa: E402
-from run import free_port  # noqa: E402
-from run import run_wrk  # noqa: E402
+from bench.load import BODY
+from bench.load import run_wrk
+from bench.processes import PROJECT_DIR
+from bench.processes import Children
+from bench.processes import free_port
+from bench.servers import Server
+from bench.servers import Servers
 
 WARM_UP, SHORT, LONG = 50, 100, 600
 APPS = ("gateway", "forwarder")
@@ -51,13 +47,12 @@ def child(name, requests):
     from gevent import monkey
 
     monkey.patch_all()  # as gunicorn.conf.py does for the gevent worker
-    sys.path.insert(0, PROJECT_DIR)
     if name == "gateway":
         from ziri_images import create_app
 
         app = create_app()
     else:
-        from forwarder import app
+        from bench.forwarder import app
     body = json.dumps(BODY).encode()
     environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/images/generations", "SCRIPT_NAME": "",
                "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "3100",
@@ -76,16 +71,16 @@ def child(name, requests):
         sys.exit(f"{name}: {sum(not s.startswith('200') for s in statuses)} answers were not 200: {statuses[-1]}")
 
 
-def count(bench, name, requests):
+def count(servers, name, requests):
     """Start ``name`` under callgrind for ``requests`` calls (its own ledger and metrics); return the process."""
-    work_dir = bench.work_dir
+    work_dir = servers.work_dir
     metrics = os.path.join(work_dir, f"metrics-{name}-{requests}")
     os.makedirs(metrics)
-    env = bench.gunicorn_env(0, **bench.gateway_env(os.path.join(work_dir, f"{name}-{requests}.jsonl")),
-                             PROMETHEUS_MULTIPROC_DIR=metrics, BENCH_API_KEY=bench.raw_keys["bench"])
+    env = servers.gunicorn_env(0, **servers.gateway_env(os.path.join(work_dir, f"{name}-{requests}.jsonl")),
+                               PROMETHEUS_MULTIPROC_DIR=metrics, BENCH_API_KEY=servers.raw_keys["bench"])
     command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={work_dir}/callgrind.{name}.{requests}",
-               sys.executable, os.path.abspath(__file__), "--child", name, str(requests)]
-    return bench.children.start(f"{name}-{requests}", command, env=env)
+               sys.executable, "-m", "bench.instructions", "--child", name, str(requests)]
+    return servers.children.start(f"{name}-{requests}", command, env=env)
 
 
 def collected(children, process):
@@ -98,19 +93,19 @@ def collected(children, process):
     return int(found.group(1))
 
 
-def server_instructions(bench, name, app, env, seconds):
+def server_instructions(servers, name, app, env, seconds):
     """Return (instructions of every gunicorn process, requests served) for one server's life under callgrind."""
-    children, port = bench.children, free_port()
-    out_dir = os.path.join(bench.work_dir, f"{name}-{seconds}")
+    children, port = servers.children, free_port()
+    out_dir = os.path.join(servers.work_dir, f"{name}-{seconds}")
     os.makedirs(out_dir)
     command = ["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out_dir}/callgrind.%p",
                sys.executable, "-m", "gunicorn", "--config", os.path.join(PROJECT_DIR, "gunicorn.conf.py"), app]
-    process = children.start(f"{name}-{seconds}", command, env=bench.gunicorn_env(port, **env))
+    process = children.start(f"{name}-{seconds}", command, env=servers.gunicorn_env(port, **env))
     server = Server(name, f"http://127.0.0.1:{port}/api/images/generations", process,
-                    api_key=bench.raw_keys["bench"] if name == "gateway" else None)
-    before = bench.upstream_stats()["completed"]
+                    api_key=servers.raw_keys["bench"] if name == "gateway" else None)
+    before = servers.upstream_stats()["completed"]
     started = time.monotonic()
-    while bench.upstream_stats()["completed"] == before:  # up (slowly, under callgrind) and answering
+    while servers.upstream_stats()["completed"] == before:  # up (slowly, under callgrind) and answering
         if process.poll() is not None or time.monotonic() - started > 300:
             raise RuntimeError(f"{name} did not start under callgrind:\n{children.log_tail(process)}")
         try:
@@ -120,7 +115,7 @@ def server_instructions(bench, name, app, env, seconds):
     run_wrk(children, server, 4, 5, BODY)  # the warm-up
     if seconds:
         run_wrk(children, server, 4, seconds, BODY)
-    served = bench.upstream_stats()["completed"] - before
+    served = servers.upstream_stats()["completed"] - before
     children.stop(process, grace=30)  # callgrind writes each process's count as it exits
     total = 0
     for path in glob.glob(os.path.join(out_dir, "callgrind.*")):
@@ -136,34 +131,34 @@ def server_instructions(bench, name, app, env, seconds):
 def through_gunicorn():
     """Return instructions per request for each app under gunicorn (the slope between a short and a long life)."""
     work_dir = tempfile.mkdtemp(prefix="ziri-instructions-")
-    bench = Bench(Plan(True), work_dir, Children(work_dir))
+    servers = Servers(work_dir, Children(work_dir))
     try:
-        bench.start_upstream()
-        apps = {"gateway": ("app:app", bench.gateway_env(os.path.join(work_dir, "ledger.jsonl"))),
+        servers.start_upstream()
+        apps = {"gateway": ("app:app", servers.gateway_env(os.path.join(work_dir, "ledger.jsonl"))),
                 "forwarder": ("bench.forwarder:app", {})}
         per_request = {}
         for name, (app, env) in apps.items():
-            (short, short_served), (long, long_served) = (server_instructions(bench, name, app, env, seconds)
+            (short, short_served), (long, long_served) = (server_instructions(servers, name, app, env, seconds)
                                                           for seconds in (0, 20))
             per_request[name] = (long - short) / (long_served - short_served)
     finally:
-        bench.children.stop_all()
+        servers.children.stop_all()
     return per_request
 
 
 def through_wsgi():
     """Return instructions per request for each app called through WSGI in a process of its own."""
     work_dir = tempfile.mkdtemp(prefix="ziri-instructions-")
-    bench = Bench(Plan(True), work_dir, Children(work_dir))
+    servers = Servers(work_dir, Children(work_dir))
     try:
-        bench.start_upstream()
-        per_request = {}
+        servers.start_upstream()
+        per_request, children = {}, servers.children
         for name in APPS:
             # Two at a time (one per core): the counts do not depend on it, the wall time does.
-            short, long = (count(bench, name, requests) for requests in (SHORT, LONG))
-            per_request[name] = (collected(bench.children, long) - collected(bench.children, short)) / (LONG - SHORT)
+            short, long = (count(servers, name, requests) for requests in (SHORT, LONG))
+            per_request[name] = (collected(children, long) - collected(children, short)) / (LONG - SHORT)
     finally:
-        bench.children.stop_all()
+        servers.children.stop_all()
     return per_request
 
 

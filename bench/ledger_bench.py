@@ -1,4 +1,4 @@
-"""Ledger fixtures for bench/run.py: pre-filled ledgers.
+"""Ledger fixtures for the benchmarks (bench/run.py, bench/limits_overhead.py): pre-filled ledgers.
 
 ``write_ledger`` fills a file with settled requests (a ``reservation`` and its ``charge``), shaped
 exactly as the file store writes them for ``api.create_generation``, spread over
@@ -10,15 +10,12 @@ The durable-append throughput (figure 6) is bench/store_throughput.py's, for eve
 
 import os
 import socket
-import sys
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ziri_images.ledger.money import format_ts  # noqa: E402
-from ziri_images.ledger.records import encode_record  # noqa: E402
+from ziri_images.ledger.money import format_ts
+from ziri_images.ledger.records import encode_record
 
 #: The request every bench line and every bench call describes: DALL-E 2, 256x256, one image.
 PRICE = 0.016

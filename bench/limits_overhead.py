@@ -1,7 +1,7 @@
 """The per-request cost of the limit checks alone, with a small and a large ledger, side by side.
 
-    python bench/limits_overhead.py                # 1,000 vs 1,000,000 lines
-    python bench/limits_overhead.py --large 100000
+    python -m bench.limits_overhead                # 1,000 vs 1,000,000 lines
+    python -m bench.limits_overhead --large 100000
 
 For each ledger it times the file store's replay at start-up, then ``Limiter.reserve`` + ``Limiter.settle``
 (what every request does: catch up, settle stale reservations, check rate, concurrency and
@@ -13,22 +13,19 @@ their ratio, and the replay times. The ledger is durable (fsynced) as in product
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from datetime import datetime
 from datetime import timezone
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench.ledger_bench import PRICE  # noqa: E402
-from bench.ledger_bench import RESERVATION_TTL  # noqa: E402
-from bench.ledger_bench import SUMMARY  # noqa: E402
-from bench.ledger_bench import write_ledger  # noqa: E402
-from ziri_images.keys.store import ApiKey  # noqa: E402
-from ziri_images.ledger.file.jsonl import Ledger  # noqa: E402
-from ziri_images.ledger.file.store import FileStore  # noqa: E402
-from ziri_images.limits import Limiter  # noqa: E402
+from bench.ledger_bench import PRICE
+from bench.ledger_bench import RESERVATION_TTL
+from bench.ledger_bench import SUMMARY
+from bench.ledger_bench import write_ledger
+from ziri_images.keys.store import ApiKey
+from ziri_images.ledger.file.jsonl import Ledger
+from ziri_images.ledger.file.store import FileStore
+from ziri_images.limits import Limiter
 
 KEYS = [("key_bench_0", "bench-0"), ("key_bench_1", "bench-1"), ("key_bench_2", "bench-2"), ("key_bench_3", "bench-3")]
 LIMITED_KEY = ApiKey(id="key_bench_0", user="bench-0", status="active", limits={

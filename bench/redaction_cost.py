@@ -1,7 +1,7 @@
 """What removing the provider key from answers costs: a large JSON answer and a large stream event.
 
-    python bench/redaction_cost.py                 # ten 3 MB images, a 3 MB event
-    python bench/redaction_cost.py --images 1 --image-mb 8
+    python -m bench.redaction_cost                 # ten 3 MB images, a 3 MB event
+    python -m bench.redaction_cost --images 1 --image-mb 8
 
 An answer that does not repeat the key is checked on its bytes only (two scans at memory
 speed) and passed on as it is; one that does is walked and, for an event, encoded again. For
@@ -14,15 +14,12 @@ import base64
 import json
 import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ziri_images.providers.answers import redact_document  # noqa: E402
-from ziri_images.providers.streams import parse_event  # noqa: E402
-from ziri_images.providers.streams import redacted_event  # noqa: E402
-from ziri_images.strict_json import parse_provider_body  # noqa: E402
+from ziri_images.providers.answers import redact_document
+from ziri_images.providers.streams import parse_event
+from ziri_images.providers.streams import redacted_event
+from ziri_images.strict_json import parse_provider_body
 
 KEY = "sk-proj-" + "x" * 156  # as long as OpenAI's project keys
 

@@ -1,8 +1,8 @@
 """Reserve + settle throughput of a store: several processes x threads, one key, no provider.
 
-    python bench/store_throughput.py --store file                 # a durable ledger in a temporary directory
-    python bench/store_throughput.py --store postgres             # a temporary database on the local server
-    python bench/store_throughput.py --store postgres --database-url postgresql://postgres@127.0.0.1:5432/test
+    python -m bench.store_throughput --store file                 # a durable ledger in a temporary directory
+    python -m bench.store_throughput --store postgres             # a temporary database on the local server
+    python -m bench.store_throughput --store postgres --database-url postgresql://postgres@127.0.0.1:5432/test
 
 Each process opens the store as the gateway does (``gateway.open_store`` from the settings) and
 runs ``store.reserve`` + ``store.settle`` in a loop from every thread for ``--seconds``, all
@@ -24,18 +24,16 @@ import time
 from datetime import datetime
 from datetime import timezone
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ziri_images.config import Config  # noqa: E402
-from ziri_images.errors import ApiError  # noqa: E402
-from ziri_images.gateway import open_store  # noqa: E402
-from ziri_images.keys.store import ApiKey  # noqa: E402
-from ziri_images.ledger.money import to_micros  # noqa: E402
+from bench.ledger_bench import PRICE
+from bench.ledger_bench import SUMMARY
+from bench.processes import PROJECT_DIR
+from ziri_images.config import Config
+from ziri_images.errors import ApiError
+from ziri_images.gateway import open_store
+from ziri_images.keys.store import ApiKey
+from ziri_images.ledger.money import to_micros
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
-PRICE = 0.016  # dall-e-2 256x256
-SUMMARY = {"provider": "openai", "model": "dall-e-2", "quality": "standard", "size": "256x256",
-           "imagesRequested": 1, "pricePerImage": PRICE, "currency": "USD"}
 
 
 def run_worker(settings_env, threads, start_epoch, seconds, keys=1):
@@ -109,10 +107,11 @@ def measure(store, processes, threads, seconds, database_url=None, keys=1):
             env["ZIRI_DATABASE_POOL_SIZE"] = str(threads)
         try:
             start = time.time() + 2.0  # every process imported and connected before the window opens
-            command = [sys.executable, os.path.abspath(__file__), "worker", "--threads", str(threads),
+            command = [sys.executable, "-m", "bench.store_throughput", "worker", "--threads", str(threads),
                        "--start", str(start), "--seconds", str(seconds), "--keys", str(keys),
                        "--env", json.dumps(env)]
-            children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+            children = [subprocess.Popen(command, cwd=PROJECT_DIR, stdout=subprocess.PIPE, text=True)
+                        for _ in range(processes)]
             records = errors = 0
             for child in children:
                 out, _ = child.communicate(timeout=seconds + 60)

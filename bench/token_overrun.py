@@ -8,23 +8,19 @@ after ``--delay`` seconds so that requests overlap. A key with a daily limit is 
 ``--clients`` concurrent clients until every one of them is refused; the spend is then compared
 with the limit and with the bound limit + the reservations in flight (at most 2 x limit).
 
-    python bench/token_overrun.py --limit 0.10 --clients 16 --max-concurrent 0 4 1
+    python -m bench.token_overrun --limit 0.10 --clients 16 --max-concurrent 0 4 1
 """
 
 import argparse
 import json
-import os
-import sys
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ziri_images import create_app  # noqa: E402
-from ziri_images.keys.store import hash_key  # noqa: E402
+from ziri_images import create_app
+from ziri_images.keys.store import hash_key
 
 PROJECT = Path(__file__).resolve().parent.parent
 KEY = "ziri-bench-" + "0123456789abcdef" * 2

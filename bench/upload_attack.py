@@ -1,10 +1,10 @@
 """Measure a gateway worker's peak memory while one key floods it with large edit uploads.
 
-    python bench/upload_attack.py                         # this checkout's gateway
-    python bench/upload_attack.py --project /tmp/before   # another checkout's (e.g. an older commit)
-    python bench/upload_attack.py --attacker-limits none  # an attacker key with no limits at all
-    python bench/upload_attack.py --keys 16               # the uploads spread over 16 attacker keys
-    python bench/upload_attack.py --env GUNICORN_WORKER_CLASS=gthread   # any gateway setting
+    python -m bench.upload_attack                         # this checkout's gateway
+    python -m bench.upload_attack --project /tmp/before   # another checkout's (e.g. an older commit)
+    python -m bench.upload_attack --attacker-limits none  # an attacker key with no limits at all
+    python -m bench.upload_attack --keys 16               # the uploads spread over 16 attacker keys
+    python -m bench.upload_attack --env GUNICORN_WORKER_CLASS=gthread   # any gateway setting
 
 Starts, on 127.0.0.1, the stub upstream (every answer 2 s late) and the gateway under gunicorn
 with the project's gunicorn.conf.py: one gevent worker (``--env`` to change), the file ledger.
@@ -19,45 +19,33 @@ bystander's. Every process started here is stopped, by process group, at the end
 """
 
 import argparse
-import hashlib
 import json
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import zlib
 from collections import Counter
 
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PYTHON = sys.executable
+from bench.processes import PROJECT_DIR
+from bench.processes import PYTHON
+from bench.processes import Children
+from bench.processes import answers
+from bench.processes import free_port
+from bench.processes import peak_memory_mib
+from bench.processes import wait_until
+from bench.servers import key_entry
+from bench.servers import raw_key
+
 STUB_DELAY = 2.0
 TAIL_BYTES = 1024
 ENV_PREFIXES = ("ZIRI_", "OPENAI_", "GUNICORN_")
 ENV_NAMES = ("PORT", "HOST", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "DATABASE_URL", "PYTHONPATH")
 LIMITS = {"limited": {"requests_per_minute": 1, "max_concurrent_requests": 1}, "none": {}}
-
-
-def raw_key(name):
-    return f"ziri-{name}-{hashlib.sha256(name.encode()).hexdigest()[:32]}"
-
-
-def key_entry(name, limits):
-    digest = hashlib.sha256(raw_key(name).encode()).hexdigest()
-    return {"id": f"key_{name}", "user": name, "hash": f"sha256:{digest}", "status": "active", "limits": limits}
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def png_of_size(size):
@@ -88,78 +76,11 @@ def edit_body(total_bytes, prompt):
     return multipart({"model": "gpt-image-1", "prompt": prompt}, [("image[]", png_of_size(half))] * 2)
 
 
-def vm_status(pid):
-    """Return {VmHWM, VmRSS} of ``pid`` in MiB."""
-    values = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            name, _, rest = line.partition(":")
-            if name in ("VmHWM", "VmRSS"):
-                values[name] = int(rest.split()[0]) / 1024
-    return values
-
-
 def clean_environment(**settings):
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(ENV_PREFIXES) and name not in ENV_NAMES}
     env.update({name: str(value) for name, value in settings.items()})
     return env
-
-
-class Children:
-    """The processes this run starts, each in its own session, stopped by process group."""
-
-    def __init__(self, directory):
-        self.directory = directory
-        self.running = []
-
-    def start(self, name, command, env, cwd):
-        with open(os.path.join(self.directory, f"{name}.log"), "wb") as log:
-            process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
-        process.log_path = log.name
-        self.running.append(process)
-        return process
-
-    def stop_all(self):
-        for process in reversed(self.running):
-            for signum, grace in ((signal.SIGTERM, 8), (signal.SIGKILL, 5)):
-                try:
-                    os.killpg(process.pid, signum)
-                except ProcessLookupError:
-                    break
-                try:
-                    process.wait(timeout=grace)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-
-
-def log_text(process):
-    with open(process.log_path, "rb") as log:
-        return log.read().decode("utf-8", "replace")
-
-
-def wait_until(process, check, what, seconds=30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what}: exited with {process.returncode}\n{log_text(process)[-3000:]}")
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise RuntimeError(f"{what}: not ready within {seconds}s\n{log_text(process)[-3000:]}")
-
-
-def answers(url):
-    def check():
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
-    return check
 
 
 def post(port, key, content_type, body, hold=0.0, timeout=60):
@@ -223,7 +144,7 @@ def start_servers(children, project, directory, attacker_limits, extra_env, opti
     stub = children.start("stub", [PYTHON, "-m", "ziri_images.cli", "stub", "--host", "127.0.0.1", "--port",
                                    str(stub_port), "--delay", str(STUB_DELAY)],
                           clean_environment(PYTHONPATH=project), project)
-    wait_until(stub, answers(f"http://127.0.0.1:{stub_port}/stats"), "stub")
+    wait_until(children, stub, lambda: answers(f"http://127.0.0.1:{stub_port}/stats"), "answer", 30)
     env = clean_environment(
         PYTHONPATH=project, HOST="127.0.0.1", PORT=port, WEB_CONCURRENCY=1, GUNICORN_WORKER_CLASS="gevent",
         ZIRI_KEYS_FILE=os.path.join(directory, "keys.json"), ZIRI_PRICING_FILE=os.path.join(directory, "pricing.json"),
@@ -233,9 +154,9 @@ def start_servers(children, project, directory, attacker_limits, extra_env, opti
     command = [PYTHON, "-m", "gunicorn", "--config", os.path.join(project, "gunicorn.conf.py"),
                "--access-logfile", "/dev/null", "app:app"]
     gateway = children.start("gateway", command, env, project)
-    wait_until(gateway, answers(f"http://127.0.0.1:{port}/health"), "gateway")
-    pids = wait_until(gateway, lambda: [int(pid) for pid in re.findall(
-        r"Booting worker with pid: (\d+)", log_text(gateway))], "worker pid")
+    wait_until(children, gateway, lambda: answers(f"http://127.0.0.1:{port}/health"), "answer", 30)
+    pids = wait_until(children, gateway, lambda: [int(pid) for pid in re.findall(
+        r"Booting worker with pid: (\d+)", children.log_text(gateway))], "boot a worker", 30)
     return port, pids[0]
 
 
@@ -243,7 +164,7 @@ def attack(port, worker, options):
     content_type, body = edit_body(options.size_mib * 1024 * 1024, "a hat")
     small_type, small_body = edit_body(64 * 1024, "a small hat")
     warm = post(port, "bystander", small_type, small_body)
-    baseline = vm_status(worker)
+    baseline = peak_memory_mib(worker)
     results = []
     barrier = threading.Barrier(options.uploads)
     names = attacker_names(options.keys)
@@ -259,7 +180,7 @@ def attack(port, worker, options):
     bystander = post(port, "bystander", small_type, small_body)
     for thread in clients:
         thread.join(120)
-    return warm, baseline, results, bystander, vm_status(worker)
+    return warm, baseline, results, bystander, peak_memory_mib(worker)
 
 
 def main():
@@ -284,7 +205,7 @@ def main():
         warm, baseline, results, bystander, after = attack(port, worker, options)
         seconds = time.monotonic() - started
     finally:
-        children.stop_all()
+        children.stop_all(grace=8)
         shutil.rmtree(directory, ignore_errors=True)
     print(f"project {project}")
     print(f"attacker: {options.uploads} concurrent edits of {options.size_mib} MiB over {options.keys} key(s), limits "
