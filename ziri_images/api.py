@@ -23,6 +23,7 @@ from .catalog.pricing import PriceBook
 from .catalog.quoting import price_request
 from .errors import ApiError
 from .gateway import current_gateway
+from .ledger.records import request_summary
 from .providers.openai import ProviderError
 from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
 from .schemas import parse_generation_request
@@ -125,22 +126,7 @@ def upload_files(images, mask):
 
 def reserve_spend(gateway, key, endpoint, generation, quote, idempotency_key):
     """Reserve the most the request can cost; return ``settle(status, http_status, **outcome)`` for its charge."""
-    summary = {
-        "requestId": g.request_id,
-        "endpoint": endpoint,
-        "keyId": key.id,
-        "user": key.user,
-        "provider": generation.provider,
-        "model": generation.model,
-        **quote.choices,
-        "imagesRequested": quote.images,
-        "pricePerImage": quote.price_per_image,
-        "currency": quote.currency,
-    }
-    if idempotency_key:
-        summary["idempotencyKey"] = idempotency_key
-    if generation.stream:
-        summary.update(stream=True, partialImages=generation.partial_images)
+    summary = request_summary(g.request_id, endpoint, key, generation, quote, idempotency_key)
     reservation = gateway.limiter.reserve(key, quote.reserved, summary)
     started = time.monotonic()
 
