@@ -25,10 +25,10 @@ from bench.ledger_bench import PRICE  # noqa: E402
 from bench.ledger_bench import RESERVATION_TTL  # noqa: E402
 from bench.ledger_bench import SUMMARY  # noqa: E402
 from bench.ledger_bench import write_ledger  # noqa: E402
+from ziri_images.billing import Limiter  # noqa: E402
 from ziri_images.keys.store import ApiKey  # noqa: E402
 from ziri_images.ledger.file.jsonl import Ledger  # noqa: E402
 from ziri_images.ledger.file.store import FileStore  # noqa: E402
-from ziri_images.limits import Limiter  # noqa: E402
 
 KEYS = [("key_bench_0", "bench-0"), ("key_bench_1", "bench-1"), ("key_bench_2", "bench-2"), ("key_bench_3", "bench-3")]
 LIMITED_KEY = ApiKey(id="key_bench_0", user="bench-0", status="active", limits={
