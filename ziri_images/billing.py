@@ -1,6 +1,7 @@
 """Per-key spend, rate and concurrency limits: the request path's view of the store.
 
-``Limiter`` is what ``api.py`` calls: ``reserve`` before the provider, ``settle`` after it,
+``Limiter`` is what ``api.py`` calls: ``reserve`` before the provider, ``settle`` after it (each
+one commit, told to its observers: ``ops/metrics.py`` registers with ``observe``),
 ``usage`` for ``GET /api/me/usage`` and ``rate_headers`` for every authenticated response;
 ``hold_upload`` before an edit's body is read (``upload_holds.py``).
 The decisions are ``ledger.checks.CHECKS``; the store (``ledger.file.store.FileStore`` or the PostgreSQL
@@ -9,6 +10,7 @@ micro-dollars and the store's ``KeyUsage`` into the documents clients see.
 """
 
 import math
+import time
 
 from .keys.store import LIMIT_NAMES
 from .ledger.checks import RATE_WINDOW_SECONDS
@@ -26,12 +28,21 @@ class Limiter:
     def __init__(self, store, upload_bytes=DEFAULT_EDIT_WORKER_MAX_BYTES):
         self.store = store
         self.uploads = UploadHolds(upload_bytes)
+        self.observers = []
+
+    def observe(self, observer):
+        """Tell ``observer`` of every commit: ``reserved(seconds)``, ``settled(record, seconds or None if refused)``."""
+        self.observers.append(observer)
 
     def reserve(self, key, amount, details):
         """Check the key's limits and reserve ``amount`` (dollars); return the Reservation or raise."""
+        started = time.perf_counter()
         reservation = self.store.reserve(key, to_micros(amount), details)
         # An edit's body held for this request is now counted by the store (rate window, in flight).
         self.uploads.admitted(details.get("requestId"))
+        seconds = time.perf_counter() - started
+        for observer in self.observers:
+            observer.reserved(seconds)
         return reservation
 
     def hold_upload(self, key, size, request_id):
@@ -47,7 +58,14 @@ class Limiter:
 
     def settle(self, reservation, record):
         """Write the request's ``charge`` record (the outcome fields in ``record``), releasing its reservation."""
-        return self.store.settle(reservation, record)
+        started, seconds = time.perf_counter(), None
+        try:
+            result = self.store.settle(reservation, record)
+            seconds = time.perf_counter() - started
+            return result
+        finally:
+            for observer in self.observers:
+                observer.settled(record, seconds)
 
     def rate_headers(self, key):
         """Return the X-RateLimit-* headers for ``key`` (none when it has no rate limit)."""
