@@ -22,10 +22,10 @@ from bench.ledger_bench import PRICE
 from bench.ledger_bench import RESERVATION_TTL
 from bench.ledger_bench import SUMMARY
 from bench.ledger_bench import write_ledger
+from ziri_images.billing import Limiter
 from ziri_images.keys.store import ApiKey
 from ziri_images.ledger.file.jsonl import Ledger
 from ziri_images.ledger.file.store import FileStore
-from ziri_images.limits import Limiter
 
 KEYS = [("key_bench_0", "bench-0"), ("key_bench_1", "bench-1"), ("key_bench_2", "bench-2"), ("key_bench_3", "bench-3")]
 LIMITED_KEY = ApiKey(id="key_bench_0", user="bench-0", status="active", limits={

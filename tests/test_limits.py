@@ -1,4 +1,4 @@
-"""Per-key limits (limits.py, ledger/checks.py and the stores) through the API, with an injected clock.
+"""Per-key limits (billing.Limiter, ledger/checks.py and the stores) through the API, with an injected clock.
 
 The provider is mocked with ``responses``; its answers come from the local stub app
 (``ziri_images.dev.stub``), so bodies have OpenAI's shapes and prompt directives such as

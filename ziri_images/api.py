@@ -2,8 +2,10 @@
 
 authenticate -> validate -> price -> check access -> reserve -> call provider -> settle -> respond
 
-Generations (JSON) and edits (multipart, with uploads) take the same path, ``serve``; with
-``stream: true`` its last steps relay the provider's events instead (``streaming.py``).
+Generations (JSON) and edits (multipart, with uploads) take the same path, ``serve``, one line
+per step. The request's money is one ``billing.Bill``: opened (reserved) before the provider is
+called, settled exactly once by the call's outcome. With ``stream: true`` its last steps relay
+the provider's events instead (``streaming.py``), settling the same Bill.
 """
 
 import logging
@@ -19,11 +21,10 @@ from .access import authenticate
 from .access import check_access
 from .access import idempotency_digest
 from .access import resolve_provider
-from .catalog.pricing import PriceBook
+from .billing import Bill
 from .catalog.quoting import price_request
 from .errors import ApiError
 from .gateway import current_gateway
-from .providers.openai import ProviderError
 from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
 from .schemas import parse_generation_request
 from .server.logs import escape
@@ -80,22 +81,19 @@ def create_edit():
 
 
 def serve(key, endpoint, generation, images=(), mask=None):
-    """The request's path once it is authenticated and validated, the same for every endpoint."""
+    """Answer an authenticated, validated request: price, check access, reserve, call, settle, respond."""
     gateway = current_gateway()
     idempotency_key = idempotency_digest()
-    uploads = (*images, *([mask] if mask else []))
-    image_model, quote, payload = price_request(gateway, generation, uploads)
+    image_model, quote, payload = price_request(gateway, generation, (*images, *([mask] if mask else [])))
     check_access(key, generation.provider, generation.model)
     provider = resolve_provider(gateway, key, generation.provider)
-
     start_send_deadline(provider.call_deadline)  # before the reservation, which must outlive the answer's sending
-    settle = reserve_spend(gateway, key, endpoint, generation, quote, idempotency_key)
+    bill = Bill.open(gateway.limiter, g.request_id, key, endpoint, generation, image_model, quote, idempotency_key)
+    files = upload_files(images, mask)
     if generation.stream:
-        return stream_events(provider, endpoint, generation, image_model, payload, quote, settle,
-                             upload_files(images, mask))
-    result = call_provider(provider, payload, quote, settle, upload_files(images, mask))
-    charge = charge_result(image_model, quote, result, settle)
-    return generation_response(generation, quote, result, charge)
+        return stream_response(bill.call(provider.open_stream, payload, g.request_id, files), endpoint, bill)
+    result = bill.call(send, provider, payload, files)
+    return generation_response(result, bill.charge(result), bill)
 
 
 def json_body():
@@ -123,113 +121,16 @@ def upload_files(images, mask):
     return [(field, image.as_file()) for image in images] + ([("mask", mask.as_file())] if mask else [])
 
 
-def reserve_spend(gateway, key, endpoint, generation, quote, idempotency_key):
-    """Reserve the most the request can cost; return ``settle(status, http_status, **outcome)`` for its charge."""
-    summary = {
-        "requestId": g.request_id,
-        "endpoint": endpoint,
-        "keyId": key.id,
-        "user": key.user,
-        "provider": generation.provider,
-        "model": generation.model,
-        **quote.choices,
-        "imagesRequested": quote.images,
-        "pricePerImage": quote.price_per_image,
-        "currency": quote.currency,
-    }
-    if idempotency_key:
-        summary["idempotencyKey"] = idempotency_key
-    if generation.stream:
-        summary.update(stream=True, partialImages=generation.partial_images)
-    reservation = gateway.limiter.reserve(key, quote.reserved, summary)
-    started = time.monotonic()
-
-    def settle(status, http_status, **outcome):
-        gateway.limiter.settle(reservation, {
-            **summary, "status": status, "httpStatus": http_status, **outcome, "latencyMs": elapsed_ms(started),
-        })
-
-    return settle
-
-
-def call_provider(provider, payload, quote, settle, files=None, stream=False):
-    """Return the ProviderResult (if ``stream``: the ProviderStream, unless answered without one); settle a failure."""
-    try:
-        if stream:
-            return provider.open_stream(payload, g.request_id, files)
-        if files is not None:
-            return provider.edit(payload, files, g.request_id)
+def send(provider, payload, files):
+    """Return the provider's answer (a ProviderResult): to an edit when there are files, else to a generation."""
+    if files is None:
         return provider.generate(payload, g.request_id)
-    except ProviderError as error:
-        settle("provider_error", error.status, **error.charge_fields(quote.reserved))
-        raise
-    except BaseException:
-        # Unknown outcome: charge what was reserved rather than risk an unrecorded generation.
-        settle("gateway_error", 500, imagesReturned=None, cost=quote.reserved)
-        raise
+    return provider.edit(payload, files, g.request_id)
 
 
-def charge_result(image_model, quote, result, settle):
-    """Return the Charge for a successful call, settled before the client hears back, whatever the body holds."""
-    upstream = {"providerStatus": result.provider_status, "providerRequestId": result.provider_request_id}
-    try:
-        charge = PriceBook.charge(image_model, quote, result.body)
-        if charge.cost > quote.reserved:
-            # Token bills only (capped): the ledger shows the provider's own figure as tokenCost.
-            log.warning("charge exceeds reservation requestId=%s model=%s/%s charged=%s reserved=%s tokenCost=%s",
-                        g.request_id, image_model.provider, image_model.name, charge.cost, quote.reserved,
-                        charge.token_cost)
-        settle("succeeded", 200, **charge.ledger_fields(), **upstream)
-    except ApiError:
-        raise  # the ledger refused the charge: the reservation stays open and expires at its amount
-    except Exception:
-        # The provider answered, and may have billed: charge the reservation, and say so.
-        log.exception("answer could not be charged requestId=%s model=%s/%s", g.request_id, image_model.provider,
-                      image_model.name)
-        settle("gateway_error", 502, imagesReturned=None, cost=quote.reserved, mayHaveBilled=True, **upstream)
-        raise ProviderError(502, f"Provider '{image_model.provider}' answered, but its answer could not be charged; "
-                                 "the reservation was charged instead.", provider=image_model.provider,
-                            provider_status=result.provider_status, provider_request_id=result.provider_request_id,
-                            may_have_billed=True)
-    return charge
-
-
-def stream_events(provider, endpoint, generation, image_model, payload, quote, settle, files):
-    """Return the streamed answer: the provider's events, the request settled once from ``completed`` (streaming.py)."""
-    upstream = call_provider(provider, payload, quote, settle, files, stream=True)
-
-    def charge_completed(result):
-        return response_meta(generation, quote, result, charge_result(image_model, quote, result, settle))
-
-    return stream_response(upstream, endpoint, quote, settle, charge_completed)
-
-
-def generation_response(generation, quote, result, charge):
+def generation_response(result, charge, bill):
     """Return the client's answer: the provider's body with only the images charged, plus ``_meta``."""
-    return {**result.body, "data": result.body["data"][:charge.images],
-            "_meta": response_meta(generation, quote, result, charge)}
-
-
-def response_meta(generation, quote, result, charge):
-    """Return the gateway's ``_meta``: the request id, the provider's, and what was reserved and charged."""
-    return {
-        "requestId": g.request_id,
-        "provider": generation.provider,
-        "model": generation.model,
-        "providerRequestId": result.provider_request_id,
-        "cost": {
-            "estimated": quote.estimated,
-            "reserved": quote.reserved,
-            "actual": charge.cost,
-            "pricePerImage": charge.price_per_image,
-            "imagesRequested": quote.images,
-            "imagesCharged": charge.images,
-            **charge.choices,
-            "currency": quote.currency,
-            "chargedBy": charge.charged_by,
-            "usage": charge.usage,
-        },
-    }
+    return {**result.body, "data": result.body["data"][:charge.images], "_meta": bill.meta(result, charge)}
 
 
 @bp.get("/api/me/usage")

@@ -12,13 +12,13 @@ from datetime import timezone
 
 from flask import current_app
 
+from .billing import Limiter
 from .catalog.pricing import PriceBook
 from .keys.reloading import ReloadingFile
 from .keys.store import KeyStore
 from .ledger.base import Store
 from .ledger.file.jsonl import Ledger
 from .ledger.file.store import FileStore
-from .limits import Limiter
 from .providers.config import build_providers
 from .providers.config import check_catalog
 from .server.send_deadline import send_grace_seconds

@@ -1,11 +1,12 @@
 """Answer ``stream: true``: pass the provider's Server-Sent Events on as they arrive, and settle once.
 
+SSE framing and the relay only: the money is the request's ``billing.Bill``, settled through it.
 The request was validated, priced and reserved like any other (``api.serve``); the events are
 relayed to the client one by one, unbuffered (``X-Accel-Buffering: no`` for nginx). The
 charge comes from the ``completed`` event's ``usage`` (``image_generation.completed``, or
 ``image_edit.completed`` for an edit), settled before that event is passed on, with the
 gateway's ``_meta`` (request id, cost) added to it as to a JSON answer. Whatever
-happens, the request is settled exactly once:
+happens, the request is settled exactly once (the Bill's invariant):
 
 - the client goes away (the server closes the generator): the provider's stream is still
   read, up to its ``completed`` event (or its end, within the call's deadline), and charged
@@ -53,11 +54,16 @@ def event_stream_response(events):
     return response
 
 
-def stream_response(upstream, endpoint, quote, settle, charge):
+def stream_response(upstream, endpoint, bill):
     """Return the streamed answer to ``upstream``: its events relayed, or the JSON answer it was, as events."""
     if isinstance(upstream, ProviderResult):
-        return event_stream_response(answered_events(upstream.body, endpoint, charge(upstream)))
-    return event_stream_response(relay(upstream, endpoint, quote, settle, charge))
+        return event_stream_response(answered_events(upstream.body, endpoint, charged_meta(bill, upstream)))
+    return event_stream_response(relay(upstream, endpoint, bill))
+
+
+def charged_meta(bill, result):
+    """Charge the stream's answer ``result`` (a ProviderResult) to ``bill``; return its ``_meta``, or raise ApiError."""
+    return bill.meta(result, bill.charge(result))
 
 
 def answered_events(body, endpoint, meta):
@@ -98,78 +104,54 @@ def error_event(error):
     return f"event: error\ndata: {payload}\n\n".encode("utf-8")
 
 
-class StreamSettlement:
-    """Settle one streamed request exactly once: from its ``completed`` event, or at its reservation."""
-
-    def __init__(self, upstream, quote, settle, charge):
-        self.upstream = upstream
-        self.quote = quote
-        self._settle = settle
-        self._charge = charge  # ProviderResult -> the charge's _meta, once settled (api.stream_events)
-        self.settled = False
-
-    def charge_completed(self, event):
-        """Settle from the ``completed`` event's usage; return its ``_meta``, or raise ApiError if not charged."""
-        self.settled = True
-        result = ProviderResult(body=completed_body(event.data), provider_status=self.upstream.provider_status,
-                                provider_request_id=self.upstream.provider_request_id)
-        return self._charge(result)
-
-    def charge_reservation(self, why, status="provider_error", http_status=502):
-        """Settle at the reserved amount: the provider may have generated (and billed) the image."""
-        if self.settled:
-            return
-        self.settled = True
-        log.warning("stream charged its reservation requestId=%s streamEnd=%s reserved=%s", g.request_id, why,
-                    self.quote.reserved)
-        self._settle(status, http_status, imagesReturned=None, cost=self.quote.reserved, chargedBy="reservation",
-                     mayHaveBilled=True, streamEnd=why, providerStatus=self.upstream.provider_status,
-                     providerRequestId=self.upstream.provider_request_id)
+def completed_result(upstream, event):
+    """Return the ProviderResult a ``completed`` event stands for, so it is charged like a non-stream answer."""
+    return ProviderResult(body=completed_body(event.data), provider_status=upstream.provider_status,
+                          provider_request_id=upstream.provider_request_id)
 
 
-def relay(upstream, endpoint, quote, settle, charge):
-    """Yield the provider's events to the client as they arrive, settling the request once (see the module)."""
-    settlement = StreamSettlement(upstream, quote, settle, charge)
+def relay(upstream, endpoint, bill):
+    """Yield the provider's events to the client as they arrive, settling ``bill`` once (see the module)."""
     completed = COMPLETED[endpoint]
     events = upstream.events()
     try:
         for event in events:
             if is_completed(event, completed):
-                yield with_meta(event, settlement.charge_completed(event))
+                yield with_meta(event, charged_meta(bill, completed_result(upstream, event)))
                 return  # the answer is complete: nothing after it is waited for
             yield event.raw
-        if not settlement.settled:
-            settlement.charge_reservation("no_completed_event")
+        if not bill.settled:
+            bill.charge_reservation("no_completed_event", upstream)
             yield error_event(ProviderError(502, f"Provider '{upstream.provider.name}' ended its stream without "
                                                  "a completed event; the reservation was charged.",
                                             may_have_billed=True))
     except GeneratorExit:
-        if not settlement.settled:
-            drain(events, completed, settlement)
+        if not bill.settled:
+            drain(events, completed, upstream, bill)
     except ApiError as error:  # a broken stream, or a charge the ledger refused
-        settlement.charge_reservation("broken" if isinstance(error, ProviderError) else "not_charged")
+        bill.charge_reservation("broken" if isinstance(error, ProviderError) else "not_charged", upstream)
         yield error_event(error)
     except Exception:
         log.exception("stream failed requestId=%s", g.request_id)
-        settlement.charge_reservation("gateway_error", "gateway_error", 500)
+        bill.charge_reservation("gateway_error", upstream, "gateway_error", 500)
         yield error_event(ApiError(500, "INTERNAL_ERROR", "Internal server error."))
     finally:
-        settlement.charge_reservation("closed", "gateway_error", 500)  # only if nothing settled it yet
+        bill.charge_reservation("closed", upstream, "gateway_error", 500)  # only if nothing settled it yet
         upstream.close()
 
 
-def drain(events, completed, settlement):
+def drain(events, completed, upstream, bill):
     """Read the rest of a stream the client left, and settle it: from ``completed``, else at the reservation."""
     try:
         for event in events:
             if is_completed(event, completed):
-                settlement.charge_completed(event)
+                bill.charge(completed_result(upstream, event))
                 return
     except ApiError:
         pass  # settled at the reservation below (a ledger refusal leaves the reservation to expire)
     except Exception:
         log.exception("stream left by the client failed requestId=%s", g.request_id)
-    settlement.charge_reservation("client_gone")
+    bill.charge_reservation("client_gone", upstream)
 
 
 def is_completed(event, completed):

@@ -7,6 +7,8 @@ from conftest import USER_KEY
 from conftest import openai_image_response
 from prometheus_client.parser import text_string_to_metric_families
 
+from ziri_images.billing import Limiter
+
 TOKEN = "metrics-token-0123456789"
 BODY = {"provider": "openai", "model": "dall-e-3", "prompt": "a secret prompt", "size": "1024x1024",
         "quality": "standard"}
@@ -102,3 +104,15 @@ def test_metrics_refuse_without_the_token(metered, headers, status, code):
 def test_metrics_are_off_without_a_token(client):
     response = client.get("/metrics", headers={"Authorization": "Bearer "})
     assert response.status_code == 404 and response.get_json()["code"] == "NOT_FOUND"
+
+
+def test_metrics_observe_the_limiter_without_replacing_it(make_app, responses_mock):
+    app = make_app(METRICS_TOKEN=TOKEN)
+    limiter = app.extensions["ziri_images"].limiter
+    assert type(limiter) is Limiter, "another extension's object was wrapped or replaced"
+    assert limiter.observers == [app.extensions["ziri_images_metrics"]]
+    responses_mock.post(GENERATIONS_URL, json=openai_image_response(1))
+    client = app.test_client()
+    assert client.post(ENDPOINT, json=BODY, headers={"X-API-Key": USER_KEY}).status_code == 200
+    _, text = scrape(client)
+    assert {s.labels["operation"] for s in samples(text, "ziri_ledger_commit_seconds_count")} == {"reserve", "settle"}

@@ -69,6 +69,27 @@ class Reservation:
 
 # --- building ---------------------------------------------------------------------------
 
+def request_summary(request_id, endpoint, key, generation, quote, idempotency_key):
+    """Return the request's summary: the fields its reservation and charge records open with."""
+    summary = {
+        "requestId": request_id,
+        "endpoint": endpoint,
+        "keyId": key.id,
+        "user": key.user,
+        "provider": generation.provider,
+        "model": generation.model,
+        **quote.choices,
+        "imagesRequested": quote.images,
+        "pricePerImage": quote.price_per_image,
+        "currency": quote.currency,
+    }
+    if idempotency_key:
+        summary["idempotencyKey"] = idempotency_key
+    if generation.stream:
+        summary.update(stream=True, partialImages=generation.partial_images)
+    return summary
+
+
 def reservation_record(now, key, details, micros, expires_at, worker):
     """Return the ``reservation`` record for ``key``'s request summarised by ``details``."""
     return {

@@ -4,8 +4,8 @@ What is measured, and where it is taken (the request path itself gains no line):
 
 - requests by route, status and code, and refusals by code: ``after_request``;
 - provider latency, spend (USD) and images by provider and model, reservations open and the
-  store's write latency (reserve and settle, each one commit): ``MeteredLimiter``, around the
-  limiter's ``reserve`` and ``settle``;
+  store's write latency (reserve and settle, each one commit): ``Metrics.reserved`` and
+  ``Metrics.settled``, an observer of the limiter (``billing.Limiter.observe``);
 - key-file and catalog reloads and their failures: ``keys.reloading.reloaded`` (a blinker signal).
 
 No key id, user or prompt is a label (cardinality, privacy) unless ``ZIRI_METRICS_KEY_LABELS``
@@ -20,7 +20,6 @@ own registry is served.
 """
 
 import hmac
-import time
 
 from flask import Blueprint
 from flask import Response
@@ -98,6 +97,18 @@ class Metrics:
         self.child(self.spend, provider, model, *self._key(record.get("keyId"))).inc(max(record.get("cost") or 0, 0))
         self.child(self.images, provider, model).inc(record.get("imagesReturned") or 0)
 
+    def reserved(self, seconds):
+        """Count a reservation its store wrote in ``seconds`` (the limiter's observer: ``Limiter.observe``)."""
+        self.child(self.commit_latency, "reserve").observe(seconds)
+        self.reservations_open.inc()
+
+    def settled(self, record, seconds):
+        """Count a request settled: its charge ``record``, written in ``seconds`` (None: the store refused it)."""
+        self.reservations_open.dec()
+        if seconds is not None:
+            self.child(self.commit_latency, "settle").observe(seconds)
+            self.count_charge(record)
+
     def _key(self, key_id):
         return (key_id or "-",) if self.key_labels else ()
 
@@ -108,34 +119,6 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)
         return generate_latest(self.registry)
-
-
-class MeteredLimiter:
-    """The limiter, with each reserve and settle timed and counted; every other attribute passes through."""
-
-    def __init__(self, limiter, metrics):
-        self._limiter = limiter
-        self._metrics = metrics
-
-    def __getattr__(self, name):
-        return getattr(self._limiter, name)
-
-    def reserve(self, key, amount, details):
-        started = time.perf_counter()
-        reservation = self._limiter.reserve(key, amount, details)
-        self._metrics.child(self._metrics.commit_latency, "reserve").observe(time.perf_counter() - started)
-        self._metrics.reservations_open.inc()
-        return reservation
-
-    def settle(self, reservation, record):
-        started = time.perf_counter()
-        try:
-            result = self._limiter.settle(reservation, record)
-        finally:
-            self._metrics.reservations_open.dec()
-        self._metrics.child(self._metrics.commit_latency, "settle").observe(time.perf_counter() - started)
-        self._metrics.count_charge(record)
-        return result
 
 
 def current_metrics():
@@ -164,12 +147,11 @@ def serve_metrics():
 
 
 def init_app(app):
-    """Register the metrics, meter the limiter, count answers and reloads; serve ``/metrics``."""
+    """Register the metrics, observe the limiter's commits, count answers and reloads; serve ``/metrics``."""
     metrics = Metrics(key_labels=app.config.get("METRICS_KEY_LABELS", False),
                       multiprocess_dir=app.config.get("PROMETHEUS_MULTIPROC_DIR", ""))
     app.extensions["ziri_images_metrics"] = metrics
-    gateway = app.extensions["ziri_images"]
-    gateway.limiter = MeteredLimiter(gateway.limiter, metrics)
+    app.extensions["ziri_images"].limiter.observe(metrics)
     app.after_request(count_response)
 
     watched = {str(app.config["KEYS_FILE"]), str(app.config["PRICING_FILE"])}
