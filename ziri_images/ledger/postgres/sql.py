@@ -1,10 +1,28 @@
-"""The SQL of the PostgreSQL store's request path, each statement with what it rules out.
+"""The SQL of the PostgreSQL store, read from the package's .sql files, and the request path's statements.
 
 Every decision runs while its transaction holds the key's row lock (``LOCK_KEY``), so the
 reads that build a ``KeyUsage`` and the reservation that follows are one atomic step for that
 key across every process and host. Reserve and settle are one statement each (``ziri_reserve``,
-``ziri_settle_charge`` in schema.py): one round trip, the lock held only inside the server.
+``ziri_settle_charge`` in functions/): one round trip, the lock held only inside the server.
 """
+
+import re
+from importlib.resources import files
+
+_PACKAGE = files(__package__)
+
+
+def scripts(folder):
+    """Return [(file name, text)] of the .sql files in the package's ``folder``, in name order."""
+    entries = (entry for entry in _PACKAGE.joinpath(folder).iterdir() if entry.name.endswith(".sql"))
+    return sorted((entry.name, entry.read_text(encoding="utf-8")) for entry in entries)
+
+
+def named(file):
+    """Return {name: statement} of the package's ``file``, where each statement follows a ``-- name:`` line."""
+    parts = re.split(r"^-- name: (\w+)\n", _PACKAGE.joinpath(file).read_text(encoding="utf-8"), flags=re.M)
+    return {name: text.strip() for name, text in zip(parts[1::2], parts[2::2], strict=True)}
+
 
 # Lock the key's row until the transaction ends (the stale settlements, the sweep; ziri_reserve
 # takes it the same way). Rules out two reservations of one key both seeing the budget free or
@@ -42,7 +60,7 @@ WITH stale AS (
 SELECT request_id, micros, reserved_at, expires_at, worker FROM stale
 """
 
-# The database's clock, which every host's expiries and rate windows are judged on (clock.py).
+# The database's clock, which every host's expiries and rate windows are judged on (functions/ziri_now.sql).
 DATABASE_NOW = "SELECT ziri_now()"
 
 # Keys with a reservation whose process's lease has lapsed (for the background sweep).
@@ -52,7 +70,7 @@ WHERE NOT EXISTS (SELECT 1 FROM worker_leases l WHERE l.worker = r.worker AND l.
 """
 
 # Reserve (or read a key's usage), then settle: one statement each, for every call of one key
-# queued in this process (batch.py); see ziri_reserve and ziri_settle_charge in schema.py.
+# queued in this process (batch.py); see functions/ziri_reserve.sql and ziri_settle_charge.sql.
 RESERVE_MANY = """
 SELECT * FROM ziri_reserve_many(%(batch)s::json, %(rate_window)s::interval, %(idempotency_window)s::interval)
 """
