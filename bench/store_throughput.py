@@ -78,7 +78,7 @@ def temporary_database(server):
     import psycopg
     from psycopg.conninfo import make_conninfo
 
-    from ziri_images.ledger.postgres.schema import migrate
+    from ziri_images.ledger.postgres.migrate import migrate
 
     name = f"ziri_bench_{secrets.token_hex(6)}"
     with psycopg.connect(server, autocommit=True, connect_timeout=5) as admin:

@@ -5,10 +5,10 @@ The server is found through ``ZIRI_TEST_DATABASE_URL`` (default: the project mac
 migrates it, and drops it at the end, so concurrent runs (other suites on the same server)
 cannot collide; each test starts from empty tables.
 
-The database's clock decides expiries and rate windows for every host (``ziri_now()``, migration
-5). In the test database it can follow a test's clock instead: ``follow(clock)`` sets it from a
-``FakeClock`` now and whenever that clock moves; emptied, the database keeps its real clock. The
-leases stay on the real clock (they judge whether processes are alive).
+The database's clock decides expiries and rate windows for every host (``ziri_now()``, in
+ziri_images/ledger/postgres/functions/). In the test database it can follow a test's clock instead:
+``follow(clock)`` sets it from a ``FakeClock`` now and whenever that clock moves; emptied, the
+database keeps its real clock. The leases stay on the real clock (they judge whether processes are alive).
 
 With no server reachable the tests that need one are skipped, all with one reason; with
 ``ZIRI_TEST_REQUIRE_DATABASE=1`` (``.ci/run`` sets it) they fail instead.
@@ -25,8 +25,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from ziri_images.ledger.postgres.schema import describe
-from ziri_images.ledger.postgres.schema import migrate
+from ziri_images.ledger.postgres.connection import describe
+from ziri_images.ledger.postgres.migrate import migrate
 from ziri_images.ledger.postgres.sql import RENEW_LEASE
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -38,11 +38,11 @@ def db_migrate(args):
     # Imported here: the other commands (and gunicorn's master, before gevent patches) never load the driver.
     import psycopg
 
-    from ..ledger.postgres.schema import LATEST
-    from ..ledger.postgres.schema import connect
-    from ..ledger.postgres.schema import describe
-    from ..ledger.postgres.schema import error_text
-    from ..ledger.postgres.schema import migrate
+    from ..ledger.postgres.connection import connect
+    from ..ledger.postgres.connection import describe
+    from ..ledger.postgres.connection import error_text
+    from ..ledger.postgres.migrate import LATEST
+    from ..ledger.postgres.migrate import migrate
 
     url = database_url(args)
     if not url:
@@ -56,8 +56,7 @@ def db_migrate(args):
     except psycopg.Error as error:
         raise CliError(f"database {where}: {error_text(error)}") from None
     if applied:
-        print(f"database {where}: applied migration(s) {', '.join(map(str, applied))}; schema version {LATEST}",
-              file=sys.stderr)
+        print(f"database {where}: applied {', '.join(applied)}; schema version {LATEST}", file=sys.stderr)
     else:
         print(f"database {where}: schema version {LATEST}, already current", file=sys.stderr)
     return 0

@@ -1,9 +1,15 @@
-"""The limit decisions, as a named list that every store runs.
+"""The limit decisions, as a named list: the rule, and the one source of every refusal's words.
 
-A store builds a ``KeyUsage`` for the key while it holds that key's lock (a ledger flock, a
-row lock), then calls ``run_checks``: each check raises the ApiError the client sees, or
-returns. The checks never read or write a store, so the stores differ only in how they keep
-records and hold the lock, never in what they decide.
+The file store builds a ``KeyUsage`` for the key while it holds that key's lock (the ledger's
+flock), then calls ``run_checks``: each check raises the ApiError the client sees, or returns.
+The checks never read or write a store.
+
+The SQL mirror: the PostgreSQL store decides admission in the database, in one round trip, with
+a copy of ``CHECKS`` as one predicate in ``ziri_reserve``
+(ledger/postgres/functions/ziri_reserve.sql); on a refusal it runs ``run_checks`` on the usage
+the database read, for the refusal's code and words. A change to a check here needs the same
+change there: tests/ledger/postgres/test_parity.py drives random usages and limits through both
+and fails when their decisions differ.
 """
 
 import math

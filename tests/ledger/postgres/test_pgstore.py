@@ -22,9 +22,9 @@ from ziri_images.errors import ApiError
 from ziri_images.ledger.file.scan import build_report
 from ziri_images.ledger.money import format_ts
 from ziri_images.ledger.money import to_micros
-from ziri_images.ledger.postgres.schema import LATEST
-from ziri_images.ledger.postgres.schema import migrate
-from ziri_images.ledger.postgres.schema import schema_version
+from ziri_images.ledger.postgres.migrate import LATEST
+from ziri_images.ledger.postgres.migrate import migrate
+from ziri_images.ledger.postgres.migrate import schema_version
 from ziri_images.ledger.postgres.store import PostgresStore
 from ziri_images.ledger.records import Reservation
 from ziri_images.ledger.records import charge_record
@@ -115,7 +115,7 @@ def test_db_migrate_on_an_empty_database_creates_the_schema(test_database, capsy
     url = f"{test_database.url} options='-c search_path=fresh'"
     try:
         assert cli.main(["db", "migrate", "--database-url", url]) == 0
-        assert "applied migration(s) 1" in capsys.readouterr().err
+        assert "applied 001_schema, ziri_now, " in capsys.readouterr().err
         assert cli.main(["db", "migrate", "--database-url", url]) == 0
         assert "already current" in capsys.readouterr().err
     finally:

@@ -21,7 +21,7 @@ import time
 from ..money import parse_ts
 from ..records import Reservation
 from . import sql
-from .schema import error_text
+from .connection import error_text
 
 log = logging.getLogger("ziri_images")
 

@@ -23,8 +23,8 @@ from psycopg_pool import ConnectionPool
 from psycopg_pool import PoolTimeout
 
 from ..base import ledger_unavailable
-from .schema import describe
-from .schema import error_text
+from .connection import describe
+from .connection import error_text
 
 log = logging.getLogger("ziri_images")
 

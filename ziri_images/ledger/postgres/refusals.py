@@ -7,7 +7,7 @@ row per request, and never a row in ``ledger_records``.
 
 from ...errors import ApiError
 from ...errors import ConfigError
-from .schema import describe
+from .connection import describe
 
 _UPSERT = """
 INSERT INTO refusal_counts (day, key_id, code, refused) VALUES (%s::date, %s, %s, %s)

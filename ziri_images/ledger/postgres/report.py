@@ -17,8 +17,8 @@ from ..records import encode_json
 from ..report import UNKNOWN
 from ..report import Report
 from ..report import Totals
-from .schema import describe
-from .schema import error_text
+from .connection import describe
+from .connection import error_text
 
 _IMPORT_BATCH = 1000
 

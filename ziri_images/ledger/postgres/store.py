@@ -3,8 +3,8 @@
 Budgets hold across hosts and survive a wiped disk. ``reserve`` is one transaction: lock the
 key's row, settle the key's stale reservations, build its ``KeyUsage``, run ``checks.CHECKS``,
 insert the reservation. ``settle`` is another. No lock is held while the provider works. Every
-host's decisions are judged on one clock, the database's (clock.py): expiries, the rate
-window, the budgets' periods and the reservation's times; a host's own clock stamps only its charges.
+host's decisions are judged on one clock, the database's (functions/ziri_now.sql): expiries, the
+rate window, the budgets' periods and the reservation's times; a host's own clock stamps only its charges.
 
 Connections come from a pool opened in each process on first use (never before gunicorn
 forks: a connection shared by two processes would interleave their traffic). Under gevent's
@@ -50,14 +50,14 @@ from ..records import reservation_record
 from ..records import summary_of
 from . import sql
 from .batch import Combiner
+from .connection import connect
+from .connection import describe
+from .connection import error_text
 from .lease import LeaseKeeper
+from .migrate import LATEST
+from .migrate import schema_version
 from .pool import DatabasePool
 from .report import PostgresReports
-from .schema import LATEST
-from .schema import connect
-from .schema import describe
-from .schema import error_text
-from .schema import schema_version
 from .spool import ChargeSpool
 
 log = logging.getLogger("ziri_images")
@@ -247,7 +247,7 @@ class PostgresStore(PostgresReports, Store):
         """Write the charge for ``reservation`` unless it is already stored; return the record.
 
         One statement, one round trip (with the settles of the same key queued meanwhile in this
-        process: batch.py): ``ziri_settle_charge`` (schema.py) releases the open
+        process: batch.py): ``ziri_settle_charge`` (functions/) releases the open
         reservation and writes the charge, the record for an open reservation or, when an expiry
         settled it first, the one that replaces the expiry's amount.
         """
@@ -310,7 +310,7 @@ class PostgresStore(PostgresReports, Store):
         return True, None
 
     def refusal_record(self):
-        from .refusals import PostgresRefusals  # the refusal_counts table (migration 2)
+        from .refusals import PostgresRefusals  # the refusal_counts table
 
         return PostgresRefusals(self)
 

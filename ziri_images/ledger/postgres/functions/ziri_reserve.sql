@@ -1,27 +1,13 @@
-"""Migration 5 of the PostgreSQL schema: the database's clock decides; a released Idempotency-Key is free.
-
-Hosts' clocks disagree (by minutes, on a host whose time service failed). Migration 4's
-``ziri_reserve`` took "now" from the calling host, so a host five minutes ahead took other hosts'
-live reservations for expired (and admitted past ``max_concurrent_requests``), and stamped its
-admissions five minutes ahead, which froze the key's rate window on every other host for as long
-(a key's records never go back in time). Here ``ziri_now()``, the database's clock, decides
-expiry, the rate window, the budgets' periods and the reservation's own times, as it already
-decided the leases. The caller's ``p_now`` and ``p_expires_at`` only give the reservation's
-life (their difference) and the text the record's times replace.
-
-A request answered ``x-should-retry: true`` without reaching a provider that could bill has a
-charge saying ``idempotencyReleased``: its Idempotency-Key no longer refuses the retry.
-"""
-
-# The one clock of every decision; the leases read clock_timestamp() itself (the same clock).
-# A function, so that a test database can set the time its tests run at (tests/database.py).
-ZIRI_NOW = """
-CREATE FUNCTION ziri_now() RETURNS timestamptz LANGUAGE sql VOLATILE AS 'SELECT clock_timestamp()';
-"""
-
-# ziri_reserve of migration 4 with "now" from ziri_now() and released Idempotency-Keys free; its
-# arguments and answers are unchanged, so ziri_reserve_many calls it as before.
-ZIRI_RESERVE = """
+-- Reserve (or, with p_micros NULL, read the usage) in one call, one round trip: lock the key's
+-- row, read its counters, run the checks, insert the reservation. o_state: 'admitted'; 'refused'
+-- (nothing written: the caller's checks.run_checks says why, from the usage returned); 'usage';
+-- or 'stale': the key holds reservations past their expiry or of a process whose lease lapsed,
+-- nothing was read or written, and the caller settles them (their records are built in Python)
+-- and calls again. The usage returned is the key's before this reservation.
+-- The refusal below is checks.CHECKS as one predicate (a NULL limit is no limit): the SQL mirror
+-- of the Python rule, named in checks.py and held to it by tests/ledger/postgres/test_parity.py.
+-- A request answered x-should-retry: true without reaching a provider that could bill has a
+-- charge saying idempotencyReleased: its Idempotency-Key no longer refuses the retry.
 CREATE OR REPLACE FUNCTION ziri_reserve(
     p_key text, p_user text, p_model text, p_request_id text, p_now timestamptz, p_expires_at timestamptz,
     p_micros bigint, p_digest text, p_worker text, p_record text, p_rate_window interval,
@@ -143,6 +129,3 @@ BEGIN
                                                held_micros = key_periods.held_micros + EXCLUDED.held_micros;
     o_state := 'admitted';
 END $$;
-"""
-
-DATABASE_CLOCK = ZIRI_NOW + ZIRI_RESERVE

@@ -1,0 +1,24 @@
+"""Name a database without its secrets, word its errors in one line, open a command's connection."""
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+
+def describe(conninfo):
+    """Return ``host:port/dbname`` for ``conninfo``: never its password or other parameters."""
+    try:
+        parts = conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return "(an unparsable database URL)"
+    return f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
+
+
+def error_text(error):
+    """Return the first line of a driver error (libpq's hints follow on further lines)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def connect(conninfo, timeout):
+    """Open one connection (autocommit) for a command or a start-up check."""
+    return psycopg.connect(conninfo, autocommit=True, connect_timeout=max(1, round(timeout)))

@@ -1,0 +1,86 @@
+-- The statements sql.py names (LOCK_KEY, ...): each follows its "-- name:" line, with what it rules out.
+
+-- name: lock_key
+-- Lock the key's row until the transaction ends (the stale settlements, the sweep; ziri_reserve
+-- takes it the same way). Rules out two reservations of one key both seeing the budget free or
+-- the rate window open (lost update), and two requests with one Idempotency-Key both being
+-- admitted. A plain row lock: waiting requests queue on it without writing a row version each.
+-- (A charge and an expiry racing for one reservation are ruled out by the open reservation's
+-- row: see ziri_settle_charge.)
+SELECT key_id FROM key_locks WHERE key_id = %(key)s FOR UPDATE
+
+-- name: create_key
+-- The key's first request creates its row (two first requests at once: one inserts, both then lock).
+INSERT INTO key_locks (key_id) VALUES (%(key)s) ON CONFLICT (key_id) DO NOTHING
+
+-- name: take_stale
+-- Take the key's stale reservations out of the open set: past their expiry at now (the
+-- database's clock: ziri_reserve's answer, or DATABASE_NOW), or held by a process whose lease has
+-- lapsed (or was never there) on the database's clock.
+-- DELETE ... RETURNING hands each one to exactly one settler; the key's in-flight count and held
+-- amounts drop with them (the caller holds the key's lock and writes their expiry records).
+WITH stale AS (
+  DELETE FROM open_reservations r
+  WHERE r.key_id = %(key)s
+    AND (r.expires_at <= %(now)s
+         OR NOT EXISTS (SELECT 1 FROM worker_leases l WHERE l.worker = r.worker AND l.expires_at > clock_timestamp()))
+  RETURNING r.request_id, r.micros, r.reserved_at, r.expires_at, r.worker
+), flight AS (
+  UPDATE key_locks SET in_flight = in_flight - (SELECT count(*) FROM stale)
+  WHERE key_id = %(key)s AND EXISTS (SELECT 1 FROM stale)
+), held AS (
+  INSERT INTO key_periods (key_id, period, held_micros)
+  SELECT %(key)s, period, -sum(micros) FROM stale,
+         unnest(ARRAY[to_char(reserved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+                      to_char(reserved_at AT TIME ZONE 'UTC', 'YYYY-MM')]) AS period
+  GROUP BY period
+  ON CONFLICT (key_id, period) DO UPDATE SET held_micros = key_periods.held_micros + EXCLUDED.held_micros
+)
+SELECT request_id, micros, reserved_at, expires_at, worker FROM stale
+
+-- name: database_now
+-- The database's clock, which every host's expiries and rate windows are judged on (functions/ziri_now.sql).
+SELECT ziri_now()
+
+-- name: keys_with_dead_workers
+-- Keys with a reservation whose process's lease has lapsed (for the background sweep).
+SELECT DISTINCT r.key_id FROM open_reservations r
+WHERE NOT EXISTS (SELECT 1 FROM worker_leases l WHERE l.worker = r.worker AND l.expires_at > clock_timestamp())
+
+-- name: reserve_many
+-- Reserve (or read a key's usage), then settle: one statement each, for every call of one key
+-- queued in this process (batch.py); see functions/ziri_reserve.sql and ziri_settle_charge.sql.
+SELECT * FROM ziri_reserve_many(%(batch)s::json, %(rate_window)s::interval, %(idempotency_window)s::interval)
+
+-- name: settle_many
+SELECT * FROM ziri_settle_many(%(batch)s::json)
+
+-- name: write_settlement
+-- An expiry record and what it adds to the spent totals of the periods the request was reserved
+-- in, in one statement (TAKE_STALE released its held amount). ON CONFLICT DO NOTHING with the
+-- unique (request_id, type) index: a settlement written twice is stored, and counted, once.
+WITH written AS (
+  INSERT INTO ledger_records (ts, type, request_id, key_id, user_id, model, reserved_at, micros, images, record)
+  VALUES (%(ts)s, %(type)s, %(request_id)s, %(key)s, %(user)s, %(model)s, %(reserved_at)s, %(micros)s, %(images)s,
+          %(record)s)
+  ON CONFLICT (request_id, type) DO NOTHING
+  RETURNING key_id
+)
+INSERT INTO key_periods (key_id, period, spent_micros)
+SELECT key_id, period, %(delta)s FROM written, unnest(ARRAY[%(day)s, %(month)s]::text[]) AS period
+ON CONFLICT (key_id, period) DO UPDATE SET spent_micros = key_periods.spent_micros + EXCLUDED.spent_micros
+
+-- name: open_reservation
+-- A reservation still open, as a settlement needs it (a reserve whose answer was lost).
+SELECT request_id, micros, reserved_at, expires_at, worker FROM open_reservations
+WHERE request_id = %(request_id)s AND key_id = %(key)s
+
+-- name: renew_lease
+-- Times on the database's clock: every host judges a lease by the same clock.
+INSERT INTO worker_leases (worker, expires_at)
+VALUES (%(worker)s, clock_timestamp() + make_interval(secs => %(seconds)s))
+ON CONFLICT (worker) DO UPDATE SET expires_at = EXCLUDED.expires_at
+
+-- name: forget_leases
+-- Leases that lapsed a day ago: no reservation can still need them (each expires within minutes).
+DELETE FROM worker_leases WHERE expires_at < clock_timestamp() - interval '1 day'
