@@ -25,7 +25,7 @@ def create_app(config=None):
     from .ops import readiness
     from .ops import refusals
     from .strict_json import StrictJSONProvider
-    from .uploads import InMemoryRequest
+    from .uploads.form import InMemoryRequest
 
     app = Flask(__name__, static_folder=None)
     app.request_class = InMemoryRequest  # an upload is never written to a temporary file

@@ -30,8 +30,8 @@ from .schemas import parse_generation_request
 from .server.logs import escape
 from .server.send_deadline import start_send_deadline
 from .streaming import stream_response
-from .uploads import hold_edit_body
-from .uploads import read_edit_form
+from .uploads.form import hold_edit_body
+from .uploads.form import read_edit_form
 
 log = logging.getLogger("ziri_images")
 

@@ -17,7 +17,7 @@ charge's own fallback: an answer whose charge could not be written is charged at
 ``Limiter`` is the request path's view of the store: ``reserve`` and ``settle`` (each one
 commit, told to its observers: ``ops/metrics.py`` registers with ``observe``), ``usage`` for
 ``GET /api/me/usage``, ``rate_headers`` for every authenticated response and ``hold_upload``
-before an edit's body is read (``upload_holds.py``). The decisions are ``ledger.checks.CHECKS``;
+before an edit's body is read (``uploads/holds.py``). The decisions are ``ledger.checks.CHECKS``;
 the store makes each one atomic with the record it writes.
 """
 
@@ -36,7 +36,7 @@ from .ledger.money import to_dollars
 from .ledger.money import to_micros
 from .ledger.records import request_summary
 from .providers.base import ProviderError
-from .upload_holds import UploadHolds
+from .uploads.holds import UploadHolds
 
 log = logging.getLogger("ziri_images")
 

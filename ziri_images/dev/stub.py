@@ -39,8 +39,8 @@ from flask import jsonify
 from flask import request
 
 from ..catalog.quoting import image_input_tokens
-from ..imageinfo import NotAnImage
-from ..imageinfo import image_info
+from ..uploads.imageinfo import NotAnImage
+from ..uploads.imageinfo import image_info
 from .stub_stream import event_stream
 
 GPT_IMAGE_PREFIX = "gpt-image"

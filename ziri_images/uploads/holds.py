@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import replace
 
-from .errors import ApiError
-from .ledger.checks import check_concurrency
-from .ledger.checks import check_daily_budget
-from .ledger.checks import check_monthly_budget
-from .ledger.checks import check_rate
+from ..errors import ApiError
+from ..ledger.checks import check_concurrency
+from ..ledger.checks import check_daily_budget
+from ..ledger.checks import check_monthly_budget
+from ..ledger.checks import check_rate
 
 # Run before any body is read; the budgets with nothing requested refuse only a key already past them.
 KEY_CHECKS = (check_rate, check_concurrency, check_daily_budget, check_monthly_budget)

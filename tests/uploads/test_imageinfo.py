@@ -6,8 +6,8 @@ import struct
 import pytest
 
 from ziri_images.dev.stub import png_bytes
-from ziri_images.imageinfo import NotAnImage
-from ziri_images.imageinfo import image_info
+from ziri_images.uploads.imageinfo import NotAnImage
+from ziri_images.uploads.imageinfo import image_info
 
 
 def jpeg(width, height, exif_bytes=100):

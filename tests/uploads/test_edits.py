@@ -10,14 +10,14 @@ from conftest import PROVIDER_KEY
 from conftest import USER_KEY
 from conftest import ledger_lines
 from marshmallow import fields
-from test_imageinfo import jpeg
-from test_imageinfo import webp_vp8x
 
+from uploads.test_imageinfo import jpeg
+from uploads.test_imageinfo import webp_vp8x
 from ziri_images.catalog.pricing import PriceBook
 from ziri_images.catalog.quoting import image_input_tokens
 from ziri_images.dev.stub import png_bytes
 from ziri_images.schemas import GenerationRequestSchema
-from ziri_images.uploads import INTEGER_FIELDS as FORM_INTEGER_FIELDS
+from ziri_images.uploads.form import INTEGER_FIELDS as FORM_INTEGER_FIELDS
 
 EDITS_URL = BASE_URL + "/images/edits"
 USAGE = {"input_tokens": 400, "output_tokens": 1056, "total_tokens": 1456,

@@ -2,7 +2,7 @@
 
 ``hold_edit_body(key)`` comes first: before any of the body is read, its declared size is held
 in the worker's budget for uploads, after the key's limits (``Limiter.hold_upload``,
-``upload_holds.py``), until the answer has been sent. Then ``read_edit_form(config)`` returns
+``holds.py``), until the answer has been sent. Then ``read_edit_form(config)`` returns
 the form's fields as a request body (the same fields a generation takes, numbers and booleans
 converted from text) and the uploads, each checked by content (PNG, JPEG or WebP:
 ``imageinfo``) and bounded in count, per-file and total bytes (413 otherwise). Uploads are kept
@@ -18,12 +18,12 @@ from flask import current_app
 from flask import g
 from flask import request
 
-from .config import EDIT_FORM_ROOM
-from .errors import ApiError
-from .gateway import current_gateway
+from ..config import EDIT_FORM_ROOM
+from ..errors import ApiError
+from ..gateway import current_gateway
+from ..schemas import form_integer
 from .imageinfo import NotAnImage
 from .imageinfo import image_info
-from .schemas import form_integer
 
 IMAGE_FIELDS = ("image", "image[]")
 INTEGER_FIELDS = ("n", "output_compression", "partial_images")

@@ -1,0 +1,1 @@
+"""Tests of ziri_images/uploads/: the edit form, its images, the bound on upload bytes."""
