@@ -30,7 +30,7 @@ class Store(abc.ABC):
 
     ``clock()`` returns the current aware UTC datetime; a store reads it while it holds the
     key's lock, so the records of one key are written in time order. (The PostgreSQL store
-    decides on the database's clock instead, one for every host: postgres/clock.py.) ``reservation_ttl`` is
+    decides on the database's clock instead, one for every host: postgres/functions/ziri_now.sql.) ``reservation_ttl`` is
     how long (seconds) a reservation may stay open before it is settled at its reserved amount.
     """
 

@@ -155,7 +155,7 @@ class UsageState:
                 del self.idempotency[old]
 
     def _release_idempotency(self, key_id, digest, request_id):
-        # As ziri_reserve does (postgres/clock.py): only the request that holds the key releases it.
+        # As ziri_reserve does (postgres/functions/ziri_reserve.sql): only the request that holds the key releases it.
         if self.idempotency.get((key_id, digest), (None,))[0] == request_id:
             del self.idempotency[(key_id, digest)]  # its _idempotency_order entry no longer matches: skipped
 
