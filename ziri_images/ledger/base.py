@@ -30,8 +30,9 @@ class Store(abc.ABC):
 
     ``clock()`` returns the current aware UTC datetime; a store reads it while it holds the
     key's lock, so the records of one key are written in time order. (The PostgreSQL store
-    decides on the database's clock instead, one for every host: postgres/functions/ziri_now.sql.) ``reservation_ttl`` is
-    how long (seconds) a reservation may stay open before it is settled at its reserved amount.
+    decides on the database's clock instead, one for every host: postgres/functions/ziri_now.sql.)
+    ``reservation_ttl`` is how long (seconds) a reservation may stay open before it is settled at
+    its reserved amount.
     """
 
     def __init__(self, clock, reservation_ttl):
