@@ -33,7 +33,7 @@ from ..records import expiry_record
 from ..records import reservation_record
 from ..usage import UsageState
 from . import checkpoint
-from .jsonl import GroupCommit
+from .group_commit import GroupCommit
 from .jsonl import off_loop
 from .refusals import RefusalFile
 from .scan import build_report
