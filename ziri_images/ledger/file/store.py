@@ -17,7 +17,6 @@ from bisect import bisect_right
 from datetime import timedelta
 
 from ...errors import ApiError
-from ..base import Archive
 from ..base import Store
 from ..checks import RATE_WINDOW_SECONDS
 from ..checks import run_checks
@@ -27,10 +26,10 @@ from ..records import charge_record
 from ..records import reservation_record
 from ..usage import UsageState
 from . import checkpoint
+from .archive import FileArchive
 from .group_commit import GroupCommit
 from .jsonl import off_loop
 from .refusals import RefusalFile
-from .scan import build_report
 from .scan import replay_prefilter
 from .stale import WorkerLiveness
 from .stale import stale_expiries
@@ -43,7 +42,7 @@ MIN_FREE_BYTES = 1024 * 1024
 CHECKPOINT_EVERY_BYTES = 32 * 1024 * 1024
 
 
-class FileStore(Store, Archive):
+class FileStore(Store, FileArchive):
     """Keep the records in one ``jsonl.Ledger`` file; decide under its flock."""
 
     def __init__(self, ledger, clock, reservation_ttl):
@@ -214,44 +213,6 @@ class FileStore(Store, Archive):
             return _after(window, cutoff)
         except IndexError:  # trimmed by another thread meanwhile (gthread): count a copy instead
             return _after(list(window), cutoff)
-
-    def records(self, since=None, until=None):
-        for line in self.ledger.scan(0):
-            record = parse_line(line)
-            if record is not None and (since is None or record.ts >= since) and (until is None or record.ts < until):
-                yield record.fields
-
-    def _stored_ids(self, stored, offset):
-        """Add the (type, requestId) of every record after byte ``offset`` to ``stored``; return the end."""
-        end = [offset]
-        for line in self.ledger.scan(offset, on_block=end.append):
-            record = parse_line(line)
-            if record is not None:
-                stored.add((record.kind, record.request_id))
-        return max(end[-1], offset)
-
-    def import_records(self, values):
-        # The file is read before the lock is taken (the import would hold up every worker meanwhile);
-        # under the lock only what was appended since is read.
-        stored = set()
-        offset = self._stored_ids(stored, 0)
-        with self.ledger.transaction() as transaction:
-            self._catch_up()
-            self._stored_ids(stored, offset)
-            written, skipped = [], 0
-            for value in values:
-                record = parse_record(value)
-                if record is None or (record.kind, record.request_id) in stored:
-                    skipped += 1
-                    continue
-                stored.add((record.kind, record.request_id))
-                transaction.append(record.fields)
-                written.append(record.fields)
-            self._commit(transaction, written)
-        return len(written), skipped
-
-    def report(self, by=("key",), since=None, until=None, progress=None):
-        return build_report(self.ledger.path, by=by, since=since, until=until, progress=progress)
 
     def readiness(self):
         path = self.ledger.path
