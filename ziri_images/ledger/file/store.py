@@ -11,8 +11,6 @@ settled by whichever worker notices first (``stale.py``).
 """
 
 import logging
-import os
-import tempfile
 from bisect import bisect_right
 from datetime import timedelta
 
@@ -29,6 +27,7 @@ from . import checkpoint
 from .archive import FileArchive
 from .group_commit import GroupCommit
 from .jsonl import off_loop
+from .readiness import ledger_readiness
 from .refusals import RefusalFile
 from .scan import replay_prefilter
 from .stale import WorkerLiveness
@@ -36,8 +35,6 @@ from .stale import stale_expiries
 
 log = logging.getLogger("ziri_images")
 
-# Below this much free space a ledger write (and so every paid request) is about to fail.
-MIN_FREE_BYTES = 1024 * 1024
 # A running gateway checkpoints its state every this many ledger bytes (about 80,000 records).
 CHECKPOINT_EVERY_BYTES = 32 * 1024 * 1024
 
@@ -215,22 +212,7 @@ class FileStore(Store, FileArchive):
             return _after(list(window), cutoff)
 
     def readiness(self):
-        path = self.ledger.path
-        directory = os.path.dirname(os.path.abspath(path))
-        try:
-            # A real write, not os.access: root passes os.access even on a read-only mount.
-            with tempfile.TemporaryFile(dir=directory):
-                pass
-            # No O_CREAT: the file was created at start-up, so a missing one was moved or deleted.
-            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
-            disk = os.statvfs(directory)
-        except OSError as error:
-            log.warning("readiness: ledger %s is not writable: %s", path, error.strerror or error)
-            return False, "the ledger is not writable"
-        if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
-            log.warning("readiness: ledger %s: less than %d bytes free", path, MIN_FREE_BYTES)
-            return False, "the ledger's disk is full"
-        return True, "ok"
+        return ledger_readiness(self.ledger.path)
 
     def close(self):
         self.ledger.close()
