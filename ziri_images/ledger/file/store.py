@@ -6,8 +6,9 @@ made inside a ledger transaction (an exclusive ``flock``): catch up with what ot
 appended, decide, append the reservation. The decision and the record are therefore atomic
 across all workers and threads, and the work per request depends on recent traffic, never on
 the ledger's size. No lock is held while the provider is called: the reservation is settled
-in a second transaction afterwards. Reservations whose worker died or whose time ran out are
-settled by whichever worker notices first (``stale.py``).
+in a second transaction afterwards. This module owns that request path and the checkpoint
+cadence; stale reservations are found by ``stale.py``, the export, import and report are
+``archive.py``'s, the ``/ready`` check ``readiness.py``'s, group commit ``group_commit.py``'s.
 """
 
 import logging
