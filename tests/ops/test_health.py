@@ -11,7 +11,7 @@ import pytest
 from conftest import PROVIDER_KEY
 
 import ziri_images
-from ziri_images.ledger.file import store as file_store
+from ziri_images.ledger.file import readiness as ledger_readiness
 
 ALL_OK = {"keys": {"ok": True}, "catalog": {"ok": True}, "ledger": {"ok": True}, "providers": {"ok": True}}
 ALL_USABLE = {"openai": {"usable": True}, "azure": {"usable": True}, "xai": {"usable": True}}
@@ -48,7 +48,7 @@ def delete_ledger_file(app, monkeypatch):
 
 
 def fill_the_disk(app, monkeypatch):
-    monkeypatch.setattr(file_store.os, "statvfs", lambda path: FakeStatvfs(f_bavail=10, f_frsize=4096))
+    monkeypatch.setattr(ledger_readiness.os, "statvfs", lambda path: FakeStatvfs(f_bavail=10, f_frsize=4096))
 
 
 def empty_the_catalog(app, monkeypatch):

@@ -1,4 +1,4 @@
-"""The file store on its hot path: group commit of charges (ledger/file/jsonl.py: GroupCommit), the rate-limit summary.
+"""The file store on its hot path: group commit of charges (ledger/file/group_commit.py), the rate-limit summary.
 
 Sixteen threads settle sixteen reservations at once while the first fsync is held until the other
 fifteen charges are queued behind it. Every settle must return only after an fsync that began

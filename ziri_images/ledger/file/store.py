@@ -6,56 +6,48 @@ made inside a ledger transaction (an exclusive ``flock``): catch up with what ot
 appended, decide, append the reservation. The decision and the record are therefore atomic
 across all workers and threads, and the work per request depends on recent traffic, never on
 the ledger's size. No lock is held while the provider is called: the reservation is settled
-in a second transaction afterwards.
-
-A reservation whose worker died (its pid is gone from this host) or whose time ran out is
-settled by whichever worker notices first, at the reserved amount, with a visible
-``reservation_expired`` record. If the original worker does settle later, its ``charge``
-record replaces that conservative amount. A pid check cannot see another host's workers:
-their reservations are freed only by their expiry time.
+in a second transaction afterwards. This module owns that request path and the checkpoint
+cadence; stale reservations are found by ``stale.py``, the export, import and report are
+``archive.py``'s, the ``/ready`` check ``readiness.py``'s, group commit ``group_commit.py``'s.
 """
 
 import logging
-import os
-import tempfile
 from bisect import bisect_right
 from datetime import timedelta
 
 from ...errors import ApiError
-from ..base import Archive
 from ..base import Store
 from ..checks import RATE_WINDOW_SECONDS
 from ..checks import run_checks
 from ..parse import parse_line
 from ..parse import parse_record
 from ..records import charge_record
-from ..records import expiry_record
 from ..records import reservation_record
 from ..usage import UsageState
 from . import checkpoint
-from .jsonl import GroupCommit
+from .archive import FileArchive
+from .group_commit import GroupCommit
 from .jsonl import off_loop
+from .readiness import ledger_readiness
 from .refusals import RefusalFile
-from .scan import build_report
 from .scan import replay_prefilter
+from .stale import WorkerLiveness
+from .stale import stale_expiries
 
 log = logging.getLogger("ziri_images")
 
-_LIVENESS_CACHE_SECONDS = 1.0
-# Below this much free space a ledger write (and so every paid request) is about to fail.
-MIN_FREE_BYTES = 1024 * 1024
 # A running gateway checkpoints its state every this many ledger bytes (about 80,000 records).
 CHECKPOINT_EVERY_BYTES = 32 * 1024 * 1024
 
 
-class FileStore(Store, Archive):
+class FileStore(Store, FileArchive):
     """Keep the records in one ``jsonl.Ledger`` file; decide under its flock."""
 
     def __init__(self, ledger, clock, reservation_ttl):
         super().__init__(clock, reservation_ttl)
         self.ledger = ledger
         self.state = UsageState()
-        self._liveness = {}  # worker -> (checked_at, alive)
+        self._liveness = WorkerLiveness(self._host)
         self._checkpointed = -1  # the ledger offset of this process's last checkpoint
         self._due = None  # a checkpoint's bytes, taken by the first charge to finish after it was made
         # Charges that arrive while one is syncing are written and synced together, in one transaction.
@@ -131,47 +123,16 @@ class FileStore(Store, Archive):
         if end is not None:
             self.state.offset = end
 
-    def _worker_gone(self, worker, now_epoch):
-        host, _, rest = worker.partition(":")
-        pid_text, _, _token = rest.partition(":")
-        if host != self._host or not pid_text.isdigit():
-            return False  # another machine's worker: only its expiry time can free it
-        if worker == self.worker:
-            return False
-        pid = int(pid_text)
-        if pid == os.getpid():
-            return True  # an earlier process that had this pid
-        checked_at, alive = self._liveness.get(worker, (0.0, True))
-        if now_epoch - checked_at > _LIVENESS_CACHE_SECONDS:
-            try:
-                os.kill(pid, 0)
-                alive = True
-            except ProcessLookupError:
-                alive = False
-            except PermissionError:
-                alive = True
-            except OverflowError:  # a pid no process can have
-                alive = False
-            self._liveness[worker] = (now_epoch, alive)
-        return not alive
-
     def _settle_stale(self, transaction, now):
-        """Write expiry records for reservations past their time or whose worker died.
-
-        The work is the overdue reservations (from the deadline index) and one liveness check per
-        worker holding any, never a walk of every open reservation.
-        """
-        now_epoch = now.timestamp()
-        stale = {reservation.request_id: (reservation, "expired") for reservation in self.state.overdue(now_epoch)}
-        for worker, held in self.state.open_by_worker.items():
-            if self._worker_gone(worker, now_epoch):
-                for request_id, reservation in held.items():
-                    stale.setdefault(request_id, (reservation, "worker_died"))
-        expiries = [expiry_record(now, reservation, reason) for reservation, reason in stale.values()]
+        """Write expiry records for reservations past their time or whose worker died (``stale.py`` finds them)."""
+        expiries = stale_expiries(self.state, now, self._worker_gone)
         for expiry in expiries:
             transaction.append(expiry)
         # The state follows once they are in the file.
         self._commit(transaction, expiries, sync=False)
+
+    def _worker_gone(self, worker, now_epoch):
+        return self._liveness.gone(worker, self.worker, now_epoch)
 
     def reserve(self, key, micros, details):
         with self.ledger.transaction() as transaction:
@@ -251,61 +212,8 @@ class FileStore(Store, Archive):
         except IndexError:  # trimmed by another thread meanwhile (gthread): count a copy instead
             return _after(list(window), cutoff)
 
-    def records(self, since=None, until=None):
-        for line in self.ledger.scan(0):
-            record = parse_line(line)
-            if record is not None and (since is None or record.ts >= since) and (until is None or record.ts < until):
-                yield record.fields
-
-    def _stored_ids(self, stored, offset):
-        """Add the (type, requestId) of every record after byte ``offset`` to ``stored``; return the end."""
-        end = [offset]
-        for line in self.ledger.scan(offset, on_block=end.append):
-            record = parse_line(line)
-            if record is not None:
-                stored.add((record.kind, record.request_id))
-        return max(end[-1], offset)
-
-    def import_records(self, values):
-        # The file is read before the lock is taken (the import would hold up every worker meanwhile);
-        # under the lock only what was appended since is read.
-        stored = set()
-        offset = self._stored_ids(stored, 0)
-        with self.ledger.transaction() as transaction:
-            self._catch_up()
-            self._stored_ids(stored, offset)
-            written, skipped = [], 0
-            for value in values:
-                record = parse_record(value)
-                if record is None or (record.kind, record.request_id) in stored:
-                    skipped += 1
-                    continue
-                stored.add((record.kind, record.request_id))
-                transaction.append(record.fields)
-                written.append(record.fields)
-            self._commit(transaction, written)
-        return len(written), skipped
-
-    def report(self, by=("key",), since=None, until=None, progress=None):
-        return build_report(self.ledger.path, by=by, since=since, until=until, progress=progress)
-
     def readiness(self):
-        path = self.ledger.path
-        directory = os.path.dirname(os.path.abspath(path))
-        try:
-            # A real write, not os.access: root passes os.access even on a read-only mount.
-            with tempfile.TemporaryFile(dir=directory):
-                pass
-            # No O_CREAT: the file was created at start-up, so a missing one was moved or deleted.
-            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
-            disk = os.statvfs(directory)
-        except OSError as error:
-            log.warning("readiness: ledger %s is not writable: %s", path, error.strerror or error)
-            return False, "the ledger is not writable"
-        if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
-            log.warning("readiness: ledger %s: less than %d bytes free", path, MIN_FREE_BYTES)
-            return False, "the ledger's disk is full"
-        return True, "ok"
+        return ledger_readiness(self.ledger.path)
 
     def close(self):
         self.ledger.close()
