@@ -19,11 +19,15 @@
 import re
 
 from marshmallow import Schema
-from marshmallow import fields
-from marshmallow import validate
 
 from ..errors import ConfigError
+from .params import param_field
 from .sizes import SizeRule
+from .tables import check_table
+from .tables import is_price
+from .tables import is_token_count
+from .tables import leaves
+from .tables import level_rows
 from .tokens import TokenPrices
 from .tokens import to_amount
 
@@ -34,64 +38,6 @@ _RETIRED_DATE = re.compile(r"20[0-9]{2}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]
 # A dimension's value is written into ledger records and error details under its own name.
 _RESERVED_NAMES = {"provider", "model", "prompt", "n", "stream", "user", "status", "cost", "currency", "amount",
                    "type", "ts", "reason"}
-
-
-def _param_field(name, spec, where):
-    """Return the marshmallow field for one catalog parameter spec."""
-    if isinstance(spec, list) and spec and all(isinstance(item, str) for item in spec):
-        return fields.String(required=False, validate=validate.OneOf(spec))
-    if spec == "string":
-        return fields.String(validate=validate.Length(min=1, max=256))
-    if isinstance(spec, dict) and spec.get("type") in ("integer", "number"):
-        bounds = {bound: spec.get(bound) for bound in ("min", "max")}
-        for bound, value in bounds.items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ConfigError(f"{where}.params.{name}.{bound}: expected a number")
-        limits = validate.Range(min=bounds["min"], max=bounds["max"])
-        if spec["type"] == "integer":
-            return fields.Integer(strict=True, validate=limits)
-        return fields.Float(allow_nan=False, validate=limits)
-    if isinstance(spec, dict) and spec.get("type") == "boolean":
-        return fields.Boolean(truthy={True}, falsy={False})
-    raise ConfigError(f"{where}.params.{name}: expected a list of values, \"string\" or a {{\"type\": ...}} object")
-
-
-def _shape(dimensions, leaf):
-    """Describe a table nested by ``dimensions``, e.g. ``{quality: {size: price}}``."""
-    text = leaf
-    for dimension in reversed(dimensions):
-        text = f"{{{dimension}: {text}}}"
-    return text
-
-
-def _is_price(value):
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value >= 0
-
-
-def _is_token_count(value):
-    return not isinstance(value, bool) and isinstance(value, int) and value >= 0
-
-
-def _check_table(table, dimensions, where, leaf, is_leaf, problem):
-    """Return ``table`` validated as nested by ``dimensions`` down to leaves, or raise ConfigError."""
-    if not dimensions:
-        if not is_leaf(table):
-            raise ConfigError(f"{where}: {problem}")
-        return table
-    if not isinstance(table, dict) or not table:
-        raise ConfigError(f"{where}: expected {_shape(dimensions, leaf)}")
-    return {key: _check_table(value, dimensions[1:], f"{where}.{key}", leaf, is_leaf, problem)
-            for key, value in table.items()}
-
-
-def _leaves(table, keys):
-    """Return the leaves of ``table`` reached by ``keys`` (one per level; None = any key)."""
-    if not keys:
-        return [table]
-    key, rest = keys[0], keys[1:]
-    if key is None:
-        return [leaf for value in table.values() for leaf in _leaves(value, rest)]
-    return _leaves(table[key], rest) if key in table else []
 
 
 class ImageModel:
@@ -128,12 +74,12 @@ class ImageModel:
             if "size" not in self.price_dimensions:
                 raise ConfigError(f"{where}.size_rule: 'size' is not one of the price_dimensions")
             self.rules["size"] = SizeRule(entry["size_rule"], f"{where}.size_rule")
-        self.prices = _check_table(prices, self.price_dimensions, f"{where}.prices", "price", _is_price,
+        self.prices = check_table(prices, self.price_dimensions, f"{where}.prices", "price", is_price,
                                    "price must be a number >= 0")
         self.output_tokens = None
         if "output_tokens_per_image" in entry:
-            self.output_tokens = _check_table(entry["output_tokens_per_image"], self.price_dimensions,
-                                              f"{where}.output_tokens_per_image", "tokens", _is_token_count,
+            self.output_tokens = check_table(entry["output_tokens_per_image"], self.price_dimensions,
+                                              f"{where}.output_tokens_per_image", "tokens", is_token_count,
                                               "expected a whole number of tokens >= 0")
         self.token_prices = None
         if "token_prices" in entry:
@@ -149,13 +95,13 @@ class ImageModel:
             raise ConfigError(f"{where}.params: {', '.join(both)} is a price dimension, not a parameter")
         self.param_names = tuple(params)
         self.params_schema = Schema.from_dict(
-            {param: _param_field(param, spec, where) for param, spec in params.items()}, name=f"{name}Params"
+            {param: param_field(param, spec, where) for param, spec in params.items()}, name=f"{name}Params"
         )()
         for level, (dimension, default) in enumerate(self.defaults.items()):
             if default != AUTO or dimension not in self.auto:
                 keys = [None] * len(self.price_dimensions)
                 keys[level] = self._key_for(dimension, default)
-                if not _leaves(self.prices, keys):
+                if not leaves(self.prices, keys):
                     raise ConfigError(f"{where}: default_{dimension} {default!r} has no price")
 
     def is_retired(self, today):
@@ -190,7 +136,7 @@ class ImageModel:
             if rule is None:
                 continue
             for table in (self.prices, self.output_tokens):
-                for row in self._level_rows(table, level) if table is not None else ():
+                for row in level_rows(table, level) if table is not None else ():
                     unknown = set(row) - rule.keys
                     if unknown:
                         raise ConfigError(f"{where}: {', '.join(sorted(unknown))}: not a tier or size of size_rule")
@@ -199,14 +145,6 @@ class ImageModel:
                     if missing:
                         raise ConfigError(f"{where}: {', '.join(sorted(missing))}: a size of size_rule without a "
                                           "figure in every row")
-
-    def _level_rows(self, table, level):
-        """Yield the tables nested ``level`` levels deep: the rows keyed by that dimension."""
-        if level == 0:
-            yield table
-            return
-        for value in table.values():
-            yield from self._level_rows(value, level - 1)
 
     def _key_for(self, dimension, value):
         """Return the table key for one dimension's value: None for ``auto`` (any key), False for none."""
@@ -221,7 +159,7 @@ class ImageModel:
 
     def price_for(self, choices):
         """Return the highest price per image for these dimension values (``auto`` resolved), or None."""
-        prices = _leaves(self.prices, self._keys(choices))
+        prices = leaves(self.prices, self._keys(choices))
         return max(prices) if prices else None
 
     def price_per_image(self, *values):
@@ -252,7 +190,7 @@ class ImageModel:
         """Return the most one image can be charged: its price, or its output tokens' cost if higher."""
         if self.output_tokens is None:
             return price
-        tokens = _leaves(self.output_tokens, self._keys(choices))
+        tokens = leaves(self.output_tokens, self._keys(choices))
         if not tokens:
             return price
         return max(price, to_amount(self.token_prices.output_bound(max(tokens))))
