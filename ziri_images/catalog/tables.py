@@ -53,3 +53,12 @@ def level_rows(table, level):
         return
     for value in table.values():
         yield from level_rows(value, level - 1)
+
+
+def table_rows(table, dimensions, path=()):
+    """Yield ({dimension: key}, leaf) for every leaf of ``table``."""
+    if not dimensions:
+        yield dict(path), table
+        return
+    for key, value in table.items():
+        yield from table_rows(value, dimensions[1:], (*path, (dimensions[0], key)))
