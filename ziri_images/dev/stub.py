@@ -4,7 +4,7 @@ It answers ``POST /v1/images/generations`` and ``POST /v1/images/edits`` (multip
 or ``image[]`` files, an optional ``mask``; the images' input tokens in ``usage``) in OpenAI's
 shapes (``url`` or ``b64_json`` with a real PNG, ``revised_prompt`` for dall-e-3,
 ``size``/``quality`` and ``usage`` for GPT image models, with the output token counts the real
-models report for each quality; xAI's
+models report for each quality (``stub_usage.py``); xAI's
 grok-imagine-image, which refuses ``size`` and ``quality``) and never generates anything
 real. It only listens where it is told (127.0.0.1 by default) and the gateway treats it like
 any other provider: nothing falls back to it.
@@ -42,18 +42,9 @@ from ..catalog.quoting import image_input_tokens
 from ..imageinfo import NotAnImage
 from ..imageinfo import image_info
 from .stub_stream import event_stream
+from .stub_usage import output_tokens
 
 GPT_IMAGE_PREFIX = "gpt-image"
-# Output tokens per image as OpenAI documents them for gpt-image-1 (quality -> size -> tokens).
-GPT_IMAGE_1_TOKENS = {
-    "low": {"1024x1024": 272, "1024x1536": 408, "1536x1024": 400},
-    "medium": {"1024x1024": 1056, "1024x1536": 1584, "1536x1024": 1568},
-    "high": {"1024x1024": 4160, "1024x1536": 6240, "1536x1024": 6208},
-}
-# gpt-image-2's per-quality factor in OpenAI's cost calculator (see docs/pricing.md); the 2.5 and
-# 2.6 models (and the dated snapshots) answer with the same counts here.
-GPT_IMAGE_2_PREFIX = "gpt-image-2"
-GPT_IMAGE_2_FACTORS = {"low": 16, "medium": 48, "high": 96}
 # xAI's current model: priced per image, sized by resolution and aspect_ratio, no usage.
 XAI_IMAGE_MODELS = {"grok-imagine-image"}
 XAI_REFUSED = ("size", "quality", "style")
@@ -78,16 +69,6 @@ def png_bytes(seed, size=16, at_least=0):
     if padding > 0:
         image.insert(2, chunk(b"tEXt", b"Comment\x00" + b" " * padding))
     return b"".join(image)
-
-
-def output_tokens(model, quality, size):
-    """Return the image output tokens of one image, as the real models would report them."""
-    if model.startswith(GPT_IMAGE_2_PREFIX):
-        width, height = (int(edge) for edge in size.split("x"))
-        factor = GPT_IMAGE_2_FACTORS.get(quality, GPT_IMAGE_2_FACTORS["medium"])
-        short_factor = (2 * factor * min(width, height) + max(width, height)) // (2 * max(width, height))
-        return -(-factor * short_factor * (2_000_000 + width * height) // 4_000_000)
-    return GPT_IMAGE_1_TOKENS.get(quality, {}).get(size, 1056)
 
 
 def _openai_error(status, message, error_type="invalid_request_error", code=None, param=None):
