@@ -3,8 +3,9 @@
 The core fields are checked here; every other field is kept aside and checked against the
 model's catalog entry: a field is either one of the model's price dimensions (``size`` and
 ``quality`` for most models, ``resolution`` for some) or one of its ``params``
-(``catalog.pricing.ImageModel.params_schema``). Anything else, ``size`` and ``quality`` included, is
-refused, so a field reaches the provider only when the catalog says the model accepts it.
+(``catalog.image_model.ImageModel.params_schema``). Anything else, ``size`` and ``quality``
+included, is refused, so a field reaches the provider only when the catalog says the model
+accepts it. The response bodies are described in ``response_schemas.py``.
 """
 
 import re
