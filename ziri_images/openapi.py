@@ -1,13 +1,15 @@
 """The OpenAPI 3 document of the gateway, generated from its marshmallow schemas.
 
-Served at ``GET /api/openapi.json``. Request and response bodies come from ``schemas.py``
-(apispec's MarshmallowPlugin); every error code the gateway can answer is listed once in
-``errors.ERROR_CODES`` with its status, and each operation documents the statuses it can return.
+Served at ``GET /api/openapi.json``. Request bodies come from ``schemas.py`` and response bodies
+from ``response_schemas.py`` (apispec's MarshmallowPlugin); every error code the gateway can answer
+is listed once in ``errors.ERROR_CODES`` with its status, and each operation documents the
+statuses it can return.
 The tests check that every route of the app and every ``ApiError`` raised in the code is here.
 """
 
 from flask import Blueprint
 
+from . import response_schemas
 from . import schemas
 from ._version import __version__
 from .errors import ERROR_CODES
@@ -171,9 +173,9 @@ def build_document():
     spec.components.security_scheme("ApiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
     spec.components.security_scheme("Bearer", {"type": "http", "scheme": "bearer",
                                                 "description": "The same key, for OpenAI's SDKs."})
-    for name in ("GenerationRequest", "ImagesResponse", "Error", "OpenAIError", "Model", "ModelList", "Usage",
-                 "Health", "Readiness"):
-        spec.components.schema(name, schema=getattr(schemas, f"{name}Schema"))
+    spec.components.schema("GenerationRequest", schema=schemas.GenerationRequestSchema)
+    for name in ("ImagesResponse", "Error", "OpenAIError", "Model", "ModelList", "Usage", "Health", "Readiness"):
+        spec.components.schema(name, schema=getattr(response_schemas, f"{name}Schema"))
     spec.components.schema("OpenAIImagesRequest", schema=schemas.OpenAIImagesRequestSchema)
     for name, header in HEADERS.items():
         spec.components.header(name, header)

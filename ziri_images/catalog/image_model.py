@@ -19,11 +19,16 @@
 import re
 
 from marshmallow import Schema
-from marshmallow import fields
-from marshmallow import validate
 
 from ..errors import ConfigError
+from .params import param_field
 from .sizes import SizeRule
+from .tables import check_table
+from .tables import is_price
+from .tables import is_token_count
+from .tables import leaves
+from .tables import level_rows
+from .tables import table_rows
 from .tokens import TokenPrices
 from .tokens import to_amount
 
@@ -36,64 +41,6 @@ _RESERVED_NAMES = {"provider", "model", "prompt", "n", "stream", "user", "status
                    "type", "ts", "reason"}
 
 
-def _param_field(name, spec, where):
-    """Return the marshmallow field for one catalog parameter spec."""
-    if isinstance(spec, list) and spec and all(isinstance(item, str) for item in spec):
-        return fields.String(required=False, validate=validate.OneOf(spec))
-    if spec == "string":
-        return fields.String(validate=validate.Length(min=1, max=256))
-    if isinstance(spec, dict) and spec.get("type") in ("integer", "number"):
-        bounds = {bound: spec.get(bound) for bound in ("min", "max")}
-        for bound, value in bounds.items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ConfigError(f"{where}.params.{name}.{bound}: expected a number")
-        limits = validate.Range(min=bounds["min"], max=bounds["max"])
-        if spec["type"] == "integer":
-            return fields.Integer(strict=True, validate=limits)
-        return fields.Float(allow_nan=False, validate=limits)
-    if isinstance(spec, dict) and spec.get("type") == "boolean":
-        return fields.Boolean(truthy={True}, falsy={False})
-    raise ConfigError(f"{where}.params.{name}: expected a list of values, \"string\" or a {{\"type\": ...}} object")
-
-
-def _shape(dimensions, leaf):
-    """Describe a table nested by ``dimensions``, e.g. ``{quality: {size: price}}``."""
-    text = leaf
-    for dimension in reversed(dimensions):
-        text = f"{{{dimension}: {text}}}"
-    return text
-
-
-def _is_price(value):
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value >= 0
-
-
-def _is_token_count(value):
-    return not isinstance(value, bool) and isinstance(value, int) and value >= 0
-
-
-def _check_table(table, dimensions, where, leaf, is_leaf, problem):
-    """Return ``table`` validated as nested by ``dimensions`` down to leaves, or raise ConfigError."""
-    if not dimensions:
-        if not is_leaf(table):
-            raise ConfigError(f"{where}: {problem}")
-        return table
-    if not isinstance(table, dict) or not table:
-        raise ConfigError(f"{where}: expected {_shape(dimensions, leaf)}")
-    return {key: _check_table(value, dimensions[1:], f"{where}.{key}", leaf, is_leaf, problem)
-            for key, value in table.items()}
-
-
-def _leaves(table, keys):
-    """Return the leaves of ``table`` reached by ``keys`` (one per level; None = any key)."""
-    if not keys:
-        return [table]
-    key, rest = keys[0], keys[1:]
-    if key is None:
-        return [leaf for value in table.values() for leaf in _leaves(value, rest)]
-    return _leaves(table[key], rest) if key in table else []
-
-
 class ImageModel:
     """One priced image model of one provider."""
 
@@ -102,60 +49,98 @@ class ImageModel:
         self.name = name
         self.source = entry.get("source")
         self.as_of = entry.get("as_of")
-        self.retired = entry.get("retired")
-        if self.retired is not None and not (isinstance(self.retired, str) and _RETIRED_DATE.match(self.retired)):
+        self.retired = self._retired(entry, where)
+        prices = self._read_served(entry, where)
+        self.price_dimensions = self._dimensions(entry.get("price_dimensions", DEFAULT_DIMENSIONS), where)
+        self.defaults = self._defaults(entry, where)
+        self.auto = self._auto(entry, where)
+        self.rules = self._rules(entry, where)
+        self.prices = check_table(prices, self.price_dimensions, f"{where}.prices", "price", is_price,
+                                  "price must be a number >= 0")
+        self.output_tokens, self.token_prices = self._token_figures(entry, where)
+        self._check_rule_keys(where)
+        self.param_names, self.params_schema = self._params(entry, name, where)
+        self._check_defaults_are_priced(where)
+
+    @staticmethod
+    def _retired(entry, where):
+        """Return the day (or month) the provider retired the model, or None."""
+        retired = entry.get("retired")
+        if retired is not None and not (isinstance(retired, str) and _RETIRED_DATE.match(retired)):
             raise ConfigError(f"{where}.retired: expected 'YYYY-MM-DD' (or 'YYYY-MM')")
+        return retired
+
+    def _read_served(self, entry, where):
+        """Set what the model serves (images, prompt length, edits, streaming); return its prices, unchecked."""
         try:
             self.max_images = int(entry["max_images"])
             self.edits = entry.get("edits", False) is True  # POST /images/edits is served for it
             self.streaming = entry.get("streaming", False) is True  # stream: true (Server-Sent Events) is served
             self.max_prompt_chars = int(entry["max_prompt_chars"])
-            prices = entry["prices"]
+            return entry["prices"]
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"{where}: missing or invalid {error}")
-        self.price_dimensions = self._dimensions(entry.get("price_dimensions", DEFAULT_DIMENSIONS), where)
+
+    def _defaults(self, entry, where):
+        """Return each price dimension's ``default_<name>``, all strings."""
         try:
-            self.defaults = {dimension: entry[f"default_{dimension}"] for dimension in self.price_dimensions}
+            defaults = {dimension: entry[f"default_{dimension}"] for dimension in self.price_dimensions}
         except KeyError as error:
             raise ConfigError(f"{where}: missing or invalid {error}")
-        if not all(isinstance(value, str) for value in self.defaults.values()):
+        if not all(isinstance(value, str) for value in defaults.values()):
             raise ConfigError(f"{where}: every default_<dimension> must be a string")
-        self.auto = tuple(entry.get("auto", ()))
-        if not set(self.auto) <= set(self.price_dimensions):
+        return defaults
+
+    def _auto(self, entry, where):
+        """Return the price dimensions that accept ``auto``."""
+        auto = tuple(entry.get("auto", ()))
+        if not set(auto) <= set(self.price_dimensions):
             raise ConfigError(f"{where}.auto: only price dimensions ({', '.join(self.price_dimensions)}) can be auto")
-        self.rules = {}
+        return auto
+
+    def _rules(self, entry, where):
+        """Return {dimension: rule} for the dimensions priced by a rule (``size_rule``)."""
+        rules = {}
         if "size_rule" in entry:
             if "size" not in self.price_dimensions:
                 raise ConfigError(f"{where}.size_rule: 'size' is not one of the price_dimensions")
-            self.rules["size"] = SizeRule(entry["size_rule"], f"{where}.size_rule")
-        self.prices = _check_table(prices, self.price_dimensions, f"{where}.prices", "price", _is_price,
-                                   "price must be a number >= 0")
-        self.output_tokens = None
+            rules["size"] = SizeRule(entry["size_rule"], f"{where}.size_rule")
+        return rules
+
+    def _token_figures(self, entry, where):
+        """Return (output tokens per image, TokenPrices), each None when the model has none."""
+        output_tokens = None
         if "output_tokens_per_image" in entry:
-            self.output_tokens = _check_table(entry["output_tokens_per_image"], self.price_dimensions,
-                                              f"{where}.output_tokens_per_image", "tokens", _is_token_count,
-                                              "expected a whole number of tokens >= 0")
-        self.token_prices = None
+            output_tokens = check_table(entry["output_tokens_per_image"], self.price_dimensions,
+                                        f"{where}.output_tokens_per_image", "tokens", is_token_count,
+                                        "expected a whole number of tokens >= 0")
+        token_prices = None
         if "token_prices" in entry:
-            self.token_prices = TokenPrices(entry["token_prices"], f"{where}.token_prices")
-        if self.output_tokens is not None and self.token_prices is None:
+            token_prices = TokenPrices(entry["token_prices"], f"{where}.token_prices")
+        if output_tokens is not None and token_prices is None:
             raise ConfigError(f"{where}.output_tokens_per_image: needs token_prices")
-        self._check_rule_keys(where)
+        return output_tokens, token_prices
+
+    def _params(self, entry, name, where):
+        """Return (the names of the model's other fields, the marshmallow schema that loads them)."""
         params = entry.get("params", {})
         if not isinstance(params, dict):
             raise ConfigError(f"{where}.params: expected an object")
         both = sorted(set(params) & set(self.price_dimensions))
         if both:
             raise ConfigError(f"{where}.params: {', '.join(both)} is a price dimension, not a parameter")
-        self.param_names = tuple(params)
-        self.params_schema = Schema.from_dict(
-            {param: _param_field(param, spec, where) for param, spec in params.items()}, name=f"{name}Params"
+        schema = Schema.from_dict(
+            {param: param_field(param, spec, where) for param, spec in params.items()}, name=f"{name}Params"
         )()
+        return tuple(params), schema
+
+    def _check_defaults_are_priced(self, where):
+        """Refuse a default dimension value that no price in the table matches (``auto`` aside)."""
         for level, (dimension, default) in enumerate(self.defaults.items()):
             if default != AUTO or dimension not in self.auto:
                 keys = [None] * len(self.price_dimensions)
                 keys[level] = self._key_for(dimension, default)
-                if not _leaves(self.prices, keys):
+                if not leaves(self.prices, keys):
                     raise ConfigError(f"{where}: default_{dimension} {default!r} has no price")
 
     def is_retired(self, today):
@@ -175,6 +160,7 @@ class ImageModel:
 
     @staticmethod
     def _dimensions(dimensions, where):
+        """Return the names of the request fields the price depends on, in the table's order."""
         if (not isinstance(dimensions, (list, tuple)) or len(set(dimensions)) != len(dimensions)
                 or not all(isinstance(d, str) and _DIMENSION_NAME.match(d) for d in dimensions)):
             raise ConfigError(f"{where}.price_dimensions: expected a list of distinct lower-case field names")
@@ -190,7 +176,7 @@ class ImageModel:
             if rule is None:
                 continue
             for table in (self.prices, self.output_tokens):
-                for row in self._level_rows(table, level) if table is not None else ():
+                for row in level_rows(table, level) if table is not None else ():
                     unknown = set(row) - rule.keys
                     if unknown:
                         raise ConfigError(f"{where}: {', '.join(sorted(unknown))}: not a tier or size of size_rule")
@@ -199,14 +185,6 @@ class ImageModel:
                     if missing:
                         raise ConfigError(f"{where}: {', '.join(sorted(missing))}: a size of size_rule without a "
                                           "figure in every row")
-
-    def _level_rows(self, table, level):
-        """Yield the tables nested ``level`` levels deep: the rows keyed by that dimension."""
-        if level == 0:
-            yield table
-            return
-        for value in table.values():
-            yield from self._level_rows(value, level - 1)
 
     def _key_for(self, dimension, value):
         """Return the table key for one dimension's value: None for ``auto`` (any key), False for none."""
@@ -221,7 +199,7 @@ class ImageModel:
 
     def price_for(self, choices):
         """Return the highest price per image for these dimension values (``auto`` resolved), or None."""
-        prices = _leaves(self.prices, self._keys(choices))
+        prices = leaves(self.prices, self._keys(choices))
         return max(prices) if prices else None
 
     def price_per_image(self, *values):
@@ -230,13 +208,7 @@ class ImageModel:
 
     def price_rows(self):
         """Yield ({dimension: key}, price) for every price in the table."""
-        def walk(table, dimensions, path):
-            if not dimensions:
-                yield dict(path), table
-                return
-            for key, value in table.items():
-                yield from walk(value, dimensions[1:], path + [(dimensions[0], key)])
-        yield from walk(self.prices, self.price_dimensions, [])
+        yield from table_rows(self.prices, self.price_dimensions)
 
     def why_unpriced(self, choices):
         """Return the reason a size rule refuses one of ``choices``, or None."""
@@ -252,7 +224,7 @@ class ImageModel:
         """Return the most one image can be charged: its price, or its output tokens' cost if higher."""
         if self.output_tokens is None:
             return price
-        tokens = _leaves(self.output_tokens, self._keys(choices))
+        tokens = leaves(self.output_tokens, self._keys(choices))
         if not tokens:
             return price
         return max(price, to_amount(self.token_prices.output_bound(max(tokens))))

@@ -1,10 +1,9 @@
 """The catalog of models and their prices (pricing.json), and the quotes and charges made from it.
 
-Each provider lists its models: image models (``image_model.ImageModel``: what a request may
-ask for and what it costs) and, by ``kind`` alone, others (chat, embedding, ...), so that a
-request for images from them gets ACTION_NOT_SUPPORTED with the provider's
-``image_model_suggestion``. An entry may be ``based_on`` another model of the same provider
-(dated snapshots, models priced alike): it reuses that entry's fields, its own win.
+Each provider lists its models (read and checked in ``loading``): image models
+(``image_model.ImageModel``: what a request may ask for and what it costs) and, by ``kind``
+alone, others (chat, embedding, ...), so that a request for images from them gets
+ACTION_NOT_SUPPORTED with the provider's ``image_model_suggestion``.
 
 A model whose ``retired`` day has come is refused with 410 MODEL_RETIRED, naming the
 provider's suggestion, before anything is reserved or sent; except on a provider reached at a
@@ -26,10 +25,9 @@ from ..errors import ApiError
 from ..errors import ConfigError
 from ..ledger.records import charge_outcome
 from .image_model import ImageModel
+from .loading import load_providers
 from .tokens import to_amount
 
-IMAGE_KIND = "image"
-MODEL_KINDS = (IMAGE_KIND, "chat", "embedding", "audio", "moderation", "video")
 # A token-billed charge is at most this many times its reservation: the provider's usage is
 # charged as reported up to there (the reported figure is kept beside it as tokenCost).
 TOKEN_CHARGE_CAP = 2
@@ -95,19 +93,6 @@ class Charge:
                               cost=self.cost, provider_choices=self.provider_choices)
 
 
-def _based_on(models, entry, where):
-    """Return ``entry`` with the fields of the model it is ``based_on`` filled in (its own win)."""
-    if not isinstance(entry, dict) or "based_on" not in entry:
-        return entry
-    base = models.get(entry["based_on"])
-    if not isinstance(base, dict) or base.get("kind") != IMAGE_KIND or "based_on" in base:
-        raise ConfigError(f"{where}.based_on: {entry['based_on']!r} is not an image model of this provider "
-                          "(that is not based on another)")
-    # Provenance and retirement belong to each entry: a snapshot does not retire with its alias.
-    inherited = {name: value for name, value in base.items() if name not in ("source", "as_of", "retired")}
-    return {**inherited, **{name: value for name, value in entry.items() if name != "based_on"}}
-
-
 def _utc_now():
     return datetime.now(timezone.utc)
 
@@ -128,30 +113,7 @@ class PriceBook:
         if not isinstance(document, dict) or not isinstance(document.get("providers"), dict):
             raise ConfigError(f"{where}: expected an object with a 'providers' object")
         self.currency = document.get("currency", "USD")
-        self.providers = {}
-        self.suggestions = {}
-        for provider, provider_entry in document["providers"].items():
-            models = provider_entry.get("models") if isinstance(provider_entry, dict) else None
-            if not isinstance(models, dict):
-                raise ConfigError(f"{where}: providers.{provider}: expected a 'models' object")
-            self.providers[provider] = self._catalog(provider, models, f"{where}: providers.{provider}.models")
-            suggestion = provider_entry.get("image_model_suggestion")
-            if suggestion is not None and not isinstance(self.providers[provider].get(suggestion), ImageModel):
-                raise ConfigError(
-                    f"{where}: providers.{provider}.image_model_suggestion: '{suggestion}' is not an image model")
-            self.suggestions[provider] = suggestion
-
-    @staticmethod
-    def _catalog(provider, models, where):
-        catalog = {}
-        for name, entry in models.items():
-            model_where = f"{where}.{name}"
-            entry = _based_on(models, entry, model_where)
-            kind = entry.get("kind") if isinstance(entry, dict) else None
-            if kind not in MODEL_KINDS:
-                raise ConfigError(f"{model_where}.kind: expected one of {', '.join(MODEL_KINDS)}")
-            catalog[name] = ImageModel(provider, name, entry, model_where) if kind == IMAGE_KIND else kind
-        return catalog
+        self.providers, self.suggestions = load_providers(document["providers"], where)
 
     @classmethod
     def from_file(cls, path, **options):

@@ -2,5 +2,5 @@
 
 ``stub`` answers OpenAI's image endpoints with small generated PNGs (prompt directives set
 delays, errors and usage), so the gateway, its tests and the benchmarks run without a network;
-``stub_stream`` writes its streamed answers.
+``stub_stream`` writes its streamed answers and ``stub_usage`` counts the tokens they report.
 """

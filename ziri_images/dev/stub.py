@@ -4,7 +4,7 @@ It answers ``POST /v1/images/generations`` and ``POST /v1/images/edits`` (multip
 or ``image[]`` files, an optional ``mask``; the images' input tokens in ``usage``) in OpenAI's
 shapes (``url`` or ``b64_json`` with a real PNG, ``revised_prompt`` for dall-e-3,
 ``size``/``quality`` and ``usage`` for GPT image models, with the output token counts the real
-models report for each quality; xAI's
+models report for each quality (``stub_usage.py``); xAI's
 grok-imagine-image, which refuses ``size`` and ``quality``) and never generates anything
 real. It only listens where it is told (127.0.0.1 by default) and the gateway treats it like
 any other provider: nothing falls back to it.
@@ -42,18 +42,9 @@ from ..catalog.quoting import image_input_tokens
 from ..uploads.imageinfo import NotAnImage
 from ..uploads.imageinfo import image_info
 from .stub_stream import event_stream
+from .stub_usage import gpt_image_fields
 
 GPT_IMAGE_PREFIX = "gpt-image"
-# Output tokens per image as OpenAI documents them for gpt-image-1 (quality -> size -> tokens).
-GPT_IMAGE_1_TOKENS = {
-    "low": {"1024x1024": 272, "1024x1536": 408, "1536x1024": 400},
-    "medium": {"1024x1024": 1056, "1024x1536": 1584, "1536x1024": 1568},
-    "high": {"1024x1024": 4160, "1024x1536": 6240, "1536x1024": 6208},
-}
-# gpt-image-2's per-quality factor in OpenAI's cost calculator (see docs/pricing.md); the 2.5 and
-# 2.6 models (and the dated snapshots) answer with the same counts here.
-GPT_IMAGE_2_PREFIX = "gpt-image-2"
-GPT_IMAGE_2_FACTORS = {"low": 16, "medium": 48, "high": 96}
 # xAI's current model: priced per image, sized by resolution and aspect_ratio, no usage.
 XAI_IMAGE_MODELS = {"grok-imagine-image"}
 XAI_REFUSED = ("size", "quality", "style")
@@ -78,16 +69,6 @@ def png_bytes(seed, size=16, at_least=0):
     if padding > 0:
         image.insert(2, chunk(b"tEXt", b"Comment\x00" + b" " * padding))
     return b"".join(image)
-
-
-def output_tokens(model, quality, size):
-    """Return the image output tokens of one image, as the real models would report them."""
-    if model.startswith(GPT_IMAGE_2_PREFIX):
-        width, height = (int(edge) for edge in size.split("x"))
-        factor = GPT_IMAGE_2_FACTORS.get(quality, GPT_IMAGE_2_FACTORS["medium"])
-        short_factor = (2 * factor * min(width, height) + max(width, height)) // (2 * max(width, height))
-        return -(-factor * short_factor * (2_000_000 + width * height) // 4_000_000)
-    return GPT_IMAGE_1_TOKENS.get(quality, {}).get(size, 1056)
 
 
 def _openai_error(status, message, error_type="invalid_request_error", code=None, param=None):
@@ -164,9 +145,34 @@ def _edit(req, images, delay):
 
 
 def _generate(req, images, delay, body=None, image_input=0, event_prefix="image_generation"):
+    """Answer a generation (or an edit, its form read into ``body``) as OpenAI would, with its faults."""
     if not req.headers.get("Authorization", "").startswith("Bearer "):
         return _openai_error(401, "You didn't provide an API key.", code="missing_api_key")
     body = req.get_json(silent=True) if body is None else body
+    refusal = _refusal(body)
+    if refusal is not None:
+        return refusal
+    directives = dict(_DIRECTIVE.findall(body["prompt"]))
+    time.sleep(float(directives.get("delay") or delay))
+    fault = _fault(directives)
+    if fault is not None:
+        return fault
+    count = int(body.get("n", 1))
+    if "fewer" in directives and count > 1:
+        count -= 1
+    model = body.get("model", "dall-e-2")
+    gpt_image = model.startswith(GPT_IMAGE_PREFIX)
+    if body.get("stream") is True and not gpt_image:
+        return _openai_error(400, "Streaming is only supported for the GPT image models.", param="stream")
+    image_bytes = int(directives.get("image_bytes") or 0)
+    response = {"created": int(time.time()), "data": _images(req, images, body, count, image_bytes)}
+    if gpt_image:
+        response.update(gpt_image_fields(body, model, count, image_input))
+    return _answer(response, body, directives, event_prefix, image_bytes)
+
+
+def _refusal(body):
+    """Return OpenAI's error for a body without a prompt, an unknown model or a field xAI refuses, else None."""
     if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
         return _openai_error(400, "'prompt' is a required property", param="prompt")
     model = body.get("model", "dall-e-2")
@@ -175,8 +181,11 @@ def _generate(req, images, delay, body=None, image_input=0, event_prefix="image_
     refused = [name for name in XAI_REFUSED if name in body] if model in XAI_IMAGE_MODELS else []
     if refused:
         return _openai_error(400, f"Argument not supported: {refused[0]}", param=refused[0])
-    directives = dict(_DIRECTIVE.findall(body["prompt"]))
-    time.sleep(float(directives.get("delay") or delay))
+    return None
+
+
+def _fault(directives):
+    """Return the answer a fault directive asks for (an error, HTML, no data), else None."""
     if "status" in directives:
         status, _, code = directives["status"].partition(":")
         return _openai_error(int(status), f"Stub error {status}.", code=code or None)
@@ -184,17 +193,16 @@ def _generate(req, images, delay, body=None, image_input=0, event_prefix="image_
         return Response("<html>upstream exploded</html>", status=200, mimetype="text/html")
     if "nodata" in directives:
         return {"created": int(time.time())}
-    count = int(body.get("n", 1))
-    if "fewer" in directives and count > 1:
-        count -= 1
-    gpt_image = model.startswith(GPT_IMAGE_PREFIX)
-    if body.get("stream") is True and not gpt_image:
-        return _openai_error(400, "Streaming is only supported for the GPT image models.", param="stream")
+    return None
+
+
+def _images(req, images, body, count, image_bytes):
+    """Return ``count`` images of the prompt: base64 data, or URLs to the PNGs kept in ``images``."""
+    model = body.get("model", "dall-e-2")
     data = []
-    image_bytes = int(directives.get("image_bytes") or 0)
     for index in range(count):
         png = png_bytes(f"{body['prompt']}#{index}", at_least=image_bytes)
-        if gpt_image or body.get("response_format") == "b64_json":
+        if model.startswith(GPT_IMAGE_PREFIX) or body.get("response_format") == "b64_json":
             item = {"b64_json": base64.b64encode(png).decode("ascii")}
         else:
             image_id = uuid.uuid4().hex
@@ -205,27 +213,11 @@ def _generate(req, images, delay, body=None, image_input=0, event_prefix="image_
         if model == "dall-e-3":
             item["revised_prompt"] = f"{body['prompt']} (revised by the local stub)"
         data.append(item)
-    response = {"created": int(time.time()), "data": data}
-    if gpt_image:
-        quality = body.get("quality", "auto")
-        quality = "medium" if quality == "auto" else quality
-        size = body.get("size", "auto")
-        size = "1024x1024" if size == "auto" else size
-        # About four characters per text token, as for English with OpenAI's tokenizers.
-        text_tokens = max(1, len(body["prompt"]) // 4)
-        image_tokens = output_tokens(model, quality, size) * count
-        response.update({
-            "background": "opaque" if body.get("background", "auto") == "auto" else body["background"],
-            "output_format": body.get("output_format", "png"),
-            "size": size,
-            "quality": quality,
-            "usage": {
-                "input_tokens": text_tokens + image_input, "output_tokens": image_tokens,
-                "total_tokens": text_tokens + image_input + image_tokens,
-                "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": image_input},
-                "output_tokens_details": {"image_tokens": image_tokens, "text_tokens": 0},
-            },
-        })
+    return data
+
+
+def _answer(response, body, directives, event_prefix, image_bytes):
+    """Return ``response`` as JSON, or as Server-Sent Events when the body asks for a stream."""
     if body.get("stream") is True and "nostream" not in directives:
         result = event_stream(response, body, directives, event_prefix,
                               lambda index: png_bytes(f"{body['prompt']}#partial{index}", at_least=image_bytes))
