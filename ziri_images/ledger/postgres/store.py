@@ -49,6 +49,7 @@ from ..records import expiry_record
 from ..records import reservation_record
 from ..records import summary_of
 from . import sql
+from .archive import PostgresArchive
 from .batch import Combiner
 from .connection import connect
 from .connection import describe
@@ -57,7 +58,6 @@ from .lease import LeaseKeeper
 from .migrate import LATEST
 from .migrate import schema_version
 from .pool import DatabasePool
-from .report import PostgresReports
 from .spool import ChargeSpool
 
 log = logging.getLogger("ziri_images")
@@ -86,7 +86,7 @@ class AdmissionWindow(Sequence):
         return self.first
 
 
-class PostgresStore(PostgresReports, Store):
+class PostgresStore(PostgresArchive, Store):
     """Keep the ledger in PostgreSQL; one row lock per key makes each decision atomic across hosts."""
 
     def __init__(self, conninfo, clock, reservation_ttl, pool_size=4, timeout=5.0, lease_seconds=30.0,

@@ -91,7 +91,7 @@ def _bound(ts, default):
     return parse_ts(ts) if ts else default
 
 
-class PostgresReports(Archive):
+class PostgresArchive(Archive):
     """Export, import and report for ``PostgresStore`` (a mixin: it uses the store's pool)."""
 
     @contextmanager
