@@ -25,6 +25,7 @@ from psycopg_pool import PoolTimeout
 from ..base import ledger_unavailable
 from .connection import describe
 from .connection import error_text
+from .sql import SESSION_TIMEOUTS
 
 log = logging.getLogger("ziri_images")
 
@@ -75,8 +76,7 @@ class DatabasePool:
         millis = round(self.timeout * 1000)
         # A statement or row lock waited on longer than this is cancelled: the request is refused
         # (503) instead of holding its greenlet and its connection indefinitely.
-        connection.execute(f"SET statement_timeout = {millis}; SET lock_timeout = {millis}; "
-                           f"SET idle_in_transaction_session_timeout = {millis * 4}")
+        connection.execute(SESSION_TIMEOUTS.format(millis=millis, idle_millis=millis * 4))
 
     def answering(self):
         """Return True if the last thing the database did was answer (a busy pool is then only busy)."""

@@ -84,3 +84,8 @@ ON CONFLICT (worker) DO UPDATE SET expires_at = EXCLUDED.expires_at
 -- name: forget_leases
 -- Leases that lapsed a day ago: no reservation can still need them (each expires within minutes).
 DELETE FROM worker_leases WHERE expires_at < clock_timestamp() - interval '1 day'
+
+-- name: session_timeouts
+-- Each new connection's bounds (pool.py; SET, not startup options: connection poolers refuse those).
+-- {millis} is the store's timeout, {idle_millis} four times it: numbers the store computes, never input.
+SET statement_timeout = {millis}; SET lock_timeout = {millis}; SET idle_in_transaction_session_timeout = {idle_millis}

@@ -8,17 +8,9 @@ row per request, and never a row in ``ledger_records``.
 from ...errors import ApiError
 from ...errors import ConfigError
 from .connection import describe
+from .sql import named
 
-_UPSERT = """
-INSERT INTO refusal_counts (day, key_id, code, refused) VALUES (%s::date, %s, %s, %s)
-ON CONFLICT (day, key_id, code) DO UPDATE SET refused = refusal_counts.refused + EXCLUDED.refused
-"""
-
-_SELECT = """
-SELECT to_char(day, 'YYYY-MM-DD'), key_id, code, refused FROM refusal_counts
-WHERE day >= %(since)s::date AND day < %(until)s::date
-ORDER BY day, key_id, code
-"""
+_SQL = named("refusals.sql")
 
 
 class PostgresRefusals:
@@ -31,13 +23,14 @@ class PostgresRefusals:
         # Sorted by the primary key, so two processes' upserts take the rows' locks in one order.
         values = sorted((row["day"], row["keyId"], row["code"], row["count"]) for row in rows)
         with self.store.transaction() as cursor:
-            cursor.executemany(_UPSERT, values)
+            cursor.executemany(_SQL["add_refusals"], values)
 
     def refusal_rows(self, since_day=None, until_day=None):
         """Return the rows of days ``since_day <= day < until_day``; a database fault names the database."""
         try:
             with self.store.transaction() as cursor:
-                cursor.execute(_SELECT, {"since": since_day or "0001-01-01", "until": until_day or "9999-12-31"})
+                bounds = {"since": since_day or "0001-01-01", "until": until_day or "9999-12-31"}
+                cursor.execute(_SQL["refusal_rows"], bounds)
                 found = cursor.fetchall()
         except ApiError:
             raise ConfigError(f"database {describe(self.store.conninfo)}: refusal counts cannot be read") from None

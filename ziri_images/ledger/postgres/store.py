@@ -17,13 +17,16 @@ A process's reservations carry its worker id; ``lease.LeaseKeeper`` renews a lea
 When a process dies its lease lapses, and its reservations are settled at the reserved amount
 (``reservation_expired``, reason ``worker_died``) by the next request of that key on any host,
 or by the next sweep of any live process, long before their full expiry.
+
+Beside this module: ``settlement.py`` closes reservations (the charge, the spool, the expiry of
+stale ones, the release of unconfirmed ones), ``admission.py`` reads ``ziri_reserve``'s answer,
+``archive.py`` holds the operator's export, import and report.
 """
 
 import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
 from datetime import timedelta
 from datetime import timezone
 
@@ -35,20 +38,15 @@ from ..base import Store
 from ..base import ledger_unavailable
 from ..checks import IDEMPOTENCY_WINDOW_SECONDS
 from ..checks import RATE_WINDOW_SECONDS
-from ..checks import KeyUsage
 from ..checks import run_checks
-from ..money import day_of
 from ..money import format_ts
-from ..money import month_of
-from ..money import parse_ts
 from ..money import to_micros
 from ..records import Reservation
-from ..records import charge_record
 from ..records import encode_json
-from ..records import expiry_record
 from ..records import reservation_record
-from ..records import summary_of
 from . import sql
+from .admission import usage_from
+from .archive import PostgresArchive
 from .batch import Combiner
 from .connection import connect
 from .connection import describe
@@ -57,7 +55,7 @@ from .lease import LeaseKeeper
 from .migrate import LATEST
 from .migrate import schema_version
 from .pool import DatabasePool
-from .report import PostgresReports
+from .settlement import Settlements
 from .spool import ChargeSpool
 
 log = logging.getLogger("ziri_images")
@@ -67,26 +65,7 @@ log = logging.getLogger("ziri_images")
 _STALE_ROUNDS = 3
 
 
-def _ts(moment):
-    return parse_ts(moment) if isinstance(moment, str) else moment
-
-
-class AdmissionWindow(Sequence):
-    """A key's rate window as the checks read it: how many admissions, and the first one's time."""
-
-    def __init__(self, count, first):
-        self.count, self.first = count, first
-
-    def __len__(self):
-        return self.count
-
-    def __getitem__(self, index):
-        if index != 0 or not self.count:
-            raise IndexError("only the window's first admission is known")
-        return self.first
-
-
-class PostgresStore(PostgresReports, Store):
+class PostgresStore(PostgresArchive, Settlements, Store):
     """Keep the ledger in PostgreSQL; one row lock per key makes each decision atomic across hosts."""
 
     def __init__(self, conninfo, clock, reservation_ttl, pool_size=4, timeout=5.0, lease_seconds=30.0,
@@ -171,7 +150,7 @@ class PostgresStore(PostgresReports, Store):
                 raise
             now = row[1].astimezone(timezone.utc)
             if row[0] != "stale":
-                return row[0], now, self._usage_from(row[2:], now)
+                return row[0], now, usage_from(row[2:], now)
             with self.transaction() as cursor:
                 self.lock_key(cursor, key.id)
                 self.settle_stale(cursor, key.id, now)
@@ -181,88 +160,6 @@ class PostgresStore(PostgresReports, Store):
         return self.database.call(sql.RESERVE_MANY, {
             "batch": json.dumps(calls), "rate_window": timedelta(seconds=RATE_WINDOW_SECONDS),
             "idempotency_window": timedelta(seconds=IDEMPOTENCY_WINDOW_SECONDS)})
-
-    def _settle_batch(self, key_id, calls):
-        return [row[0] for row in self.database.call(sql.SETTLE_MANY, {"batch": json.dumps(calls)})]
-
-    def release_unconfirmed(self):
-        """Settle at zero the reservations whose reserve answered 503 but did commit; return how many."""
-        with self._unconfirmed_lock:
-            pending, self._unconfirmed = self._unconfirmed, {}
-        released = 0
-        for request_id, (key_id, record) in pending.items():
-            try:
-                with self.transaction() as cursor:
-                    row = cursor.execute(sql.OPEN_RESERVATION, {"request_id": request_id, "key": key_id}).fetchone()
-            except Exception:
-                with self._unconfirmed_lock:
-                    self._unconfirmed.setdefault(request_id, (key_id, record))
-                raise
-            if row is None:
-                continue  # never committed, or settled since
-            _id, micros, reserved_at, expires_at, worker = row
-            reservation = Reservation(request_id=request_id, key_id=key_id, micros=micros,
-                                      reserved_at=format_ts(reserved_at), expires_at=expires_at.timestamp(),
-                                      worker=worker)
-            # The client was refused (503 LEDGER_UNAVAILABLE, x-should-retry: true) before the provider was
-            # called: nothing to pay, and its Idempotency-Key is free for the retry it was told to make.
-            self.write_charge(reservation, {**summary_of(record), "status": "not_admitted", "httpStatus": 503,
-                                            "imagesReturned": 0, "cost": 0.0, "shouldRetry": True}, self.clock())
-            log.warning("reservation %s committed without its answer: settled at 0", request_id)
-            released += 1
-        return released
-
-    def settle(self, reservation, fields):
-        now = self.clock()
-        try:
-            return self.write_charge(reservation, fields, now)
-        except ApiError:
-            pass
-        except Exception:
-            raise
-        except BaseException:
-            # Interrupted mid-call (a killed greenlet): the charge may not have committed. Spooled, it
-            # is written once (the unique index) instead of its reservation being held until it expires.
-            try:
-                self._spool_charge(now, reservation, fields)
-            except ApiError:
-                pass
-            raise
-        return self._spool_charge(now, reservation, fields)
-
-    def _spool_charge(self, now, reservation, fields):
-        """Keep the charge on disk, to be written once the database answers; return its record."""
-        # The provider has answered: the charge must not be lost.
-        try:
-            self.spool.put({"settledAt": format_ts(now), "reservation": vars(reservation), "fields": fields})
-        except OSError as error:
-            # Neither the database nor the disk: the open reservation will be charged at its amount.
-            log.critical("charge of %s lost to the spool %s: %s", reservation.request_id, self.spool.directory,
-                         error.strerror or error)
-            raise ledger_unavailable("neither the database nor the charge spool is writable") from None
-        log.warning("database unavailable: charge of %s spooled in %s", reservation.request_id, self.spool.directory)
-        return charge_record(now, reservation, fields, after_expiry=False)
-
-    def write_charge(self, reservation, fields, now):
-        """Write the charge for ``reservation`` unless it is already stored; return the record.
-
-        One statement, one round trip (with the settles of the same key queued meanwhile in this
-        process: batch.py): ``ziri_settle_charge`` (functions/) releases the open
-        reservation and writes the charge, the record for an open reservation or, when an expiry
-        settled it first, the one that replaces the expiry's amount.
-        """
-        open_record = charge_record(now, reservation, fields, after_expiry=False)
-        late_record = charge_record(now, reservation, fields, after_expiry=True)
-        images = open_record.get("imagesReturned")
-        was_open = self._settles.submit(reservation.key_id, {
-            "request_id": reservation.request_id, "key": reservation.key_id, "user": open_record.get("user"),
-            "model": open_record.get("model"), "reserved_at": format_ts(_ts(reservation.reserved_at)),
-            "ts": format_ts(now), "micros": to_micros(open_record.get("cost") or 0),
-            "images": images if type(images) is int else None,
-            "record": encode_json(open_record), "late_record": encode_json(late_record),
-            "day": day_of(reservation.reserved_at), "month": month_of(reservation.reserved_at),
-        })
-        return open_record if was_open else late_record
 
     def key_usage(self, key):
         # A crashed worker's reservation is spent, not reserved, as soon as anyone looks.
@@ -319,44 +216,3 @@ class PostgresStore(PostgresReports, Store):
         self.database.closed = True  # the housekeeping thread's next call ends it
         self.lease.stop()
         self.database.close()
-
-    # --- steps --------------------------------------------------------------------------------
-
-    def lock_key(self, cursor, key_id):
-        """Hold ``key_id``'s row lock for the rest of the transaction (creating the row on first use)."""
-        # The insert finds the row already there but for a key's first request (and takes no lock then).
-        cursor.execute(sql.CREATE_KEY, {"key": key_id})
-        cursor.execute(sql.LOCK_KEY, {"key": key_id}).fetchone()  # fetched: waits until the lock is held
-
-    def settle_stale(self, cursor, key_id, now):
-        """Settle ``key_id``'s stale reservations at their reserved amount (the caller holds the key's lock)."""
-        stale = cursor.execute(sql.TAKE_STALE, {"key": key_id, "now": now}).fetchall()
-        for request_id, micros, reserved_at, expires_at, worker in stale:
-            reservation = Reservation(request_id=request_id, key_id=key_id, micros=micros,
-                                      reserved_at=format_ts(reserved_at), expires_at=expires_at.timestamp(),
-                                      worker=worker)
-            reason = "expired" if expires_at <= now else "worker_died"
-            self._write_settlement(cursor, expiry_record(now, reservation, reason), reservation, micros, micros)
-            log.warning("reservation %s of %s settled at its reserved amount: %s", request_id, worker, reason)
-
-    def _write_settlement(self, cursor, record, reservation, micros, delta):
-        """Queue an expiry record and its ``delta`` to the spent totals (nothing if already stored)."""
-        images = record.get("imagesReturned")
-        cursor.execute(sql.WRITE_SETTLEMENT, {
-            "ts": _ts(record["ts"]), "type": record["type"], "request_id": reservation.request_id,
-            "key": reservation.key_id, "user": record.get("user"), "model": record.get("model"),
-            "reserved_at": _ts(reservation.reserved_at), "micros": micros,
-            "images": images if type(images) is int else None, "record": encode_json(record), "delta": delta,
-            "day": day_of(reservation.reserved_at), "month": month_of(reservation.reserved_at),
-        })
-
-    def _usage_from(self, row, now):
-        spent_day, spent_month, requests_day, requests_month, held_day, held_month, in_flight = row[:7]
-        window_count, window_first, same, is_open = row[7:11]
-        return KeyUsage(
-            now=now, spent={"daily": spent_day, "monthly": spent_month},
-            reserved={"daily": held_day, "monthly": held_month},
-            requests={"daily": requests_day, "monthly": requests_month}, in_flight=in_flight,
-            admissions=AdmissionWindow(window_count, window_first),
-            idempotent_match=None if same is None else (same, bool(is_open)),
-        )

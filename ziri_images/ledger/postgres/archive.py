@@ -1,0 +1,114 @@
+"""The PostgreSQL store's whole-ledger operations: export, import and the spend report.
+
+These serve the operator's commands, not requests, so a database fault is a ``ConfigError``
+naming the database (the command prints one line and exits 1). The report's grouping runs in
+SQL: PostgreSQL reads the rows, Python receives one row per group. The statements are archive.sql's.
+"""
+
+from contextlib import contextmanager
+
+import psycopg
+
+from ...errors import ConfigError
+from ..base import Archive
+from ..money import parse_ts
+from ..parse import parse_record
+from ..records import encode_json
+from ..report import UNKNOWN
+from ..report import Report
+from ..report import Totals
+from .connection import describe
+from .connection import error_text
+from .sql import named
+
+_IMPORT_BATCH = 1000
+
+_SQL = named("archive.sql")
+
+# Group expressions by name: fixed SQL, never text from the command line.
+_GROUPS = {name: _SQL[f"group_{name}"].format(unknown=UNKNOWN) for name in ("key", "user", "model", "day", "endpoint")}
+
+_REBUILD = tuple(_SQL[f"rebuild_{step}"] for step in (
+    "lock_keys", "clear_periods", "periods", "drop_settled", "open_reservations", "counters"))
+
+
+def _bound(ts, default):
+    return parse_ts(ts) if ts else default
+
+
+class PostgresArchive(Archive):
+    """Export, import and report for ``PostgresStore`` (a mixin: it uses the store's pool)."""
+
+    @contextmanager
+    def _command_connection(self):
+        """Yield a pooled connection in a transaction; a database fault is a ConfigError naming the database."""
+        try:
+            with self._pool().connection() as connection, connection.transaction():
+                yield connection
+        except psycopg.Error as error:
+            raise ConfigError(f"database {describe(self.conninfo)}: {error_text(error)}") from None
+
+    def records(self, since=None, until=None):
+        with self._command_connection() as connection:
+            # A server-side cursor: the export streams, whatever the ledger's size.
+            with connection.cursor(name="ledger_export") as cursor:
+                cursor.itersize = 2000
+                cursor.execute(_SQL["export_records"], (_bound(since, "-infinity"), _bound(until, "infinity")))
+                for (record,) in cursor:
+                    yield record
+
+    def import_records(self, records):
+        written = read = 0
+        keys = set()
+        with self._command_connection() as connection, connection.cursor() as cursor:
+            batch = []
+            for value in records:
+                read += 1
+                record = parse_record(value)
+                if record is None:
+                    continue
+                batch.append(record)
+                if len(batch) >= _IMPORT_BATCH:
+                    written += self._import_batch(cursor, batch, keys)
+                    batch = []
+            written += self._import_batch(cursor, batch, keys)
+            if keys:
+                for statement in _REBUILD:
+                    cursor.execute(statement, {"keys": sorted(keys)})
+        return written, read - written
+
+    def _import_batch(self, cursor, batch, keys):
+        if not batch:
+            return 0
+        cursor.executemany(_SQL["import_record"], [
+            (parse_ts(record.ts), record.kind, record.request_id, record.key_id, record.user, record.model,
+             parse_ts(record.reserved_at), record.micros, record.images, record.idempotency_key,
+             encode_json(record.fields))
+            for record in batch], returning=True)
+        written = 0
+        for _ in cursor.results():
+            row = cursor.fetchone()
+            if row is not None:  # None: already stored (the unique index), so not written twice
+                written += 1
+                keys.add(row[0])
+        return written
+
+    def report(self, by=("key",), since=None, until=None, progress=None):
+        for name in by:
+            if name not in _GROUPS:
+                raise ValueError(f"cannot group by {name!r} (choose from {', '.join(_GROUPS)})")
+        by = tuple(by)
+        result = Report(by=by, since=since, until=until)
+        sql = _SQL["report"].format(groups=", ".join(_GROUPS[name] for name in by))
+        with self._command_connection() as connection:
+            rows = connection.execute(sql, {"since": _bound(since, "-infinity"),
+                                            "until": _bound(until, "infinity")}).fetchall()
+        for row in rows:
+            group, (requests, images, micros, expired) = tuple(row[:len(by)]), row[len(by):]
+            totals = result.groups.setdefault(group, Totals())
+            totals.add(requests, images, micros, expired)
+            result.lines += requests
+        result.parsed = result.lines
+        if progress is not None:
+            progress(1, 1)
+        return result
