@@ -1,6 +1,8 @@
 """POST /v1/images/edits and /api/images/edits: multipart uploads, checked, priced and reserved before the call."""
 
 import io
+import subprocess
+import sys
 
 import pytest
 import responses
@@ -15,9 +17,11 @@ from uploads.test_imageinfo import jpeg
 from uploads.test_imageinfo import webp_vp8x
 from ziri_images.catalog.pricing import PriceBook
 from ziri_images.catalog.quoting import image_input_tokens
+from ziri_images.dev import stub_tokens
 from ziri_images.dev.stub import png_bytes
 from ziri_images.schemas import GenerationRequestSchema
 from ziri_images.uploads.form import INTEGER_FIELDS as FORM_INTEGER_FIELDS
+from ziri_images.uploads.imageinfo import ImageInfo
 
 EDITS_URL = BASE_URL + "/images/edits"
 USAGE = {"input_tokens": 400, "output_tokens": 1056, "total_tokens": 1456,
@@ -87,6 +91,23 @@ def test_the_more_and_larger_the_images_the_more_is_reserved(app, client, respon
     small, large = [line["amount"] for line in ledger_lines(app) if line["type"] == "reservation"]
     assert large - small == pytest.approx(3 * 10 * image_input_tokens(type("I", (), {"width": 4000, "height": 4000})(),
                                                                       None) / 1e6 - 10 * (85 + 170) / 1e6, abs=1e-6)
+
+
+@pytest.mark.parametrize("width, height", [(1, 1), (64, 64), (512, 512), (513, 512), (1024, 1536), (1536, 1024),
+                                           (2048, 2048), (2049, 100), (4000, 4000), (10_000, 3), (3, 10_000)])
+@pytest.mark.parametrize("fidelity", [None, "low", "high"])
+def test_the_stub_reports_the_image_tokens_the_gateway_reserves_for(width, height, fidelity):
+    # Two statements of OpenAI's count, the stub's and the catalog's: neither may drift from the other.
+    gateway = image_input_tokens(ImageInfo("png", width, height), fidelity)
+    assert stub_tokens.image_input_tokens(width, height, fidelity) == gateway
+
+
+def test_the_stub_counts_without_the_gateways_catalog():
+    # A fresh interpreter: this test process has imported every module of the package already.
+    program = ("import sys, ziri_images.dev.stub; "
+               "print(*sorted(name for name in sys.modules if name.partition('.')[0] == 'ziri_images'))")
+    loaded = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True).stdout
+    assert [name for name in loaded.split() if name.startswith(("ziri_images.catalog", "ziri_images.schemas"))] == []
 
 
 def test_azures_edit_path(client, responses_mock):
