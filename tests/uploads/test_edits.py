@@ -1,8 +1,6 @@
 """POST /v1/images/edits and /api/images/edits: multipart uploads, checked, priced and reserved before the call."""
 
 import io
-import subprocess
-import sys
 
 import pytest
 import responses
@@ -11,6 +9,7 @@ from conftest import BASE_URL
 from conftest import PROVIDER_KEY
 from conftest import USER_KEY
 from conftest import ledger_lines
+from conftest import package_modules_loaded_by
 from marshmallow import fields
 
 from uploads.test_imageinfo import jpeg
@@ -103,11 +102,8 @@ def test_the_stub_reports_the_image_tokens_the_gateway_reserves_for(width, heigh
 
 
 def test_the_stub_counts_without_the_gateways_catalog():
-    # A fresh interpreter: this test process has imported every module of the package already.
-    program = ("import sys, ziri_images.dev.stub; "
-               "print(*sorted(name for name in sys.modules if name.partition('.')[0] == 'ziri_images'))")
-    loaded = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True).stdout
-    assert [name for name in loaded.split() if name.startswith(("ziri_images.catalog", "ziri_images.schemas"))] == []
+    loaded = package_modules_loaded_by("ziri_images.dev.stub")
+    assert [name for name in loaded if name.startswith(("ziri_images.catalog", "ziri_images.schemas"))] == []
 
 
 def test_azures_edit_path(client, responses_mock):
