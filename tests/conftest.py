@@ -64,6 +64,8 @@ import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -297,6 +299,16 @@ def strict_json_loads(text):
     def refuse(name):
         raise ValueError(f"not JSON: {name}")
     return json.loads(text, parse_constant=refuse)
+
+
+def package_modules_loaded_by(module):
+    """Return the names of the package's modules that importing ``module`` loads, in a fresh interpreter.
+
+    A fresh one: the test process has imported every module of the package already.
+    """
+    program = (f"import sys, {module}; "
+               "print(*sorted(name for name in sys.modules if name.partition('.')[0] == 'ziri_images'))")
+    return subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True).stdout.split()
 
 
 def openai_image_response(n=1, *, revised_prompt=None, **extra):

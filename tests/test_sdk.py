@@ -9,10 +9,16 @@ import requests
 import responses
 from conftest import DEMO_KEY
 from conftest import USER_KEY
+from conftest import package_modules_loaded_by
 from responses import matchers
+from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ProtocolError
 from werkzeug.serving import make_server
 
+from ziri_images import sdk
 from ziri_images.dev.stub import create_stub_app
+from ziri_images.keys import store as keys_store
+from ziri_images.providers import answers
 from ziri_images.sdk import UserSDK
 from ziri_images.sdk import ZiriError
 
@@ -125,6 +131,38 @@ def test_a_refused_connection_was_not_billed():
     assert raised.value.code == "CONNECTION_ERROR"
     assert (raised.value.may_have_billed, raised.value.retryable) == (False, True)
     assert "connection refused" in raised.value.message
+
+
+def test_the_sdk_loads_nothing_of_the_server():
+    # The package face is a leaf: it imports its version and nothing else at import time.
+    assert package_modules_loaded_by("ziri_images.sdk") == ["ziri_images", "ziri_images._version", "ziri_images.sdk"]
+
+
+@pytest.mark.parametrize("key", [
+    USER_KEY, DEMO_KEY, "ziri-a-" + "0" * 16, "ziri-a-" + "f" * 128, "ziri-a-" + "f" * 129, "ziri-a-" + "0" * 15,
+    "ziri-bob.smith_2-0123456789abcdef", "ziri-.bob-0123456789abcdef", "ziri--0123456789abcdef",
+    "ziri-bob-0123456789ABCDEF", "ziri-bob-0123456789abcdef\n", "ziri-bob-0123456789abcdef ",
+    " ziri-bob-0123456789abcdef",
+    "ziri-bob-smith-0123456789abcdef", "ziri-bøb-0123456789abcdef", "sk-0123456789abcdef", "",
+])
+def test_the_sdk_accepts_exactly_the_keys_the_gateway_accepts(key):
+    assert bool(sdk.KEY_PATTERN.match(key)) == bool(keys_store.KEY_PATTERN.match(key))
+
+
+def _chained(error, cause):
+    error.__cause__ = cause
+    return error
+
+
+@pytest.mark.parametrize("error", [
+    pytest.param(requests.ConnectionError("Connection aborted."), id="dropped"),
+    pytest.param(requests.ConnectionError(NewConnectionError(None, "refused")), id="refused-in-args"),
+    pytest.param(_chained(requests.ConnectionError("x"), ConnectionRefusedError()), id="refused-as-cause"),
+    pytest.param(_chained(requests.ConnectionError("x"), ConnectionResetError()), id="reset-as-cause"),
+    pytest.param(requests.ConnectionError(ProtocolError("aborted", ConnectionRefusedError())), id="refused-nested"),
+])
+def test_the_sdk_judges_a_refused_connection_as_the_gateway_does(error):
+    assert sdk.connection_refused(error) == answers.connection_refused(error)
 
 
 class Served:

@@ -1,11 +1,11 @@
 """Validate the body of an image generation request.
 
 The core fields are checked here; every other field is kept aside and checked against the
-model's catalog entry: a field is either one of the model's price dimensions (``size`` and
-``quality`` for most models, ``resolution`` for some) or one of its ``params``
-(``catalog.image_model.ImageModel.params_schema``). Anything else, ``size`` and ``quality``
-included, is refused, so a field reaches the provider only when the catalog says the model
-accepts it. The response bodies are described in ``response_schemas.py``.
+model's catalog entry (``catalog/quoting.check_model_fields``): a field is either one of the
+model's price dimensions (``size`` and ``quality`` for most models, ``resolution`` for some) or
+one of its ``params`` (``catalog.image_model.ImageModel.params_schema``). Anything else, ``size``
+and ``quality`` included, is refused, so a field reaches the provider only when the catalog says
+the model accepts it. The response bodies are described in ``response_schemas.py``.
 """
 
 import re
@@ -113,27 +113,3 @@ def parse_generation_request(body):
     )
 
 
-def check_model_fields(image_model, generation):
-    """Return (price dimension values with defaults applied, provider params) for the model, or raise a 400."""
-    given = {"size": generation.size, "quality": generation.quality, **generation.params}
-    given = {name: value for name, value in given.items() if value is not None}
-    accepted = (*image_model.price_dimensions, *image_model.param_names)
-    unsupported = sorted(name for name in given if name not in accepted)
-    if unsupported:
-        raise ApiError(
-            400,
-            "PARAMETER_NOT_SUPPORTED",
-            f"Model '{image_model.name}' does not accept: {', '.join(unsupported)}",
-            unsupported=unsupported,
-            accepted=sorted(accepted),
-        )
-    choices = {name: given.get(name, default) for name, default in image_model.defaults.items()}
-    not_text = {name: ["Not a valid string."] for name, value in choices.items()
-                if not isinstance(value, str) or not 1 <= len(value) <= 32}
-    if not_text:
-        raise _invalid(not_text)
-    params = {name: value for name, value in given.items() if name in image_model.param_names}
-    try:
-        return choices, image_model.params_schema.load(params)
-    except ValidationError as error:
-        raise _invalid(error.messages)

@@ -10,15 +10,19 @@ Every failure is a ``ZiriError`` with ``status``, ``code``, ``message`` and ``re
 (also readable as ``requestId``). Nothing is ever retried here: an image request that timed
 out or lost its connection may still have been generated and billed, so the decision to
 send it again belongs to the caller (``error.may_have_billed`` and ``error.retryable`` help).
+
+A client imports nothing of the server: the key's shape and what counts as a refused connection
+are stated here again (tests hold them to ``keys/store.py`` and ``providers/answers.py``).
 """
 
+import re
 from urllib.parse import urlsplit
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
-from .keys.store import KEY_PATTERN
-from .providers.answers import connection_refused
-
+# The shape of a gateway key, as the gateway's key store checks it.
+KEY_PATTERN = re.compile(r"^ziri-([A-Za-z0-9][A-Za-z0-9_.-]*)-([0-9a-f]{16,128})\Z")
 DEFAULT_PROXY_URL = "http://localhost:3100"
 # The gateway waits up to 180 s for the provider (ZIRI_UPSTREAM_READ_TIMEOUT): wait longer than
 # that, or the client gives up on requests that are still being generated and billed.
@@ -128,3 +132,18 @@ class UserSDK:
         text = " ".join(response.text.split())[:200] or response.reason or "no body"
         raise ZiriError(f"unexpected answer from the gateway: {text}", status=response.status_code,
                         code="HTTP_ERROR", request_id=request_id, retryable=retryable, may_have_billed=response.ok)
+
+
+def connection_refused(error):
+    """Return True when nothing was sent: ``error``'s chain of causes holds a refused connection."""
+    seen, pending = set(), [error]
+    while pending:
+        cause = pending.pop()
+        if cause is None or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, (ConnectionRefusedError, NewConnectionError)):
+            return True
+        pending.extend([cause.__cause__, cause.__context__, getattr(cause, "reason", None)])
+        pending.extend(arg for arg in cause.args if isinstance(arg, BaseException))
+    return False

@@ -13,6 +13,7 @@ from conftest import GENERATIONS_URL
 from conftest import USER_KEY
 from conftest import ledger_lines
 from conftest import openai_image_response
+from conftest import package_modules_loaded_by
 from responses import matchers
 
 from ziri_images.dev.stub import create_stub_app
@@ -229,3 +230,8 @@ def test_the_stub_answers_grok_imagine_image_as_xai_does():
     assert answer.status_code == 200 and "url" in answer.get_json()["data"][0]
     assert "usage" not in answer.get_json()
     assert (refused.status_code, refused.get_json()["error"]["message"]) == (400, "Argument not supported: size")
+
+
+def test_the_catalog_checks_a_models_fields_without_the_request_schemas():
+    loaded = package_modules_loaded_by("ziri_images.catalog.quoting")
+    assert "ziri_images.schemas" not in loaded and "ziri_images.catalog.quoting" in loaded

@@ -21,7 +21,7 @@ from ziri_images.providers import openai as providers
 from ziri_images.providers.config import build_providers
 from ziri_images.providers.openai import OpenAIProvider
 from ziri_images.providers.openai import ProviderError
-from ziri_images.providers.openai import redact
+from ziri_images.redaction import redact
 
 PAYLOAD = {"model": "dall-e-3", "prompt": "a lighthouse", "n": 1, "size": "1024x1024", "quality": "standard"}
 ANY = re.compile(r".*")

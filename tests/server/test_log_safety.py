@@ -17,6 +17,7 @@ from conftest import AZURE_KEY
 from conftest import PROJECT_DIR
 from conftest import PROVIDER_KEY
 from conftest import USER_KEY
+from conftest import package_modules_loaded_by
 from gunicorn.config import Config
 
 from ziri_images.server.logs import escape
@@ -214,3 +215,11 @@ def test_a_value_is_redacted_before_it_is_escaped(value):
         assert "[redacted]" in escaped
         for secret in SECRETS:
             assert secret not in escaped
+
+
+@pytest.mark.parametrize("module, allowed", [
+    pytest.param("ziri_images.server.logs", ["ziri_images.redaction", "ziri_images.server"], id="logging"),
+    pytest.param("ziri_images.redaction", [], id="redaction"),
+])
+def test_logging_redacts_without_loading_the_providers(module, allowed):
+    assert package_modules_loaded_by(module) == sorted({"ziri_images", "ziri_images._version", module, *allowed})

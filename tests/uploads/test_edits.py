@@ -9,15 +9,18 @@ from conftest import BASE_URL
 from conftest import PROVIDER_KEY
 from conftest import USER_KEY
 from conftest import ledger_lines
+from conftest import package_modules_loaded_by
 from marshmallow import fields
 
 from uploads.test_imageinfo import jpeg
 from uploads.test_imageinfo import webp_vp8x
 from ziri_images.catalog.pricing import PriceBook
 from ziri_images.catalog.quoting import image_input_tokens
+from ziri_images.dev import stub_tokens
 from ziri_images.dev.stub import png_bytes
 from ziri_images.schemas import GenerationRequestSchema
 from ziri_images.uploads.form import INTEGER_FIELDS as FORM_INTEGER_FIELDS
+from ziri_images.uploads.imageinfo import ImageInfo
 
 EDITS_URL = BASE_URL + "/images/edits"
 USAGE = {"input_tokens": 400, "output_tokens": 1056, "total_tokens": 1456,
@@ -87,6 +90,20 @@ def test_the_more_and_larger_the_images_the_more_is_reserved(app, client, respon
     small, large = [line["amount"] for line in ledger_lines(app) if line["type"] == "reservation"]
     assert large - small == pytest.approx(3 * 10 * image_input_tokens(type("I", (), {"width": 4000, "height": 4000})(),
                                                                       None) / 1e6 - 10 * (85 + 170) / 1e6, abs=1e-6)
+
+
+@pytest.mark.parametrize("width, height", [(1, 1), (64, 64), (512, 512), (513, 512), (1024, 1536), (1536, 1024),
+                                           (2048, 2048), (2049, 100), (4000, 4000), (10_000, 3), (3, 10_000)])
+@pytest.mark.parametrize("fidelity", [None, "low", "high"])
+def test_the_stub_reports_the_image_tokens_the_gateway_reserves_for(width, height, fidelity):
+    # Two statements of OpenAI's count, the stub's and the catalog's: neither may drift from the other.
+    gateway = image_input_tokens(ImageInfo("png", width, height), fidelity)
+    assert stub_tokens.image_input_tokens(width, height, fidelity) == gateway
+
+
+def test_the_stub_counts_without_the_gateways_catalog():
+    loaded = package_modules_loaded_by("ziri_images.dev.stub")
+    assert [name for name in loaded if name.startswith(("ziri_images.catalog", "ziri_images.schemas"))] == []
 
 
 def test_azures_edit_path(client, responses_mock):

@@ -1,5 +1,8 @@
 """Price a validated request before anything is reserved or sent: the catalog's checks, then the Quote.
 
+The request's fields beyond the core ones are checked against the model's entry here
+(``check_model_fields``): a price dimension or one of its ``params``, else PARAMETER_NOT_SUPPORTED.
+
 A size the model's size rule does not take is refused with INVALID_SIZE (``param: "size"``, the
 rule's reason as the message); a size the rule takes but the catalog does not price keeps
 IMAGE_CONFIG_NOT_FOUND.
@@ -15,8 +18,9 @@ The charge is the provider's usage, as for a generation.
 import dataclasses
 import math
 
+from marshmallow import ValidationError
+
 from ..errors import ApiError
-from ..schemas import check_model_fields
 from .image_model import AUTO
 
 TILE_PIXELS = 512
@@ -71,6 +75,36 @@ def price_request(gateway, generation, uploads=()):
     return image_model, quote, payload
 
 
+def check_model_fields(image_model, generation):
+    """Return (price dimension values with defaults applied, provider params) for the model, or raise a 400."""
+    given = {"size": generation.size, "quality": generation.quality, **generation.params}
+    given = {name: value for name, value in given.items() if value is not None}
+    accepted = (*image_model.price_dimensions, *image_model.param_names)
+    unsupported = sorted(name for name in given if name not in accepted)
+    if unsupported:
+        raise ApiError(
+            400,
+            "PARAMETER_NOT_SUPPORTED",
+            f"Model '{image_model.name}' does not accept: {', '.join(unsupported)}",
+            unsupported=unsupported,
+            accepted=sorted(accepted),
+        )
+    choices = {name: given.get(name, default) for name, default in image_model.defaults.items()}
+    not_text = {name: ["Not a valid string."] for name, value in choices.items()
+                if not isinstance(value, str) or not 1 <= len(value) <= 32}
+    if not_text:
+        raise _invalid(not_text)
+    params = {name: value for name, value in given.items() if name in image_model.param_names}
+    try:
+        return choices, image_model.params_schema.load(params)
+    except ValidationError as error:
+        raise _invalid(error.messages)
+
+
+def _invalid(messages):
+    return ApiError(400, "VALIDATION_ERROR", "Invalid request body.", details=messages)
+
+
 def check_streaming(image_model, generation):
     """Refuse ``stream: true`` for a model whose catalog entry does not allow it, and for more than one image."""
     if not generation.stream:
@@ -83,8 +117,6 @@ def check_streaming(image_model, generation):
         # A stream carries one final image: its completed event's usage is the charge.
         raise ApiError(400, "IMAGE_REQUEST_TOO_LARGE", f"Requested number of images ({generation.n}) exceeds "
                        "maximum allowed (1) for a stream", param="n", requested=generation.n, maximum=1)
-
-
 
 
 def check_size_rules(image_model, choices):

@@ -2,5 +2,7 @@
 
 ``stub`` answers OpenAI's image endpoints with small generated PNGs (prompt directives set
 delays, errors and usage), so the gateway, its tests and the benchmarks run without a network;
-``stub_stream`` writes its streamed answers and ``stub_usage`` counts the tokens they report.
+``stub_stream`` writes its streamed answers, ``stub_usage`` counts the tokens they report and
+``stub_tokens`` counts an upload's image tokens (OpenAI's formula stated again, so a mistake in
+the gateway's shows).
 """

@@ -38,10 +38,10 @@ from flask import Response
 from flask import jsonify
 from flask import request
 
-from ..catalog.quoting import image_input_tokens
 from ..uploads.imageinfo import NotAnImage
 from ..uploads.imageinfo import image_info
 from .stub_stream import event_stream
+from .stub_tokens import image_input_tokens
 from .stub_usage import gpt_image_fields
 
 GPT_IMAGE_PREFIX = "gpt-image"
@@ -140,7 +140,7 @@ def _edit(req, images, delay):
             body[name] = int(body[name])
     if "stream" in body:
         body["stream"] = body["stream"] == "true"
-    tokens = sum(image_input_tokens(info, body.get("input_fidelity")) for info in infos)
+    tokens = sum(image_input_tokens(info.width, info.height, body.get("input_fidelity")) for info in infos)
     return _generate(req, images, delay, body, tokens, "image_edit")
 
 

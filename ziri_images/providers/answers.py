@@ -17,8 +17,8 @@ import requests
 from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import ReadTimeoutError
 
+from ..redaction import REDACTED
 from ..strict_json import parse_provider_body
-from .base import REDACTED
 from .base import ProviderError  # noqa: F401  also imported from here by streaming.py
 from .base import ProviderResult
 

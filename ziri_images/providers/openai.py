@@ -23,13 +23,12 @@ from .answers import interpret_answer
 from .answers import read_capped
 from .base import Provider
 from .base import ProviderError
-from .base import redact
 from .deadline import Transport
 from .deadline import call_deadline
 from .streams import ProviderStream
 from .streams import is_event_stream
 
-__all__ = ["MAX_RESPONSE_BYTES", "OpenAIProvider", "ProviderError", "redact"]
+__all__ = ["MAX_RESPONSE_BYTES", "OpenAIProvider", "ProviderError"]
 
 # Ten large b64 images are ~40 MB; anything far beyond that is not an images response.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024

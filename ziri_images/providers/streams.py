@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from urllib3.exceptions import HTTPError
 from urllib3.exceptions import ReadTimeoutError
 
+from ..redaction import REDACTED
 from ..strict_json import parse_provider_body
 from .answers import answer_secret
 from .answers import caused_by
 from .answers import redact_document
 from .answers import upstream_error
-from .base import REDACTED
 
 READ_BYTES = 64 * 1024
 # The final image and three partial ones, each a few MB of base64, fit many times over.

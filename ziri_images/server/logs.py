@@ -36,7 +36,7 @@ from urllib.parse import unquote
 from gunicorn.glogging import Logger as GunicornLogger
 from gunicorn.glogging import SafeAtoms
 
-from ..providers.openai import redact
+from ..redaction import redact
 
 GATEWAY_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(message)s"
 # C0 controls, DEL, C1 controls and the Unicode line and paragraph separators.
