@@ -206,6 +206,21 @@ def worker_class(request):
     return request.param
 
 
+# The limits and streaming matrices run gevent (the default) on both stores and gthread on the file
+# store everywhere; gthread on PostgreSQL, its fourth corner, in CI (``slow``: ZIRI_TEST_ALL=1).
+SLOW_CORNER = {"worker_class": "gthread", "store": "postgres"}
+SLOW_CORNER_MODULES = {"test_limits_e2e.py", "test_streaming_e2e.py"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark the matrices' fourth corner ``slow`` before the root conftest leaves the slow tests out."""
+    for item in items:
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        if item.path.name in SLOW_CORNER_MODULES and all(params.get(k) == v for k, v in SLOW_CORNER.items()):
+            item.add_marker(pytest.mark.slow)
+
+
 # The stores an end-to-end module may run on: ``@pytest.fixture(params=STORES)`` named ``store``.
 STORES = [pytest.param("file", id="file"), pytest.param("postgres", id="postgres")]
 # Short leases for the PostgreSQL gateways: a killed worker's reservations are settled within seconds.
