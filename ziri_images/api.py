@@ -25,8 +25,8 @@ from .billing import Bill
 from .catalog.quoting import price_request
 from .errors import ApiError
 from .gateway import current_gateway
-from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
-from .schemas import parse_generation_request
+from .schemas.request import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
+from .schemas.request import parse_generation_request
 from .server.logs import escape
 from .server.send_deadline import start_send_deadline
 from .streaming import stream_response

@@ -10,7 +10,7 @@ from .access import authenticate
 from .catalog.listing import allowed_models
 from .errors import ApiError
 from .gateway import current_gateway
-from .schemas import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
+from .schemas.request import OPENAI_COMPATIBLE_DEFAULT_PROVIDER
 
 bp = Blueprint("models", __name__)
 

@@ -1,7 +1,7 @@
 """The OpenAPI 3 document of the gateway, generated from its marshmallow schemas.
 
-Served at ``GET /api/openapi.json``. Request bodies come from ``schemas.py`` and response bodies
-from ``response_schemas.py`` (apispec's MarshmallowPlugin); every error code the gateway can answer
+Served at ``GET /api/openapi.json``. Request bodies come from ``schemas/request.py`` and response bodies
+from ``schemas/responses.py`` (apispec's MarshmallowPlugin); every error code the gateway can answer
 is listed once in ``errors.ERROR_CODES`` with its status, and each operation documents the
 statuses it can return.
 The tests check that every route of the app and every ``ApiError`` raised in the code is here.
@@ -9,11 +9,11 @@ The tests check that every route of the app and every ``ApiError`` raised in the
 
 from flask import Blueprint
 
-from . import response_schemas
-from . import schemas
 from ._version import __version__
 from .errors import ERROR_CODES
 from .errors import error_type
+from .schemas import request as request_schemas
+from .schemas import responses as response_schemas
 
 bp = Blueprint("openapi", __name__)
 
@@ -173,10 +173,10 @@ def build_document():
     spec.components.security_scheme("ApiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
     spec.components.security_scheme("Bearer", {"type": "http", "scheme": "bearer",
                                                 "description": "The same key, for OpenAI's SDKs."})
-    spec.components.schema("GenerationRequest", schema=schemas.GenerationRequestSchema)
+    spec.components.schema("GenerationRequest", schema=request_schemas.GenerationRequestSchema)
     for name in ("ImagesResponse", "Error", "OpenAIError", "Model", "ModelList", "Usage", "Health", "Readiness"):
         spec.components.schema(name, schema=getattr(response_schemas, f"{name}Schema"))
-    spec.components.schema("OpenAIImagesRequest", schema=schemas.OpenAIImagesRequestSchema)
+    spec.components.schema("OpenAIImagesRequest", schema=request_schemas.OpenAIImagesRequestSchema)
     for name, header in HEADERS.items():
         spec.components.header(name, header)
     for path, methods in OPERATIONS.items():

@@ -18,7 +18,7 @@ from ziri_images.catalog.pricing import PriceBook
 from ziri_images.catalog.quoting import image_input_tokens
 from ziri_images.dev import stub_tokens
 from ziri_images.dev.stub import png_bytes
-from ziri_images.schemas import GenerationRequestSchema
+from ziri_images.schemas.request import GenerationRequestSchema
 from ziri_images.uploads.form import INTEGER_FIELDS as FORM_INTEGER_FIELDS
 from ziri_images.uploads.imageinfo import ImageInfo
 

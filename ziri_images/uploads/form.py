@@ -21,7 +21,7 @@ from flask import request
 from ..config import EDIT_FORM_ROOM
 from ..errors import ApiError
 from ..gateway import current_gateway
-from ..schemas import form_integer
+from ..schemas.request import form_integer
 from .imageinfo import NotAnImage
 from .imageinfo import image_info
 

@@ -5,7 +5,7 @@ model's catalog entry (``catalog/quoting.check_model_fields``): a field is eithe
 model's price dimensions (``size`` and ``quality`` for most models, ``resolution`` for some) or
 one of its ``params`` (``catalog.image_model.ImageModel.params_schema``). Anything else, ``size``
 and ``quality`` included, is refused, so a field reaches the provider only when the catalog says
-the model accepts it. The response bodies are described in ``response_schemas.py``.
+the model accepts it. The response bodies are described in ``responses.py``.
 """
 
 import re
@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 from marshmallow import fields
 from marshmallow import validate
 
-from .errors import ApiError
+from ..errors import ApiError
 
 REQUIRED_FIELDS = ("provider", "model", "prompt")
 # Fields the gateway interprets itself; they are never forwarded as-is.

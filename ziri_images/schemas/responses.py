@@ -2,7 +2,7 @@
 
 They validate nothing at run time: they describe the contract in the OpenAPI document
 (openapi.py), and the tests check real responses against them. The request's own body is
-validated in ``schemas.py``.
+validated in ``request.py``.
 """
 
 from marshmallow import INCLUDE
