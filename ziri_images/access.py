@@ -49,10 +49,9 @@ def check_access(key, provider, model):
 
 def resolve_provider(gateway, key, name):
     """Return the configured provider client, refusing demo keys against paid providers."""
-    provider = gateway.providers.get(name)
-    if provider is None:
-        raise ApiError(404, "PROVIDER_NOT_FOUND", f"Provider '{name}' not found.",
-                       availableProviders=sorted(gateway.providers))
+    # Priced first: the catalog refuses a provider it does not name (PROVIDER_NOT_FOUND), and start-up
+    # and every reload check that each provider it names is configured (providers.config.check_catalog).
+    provider = gateway.providers[name]
     provider.require_credentials()
     if key.demo and not provider.is_loopback and not gateway.allow_demo_keys_upstream:
         raise ApiError(403, "DEMO_KEY_RESTRICTED",
