@@ -245,6 +245,35 @@ def test_a_size_that_breaks_the_rule_is_a_size_error_that_says_why(client, app, 
     assert ledger_lines(app) == []
 
 
+@pytest.mark.parametrize("size", ["huge", "1024", "1024x1024px", "x"])
+@pytest.mark.parametrize("path", [ENDPOINT, "/v1/images/generations"])
+def test_a_size_that_is_not_wxh_is_a_size_error_for_a_model_without_a_size_rule(client, app, responses_mock, size,
+                                                                                 path):
+    # azure/gpt-image-1 prices a fixed list of sizes: no size rule, but a size that is not even 'WxH' is malformed.
+    body = {"provider": "azure", "model": "gpt-image-1", "prompt": "a lighthouse", "quality": "high", "size": size}
+    response = client.post(path, json=body, headers={"X-API-Key": USER_KEY})
+
+    assert response.status_code == 400
+    body = response.get_json()
+    error = body["error"] if path.startswith("/v1/") else body
+    assert error["code"] == "INVALID_SIZE"
+    assert (error["error"] if path == ENDPOINT else error["message"]) == (
+        f"Size '{size}' is not accepted by model 'gpt-image-1': the size is not 'WxH'.")
+    if path.startswith("/v1/"):
+        assert error["param"] == "size"
+    assert len(responses_mock.calls) == 0
+    assert ledger_lines(app) == []
+
+
+def test_a_well_formed_size_a_model_without_a_rule_does_not_price_is_the_catalogs_gap(client, responses_mock):
+    body = {"provider": "azure", "model": "gpt-image-1", "prompt": "a lighthouse", "quality": "high",
+            "size": "512x512"}
+    response = client.post(ENDPOINT, json=body, headers={"X-API-Key": USER_KEY})
+
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["code"] == "IMAGE_CONFIG_NOT_FOUND"
+
+
 def test_a_size_the_rule_takes_but_no_tier_prices_is_the_catalogs_gap(make_app, pricing_path, responses_mock):
     catalog = json.loads(pricing_path.read_text(encoding="utf-8"))
     entry = catalog["providers"]["openai"]["models"]["gpt-image-2"]

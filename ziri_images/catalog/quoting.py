@@ -22,6 +22,8 @@ from marshmallow import ValidationError
 
 from ..errors import ApiError
 from .image_model import AUTO
+from .sizes import NOT_WXH
+from .sizes import parse_size
 
 TILE_PIXELS = 512
 FIT_PIXELS = 2048
@@ -125,9 +127,12 @@ def check_size_rules(image_model, choices):
     A size that meets the rule but that no tier prices is left to the quote: that is the
     catalog's gap (IMAGE_CONFIG_NOT_FOUND), not the client's mistake.
     """
-    for dimension, rule in image_model.rules.items():
-        value = choices[dimension]
-        reason = None if value == AUTO and dimension in image_model.auto else rule.breach(value)
+    for dimension, value in choices.items():
+        rule = image_model.rules.get(dimension)
+        if (value == AUTO and dimension in image_model.auto) or (rule is None and dimension != "size"):
+            continue
+        # Without a rule a size is a name from the price table, but one that is not even 'WxH' is malformed.
+        reason = rule.breach(value) if rule is not None else (NOT_WXH if parse_size(value) is None else None)
         if reason is not None:
             raise ApiError(400, "INVALID_SIZE", f"Size '{value}' is not accepted by model '{image_model.name}': "
                            f"{reason}.", param=dimension, provider=image_model.provider, model=image_model.name,

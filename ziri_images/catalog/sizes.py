@@ -16,6 +16,7 @@ from ..errors import ConfigError
 
 _SIZE = re.compile(r"([1-9][0-9]{0,5})x([1-9][0-9]{0,5})\Z")
 _LIMITS = ("multiple_of", "max_edge", "min_pixels", "max_pixels")
+NOT_WXH = "the size is not 'WxH'"
 
 
 def parse_size(text):
@@ -94,7 +95,7 @@ class SizeRule:
         if any(size == tier for tier, _ in self.tiers) or size in self.sizes:
             return None
         parsed = parse_size(size)
-        return "the size is not 'WxH'" if parsed is None else self.problem(*parsed)
+        return NOT_WXH if parsed is None else self.problem(*parsed)
 
     def tier_for(self, size):
         """Return (price key, None) for a size the rule prices, else (None, the reason it does not)."""
