@@ -75,7 +75,8 @@ def create_generation():
 @bp.post("/v1/images/edits")
 def create_edit():
     key = authenticate()
-    hold_edit_body(key)  # before any of it is read: the key's limits, then the worker's room for uploads
+    # Before any of the body is read: the key's limits, then the worker's room for uploads.
+    hold_edit_body(current_gateway().limiter, key)
     body, images, mask = read_edit_form(current_app.config)
     return serve(key, "edits", parse_generation_request(with_default_provider(body)), images, mask)
 

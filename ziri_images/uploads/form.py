@@ -20,7 +20,6 @@ from flask import request
 
 from ..config import EDIT_FORM_ROOM
 from ..errors import ApiError
-from ..gateway import current_gateway
 from ..schemas.request import form_integer
 from .imageinfo import NotAnImage
 from .imageinfo import image_info
@@ -69,7 +68,7 @@ def edit_body_limit(config):
     return limits(config)["EDIT_MAX_TOTAL_BYTES"] + EDIT_FORM_ROOM
 
 
-def hold_edit_body(key):
+def hold_edit_body(limiter, key):
     """Hold the edit's body in the worker's budget for uploads before any of it is read, or raise.
 
     Held at its Content-Length (a chunked body at the most an edit may have) until its answer has
@@ -81,8 +80,7 @@ def hold_edit_body(key):
     size = request.content_length
     if size is not None and size > request.max_content_length:
         return  # the form parser refuses it (413) without keeping any of it
-    hold = current_gateway().limiter.hold_upload(key, size if size is not None else request.max_content_length,
-                                                 g.request_id)
+    hold = limiter.hold_upload(key, size if size is not None else request.max_content_length, g.request_id)
 
     @after_this_request
     def release_once_sent(response):
