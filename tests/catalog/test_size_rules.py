@@ -229,9 +229,18 @@ def test_arbitrary_size_is_sent_as_asked_and_reserved_by_its_tier(client, app, r
 @pytest.mark.parametrize("path", [ENDPOINT, "/v1/images/generations"])
 def test_a_size_that_breaks_the_rule_is_a_size_error_that_says_why(client, app, responses_mock, size, reason,
                                                                    model, path):
-    body = {"provider": "openai", "model": model, "prompt": "a lighthouse", "quality": "high", "size": size}
-    response = client.post(path, json=body, headers={"X-API-Key": USER_KEY})
+    response = post_size(client, path, "openai", model, size)
 
+    assert_size_error(app, responses_mock, response, path, model, size, reason)
+
+
+def post_size(client, path, provider, model, size):
+    body = {"provider": provider, "model": model, "prompt": "a lighthouse", "quality": "high", "size": size}
+    return client.post(path, json=body, headers={"X-API-Key": USER_KEY})
+
+
+def assert_size_error(app, responses_mock, response, path, model, size, reason):
+    """Assert an INVALID_SIZE answer in the path's shape, refused before the provider and the ledger."""
     assert response.status_code == 400
     body = response.get_json()
     error = body["error"] if path.startswith("/v1/") else body
@@ -250,25 +259,13 @@ def test_a_size_that_breaks_the_rule_is_a_size_error_that_says_why(client, app, 
 def test_a_size_that_is_not_wxh_is_a_size_error_for_a_model_without_a_size_rule(client, app, responses_mock, size,
                                                                                  path):
     # azure/gpt-image-1 prices a fixed list of sizes: no size rule, but a size that is not even 'WxH' is malformed.
-    body = {"provider": "azure", "model": "gpt-image-1", "prompt": "a lighthouse", "quality": "high", "size": size}
-    response = client.post(path, json=body, headers={"X-API-Key": USER_KEY})
+    response = post_size(client, path, "azure", "gpt-image-1", size)
 
-    assert response.status_code == 400
-    body = response.get_json()
-    error = body["error"] if path.startswith("/v1/") else body
-    assert error["code"] == "INVALID_SIZE"
-    assert (error["error"] if path == ENDPOINT else error["message"]) == (
-        f"Size '{size}' is not accepted by model 'gpt-image-1': the size is not 'WxH'.")
-    if path.startswith("/v1/"):
-        assert error["param"] == "size"
-    assert len(responses_mock.calls) == 0
-    assert ledger_lines(app) == []
+    assert_size_error(app, responses_mock, response, path, "gpt-image-1", size, "the size is not 'WxH'")
 
 
 def test_a_well_formed_size_a_model_without_a_rule_does_not_price_is_the_catalogs_gap(client, responses_mock):
-    body = {"provider": "azure", "model": "gpt-image-1", "prompt": "a lighthouse", "quality": "high",
-            "size": "512x512"}
-    response = client.post(ENDPOINT, json=body, headers={"X-API-Key": USER_KEY})
+    response = post_size(client, ENDPOINT, "azure", "gpt-image-1", "512x512")
 
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.get_json()["code"] == "IMAGE_CONFIG_NOT_FOUND"

@@ -11,22 +11,14 @@ import pytest
 import requests
 from database import TestDatabase
 
+from e2e.test_postgres_e2e import store  # noqa: F401  (the PostgreSQL store, under gevent: as that module)
+from e2e.test_postgres_e2e import worker_class  # noqa: F401
+
 pytestmark = pytest.mark.real_http
 
 # A reservation expires 5 s after it is made, so the restart test can wait for every one.
 SHORT_EXPIRY = {"ZIRI_UPSTREAM_CONNECT_TIMEOUT": 1, "ZIRI_UPSTREAM_READ_TIMEOUT": 3,
                 "ZIRI_RESERVATION_GRACE_SECONDS": 1}
-
-
-@pytest.fixture
-def store():
-    return "postgres"
-
-
-@pytest.fixture
-def worker_class():
-    pytest.importorskip("gevent")
-    return "gevent"  # the production default; the limits suites run both classes
 
 
 @pytest.fixture
