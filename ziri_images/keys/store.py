@@ -21,6 +21,8 @@ from .reloading import ReloadingFile
 
 KEY_PATTERN = re.compile(r"^ziri-([A-Za-z0-9][A-Za-z0-9_.-]*)-([0-9a-f]{16,128})\Z")
 LIMIT_NAMES = ("daily_spend_limit", "monthly_spend_limit", "requests_per_minute", "max_concurrent_requests")
+# Limits a team carries (every key of the team is held to them together, beside its own).
+TEAM_LIMIT_NAMES = LIMIT_NAMES
 # The largest limits a key may carry. Spend is counted in micro-dollars in 64-bit integers (the
 # PostgreSQL store's bigint columns): $1,000,000,000 a period is 1e15 micros, exact as a float
 # (< 2**53) and 9,000 times below the bigint's range, room for the period's sums. Rate and
@@ -48,6 +50,24 @@ class ApiKey:
     limits: dict = field(default_factory=dict)
     allowed_providers: tuple | None = None
     allowed_models: tuple | None = None
+    team: "Team | None" = None  # the team the key belongs to, its limits as the key store read them
+
+    def limit(self, name):
+        """Return the limit ``name``, or None when unlimited."""
+        return self.limits.get(name) or None
+
+
+@dataclass(frozen=True)
+class Team:
+    """A group of keys held together to its own limits (``TEAM_LIMIT_NAMES``; 0 or absent: unlimited).
+
+    A request of one of its keys is admitted only if both the key's and the team's limits allow it.
+    """
+
+    id: str
+    name: str
+    status: str = "active"
+    limits: dict = field(default_factory=dict)
 
     def limit(self, name):
         """Return the limit ``name``, or None when unlimited."""
