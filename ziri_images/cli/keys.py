@@ -25,13 +25,16 @@ from .options import when
 from .tables import note
 from .tables import write_rows
 
-KEY_COLUMNS = ("id", "user", "status", "expires_at", "allowed_providers", "allowed_models", *LIMIT_NAMES)
+KEY_COLUMNS = ("id", "user", "team", "status", "expires_at", "allowed_providers", "allowed_models", *LIMIT_NAMES)
 # (keys.json name, number type, metavar, help) of each limit option.
 LIMIT_OPTIONS = (
     ("daily_spend_limit", float, "USD", "spend per UTC day"),
     ("monthly_spend_limit", float, "USD", "spend per calendar month (UTC)"),
     ("requests_per_minute", int, "N", "requests admitted in any 60 seconds"),
     ("max_concurrent_requests", int, "N", "requests in flight at once"),
+    ("end_user_daily_spend_limit", float, "USD", "spend per UTC day of each end user (the request's 'user')"),
+    ("soft_daily_spend_limit", float, "USD", "alert only: budget alerts at its thresholds, never a refusal"),
+    ("soft_monthly_spend_limit", float, "USD", "alert only, per calendar month"),
 )
 
 
@@ -179,7 +182,7 @@ def _display(record):
     """Return a key record flattened for a table: limits as columns, defaults spelt out."""
     limits = record.get("limits") or {}
     shown = {name: value for name, value in record.items() if name != "limits"}
-    shown.update(expires_at=record.get("expires_at") or "never",
+    shown.update(team=record.get("team") or "-", expires_at=record.get("expires_at") or "never",
                  allowed_providers="any" if record.get("allowed_providers") is None else record["allowed_providers"],
                  allowed_models="any" if record.get("allowed_models") is None else record["allowed_models"])
     shown.update({name: limits.get(name) or "-" for name in LIMIT_NAMES})

@@ -5,10 +5,13 @@ stored; the raw key is never kept, logged or echoed. The file is re-read when it
 on disk (``reloading.ReloadingFile``), so keys can be added, limited or revoked without a
 restart: once the file is replaced, every later request sees the new keys. A broken edit keeps
 the last good version in service (and is logged once), while a broken file at start-up is fatal.
+
+A key may belong to one team (``"team": "<id>"``), listed in the file's ``teams`` object with its
+own limits; the key's ``ApiKey.team`` is that ``Team``, and the stores hold every request of the
+key to both (ledger/checks.py). A key of a disabled team is refused as a disabled key is.
 """
 
 import hashlib
-import math
 import re
 from dataclasses import dataclass
 from dataclasses import field
@@ -17,19 +20,15 @@ from datetime import datetime
 from ..config import load_json_file
 from ..errors import ApiError
 from ..errors import ConfigError
+from .limits import LIMIT_MAXIMUMS  # noqa: F401  (the limits' names and rule, re-exported)
+from .limits import LIMIT_NAMES
+from .limits import TEAM_LIMIT_NAMES
+from .limits import limit_problem  # noqa: F401
+from .limits import limit_rule  # noqa: F401
+from .limits import parse_limits
 from .reloading import ReloadingFile
 
 KEY_PATTERN = re.compile(r"^ziri-([A-Za-z0-9][A-Za-z0-9_.-]*)-([0-9a-f]{16,128})\Z")
-LIMIT_NAMES = ("daily_spend_limit", "monthly_spend_limit", "requests_per_minute", "max_concurrent_requests")
-# Limits a team carries (every key of the team is held to them together, beside its own).
-TEAM_LIMIT_NAMES = LIMIT_NAMES
-# The largest limits a key may carry. Spend is counted in micro-dollars in 64-bit integers (the
-# PostgreSQL store's bigint columns): $1,000,000,000 a period is 1e15 micros, exact as a float
-# (< 2**53) and 9,000 times below the bigint's range, room for the period's sums. Rate and
-# concurrency are whole counts, bounded far beyond any one host's reach.
-LIMIT_MAXIMUMS = {"daily_spend_limit": 1_000_000_000, "monthly_spend_limit": 1_000_000_000,
-                  "requests_per_minute": 1_000_000, "max_concurrent_requests": 100_000}
-WHOLE_LIMITS = ("requests_per_minute", "max_concurrent_requests")
 STATUSES = ("active", "disabled")
 
 
@@ -74,27 +73,6 @@ class Team:
         return self.limits.get(name) or None
 
 
-def limit_rule(name):
-    """Return what the limit ``name`` may be, in words (for error messages)."""
-    whole = "whole " if name in WHOLE_LIMITS else ""
-    return f"a {whole}number >= 0 and at most {LIMIT_MAXIMUMS[name]:,}"
-
-
-def limit_problem(name, value):
-    """Return why ``value`` cannot be the limit ``name``, or None when the gateway can enforce it.
-
-    The one rule for keys.json and the command line: NaN, infinities, values past ``LIMIT_MAXIMUMS``
-    (they would overflow the database's bigint) and fractional counts are refused, never stored.
-    """
-    enforceable = isinstance(value, (int, float)) and not isinstance(value, bool)
-    # Compared without conversion: an integer too large for a float is refused, not an OverflowError.
-    enforceable = enforceable and not (isinstance(value, float) and math.isnan(value))
-    enforceable = enforceable and 0 <= value <= LIMIT_MAXIMUMS[name]
-    if enforceable and (name not in WHOLE_LIMITS or value == int(value)):
-        return None
-    return f"limit '{name}' must be {limit_rule(name)} (0 = unlimited), got {value!r}"
-
-
 def _parse_time(value, where):
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -113,8 +91,39 @@ def _parse_allow_list(value, where):
     return tuple(value)
 
 
-def parse_key_record(record, where):
-    """Return the (hash, ApiKey) of one keys.json entry, or raise ConfigError."""
+def parse_team_record(team_id, record, where):
+    """Return the Team of one entry of keys.json's ``teams`` object, or raise ConfigError."""
+    if not isinstance(record, dict):
+        raise ConfigError(f"{where}: expected an object")
+    name = record.get("name", team_id)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: 'name' must be a non-empty string")
+    status = record.get("status", "active")
+    if status not in STATUSES:
+        raise ConfigError(f"{where}: 'status' must be one of {', '.join(STATUSES)}")
+    return Team(id=team_id, name=name, status=status, limits=parse_limits(record.get("limits"), TEAM_LIMIT_NAMES,
+                                                                             where))
+
+
+def parse_teams(teams, path):
+    """Return {team id: Team} of keys.json's optional ``teams`` object, or raise ConfigError naming ``path``."""
+    if teams is None:
+        return {}
+    if not isinstance(teams, dict):
+        raise ConfigError(f"key file {path}: 'teams' must be an object of teams by id")
+    parsed = {}
+    for team_id, record in teams.items():
+        if not team_id:
+            raise ConfigError(f"key file {path}: a team id must not be empty")
+        parsed[team_id] = parse_team_record(team_id, record, f"key file {path}: teams.{team_id}")
+    return parsed
+
+
+def parse_key_record(record, where, teams=None):
+    """Return the (hash, ApiKey) of one keys.json entry, or raise ConfigError.
+
+    ``teams`` ({id: Team}) resolves the key's ``team``; a team it does not hold is an error.
+    """
     if not isinstance(record, dict):
         raise ConfigError(f"{where}: expected an object")
     for name in ("id", "user", "hash"):
@@ -125,15 +134,10 @@ def parse_key_record(record, where):
     status = record.get("status", "active")
     if status not in STATUSES:
         raise ConfigError(f"{where}: 'status' must be one of {', '.join(STATUSES)}")
-    limits = record.get("limits") or {}
-    if not isinstance(limits, dict):
-        raise ConfigError(f"{where}: 'limits' must be an object")
-    for name, value in limits.items():
-        if name not in LIMIT_NAMES:
-            raise ConfigError(f"{where}: unknown limit '{name}' (known: {', '.join(LIMIT_NAMES)})")
-        problem = limit_problem(name, value)
-        if problem is not None:
-            raise ConfigError(f"{where}: {problem}")
+    limits = parse_limits(record.get("limits"), LIMIT_NAMES, where)
+    team_id = record.get("team")
+    if team_id is not None and (not isinstance(team_id, str) or team_id not in (teams or {})):
+        raise ConfigError(f"{where}: unknown team {team_id!r} (teams are listed in the file's 'teams' object)")
     expires_at = record.get("expires_at")
     key = ApiKey(
         id=record["id"],
@@ -141,9 +145,10 @@ def parse_key_record(record, where):
         status=status,
         demo=bool(record.get("demo", False)),
         expires_at=_parse_time(expires_at, f"{where}.expires_at") if expires_at else None,
-        limits=dict(limits),
+        limits=limits,
         allowed_providers=_parse_allow_list(record.get("allowed_providers"), f"{where}.allowed_providers"),
         allowed_models=_parse_allow_list(record.get("allowed_models"), f"{where}.allowed_models"),
+        team=teams[team_id] if team_id is not None else None,
     )
     return record["hash"], key
 
@@ -154,12 +159,16 @@ def load_key_file(path):
 
 
 def parse_key_document(document, path):
-    """Return {hash: ApiKey} from a decoded key file, or raise ConfigError naming ``path``."""
+    """Return {hash: ApiKey} from a decoded key file, or raise ConfigError naming ``path``.
+
+    The file may list ``teams`` (an object of teams by id); a key names its own with ``team``.
+    """
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ConfigError(f"key file {path}: expected an object with a 'keys' list")
+    teams = parse_teams(document.get("teams"), path)
     by_hash, ids = {}, set()
     for index, record in enumerate(document["keys"]):
-        key_hash, key = parse_key_record(record, f"key file {path}: keys[{index}]")
+        key_hash, key = parse_key_record(record, f"key file {path}: keys[{index}]", teams)
         if key.id in ids:
             raise ConfigError(f"key file {path}: duplicate key id '{key.id}'")
         if key_hash in by_hash:
@@ -193,6 +202,9 @@ class KeyStore:
             raise ApiError(403, "API_KEY_INVALID", "Invalid API key.")
         if key.status != "active":
             raise ApiError(403, "API_KEY_REVOKED_OR_DISABLED", "API key has been revoked or disabled.", keyId=key.id)
+        if key.team is not None and key.team.status != "active":
+            raise ApiError(403, "API_KEY_REVOKED_OR_DISABLED", "The key's team has been disabled.", keyId=key.id,
+                           teamId=key.team.id, reason="team_disabled")
         if key.expires_at is not None and now >= key.expires_at:
             raise ApiError(
                 403, "API_KEY_EXPIRED", "API key has expired.", keyId=key.id, expiredAt=key.expires_at.isoformat()
