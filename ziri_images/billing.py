@@ -29,6 +29,7 @@ from .catalog.pricing import PriceBook
 from .config import DEFAULT_EDIT_WORKER_MAX_BYTES
 from .errors import ApiError
 from .keys.store import LIMIT_NAMES
+from .keys.store import TEAM_LIMIT_NAMES
 from .ledger.checks import RATE_WINDOW_SECONDS
 from .ledger.money import budget_periods
 from .ledger.money import format_ts
@@ -218,23 +219,32 @@ class Limiter:
         }
 
     def usage(self, key):
-        """Return the key's current spend, reservations, limits and counts."""
+        """Return the key's current spend, reservations, limits and counts, and its team's beside them."""
         usage = self.store.key_usage(key)
-        report = {"keyId": key.id, "user": key.user, "currency": "USD"}
-        for name, period, limit_name, resets in budget_periods(usage.now):
-            spent, reserved = usage.spent[name], usage.reserved[name]
-            limit = key.limit(limit_name)
-            report[name] = {
-                "period": period,
-                "spent": to_dollars(spent),
-                "reserved": to_dollars(reserved),
-                "limit": limit,
-                "remaining": to_dollars(max(0, to_micros(limit) - spent - reserved)) if limit else None,
-                "requests": usage.requests[name],
-                "resetsAt": format_ts(resets),
-            }
-        report["inFlight"] = usage.in_flight
-        report["requestsLastMinute"] = len(usage.admissions)
-        report["limits"] = {name: key.limit(name) for name in LIMIT_NAMES}
+        report = {"keyId": key.id, "user": key.user, "currency": "USD", **usage_figures(key, usage, LIMIT_NAMES)}
         report["expiresAt"] = key.expires_at.isoformat() if key.expires_at else None
+        team = key.team
+        report["team"] = None if team is None or usage.team is None else {
+            "id": team.id, "name": team.name, **usage_figures(team, usage.team, TEAM_LIMIT_NAMES)}
         return report
+
+
+def usage_figures(holder, usage, limit_names):
+    """Return the day's and month's figures, requests in flight and in the last minute, and limits of a key or team."""
+    figures = {}
+    for name, period, limit_name, resets in budget_periods(usage.now):
+        spent, reserved = usage.spent[name], usage.reserved[name]
+        limit = holder.limit(limit_name)
+        figures[name] = {
+            "period": period,
+            "spent": to_dollars(spent),
+            "reserved": to_dollars(reserved),
+            "limit": limit,
+            "remaining": to_dollars(max(0, to_micros(limit) - spent - reserved)) if limit else None,
+            "requests": usage.requests[name],
+            "resetsAt": format_ts(resets),
+        }
+    figures["inFlight"] = usage.in_flight
+    figures["requestsLastMinute"] = len(usage.admissions)
+    figures["limits"] = {name: holder.limit(name) for name in limit_names}
+    return figures

@@ -39,8 +39,8 @@ PRICE = 40_000  # micros: dall-e-3 standard 1024x1024
 class Key:
     """The part of an ApiKey the store reads."""
 
-    def __init__(self, key_id="key_pg", user="pat", **limits):
-        self.id, self.user, self.limits = key_id, user, limits
+    def __init__(self, key_id="key_pg", user="pat", team=None, **limits):
+        self.id, self.user, self.team, self.limits = key_id, user, team, limits
 
     def limit(self, name):
         return self.limits.get(name)

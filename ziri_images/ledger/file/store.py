@@ -5,10 +5,12 @@ it (replayed once at start-up, then followed from its last offset), and every de
 made inside a ledger transaction (an exclusive ``flock``): catch up with what other workers
 appended, decide, append the reservation. The decision and the record are therefore atomic
 across all workers and threads, and the work per request depends on recent traffic, never on
-the ledger's size. No lock is held while the provider is called: the reservation is settled
-in a second transaction afterwards. This module owns that request path and the checkpoint
-cadence; stale reservations are found by ``stale.py``, the export, import and report are
-``archive.py``'s, the ``/ready`` check ``readiness.py``'s, group commit ``group_commit.py``'s.
+the ledger's size. The one flock covers every key and team: a request's key, team and end-user
+limits are decided together, atomically, with no lock order to keep. No lock is held while the
+provider is called: the reservation is settled in a second transaction afterwards. This module
+owns that request path and the checkpoint cadence; stale reservations are found by
+``stale.py``, the export, import and report are ``archive.py``'s, the ``/ready`` check
+``readiness.py``'s, group commit ``group_commit.py``'s.
 """
 
 import logging
@@ -22,7 +24,9 @@ from ..checks import run_checks
 from ..parse import parse_line
 from ..parse import parse_record
 from ..records import charge_record
+from ..records import counted_end_user
 from ..records import reservation_record
+from ..records import team_of
 from ..usage import UsageState
 from . import checkpoint
 from .archive import FileArchive
@@ -139,7 +143,8 @@ class FileStore(Store, FileArchive):
             self._catch_up()
             now = self.clock()
             self._settle_stale(transaction, now)
-            usage = self.state.usage(key.id, now, details.get("idempotencyKey"))
+            usage = self.state.usage(key.id, now, details.get("idempotencyKey"), team_of(key),
+                                     counted_end_user(details.get("endUser")))
             run_checks(key, usage, micros, now)
             expires_at = now + timedelta(seconds=self.reservation_ttl)
             record = reservation_record(now, key, details, micros, expires_at, self.worker)
@@ -198,12 +203,12 @@ class FileStore(Store, FileArchive):
             now = self.clock()
             # A crashed worker's reservation is spent, not reserved, as soon as anyone looks.
             self._settle_stale(transaction, now)
-            return self.state.usage(key.id, now)
+            return self.state.usage(key.id, now, team_id=team_of(key))
 
     def rate_summary(self, key_id):
         # On every response, without the ledger lock: the window is bisected in place (admissions are
         # in time order), neither copied nor trimmed, so the cost does not grow with the requests per minute.
-        window = self.state.admissions.get(key_id)
+        window = self.state.keys.admissions.get(key_id)
         if not window:
             return 0, None
         cutoff = self.clock().timestamp() - RATE_WINDOW_SECONDS
