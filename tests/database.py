@@ -31,6 +31,7 @@ from ziri_images.ledger.postgres.sql import RENEW_LEASE
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TABLES = ("ledger_records", "key_locks", "key_periods", "open_reservations", "worker_leases", "refusal_counts",
+          "team_locks", "team_periods", "end_user_days", "budget_alerts",
           "test_clock")
 # The test database's clock: the time a test set, else the real one (as ziri_now() reads in production).
 TEST_CLOCK = """

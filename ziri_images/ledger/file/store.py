@@ -157,7 +157,7 @@ class FileStore(Store, FileArchive):
             self._commit(transaction, [record], sync=self.ledger.failing)
         return self.state.open[record["requestId"]]
 
-    def settle(self, reservation, fields):
+    def settle(self, reservation, fields, watches=()):
         try:
             record = self._charges.submit((reservation, fields))
         except ApiError:

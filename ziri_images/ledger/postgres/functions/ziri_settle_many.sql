@@ -9,6 +9,7 @@ BEGIN
         RETURN NEXT ziri_settle_charge(
             v->>'request_id', v->>'key', v->>'user', v->>'model', (v->>'reserved_at')::timestamptz,
             (v->>'ts')::timestamptz, (v->>'micros')::bigint, (v->>'images')::integer, (v->>'record')::json,
-            (v->>'late_record')::json, v->>'day', v->>'month');
+            (v->>'late_record')::json, v->>'day', v->>'month', v->>'team', v->>'end_user',
+            CASE WHEN json_typeof(v->'watches') = 'array' THEN v->'watches' END);
     END LOOP;
 END $$;
