@@ -29,7 +29,7 @@ class FakeStore:
         self.reserved.append((key.id, micros, details))
         return SimpleNamespace(request_id=details["requestId"])
 
-    def settle(self, reservation, record):
+    def settle(self, reservation, record, watches=()):
         self.settled.append(record)
         if self.refuse is not None:
             raise self.refuse

@@ -99,6 +99,12 @@ class Store(abc.ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} keeps no refusal record")
 
+    def alert_outbox(self):
+        """Return where budget alerts wait for the sender (``alerts/sender.py``): ``record``, ``claim_due``,
+        ``retry_later``, ``finish``, ``alerts`` (``ledger/file/alerts.py``; the ``budget_alerts`` table).
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no alert outbox")
+
     def close(self):
         """Release what the store holds (descriptors, connections)."""
 

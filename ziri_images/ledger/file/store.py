@@ -29,6 +29,8 @@ from ..records import reservation_record
 from ..records import team_of
 from ..usage import UsageState
 from . import checkpoint
+from .alerts import FileAlertOutbox
+from .alerts import reached_alerts
 from .archive import FileArchive
 from .group_commit import GroupCommit
 from .jsonl import off_loop
@@ -57,6 +59,7 @@ class FileStore(Store, FileArchive):
         # Charges that arrive while one is syncing are written and synced together, in one transaction.
         self._charges = GroupCommit(self._settle_together)
         self._written = {}  # request_id -> its charge, once in the file (for a batch whose sync then fails)
+        self._alerts = None  # the alert outbox, opened on first use
 
     def start(self):
         path = self.ledger.path
@@ -159,7 +162,7 @@ class FileStore(Store, FileArchive):
 
     def settle(self, reservation, fields, watches=()):
         try:
-            record = self._charges.submit((reservation, fields))
+            record = self._charges.submit((reservation, fields, watches))
         except ApiError:
             # Its record is in the file, but the commit failed after the write (an fsync made once the
             # file was released, an interrupted batch): it cannot be cut back, and every worker reads
@@ -177,12 +180,16 @@ class FileStore(Store, FileArchive):
         return record
 
     def _settle_together(self, charges):
-        """Write the charge records of ``charges`` ((reservation, fields) pairs) in one synced commit."""
+        """Write the charge records of ``charges`` ((reservation, fields, watches)) in one synced commit.
+
+        The budget alerts the charges make reached are recorded in the outbox before the ledger
+        is released (``alerts.py``), so each is recorded once across the host's workers.
+        """
         with self.ledger.transaction() as transaction:
             self._catch_up()
             now = self.clock()
-            results, records = [], []
-            for reservation, fields in charges:
+            results, records, watched = [], [], []
+            for reservation, fields, watches in charges:
                 record = charge_record(now, reservation, fields, reservation.request_id not in self.state.open)
                 try:
                     transaction.append(record)
@@ -191,11 +198,20 @@ class FileStore(Store, FileArchive):
                     continue
                 results.append(record)
                 records.append(record)
+                watched += [(reservation, watches)] if watches else []
             self._commit(transaction, records)
             for record in records:
                 self._written[record["requestId"]] = record
+            if watched:
+                self.alert_outbox().record([alert for reservation, watches in watched
+                                            for alert in reached_alerts(self.state, reservation, watches, now)])
             self._due = self._due_checkpoint() or self._due
         return results
+
+    def alert_outbox(self):
+        if self._alerts is None:
+            self._alerts = FileAlertOutbox.beside(self.ledger.path)
+        return self._alerts
 
     def key_usage(self, key):
         with self.ledger.transaction() as transaction:

@@ -80,7 +80,7 @@ class Settlements:
         open_record = charge_record(now, reservation, fields, after_expiry=False)
         late_record = charge_record(now, reservation, fields, after_expiry=True)
         images = open_record.get("imagesReturned")
-        was_open = self._settles.submit(reservation.key_id, {
+        was_open, alerts = self._settles.submit(reservation.key_id, {
             "request_id": reservation.request_id, "key": reservation.key_id, "user": open_record.get("user"),
             "model": open_record.get("model"), "reserved_at": format_ts(_ts(reservation.reserved_at)),
             "ts": format_ts(now), "micros": to_micros(open_record.get("cost") or 0),
@@ -90,10 +90,12 @@ class Settlements:
             "team": reservation.team, "end_user": counted_end_user(reservation.end_user),
             "watches": watches_json(watches) if watches else None,
         })
+        if alerts:
+            self.alert_outbox().recorded(alerts)
         return open_record if was_open else late_record
 
     def _settle_batch(self, key_id, calls):
-        return [row[0] for row in self.database.call(sql.SETTLE_MANY, {"batch": json.dumps(calls)})]
+        return [tuple(row) for row in self.database.call(sql.SETTLE_MANY, {"batch": json.dumps(calls)})]
 
     def release_unconfirmed(self):
         """Settle at zero the reservations whose reserve answered 503 but did commit; return how many."""

@@ -48,6 +48,7 @@ from ..records import team_of
 from . import sql
 from .admission import reserve_limits
 from .admission import usage_from
+from .alerts import PostgresAlertOutbox
 from .archive import PostgresArchive
 from .batch import Combiner
 from .connection import connect
@@ -83,6 +84,7 @@ class PostgresStore(PostgresArchive, Settlements, Store):
         self._unconfirmed_lock = threading.Lock()
         self._reserves = Combiner(self._reserve_batch)
         self._settles = Combiner(self._settle_batch)
+        self._alerts = None  # the alert outbox, made on first use
 
     def __repr__(self):
         return f"PostgresStore({describe(self.conninfo)})"
@@ -219,6 +221,11 @@ class PostgresStore(PostgresArchive, Settlements, Store):
         from .refusals import PostgresRefusals  # the refusal_counts table
 
         return PostgresRefusals(self)
+
+    def alert_outbox(self):
+        if self._alerts is None:
+            self._alerts = PostgresAlertOutbox(self)
+        return self._alerts
 
     def close(self):
         self.lease.stopping()  # first: the pass it cuts short must not report a fault at exit

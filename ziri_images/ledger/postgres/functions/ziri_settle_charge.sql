@@ -8,15 +8,14 @@
 -- the reservation's (records.charge_record: the reservation is their authority), the end user as
 -- records.counted_end_user counts it. With p_watches (alerts.rules.watches_json: the key's and the
 -- team's limits and thresholds), a written charge records the budget alerts it makes reached
--- (ziri_record_alerts). Return whether the reservation was still open.
+-- (ziri_record_alerts). Return whether the reservation was still open, and how many alerts it recorded.
 -- The arguments grew with teams, end users and alerts (migration 003): the older one goes.
 DROP FUNCTION IF EXISTS ziri_settle_charge(text, text, text, text, timestamptz, timestamptz, bigint, integer, json,
                                            json, text, text);
 CREATE OR REPLACE FUNCTION ziri_settle_charge(
     p_request_id text, p_key text, p_user text, p_model text, p_reserved_at timestamptz, p_ts timestamptz,
     p_micros bigint, p_images integer, p_record json, p_record_after_expiry json, p_day text, p_month text,
-    p_team text, p_end_user text, p_watches json)
-RETURNS boolean
+    p_team text, p_end_user text, p_watches json, OUT o_open boolean, OUT o_alerts integer)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_held bigint;
@@ -65,8 +64,9 @@ BEGIN
             SET spent_micros = end_user_days.spent_micros + EXCLUDED.spent_micros,
                 held_micros = end_user_days.held_micros + EXCLUDED.held_micros;
     END IF;
+    o_open := v_open;
+    o_alerts := 0;
     IF v_written AND p_watches IS NOT NULL THEN
-        PERFORM ziri_record_alerts(p_key, p_team, p_day, p_month, p_watches);
+        o_alerts := ziri_record_alerts(p_key, p_team, p_day, p_month, p_watches);
     END IF;
-    RETURN v_open;
 END $$;
