@@ -10,7 +10,8 @@ cookie (double submit), so no other site can post a login.
 What it shows comes from the store the limits use: today's and this month's spend, reservations
 and budgets per key from ``limiter.usage`` (the figures the limits enforce); spend per day, and
 per key and per model over the same days, from one report of the store (either store groups it);
-refusals from their side record (``ops/refusals.py``). ``dashboard_page`` draws it.
+refusals from their side record (``ops/refusals.py``); the budget alerts recorded and their delivery
+from the store's alert outbox (``alerts/``). ``dashboard_page`` draws it.
 """
 
 import hashlib
@@ -139,14 +140,16 @@ def spend_overview(gateway):
     keys = []
     for key in sorted(gateway.keys.refresh().values(), key=lambda key: key.id):
         usage = gateway.limiter.usage(key)
-        keys.append({"id": key.id, "user": key.user, "status": key.status, "inFlight": usage["inFlight"],
+        keys.append({"id": key.id, "user": key.user, "team": key.team.id if key.team is not None else None,
+                     "status": key.status, "inFlight": usage["inFlight"],
                      **{name: usage[name] for name in ("daily", "monthly")}})
     refused = refusal_counts(gateway.store.refusal_record().refusal_rows(first_day.strftime("%Y-%m-%d")))
     refusals = sorted(((day, key_id, code, number) for (day, key_id, code), number in refused.items()),
                       reverse=True)[:50]
+    alerts = [alert.as_row() for alert in gateway.store.alert_outbox().alerts(since=format_ts(first_day))[:50]]
     return {"now": now, "month": month_start.strftime("%B %Y"), "daily": daily, "keys": keys,
             "models": models_since(groups, month_start.strftime("%Y-%m-%d")), "perKey": per_key,
-            "perModel": per_model, "refusals": refusals}
+            "perModel": per_model, "refusals": refusals, "alerts": alerts}
 
 
 def spend_series(groups, position, days):
