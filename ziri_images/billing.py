@@ -192,7 +192,7 @@ class Limiter:
         the store, with the bodies this process holds for the key counted in), or when the process
         holds as many upload bytes as it may.
         """
-        limited = any(key.limit(name) for name in LIMIT_NAMES)
+        limited = any(key.limit(name) for name in LIMIT_NAMES) or key.team is not None
         usage = self.store.key_usage(key) if limited else None
         return self.uploads.hold(key, size, request_id, usage, usage.now if limited else None)
 
