@@ -135,8 +135,8 @@ def database_cpu(database_url, keys_path, rounds, requests):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-database", action="store_true", help="measure the file store only")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds of the database CPU figure")
-    parser.add_argument("--requests", type=int, default=400, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=9, help="rounds of the database CPU figure")
+    parser.add_argument("--requests", type=int, default=1000, help="requests per round")
     args = parser.parse_args()
     server = os.environ.get("ZIRI_BENCH_DATABASE_URL") or DEFAULT_SERVER
     work_dir = tempfile.mkdtemp(prefix="ziri-team-cost-")

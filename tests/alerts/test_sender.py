@@ -165,3 +165,13 @@ def test_without_a_webhook_no_alert_is_recorded(make_app, keys_path, responses_m
     gateway = app.extensions["ziri_images"]
     assert gateway.alerts is None and gateway.limiter.alert_thresholds == ()
     assert gateway.store.alert_outbox().alerts() == []
+
+
+@pytest.mark.stores("file")
+def test_an_outbox_that_cannot_be_written_never_fails_a_charge(gateway_with, ledger_path, caplog):
+    (ledger_path.parent / "alerts.jsonl").mkdir(parents=True)  # a directory where the outbox would be
+    gateway = gateway_with({}, {"alice": {"limits": {"daily_spend_limit": 0.08}}}, ALERT_THRESHOLDS=(50,))
+
+    assert gateway.spend("alice", "alice") == [200, 200]
+
+    assert caplog.text.count("budget alerts not recorded") == 2

@@ -11,8 +11,10 @@ next charge that finds its watch reached (alerts/rules.py), a lost delivery mark
 """
 
 import json
+import logging
 import os
 import secrets
+import threading
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -24,6 +26,8 @@ from ..money import day_of
 from ..money import format_ts
 from ..money import month_of
 from .jsonl import Ledger
+
+log = logging.getLogger("ziri_images")
 
 _ALERT_FIELDS = ("scope", "holder", "user", "period", "limit_name", "threshold", "spent_micros", "limit_micros",
                  "period_start", "at")
@@ -51,6 +55,19 @@ def reached_alerts(state, reservation, watches, now):
     return found
 
 
+def record_reached(outbox, state, watched, now):
+    """Record in ``outbox`` the alerts each (reservation, watches) of ``watched`` reaches; never raise.
+
+    Called once the charges are written, still under the ledger's lock: a failure here must not
+    fail them (a later charge records what is still reached).
+    """
+    try:
+        outbox.record([alert for reservation, watches in watched
+                       for alert in reached_alerts(state, reservation, watches, now)])
+    except Exception as error:
+        log.error("budget alerts not recorded: %s", getattr(error, "message", type(error).__name__))
+
+
 def _now():
     return format_ts(datetime.now(timezone.utc))
 
@@ -62,6 +79,7 @@ class FileAlertOutbox:
         self.path = path
         self.on_record = None  # called after alerts were recorded (the sender's wake)
         self._file = None
+        self._opening = threading.Lock()
         self._offset = 0
         self._alerts = {}  # alertId -> Alert
         self._recorded = set()  # Alert.unique_key() of every alert recorded
@@ -73,8 +91,9 @@ class FileAlertOutbox:
         return cls(os.path.join(os.path.dirname(os.path.abspath(ledger_path)), "alerts.jsonl"))
 
     def _transaction(self):
-        if self._file is None:
-            self._file = Ledger(self.path, durable=False)
+        with self._opening:  # one Ledger (one descriptor, one thread lock) per process
+            if self._file is None:
+                self._file = Ledger(self.path, durable=False)
         return self._file.transaction()
 
     def _catch_up(self):

@@ -30,7 +30,7 @@ from ..records import team_of
 from ..usage import UsageState
 from . import checkpoint
 from .alerts import FileAlertOutbox
-from .alerts import reached_alerts
+from .alerts import record_reached
 from .archive import FileArchive
 from .group_commit import GroupCommit
 from .jsonl import off_loop
@@ -203,8 +203,7 @@ class FileStore(Store, FileArchive):
             for record in records:
                 self._written[record["requestId"]] = record
             if watched:
-                self.alert_outbox().record([alert for reservation, watches in watched
-                                            for alert in reached_alerts(self.state, reservation, watches, now)])
+                record_reached(self.alert_outbox(), self.state, watched, now)
             self._due = self._due_checkpoint() or self._due
         return results
 

@@ -67,6 +67,10 @@ BEGIN
     o_open := v_open;
     o_alerts := 0;
     IF v_written AND p_watches IS NOT NULL THEN
-        o_alerts := ziri_record_alerts(p_key, p_team, p_day, p_month, p_watches);
+        BEGIN  -- its own subtransaction: an alert that cannot be recorded never fails the charge
+            o_alerts := ziri_record_alerts(p_key, p_team, p_day, p_month, p_watches);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'budget alerts of % not recorded: %', p_request_id, SQLERRM;
+        END;
     END IF;
 END $$;
