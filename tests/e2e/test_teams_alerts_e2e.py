@@ -46,10 +46,12 @@ def attempted(gateway, directory):
     return outbox.exists() and '"type":"attempt"' in outbox.read_text()
 
 
-@pytest.fixture
-def worker_class():
-    pytest.importorskip("gevent")
-    return "gevent"  # the production default
+@pytest.fixture(params=["gevent", pytest.param("gthread", marks=pytest.mark.slow)])
+def worker_class(request):
+    """gevent (the production default) in the quick suite; gthread too in CI: the sender runs under both."""
+    if request.param == "gevent":
+        pytest.importorskip("gevent")
+    return request.param
 
 
 @pytest.fixture
