@@ -77,6 +77,7 @@ from urllib.parse import urlsplit
 import pytest
 import responses
 from database import open_test_database
+from google_credentials import service_account_json
 from e2e.conftest import run_stub
 from throwaway_cluster import open_throwaway_cluster
 
@@ -102,6 +103,10 @@ ENDPOINT = "/api/images/generations"
 AZURE_KEY = "0123456789abcdef0123456789abcdef"
 AZURE_ENDPOINT = "https://ziri-test.openai.azure.com"
 XAI_KEY = "xai-test-provider-key-abcdef123456"
+GEMINI_KEY = "AIzaTestGeminiKey0123456789abcdef"
+GEMINI_URL = "https://gemini.test/v1beta"
+VERTEX_URL = "https://vertex.test/v1"
+VERTEX_TOKEN_URI = "https://oauth2.test/token"
 START = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
 _REQUEST = '"requestId":"req_foreign","keyId":"key_other","user":"other"'
 # Lines another program (or a bug, or a hand edit) could leave in a ledger; none is a record.
@@ -473,6 +478,12 @@ def app_config(keys_path, pricing_path, providers_path, ledger_path, clock, stor
         "AZURE_OPENAI_API_KEY": AZURE_KEY,
         "XAI_BASE_URL": "",
         "XAI_API_KEY": XAI_KEY,
+        "GEMINI_BASE_URL": GEMINI_URL,
+        "GEMINI_API_KEY": GEMINI_KEY,
+        "VERTEX_BASE_URL": VERTEX_URL,
+        "VERTEX_CREDENTIALS_JSON": service_account_json(VERTEX_TOKEN_URI),
+        "VERTEX_PROJECT": "ziri-test-project",
+        "VERTEX_LOCATION": "us-central1",
         "UPSTREAM_CONNECT_TIMEOUT": 2.0,
         "UPSTREAM_READ_TIMEOUT": 30.0,
         "CLOCK": clock,

@@ -85,7 +85,7 @@ def serve(key, endpoint, generation, images=(), mask=None):
     """Answer an authenticated, validated request: price, check access, reserve, call, settle, respond."""
     gateway = current_gateway()
     idempotency_key = idempotency_digest()
-    image_model, quote, payload = price_request(gateway, generation, (*images, *([mask] if mask else [])))
+    image_model, quote, payload = price_request(gateway, generation, images, mask)
     check_access(key, generation.provider, generation.model)
     provider = resolve_provider(gateway, key, generation.provider)
     start_send_deadline(provider.call_deadline)  # before the reservation, which must outlive the answer's sending

@@ -80,7 +80,8 @@ class Bill:
     def fail(self, error):
         """Settle a call the provider failed (a ProviderError): what it may have billed, or nothing."""
         self._close()
-        self._write("provider_error", error.status, **error.charge_fields(self.quote.reserved))
+        fields = error.charge_fields(self.quote.reserved, self.image_model.token_prices)
+        self._write("provider_error", error.status, **fields)
 
     def unknown(self):
         """Settle a call whose outcome is unknown at the reservation: it may have generated images."""

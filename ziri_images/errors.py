@@ -86,6 +86,8 @@ ERROR_CODES = (
      "A request with the same Idempotency-Key was already processed (originalRequestId)."),
     (402, "SPEND_LIMIT_EXCEEDED", "generation", "The cost does not fit the daily or monthly budget."),
     (500, "PROVIDER_KEY_MISSING", "generation", "No provider key is configured."),
+    (400, "CONTENT_POLICY_VIOLATION", "generation", "The provider's safety system refused the prompt or an image "
+                                                    "(`reason`: the provider's); charged what the provider billed."),
     (400, "LLM_PROVIDER_ERROR", "generation", "The provider refused the request; its 4xx status is kept."),
     (429, "LLM_PROVIDER_ERROR", "generation", "The provider rate-limited the gateway."),
     (502, "LLM_PROVIDER_ERROR", "generation", "Provider 5xx, unreachable, bad answer, or it refused our credentials."),

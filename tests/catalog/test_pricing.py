@@ -70,7 +70,10 @@ def test_shipped_catalog_defaults_and_image_models(book):
         ("openai", "gpt-image-2.5-flare"), ("openai", "gpt-image-2.5-sunburst-2026-09-08"),
         ("openai", "gpt-image-2.5-flare-2026-09-08"), ("openai", "gpt-image-2.6-sunburst"),
         ("openai", "gpt-image-2.6-flare"), ("azure", "dall-e-3"), ("azure", "gpt-image-1"), ("azure", "gpt-image-2"),
-        ("xai", "grok-imagine-image"), ("xai", "grok-2-image-1212")}
+        ("xai", "grok-imagine-image"), ("xai", "grok-2-image-1212"),
+        *((provider, name) for provider in ("google", "vertex") for name in (
+            "gemini-3-pro-image", "gemini-3.1-flash-image", "gemini-3.1-flash-lite-image",
+            "gemini-3-pro-image-preview", "gemini-2.5-flash-image"))}
     dalle3_model, gpt = model(book, "dall-e-3"), model(book, "gpt-image-1")
     assert (dalle3_model.default_quality, dalle3_model.default_size) == ("standard", "1024x1024")
     assert (gpt.default_quality, gpt.default_size) == ("auto", "1024x1024")

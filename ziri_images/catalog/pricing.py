@@ -25,12 +25,14 @@ from ..errors import ApiError
 from ..errors import ConfigError
 from ..ledger.records import charge_outcome
 from .image_model import ImageModel
+from .limits import DEFAULT_TOKEN_CHARGE_CAP
 from .loading import load_providers
 from .tokens import to_amount
 
-# A token-billed charge is at most this many times its reservation: the provider's usage is
-# charged as reported up to there (the reported figure is kept beside it as tokenCost).
-TOKEN_CHARGE_CAP = 2
+# A token-billed charge is at most this many times its reservation (unless the model's entry sets
+# its own cap, limits.py): the provider's usage is charged as reported up to there (the reported
+# figure is kept beside it as tokenCost).
+TOKEN_CHARGE_CAP = DEFAULT_TOKEN_CHARGE_CAP
 # The longest reported dimension value kept in a charge record (usage: 64 times that, as JSON).
 MAX_RECORDED_CHARS = 64
 
@@ -187,7 +189,7 @@ class PriceBook:
         Per image: the images requested at most, at the price of the dimension values the
         provider reports, or at the reserved price when those are unpriced or dearer; so the
         cost never exceeds the reservation. By tokens: the reported usage, capped at
-        ``TOKEN_CHARGE_CAP`` times the reservation; a usage that cannot be read is charged the
+        ``TOKEN_CHARGE_CAP`` times the reservation (or the model's own cap); a usage that cannot be read is charged the
         reservation.
         """
         reported = {dimension: body[dimension] for dimension in quote.choices if isinstance(body.get(dimension), str)}
@@ -204,7 +206,7 @@ class PriceBook:
             if token_cost is None:
                 charged_by, cost = "reservation", quote.reserved
             else:
-                cap = to_amount(Decimal(str(quote.reserved)) * TOKEN_CHARGE_CAP)
+                cap = to_amount(Decimal(str(quote.reserved)) * Decimal(str(image_model.bounds.token_charge_cap)))
                 charged_by, cost = "tokens", min(token_cost, cap)
         return Charge(images=images, choices=produced, price_per_image=price, estimated_cost=estimated_cost,
                       token_cost=token_cost, usage=_recorded_usage(usage), charged_by=charged_by, cost=cost,

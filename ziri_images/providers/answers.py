@@ -167,7 +167,7 @@ def upstream_error(body):
     """Return (message, {type, code, param}) from an error body of any supported shape.
 
     OpenAI and Azure: ``{"error": {"message", "type", "code", "param"}}``; xAI:
-    ``{"code": "...", "error": "<message>"}``.
+    ``{"code": "...", "error": "<message>"}``; Google: ``{"error": {"code", "message", "status"}}``.
     """
     if not isinstance(body, dict):
         return None, {}
@@ -176,7 +176,7 @@ def upstream_error(body):
         code = body.get("code")
         return error, ({"code": code} if isinstance(code, (str, int)) else {})
     error = error if isinstance(error, dict) else {}
-    upstream = {key: error.get(key) for key in ("type", "code", "param") if error.get(key) is not None}
+    upstream = {key: error.get(key) for key in ("type", "code", "param", "status") if error.get(key) is not None}
     message = error.get("message")
     return (str(message) if message else None), upstream
 

@@ -7,7 +7,9 @@ requests, a submit and its polls, or one request per image), and read the answer
 ``ProviderResult``, or raise a ``ProviderError`` (``answers.py`` maps transport failures and
 redacts). An adapter that can stream sets ``supports_stream`` and answers a ``stream`` call with
 an object that yields its events (``streams.ProviderStream``). Adding a provider is one module
-beside ``openai.py``, its type in ``config.py``, and its models in the catalog.
+beside ``openai.py`` (``google.py`` reads another API's shape), its type in ``entries.py`` and
+``config.py``, and its models in the catalog. A provider that makes one image a call answers
+``n`` images with that many calls at once (``fanout.py``).
 """
 
 from dataclasses import dataclass
@@ -56,14 +58,22 @@ class ProviderResult:
 
 
 class ProviderError(ApiError):
-    """A provider call that produced no usable images."""
+    """A provider call that produced no usable images.
+
+    ``billed_usage`` / ``billed_amount``: what the provider says it billed for the call anyway (a
+    prompt its safety system refused after reading it: Google's usage, a fixed price per call):
+    the charge is then that, not the reservation or nothing.
+    """
 
     def __init__(self, status, message, *, provider_status=None, provider_request_id=None,
-                 may_have_billed=False, should_retry=False, headers=None, **details):
-        super().__init__(status, "LLM_PROVIDER_ERROR", message, headers=headers, should_retry=should_retry, **details)
+                 may_have_billed=False, should_retry=False, headers=None, code="LLM_PROVIDER_ERROR",
+                 billed_usage=None, billed_amount=None, **details):
+        super().__init__(status, code, message, headers=headers, should_retry=should_retry, **details)
         self.provider_status = provider_status
         self.provider_request_id = provider_request_id
         self.may_have_billed = may_have_billed
+        self.billed_usage = billed_usage
+        self.billed_amount = billed_amount
 
     @property
     def charges_reservation(self):
@@ -73,9 +83,19 @@ class ProviderError(ApiError):
         """
         return self.provider_status is not None and 200 <= self.provider_status < 300
 
-    def charge_fields(self, reserved):
-        """Return the charge record's fields for this failure: ``reserved`` as its cost after a 2xx, else nothing."""
-        if self.charges_reservation:
+    def charge_fields(self, reserved, token_prices=None):
+        """Return the charge record's fields for this failure.
+
+        What the provider says it billed (its usage, priced by ``token_prices``, or its amount);
+        else ``reserved`` after a 2xx; else nothing.
+        """
+        usage_cost = token_prices.cost(self.billed_usage) if token_prices and self.billed_usage else None
+        if self.billed_amount is not None:
+            charged = {"imagesReturned": 0, "cost": self.billed_amount, "chargedBy": "provider"}
+        elif usage_cost is not None:
+            charged = {"imagesReturned": 0, "cost": min(usage_cost, reserved), "tokenCost": usage_cost,
+                       "chargedBy": "tokens", "usage": self.billed_usage}
+        elif self.charges_reservation or self.billed_usage is not None:
             charged = {"imagesReturned": None, "cost": reserved, "chargedBy": "reservation"}
         else:
             charged = {"imagesReturned": 0, "cost": 0.0}
@@ -90,7 +110,7 @@ class Provider:
     """
 
     supports_stream = False
-    name = api_key = api_key_env = base_url = base_url_env = None
+    name = api_key = api_key_env = base_url = base_url_env = deployments = None
     call_deadline = 0.0
 
     def error(self, status, message, **kwargs):
