@@ -77,8 +77,8 @@ from urllib.parse import urlsplit
 import pytest
 import responses
 from database import open_test_database
-from google_credentials import service_account_json
 from e2e.conftest import run_stub
+from google_credentials import service_account_json
 from throwaway_cluster import open_throwaway_cluster
 
 from ziri_images import __version__

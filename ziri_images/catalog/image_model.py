@@ -26,8 +26,8 @@ import re
 from marshmallow import Schema
 
 from ..errors import ConfigError
-from .params import param_field
 from .limits import CallBounds
+from .params import param_field
 from .sizes import SizeMapping
 from .sizes import SizeRule
 from .tables import check_table

@@ -87,7 +87,9 @@ class GeminiProvider(Provider):
 
 
 class VertexProvider(GeminiProvider):
-    """Vertex AI: ``{base_url}/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent``.
+    """Vertex AI: ``{base_url}/projects/{project}/locations/{location}/publishers/google/models/{model}``.
+
+    The model is called with ``:generateContent``, as on the Gemini API.
 
     The credential is a service account's: its JSON in ``api_key_env``'s variable (Heroku config
     vars hold no files) or a file ``credentials_file_env``'s variable names. The published base URL
@@ -145,7 +147,7 @@ class VertexProvider(GeminiProvider):
 
 
 def service_account_info(entry):
-    """Return the service account's credentials (a dict) the entry's variables give, or None; ConfigError if unreadable."""
+    """Return the service account credentials (a dict) the entry gives, or None; ConfigError if unreadable."""
     text, where = entry.api_key, f"environment variable {entry.api_key_env}"
     path = entry.setting("credentials_file")
     if not text and path:
