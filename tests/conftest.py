@@ -91,7 +91,7 @@ SHIPPED_PRICING = PROJECT_DIR / "pricing.json"
 SHIPPED_PROVIDERS = PROJECT_DIR / "providers.json"
 SHIPPED_PROVIDER_VARIABLES = tuple(
     entry[field] for entry in json.loads(SHIPPED_PROVIDERS.read_text())["providers"].values()
-    for field in ("api_key_env", "base_url_env") if field in entry)
+    for field in entry if field.endswith("_env"))
 
 DEMO_KEY = "ziri-user-123-a1b2c3d4e5f67890"
 USER_KEY = "ziri-alice-0123456789abcdef0123456789abcdef"

@@ -109,8 +109,13 @@ def json_body():
 
 
 def with_default_provider(body):
-    if request.path.startswith("/v1/") and isinstance(body, dict) and "provider" not in body:
-        body["provider"] = OPENAI_COMPATIBLE_DEFAULT_PROVIDER  # OpenAI's SDKs do not send one
+    """On /v1 (OpenAI's SDKs send no provider), route ``provider/model`` or a model one provider serves."""
+    if request.path.startswith("/v1/") and isinstance(body, dict) and isinstance(body.get("model"), str):
+        provider, model = current_gateway().prices.route(body.get("provider"), body["model"],
+                                                         OPENAI_COMPATIBLE_DEFAULT_PROVIDER)
+        body.update(provider=provider, model=model)
+    elif request.path.startswith("/v1/") and isinstance(body, dict) and "provider" not in body:
+        body["provider"] = OPENAI_COMPATIBLE_DEFAULT_PROVIDER
     return body
 
 

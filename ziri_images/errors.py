@@ -62,6 +62,8 @@ ERROR_CODES = (
                                         "(the message and `reason` say which)."),
     (400, "STREAMING_NOT_SUPPORTED", "generation", "stream: true for a model whose catalog entry does not stream."),
     (404, "PROVIDER_NOT_FOUND", "generation", "Unknown provider (`availableProviders`)."),
+    (400, "PROVIDER_REQUIRED", "generation", "On /v1, a model several providers serve, without `provider` "
+                                             "(`providers`); name one, or send `provider/model`."),
     (400, "ACTION_NOT_SUPPORTED", "generation", "The model is not an image model (`suggestedModel`)."),
     (400, "IMAGE_CONFIG_NOT_FOUND", "generation", "Unknown model, or a quality/size without a price."),
     (410, "MODEL_RETIRED", "generation", "The provider has retired the model (`retiredOn`, `suggestedModel`)."),

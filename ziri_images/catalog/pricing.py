@@ -131,6 +131,27 @@ class PriceBook:
         for catalog in self.providers.values():
             yield from (entry for entry in catalog.values() if isinstance(entry, ImageModel))
 
+    def route(self, provider, model, default_provider):
+        """Return (provider, model) for a /v1 request, whose SDK may name no provider.
+
+        ``google/gemini-3-pro-image`` names both; a model given without a provider goes to the
+        default provider when it serves it, else to the one provider that does. A model several
+        others serve needs a provider (400 PROVIDER_REQUIRED); one none serves is the default's
+        to refuse.
+        """
+        prefix, _, rest = model.partition("/")
+        if rest and prefix in self.providers and provider in (None, prefix):
+            return prefix, rest
+        if provider is not None:
+            return provider, model
+        serving = [name for name, catalog in self.providers.items() if isinstance(catalog.get(model), ImageModel)]
+        if default_provider in serving or not serving:
+            return default_provider, model
+        if len(serving) > 1:
+            raise ApiError(400, "PROVIDER_REQUIRED", f"Model '{model}' is served by {', '.join(serving)}: name one "
+                           f"as 'provider' or as '{serving[0]}/{model}'.", param="model", providers=serving)
+        return serving[0], model
+
     def find_model(self, provider, model):
         """Return the ImageModel for (provider, model) or raise the catalog's error."""
         catalog = self.providers.get(provider)

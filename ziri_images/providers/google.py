@@ -77,7 +77,8 @@ class GeminiProvider(Provider):
         try:
             with call_deadline(self.call_deadline):
                 headers = {"Content-Type": "application/json", "Accept": "application/json",
-                           "Accept-Encoding": "gzip, deflate", "User-Agent": f"ziri-images/{__version__}",
+                           "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive",
+                           "User-Agent": f"ziri-images/{__version__}",
                            "X-Client-Request-Id": request_id, **self.credential_headers()}
                 response = self.transport.send("POST", url, headers, json=request)
                 raw = read_capped(self, response, MAX_RESPONSE_BYTES)
