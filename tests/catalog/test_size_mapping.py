@@ -1,7 +1,10 @@
 """A WxH size for a model that takes an aspect ratio and a tier: the nearest ratio, the tier by the long edge."""
 
+import json
+
 import pytest
 
+from ziri_images.catalog.pricing import PriceBook
 from ziri_images.catalog.sizes import SizeMapping
 from ziri_images.errors import ConfigError
 
@@ -44,3 +47,15 @@ def test_a_size_the_model_cannot_take_says_why(size, reason):
 def test_a_malformed_mapping_is_a_config_error(spec):
     with pytest.raises(ConfigError):
         SizeMapping(spec, "test")
+
+
+def test_a_mapping_to_a_tier_without_a_price_or_a_ratio_the_model_refuses_is_a_config_error(pricing_path):
+    document = json.loads(pricing_path.read_text())
+    entry = document["providers"]["google"]["models"]["gemini-3.1-flash-image"]
+    entry["size_mapping"]["image_size"]["8K"] = 8192
+    with pytest.raises(ConfigError, match=r"size_mapping.image_size: tier\(s\) 8K without a price"):
+        PriceBook(document, "pricing.json")
+    del entry["size_mapping"]["image_size"]["8K"]
+    entry["params"]["aspect_ratio"].remove("21:9")
+    with pytest.raises(ConfigError, match="every ratio must be one params.aspect_ratio lists"):
+        PriceBook(document, "pricing.json")

@@ -65,8 +65,7 @@ class ImageModel:
         self.prices = check_table(prices, self.price_dimensions, f"{where}.prices", "price", is_price,
                                   "price must be a number >= 0")
         self.output_tokens, self.token_prices = self._token_figures(entry, where)
-        self.size_mapping = SizeMapping(entry["size_mapping"], f"{where}.size_mapping") if "size_mapping" in entry \
-            else None
+        self.size_mapping = SizeMapping.read(entry, self.price_dimensions, self.prices, f"{where}.size_mapping")
         self.bounds = CallBounds(entry, where, self.token_prices)
         self._check_rule_keys(where)
         self.param_names, self.params_schema = self._params(entry, name, where)

@@ -14,6 +14,7 @@ import math
 import re
 
 from ..errors import ConfigError
+from .tables import level_rows
 
 _SIZE = re.compile(r"([1-9][0-9]{0,5})x([1-9][0-9]{0,5})\Z")
 _RATIO = re.compile(r"([1-9][0-9]{0,2}):([1-9][0-9]{0,2})\Z")
@@ -136,6 +137,33 @@ class SizeMapping:
                                     for edge in edges) or edges != sorted(set(edges)):
             raise ConfigError(f"{where}.image_size: expected {{tier: longest edge}}, smallest first")
         self.tiers = tuple(tiers.items())
+
+    @classmethod
+    def read(cls, entry, dimensions, prices, where):
+        """Return the checked mapping of a model's catalog ``entry``, or None when it has none."""
+        if "size_mapping" not in entry:
+            return None
+        mapping = cls(entry["size_mapping"], where)
+        mapping.check(dimensions, prices, entry.get("params", {}), where)
+        return mapping
+
+    def check(self, dimensions, prices, params, where):
+        """Raise ConfigError unless the model prices every tier and takes every ratio the mapping can produce.
+
+        ``prices`` is the model's price table (``dimensions`` its levels), ``params`` its catalog params.
+        """
+        if self.tiers and "image_size" in dimensions:
+            for row in level_rows(prices, dimensions.index("image_size")):
+                missing = sorted({name for name, _ in self.tiers} - set(row))
+                if missing:
+                    raise ConfigError(f"{where}.image_size: tier(s) {', '.join(missing)} without a price")
+        elif self.tiers and "image_size" not in params:
+            raise ConfigError(f"{where}.image_size: 'image_size' is neither a price dimension nor a param")
+        ratios = params.get("aspect_ratio")
+        if "aspect_ratio" in dimensions:
+            return
+        if not isinstance(ratios, list) or not set(self.ratios) <= set(ratios):
+            raise ConfigError(f"{where}.aspect_ratio: every ratio must be one params.aspect_ratio lists")
 
     @property
     def fields(self):
