@@ -81,7 +81,7 @@ def _token_switched_lines(env, port):
 
 
 def dev(args):
-    """Run the gateway; each provider without a credential of its own (OpenAI, Gemini, Vertex) goes to the local stub."""
+    """Run the gateway; a provider without a credential of its own (OpenAI, Gemini, Vertex) goes to the local stub."""
     from ..dev.stub_credentials import CREDENTIAL_VARIABLES
     from ..dev.stub_credentials import stub_environment
     from ..dev.stub_credentials import without_credentials
