@@ -132,7 +132,8 @@ def test_the_gemini_api_gets_n_calls_with_the_key_and_the_charge_is_the_usage(st
     assert body["_meta"]["cost"]["actual"] == charge["cost"]
     assert (charge["chargedBy"], charge["imagesReturned"]) == ("tokens", 2)
 
-    blocked = gateway.generate("alice", provider="google", model="gemini-3-pro-image", prompt="a red fox [stub:blocked]")
+    blocked = gateway.generate("alice", provider="google", model="gemini-3-pro-image",
+                               prompt="a red fox [stub:blocked]")
 
     assert blocked.status_code == 400
     assert (blocked.json()["code"], blocked.json()["reason"]) == ("CONTENT_POLICY_VIOLATION", "SAFETY")
