@@ -1,4 +1,4 @@
-"""A local stand-in for OpenAI's images API, for development and tests only.
+"""A local stand-in for OpenAI's images API (and Google's, ``stub_google.py``), for development and tests only.
 
 It answers ``POST /v1/images/generations`` and ``POST /v1/images/edits`` (multipart: ``image``
 or ``image[]`` files, an optional ``mask``; the images' input tokens in ``usage``) in OpenAI's
@@ -40,6 +40,7 @@ from flask import request
 
 from ..uploads.imageinfo import NotAnImage
 from ..uploads.imageinfo import image_info
+from .stub_google import add_google_routes
 from .stub_stream import event_stream
 from .stub_tokens import image_input_tokens
 from .stub_usage import gpt_image_fields
@@ -119,9 +120,12 @@ def create_stub_app(delay=0.0):
             return _openai_error(404, "No such image.")
         return Response(data, mimetype="image/png")
 
+    add_google_routes(app, in_flight, delay)
+
     @app.get("/stats")
     def stats():
-        return {"inFlight": in_flight.current, "peakInFlight": in_flight.peak, "requests": in_flight.total}
+        return {"inFlight": in_flight.current, "peakInFlight": in_flight.peak, "requests": in_flight.total,
+                "tokensIssued": app.extensions["stub_tokens"].issued}
 
     return app
 
