@@ -26,7 +26,7 @@ import zlib
 IMAGE_TOKENS = {
     "pro": {"1K": 1120, "2K": 1120, "4K": 2000},
     "flash-lite": {"1K": 1120},
-    "flash": {"1K": 1120, "2K": 1680, "4K": 2520},
+    "flash": {"512": 747, "1K": 1120, "2K": 1680, "4K": 2520},
     "2.5-flash": {"1K": 1290},
 }
 # A reference image's input tokens (Gemini 3's default media resolution; 2.5 Flash's 258).
