@@ -120,14 +120,15 @@ def test_the_gemini_api_gets_n_calls_with_the_key_and_the_charge_is_the_usage(st
         "generationConfig": {"responseModalities": ["TEXT", "IMAGE"], "candidateCount": 1,
                              "imageConfig": {"aspectRatio": "3:2", "imageSize": "2K"}, "maxOutputTokens": 3728},
     }] * 2
-    # Reserved: the prompt's 21 bytes x $0.50/1M = $0.0000105, and per image 1,680 image tokens x $60/1M = $0.1008
-    # and 2,048 text tokens x $3/1M = $0.006144: 0.0000105 + 2 x 0.106944 = $0.2138985 -> $0.213899.
+    # Reserved, per image (each call is sent, and billed, the prompt again): the prompt's 21 bytes x $0.50/1M =
+    # $0.0000105, 1,680 image tokens x $60/1M = $0.1008 and 2,048 text tokens x $3/1M = $0.006144:
+    # 2 x (0.106944 + 0.0000105) = $0.213909.
     # Charged, per call: 5 prompt tokens x $0.50/1M = $0.0000025; 1,680 image tokens x $60/1M = $0.1008;
     # 13 text ("Here is a red fox in the snow, drawn by the local stub.": 55 characters) + 196 thinking
     # = 209 tokens x $3/1M = $0.000627. Two calls: 2 x $0.1014295 = $0.202859.
     [reservation] = gateway.records("reservation", "alice")
     [charge] = gateway.records("charge", "alice")
-    assert micros(reservation["amount"]) == 213_899
+    assert micros(reservation["amount"]) == 213_909
     assert micros(charge["cost"]) == 202_859
     assert body["_meta"]["cost"]["actual"] == charge["cost"]
     assert (charge["chargedBy"], charge["imagesReturned"]) == ("tokens", 2)

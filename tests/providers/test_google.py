@@ -144,7 +144,8 @@ def test_n_images_are_n_calls_and_a_failed_call_is_not_charged(app, client, resp
     assert len(body["data"]) == 1
     assert body["_meta"]["cost"]["actual"] == 0.067565
     assert body["_meta"]["cost"]["imagesCharged"] == 1
-    assert ledger_lines(app)[0]["amount"] == 0.146693  # 2 x (1,120 x 60 + 2,048 x 3) + 9 x 0.50, per 1M
+    # 2 x (1,120 x 60 + 2,048 x 3 + 9 x 0.50), per 1M: each call is sent (and billed) the prompt again
+    assert ledger_lines(app)[0]["amount"] == 0.146697
 
 
 def test_n_images_all_failing_are_charged_nothing(app, client, responses_mock):

@@ -9,6 +9,8 @@ is what one reference image of an edit is reserved at (a flat count, where the p
 publishes one rather than OpenAI's tiles). ``token_charge_cap`` is how many times its
 reservation a token-billed charge may be (default 2; 1 where the bounds above are enforced:
 never above the reservation). ``masks: false`` says an edit of the model takes no mask.
+``prompt_billed_per_image: true`` says the provider makes one image a call, each sent (and
+billed) the prompt and the reference images again: they are reserved once per image.
 """
 
 from decimal import Decimal
@@ -39,6 +41,10 @@ class CallBounds:
         if not isinstance(masks, bool):
             raise ConfigError(f"{where}.masks: expected true or false")
         self.masks = masks
+        per_image = entry.get("prompt_billed_per_image", False)
+        if not isinstance(per_image, bool):
+            raise ConfigError(f"{where}.prompt_billed_per_image: expected true or false")
+        self.prompt_billed_per_image = per_image
         if (self.max_text_output_tokens is not None or self.input_image_tokens is not None) and token_prices is None:
             raise ConfigError(f"{where}: max_text_output_tokens and input_image_tokens need token_prices")
         if self.max_text_output_tokens is not None and "text_output" not in token_prices.prices:

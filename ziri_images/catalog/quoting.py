@@ -73,6 +73,8 @@ def price_request(gateway, generation, images=(), mask=None):
                      for upload in uploads)
         image_input = tokens * image_model.token_prices.per_token("image_input")
         quote = dataclasses.replace(quote, prompt_reserve=quote.prompt_reserve + image_input)
+    if image_model.bounds.prompt_billed_per_image:
+        quote = dataclasses.replace(quote, prompt_reserve=quote.prompt_reserve * generation.n)
     if generation.stream and image_model.token_prices is not None:
         partial = image_model.token_prices.output_bound(generation.partial_images * PARTIAL_IMAGE_TOKENS)
         quote = dataclasses.replace(quote, prompt_reserve=quote.prompt_reserve + partial)
