@@ -100,13 +100,15 @@ def running_gateway(directory, keys=()):
     (directory / "keys.json").write_text(json.dumps({"keys": list(keys)}))
     stub_port, gateway_port = free_port(), free_port()
     env = {name: value for name, value in os.environ.items()
-           if not name.startswith(("ZIRI_", "OPENAI_", "GUNICORN_", "PORT", "HOST", "WEB_CONCURRENCY"))}
+           if not name.startswith(("ZIRI_", "OPENAI_", "GEMINI_", "GOOGLE_", "VERTEX_", "GUNICORN_", "PORT", "HOST",
+                                    "WEB_CONCURRENCY"))}
     # The worker class is gunicorn.conf.py's own (what production runs).
     env.update(HOST="127.0.0.1", PORT=str(gateway_port), WEB_CONCURRENCY="1",
                ZIRI_KEYS_FILE=str(directory / "keys.json"), ZIRI_PRICING_FILE=str(directory / "pricing.json"),
                ZIRI_LEDGER_PATH=str(directory / "ledger.jsonl"), ZIRI_LEDGER_DURABLE="false", ZIRI_LOG_LEVEL="WARNING",
                ZIRI_UPSTREAM_READ_TIMEOUT=str(GATEWAY_READ_TIMEOUT),
-               OPENAI_BASE_URL=f"http://127.0.0.1:{stub_port}/v1", OPENAI_API_KEY="sk-local-stub-not-a-real-key")
+               OPENAI_BASE_URL=f"http://127.0.0.1:{stub_port}/v1", OPENAI_API_KEY="sk-local-stub-not-a-real-key",
+               GEMINI_BASE_URL=f"http://127.0.0.1:{stub_port}/v1beta", GEMINI_API_KEY="local-stub-gemini-key")
     stub = Service([SCRIPT, "stub", "--port", str(stub_port)], env, directory / "stub.log")
     server = None
     try:

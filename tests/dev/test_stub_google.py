@@ -6,9 +6,9 @@ import json
 import time
 
 import pytest
+from conftest import SHIPPED_PRICING
 from google.auth import crypt
 from google.auth import jwt
-from conftest import SHIPPED_PRICING
 from google_credentials import service_account_info
 
 from ziri_images.dev import stub_gemini
