@@ -80,7 +80,7 @@ class Bill:
     def fail(self, error):
         """Settle a call the provider failed (a ProviderError): what it may have billed, or nothing."""
         self._close()
-        fields = error.charge_fields(self.quote.reserved, self.image_model.token_prices)
+        fields = error.charge_fields(self.quote.reserved, self.image_model.token_prices, self.quote.price_per_image)
         self._write("provider_error", error.status, **fields)
 
     def unknown(self):
@@ -94,7 +94,7 @@ class Bill:
         upstream = {"providerStatus": result.provider_status, "providerRequestId": result.provider_request_id}
         model, quote = self.image_model, self.quote
         try:
-            charge = PriceBook.charge(model, quote, result.body)
+            charge = PriceBook.charge(model, quote, result.body, result.billed_undelivered)
             if charge.cost > quote.reserved:
                 # Token bills only (capped): the ledger shows the provider's own figure as tokenCost.
                 log.warning("charge exceeds reservation requestId=%s model=%s/%s charged=%s reserved=%s tokenCost=%s",

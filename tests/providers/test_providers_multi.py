@@ -110,11 +110,12 @@ def azure_still_serving_dalle3(pricing_path):
                      {"model": "gpt-image-1", "prompt": "a lighthouse", "n": 1, "quality": "low", "size": "1024x1024"},
                      AZURE_GPT_IMAGE_1_ANSWER, 0.010895, "tokens",  # 3 x $5 + 272 x $40 = 10,895 millionths
                      id="azure-gpt-image-1"),
-        pytest.param({"provider": "xai", "model": "grok-2-image-1212", "prompt": "a lighthouse", "n": 2,
+        pytest.param({"provider": "xai", "model": "grok-imagine-image", "prompt": "a lighthouse", "n": 2,
                       "response_format": "b64_json"},
                      XAI_URL, BEARER_XAI,
-                     {"model": "grok-2-image-1212", "prompt": "a lighthouse", "n": 2, "response_format": "b64_json"},
-                     XAI_ANSWER, 0.14, "per_image", id="xai-grok-2-image"),
+                     {"model": "grok-imagine-image", "prompt": "a lighthouse", "n": 2, "resolution": "1k",
+                      "response_format": "b64_json"},
+                     XAI_ANSWER, 0.04, "per_image", id="xai-grok-imagine-image"),
     ],
 )
 def test_each_provider_is_sent_exactly_its_request(client, app, responses_mock, body, url, credential, sent, answer,
@@ -156,8 +157,8 @@ def test_azure_deployment_names_come_from_configuration(make_app, providers_path
 
 AZURE_DALLE3_BODY = {"provider": "azure", "model": "dall-e-3", "prompt": "a lighthouse"}
 AZURE_DALLE3_SENT = {"model": "dall-e-3", "prompt": "a lighthouse", "n": 1, "quality": "standard", "size": "1024x1024"}
-XAI_BODY = {"provider": "xai", "model": "grok-2-image-1212", "prompt": "a lighthouse"}
-XAI_SENT = {"model": "grok-2-image-1212", "prompt": "a lighthouse", "n": 1}
+XAI_BODY = {"provider": "xai", "model": "grok-imagine-image", "prompt": "a lighthouse"}
+XAI_SENT = {"model": "grok-imagine-image", "prompt": "a lighthouse", "n": 1, "resolution": "1k"}
 AZURE = (AZURE_DALLE3_BODY, AZURE_DALLE3_URL, API_KEY_AZURE, AZURE_DALLE3_SENT)
 XAI = (XAI_BODY, XAI_URL, BEARER_XAI, XAI_SENT)
 SAFETY = "Your task failed as a result of our safety system."
@@ -277,8 +278,8 @@ def test_xai_refuses_size_and_quality(client, app, responses_mock, fields, unsup
     assert response.status_code == 400
     error = response.get_json()
     assert (error["code"], error["unsupported"], error["accepted"]) == (
-        "PARAMETER_NOT_SUPPORTED", unsupported, ["response_format"])
-    assert error["error"] == f"Model 'grok-2-image-1212' does not accept: {', '.join(unsupported)}"
+        "PARAMETER_NOT_SUPPORTED", unsupported, ["aspect_ratio", "resolution", "response_format"])
+    assert error["error"] == f"Model 'grok-imagine-image' does not accept: {', '.join(unsupported)}"
     assert len(responses_mock.calls) == 0
     assert ledger_lines(app) == []
 
@@ -298,7 +299,7 @@ def test_xai_refuses_size_and_quality(client, app, responses_mock, fields, unsup
 )
 def test_missing_credential_names_its_variable(make_app, responses_mock, config, provider, message):
     app = make_app(**config)
-    model = {"openai": "dall-e-3", "azure": "dall-e-3", "xai": "grok-2-image-1212"}[provider]
+    model = {"openai": "dall-e-3", "azure": "dall-e-3", "xai": "grok-imagine-image"}[provider]
 
     response = post(app.test_client(), {"provider": provider, "model": model, "prompt": "a lighthouse"})
 
@@ -308,10 +309,11 @@ def test_missing_credential_names_its_variable(make_app, responses_mock, config,
 
 
 def test_unknown_provider_lists_the_configured_ones(client):
-    response = post(client, {"provider": "stability", "model": "sdxl", "prompt": "a lighthouse"})
+    response = post(client, {"provider": "midjourney", "model": "v7", "prompt": "a lighthouse"})
 
     assert response.status_code == 404
-    assert response.get_json()["availableProviders"] == ["azure", "google", "openai", "vertex", "xai"]
+    assert response.get_json()["availableProviders"] == ["azure", "google", "openai", "recraft", "stability",
+                                                         "vertex", "xai"]
 
 
 def test_demo_key_reaches_a_provider_only_on_loopback(make_app, responses_mock):
@@ -385,9 +387,9 @@ PROVIDER_FILE_CASES = [
                  "providers.azure.deployments: dall-e-2 is not an image model of 'azure'",
                  id="deployment-not-in-catalog"),
     pytest.param(lambda p: p.pop("xai"), "provider 'xai' is in the catalog", id="catalog-provider-not-configured"),
-    pytest.param(lambda p: p.update(stability={"type": "openai", "base_url": "https://api.stability.test/v1",
-                                               "api_key_env": "STABILITY_KEY"}),
-                 "providers.stability: not in the catalog", id="configured-provider-not-in-catalog"),
+    pytest.param(lambda p: p.update(ideogram={"type": "openai", "base_url": "https://api.ideogram.test/v1",
+                                              "api_key_env": "IDEOGRAM_KEY"}),
+                 "providers.ideogram: not in the catalog", id="configured-provider-not-in-catalog"),
 ]
 
 

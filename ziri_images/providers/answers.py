@@ -25,7 +25,7 @@ from .base import ProviderResult
 # Some providers (xAI) answer a wrong key with 400, not 401: the message tells.
 _CREDENTIALS_REJECTED = re.compile(r"\b(incorrect|invalid) api key\b", re.IGNORECASE)
 # The providers' codes for a prompt or image refused by their safety system.
-CONTENT_POLICY_CODES = {"content_policy_violation", "contentFilter", "moderation_blocked"}
+CONTENT_POLICY_CODES = {"content_policy_violation", "contentFilter", "moderation_blocked", "content_moderation"}
 # A shorter credential is no secret worth guarding (it is guessed at once), and replacing it in an
 # answer would corrupt images: a short run of letters turns up in megabytes of base64 by chance.
 MIN_SECRET_CHARS = 8
@@ -167,10 +167,15 @@ def upstream_error(body):
     """Return (message, {type, code, param}) from an error body of any supported shape.
 
     OpenAI and Azure: ``{"error": {"message", "type", "code", "param"}}``; xAI:
-    ``{"code": "...", "error": "<message>"}``; Google: ``{"error": {"code", "message", "status"}}``.
+    ``{"code": "...", "error": "<message>"}``; Google: ``{"error": {"code", "message", "status"}}``;
+    Stability: ``{"id", "name", "errors": ["<message>", ...]}`` or ``{"id", "name", "message"}``.
     """
     if not isinstance(body, dict):
         return None, {}
+    if "error" not in body and isinstance(body.get("name"), str):
+        errors = body.get("errors") if isinstance(body.get("errors"), list) else [body.get("message")]
+        message = "; ".join(str(item) for item in errors if isinstance(item, str)) or None
+        return message, {"code": body["name"]}
     error = body.get("error")
     if isinstance(error, str):
         code = body.get("code")
