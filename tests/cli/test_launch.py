@@ -25,7 +25,9 @@ def started(monkeypatch):
 
     monkeypatch.setattr(dev.subprocess, "Popen", popen)
     monkeypatch.setattr(dev.signal, "signal", lambda *args: None)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-real-provider-key-000000")  # no stub: only gunicorn starts
+    # Every stubbed provider's key set: no stub, only gunicorn starts.
+    for variable in ("OPENAI_API_KEY", *(entry[1] for entry in dev.STUBBED_PROVIDERS)):
+        monkeypatch.setenv(variable, "sk-real-provider-key-000000")
     return environments
 
 
@@ -67,3 +69,16 @@ def test_dev_says_which_setting_serves_the_dashboard_and_metrics(started, monkey
     for line in lines:
         assert f"ziri-images dev: {line}" in out
     assert all(value not in out for value in tokens.values())
+
+
+def test_dev_points_each_provider_without_a_key_at_the_stub(started, monkeypatch, capsys):
+    monkeypatch.delenv("PORT", raising=False)
+    monkeypatch.delenv("STABILITY_API_KEY")
+    monkeypatch.setattr(dev, "_wait_until_up", lambda *args: None)
+
+    assert cli.main(["dev", "--stub-port", "3999"]) == 0
+
+    _stub, gateway = started
+    assert (gateway["STABILITY_BASE_URL"], gateway["STABILITY_API_KEY"]) == ("http://127.0.0.1:3999", dev.STUB_API_KEY)
+    assert gateway["OPENAI_API_KEY"] == gateway["RECRAFT_API_KEY"] == "sk-real-provider-key-000000"
+    assert "no STABILITY_API_KEY set: Stability AI is the LOCAL STUB" in capsys.readouterr().out

@@ -19,6 +19,8 @@ from conftest import ENDPOINT
 from conftest import GENERATIONS_URL
 from conftest import PROJECT_DIR
 from conftest import PROVIDER_KEY
+from conftest import RECRAFT_KEY
+from conftest import RECRAFT_URL
 from conftest import USER_KEY
 from conftest import XAI_KEY
 from conftest import exact_headers
@@ -34,6 +36,7 @@ XAI_URL = "https://api.x.ai/v1/images/generations"
 BEARER_OPENAI = {"Authorization": f"Bearer {PROVIDER_KEY}"}
 API_KEY_AZURE = {"api-key": AZURE_KEY}
 BEARER_XAI = {"Authorization": f"Bearer {XAI_KEY}"}
+BEARER_RECRAFT = {"Authorization": f"Bearer {RECRAFT_KEY}"}
 
 
 def expect(responses_mock, url, credential, sent, **answer):
@@ -136,6 +139,58 @@ def test_each_provider_is_sent_exactly_its_request(client, app, responses_mock, 
     assert (charge["status"], charge["cost"]) == ("succeeded", actual)
     sent_text = responses_mock.calls[0].request.body.decode()
     assert USER_KEY not in sent_text and "provider" not in json.loads(sent_text)
+
+
+@pytest.mark.parametrize(("answer", "charged", "served"), [
+    pytest.param({"quality": "low", "model": "grok-imagine-image-2.0"}, 0.08, {"quality": "low"},
+                 id="served-quality-reported"),
+    pytest.param({}, 0.12, None, id="not-reported-charges-the-dearest-reserved"),
+])
+def test_grok_imagine_2_auto_reserves_the_dearest_and_charges_the_quality_served(client, app, responses_mock, answer,
+                                                                                 charged, served):
+    sent = {"model": "grok-imagine-image-2.0", "prompt": "a lighthouse", "n": 2, "quality": "auto",
+            "resolution": "1k", "aspect_ratio": "5:2"}
+    expect(responses_mock, XAI_URL, BEARER_XAI, sent, json={**XAI_ANSWER, **answer})
+
+    response = post(client, {"provider": "xai", "model": "grok-imagine-image-2.0", "prompt": "a lighthouse", "n": 2,
+                             "aspect_ratio": "5:2"})
+
+    assert response.status_code == 200, response.get_json()
+    reservation, charge = ledger_lines(app)
+    assert (reservation["amount"], charge["cost"]) == (0.12, charged)  # medium 1k $0.06 reserved per image
+    assert charge.get("providerChoices") == served
+
+
+@pytest.mark.parametrize(("model", "retired_on"), [
+    pytest.param("grok-2-image-1212", "2026-02-24", id="grok-2-image"),
+    pytest.param("grok-imagine-image-quality", "2026-11-02", id="grok-imagine-image-quality"),
+])
+def test_xai_retired_models_are_refused_naming_the_replacement(client, app, responses_mock, model, retired_on):
+    response = post(client, {"provider": "xai", "model": model, "prompt": "a lighthouse"})
+
+    assert response.status_code == 410
+    error = response.get_json()
+    assert (error["code"], error["retiredOn"], error["suggestedModel"]) == (
+        "MODEL_RETIRED", retired_on, "grok-imagine-image-2.0")
+    assert len(responses_mock.calls) == 0 and ledger_lines(app) == []
+
+
+@pytest.mark.parametrize(("model", "answer", "cost"), [
+    pytest.param("recraftv4_1", {"created": 1, "data": [{"url": "https://img.recraft.test/a.webp"}], "credits": 35},
+                 0.035, id="raster"),
+    pytest.param("recraftv4_1_vector", {"created": 1, "data": [{"url": "https://img.recraft.test/a.svg"}]}, 0.08,
+                 id="vector-svg-url-passed-through"),
+])
+def test_recraft_is_sent_its_style_and_substyle(client, app, responses_mock, model, answer, cost):
+    fields = {"style": "digital_illustration", "substyle": "hand_drawn", "size": "1024x1024"}
+    expect(responses_mock, f"{RECRAFT_URL}/images/generations", BEARER_RECRAFT,
+           {"model": model, "prompt": "a lighthouse", "n": 1, **fields}, json=answer)
+
+    response = post(client, {"provider": "recraft", "model": model, "prompt": "a lighthouse", **fields})
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["data"] == answer["data"]
+    assert ledger_lines(app)[1]["cost"] == cost
 
 
 def test_azure_deployment_names_come_from_configuration(make_app, providers_path, responses_mock):

@@ -13,6 +13,10 @@ from .errors import CliError
 DEFAULT_GATEWAY_PORT = 3100
 DEFAULT_STUB_PORT = 3199
 STUB_API_KEY = "sk-local-stub-not-a-real-key"
+# The other providers the stub stands in for when their key is not set: (name, key variable,
+# base URL variable, the stub's path for it). OpenAI's is the first, with its own messages.
+STUBBED_PROVIDERS = (("Stability AI", "STABILITY_API_KEY", "STABILITY_BASE_URL", ""),
+                     ("Recraft", "RECRAFT_API_KEY", "RECRAFT_BASE_URL", "/v1"))
 
 
 def add_commands(commands):
@@ -81,20 +85,25 @@ def _token_switched_lines(env, port):
 
 
 def dev(args):
-    """Run the gateway, with the local stub as the OpenAI provider unless OPENAI_API_KEY is set."""
+    """Run the gateway, with the local stub as OpenAI (and Stability AI, Recraft) unless their keys are set."""
     env = dict(os.environ)
     children = []
+    stub_url = f"http://127.0.0.1:{args.stub_port}"
+    stubbed = [entry for entry in STUBBED_PROVIDERS if not env.get(entry[1])]
+    if not env.get("OPENAI_API_KEY") or stubbed:
+        stub_command = [sys.executable, "-m", "ziri_images.cli", "stub", "--port", str(args.stub_port)]
+        children.append(subprocess.Popen(stub_command))
+        _wait_until_up(stub_url + "/stats", children[0])
     if env.get("OPENAI_API_KEY"):
         print("ziri-images dev: OPENAI_API_KEY is set: requests go to the real provider "
               f"({env.get('OPENAI_BASE_URL', 'https://api.openai.com/v1')}).", flush=True)
     else:
-        stub_url = f"http://127.0.0.1:{args.stub_port}"
-        stub_command = [sys.executable, "-m", "ziri_images.cli", "stub", "--port", str(args.stub_port)]
-        children.append(subprocess.Popen(stub_command))
-        _wait_until_up(stub_url + "/stats", children[0])
         env.update(OPENAI_BASE_URL=stub_url + "/v1", OPENAI_API_KEY=STUB_API_KEY)
         print(f"ziri-images dev: no OPENAI_API_KEY set: using the LOCAL STUB at {stub_url}/v1 "
               "(no real images, no real cost).", flush=True)
+    for name, key_variable, url_variable, path in stubbed:
+        env.update({url_variable: stub_url + path, key_variable: STUB_API_KEY})
+        print(f"ziri-images dev: no {key_variable} set: {name} is the LOCAL STUB at {stub_url}{path}.", flush=True)
     # An explicit --port wins over $PORT (which honcho and `heroku local` always set); else $PORT, else 3100.
     env["PORT"] = str(args.port) if args.port is not None else env.get("PORT", str(DEFAULT_GATEWAY_PORT))
     print("\n".join(_token_switched_lines(env, env["PORT"])), flush=True)
