@@ -46,7 +46,8 @@ def test_asks_each_provider_whose_key_is_set_with_its_credential(responses_mock)
         match=[matchers.query_param_matcher({"pageSize": "1000"}),
                matchers.header_matcher({"x-goog-api-key": GEMINI_KEY})])
     responses_mock.get("https://gemini.test/v1beta/models",
-                       json={"models": [{"name": "models/gemini-3.1-flash-image"}]}, match=[matchers.query_param_matcher({"pageSize": "1000", "pageToken": "page-2"})])
+                       json={"models": [{"name": "models/gemini-3.1-flash-image"}]},
+                       match=[matchers.query_param_matcher({"pageSize": "1000", "pageToken": "page-2"})])
 
     found = lists(OPENAI_API_KEY=OPENAI_KEY, GEMINI_API_KEY=GEMINI_KEY, AZURE_KEY="azure-key-0123456789")
 
