@@ -92,6 +92,8 @@ class Bill:
         """Return the Charge for a provider's answer (a ProviderResult), settled whatever its body holds."""
         self._close()
         upstream = {"providerStatus": result.provider_status, "providerRequestId": result.provider_request_id}
+        if result.provider_billed is not None:
+            upstream["providerBilled"] = result.provider_billed  # what the provider says it billed, to reconcile
         model, quote = self.image_model, self.quote
         try:
             charge = PriceBook.charge(model, quote, result.body, result.billed_undelivered)

@@ -142,8 +142,8 @@ def test_each_provider_is_sent_exactly_its_request(client, app, responses_mock, 
 
 
 @pytest.mark.parametrize(("answer", "charged", "served"), [
-    pytest.param({"quality": "low", "model": "grok-imagine-image-2.0"}, 0.08, {"quality": "low"},
-                 id="served-quality-reported"),
+    pytest.param({"quality": "low", "model": "grok-imagine-image-2.0", "usage": {"cost_in_usd_ticks": 800000000}},
+                 0.08, {"quality": "low"}, id="served-quality-reported"),
     pytest.param({}, 0.12, None, id="not-reported-charges-the-dearest-reserved"),
 ])
 def test_grok_imagine_2_auto_reserves_the_dearest_and_charges_the_quality_served(client, app, responses_mock, answer,
@@ -159,6 +159,8 @@ def test_grok_imagine_2_auto_reserves_the_dearest_and_charges_the_quality_served
     reservation, charge = ledger_lines(app)
     assert (reservation["amount"], charge["cost"]) == (0.12, charged)  # medium 1k $0.06 reserved per image
     assert charge.get("providerChoices") == served
+    # xAI's own figure (10^10 ticks a dollar) is kept beside the charge, for reconciliation.
+    assert charge.get("providerBilled") == (0.08 if "usage" in answer else None)
 
 
 @pytest.mark.parametrize(("model", "retired_on"), [

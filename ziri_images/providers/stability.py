@@ -67,9 +67,10 @@ class StabilityProvider(Provider):
         self.api_key = api_key
         self.api_key_env = api_key_env
         self.base_url_env = base_url_env
+        self.timeout = (connect_timeout, read_timeout)
         self.call_deadline = connect_timeout + read_timeout
         proxies = requests.utils.get_environ_proxies(self.base_url or "")
-        self.transport = Transport((connect_timeout, read_timeout), ca_bundle or True, proxies)
+        self.transport = Transport(self.timeout, ca_bundle or True, proxies)
 
     @classmethod
     def from_entry(cls, entry, connect_timeout, read_timeout, ca_bundle=None):
