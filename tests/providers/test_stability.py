@@ -165,3 +165,16 @@ def test_a_size_it_cannot_map_is_refused_before_any_call(client, app, responses_
 
     assert (response.status_code, response.get_json()["code"]) == (400, "INVALID_SIZE")
     assert len(responses_mock.calls) == 0 and ledger_lines(app) == []
+
+
+def test_openais_sdk_path_reaches_stability_with_provider_in_the_body(client, app, responses_mock):
+    # OpenAI's SDKs send extra_body={"provider": "stability"} merged into the JSON body.
+    responses_mock.post(f"{GENERATE}/core", json=SUCCESS)
+
+    response = client.post("/v1/images/generations", json={"model": "stable-image-core", "prompt": "a lighthouse",
+                                                            "provider": "stability", "size": "1024x1024"},
+                           headers={"Authorization": f"Bearer {USER_KEY}"})
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["data"] == [{"b64_json": IMAGE, "seed": 1050}]
+    assert form_of(responses_mock.calls[0].request)["aspect_ratio"] == "1:1"
