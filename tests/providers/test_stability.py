@@ -102,6 +102,17 @@ def test_a_filtered_image_is_a_policy_error_charged_one_image(client, app, respo
     assert charge["providerRequestId"] == "stab_req_2"
 
 
+def test_every_image_filtered_is_charged_every_image(client, app, responses_mock):
+    for _ in range(2):
+        responses_mock.post(f"{GENERATE}/sd3", json=FILTERED)
+
+    response = post(client, model="sd3.5-medium", n=2)
+
+    assert (response.status_code, response.get_json()["code"]) == (400, "CONTENT_POLICY_VIOLATION")
+    _, charge = ledger_lines(app)
+    assert (charge["cost"], charge["imagesBilled"], charge["chargedBy"]) == (0.07, 2, "provider")
+
+
 def test_one_filtered_image_of_two_is_charged_with_the_delivered_one(client, app, responses_mock):
     responses_mock.post(f"{GENERATE}/sd3", json=SUCCESS)
     responses_mock.post(f"{GENERATE}/sd3", json=FILTERED)
