@@ -107,6 +107,10 @@ GEMINI_KEY = "AIzaTestGeminiKey0123456789abcdef"
 GEMINI_URL = "https://gemini.test/v1beta"
 VERTEX_URL = "https://vertex.test/v1"
 VERTEX_TOKEN_URI = "https://oauth2.test/token"
+STABILITY_KEY = "sk-stability-test-key-0123456789"
+STABILITY_URL = "https://stability.test"
+RECRAFT_KEY = "recraft-test-key-0123456789abcdef"
+RECRAFT_URL = "https://recraft.test/v1"
 START = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
 _REQUEST = '"requestId":"req_foreign","keyId":"key_other","user":"other"'
 # Lines another program (or a bug, or a hand edit) could leave in a ledger; none is a record.
@@ -484,6 +488,10 @@ def app_config(keys_path, pricing_path, providers_path, ledger_path, clock, stor
         "VERTEX_CREDENTIALS_JSON": service_account_json(VERTEX_TOKEN_URI),
         "VERTEX_PROJECT": "ziri-test-project",
         "VERTEX_LOCATION": "us-central1",
+        "STABILITY_BASE_URL": STABILITY_URL,
+        "STABILITY_API_KEY": STABILITY_KEY,
+        "RECRAFT_BASE_URL": RECRAFT_URL,
+        "RECRAFT_API_KEY": RECRAFT_KEY,
         "UPSTREAM_CONNECT_TIMEOUT": 2.0,
         "UPSTREAM_READ_TIMEOUT": 30.0,
         "CLOCK": clock,

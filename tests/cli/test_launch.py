@@ -7,6 +7,7 @@ import pytest
 
 from ziri_images.cli import dev
 from ziri_images.cli import entry as cli
+from ziri_images.dev.stub_credentials import STUB_API_KEY
 
 
 class FinishedProcess:
@@ -32,6 +33,8 @@ def started(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-real-provider-key-000000")
     monkeypatch.setenv("GEMINI_API_KEY", "AIza-real-gemini-key-000000")
     monkeypatch.setenv("VERTEX_CREDENTIALS_JSON", "{}")
+    monkeypatch.setenv("STABILITY_API_KEY", "sk-real-provider-key-000000")
+    monkeypatch.setenv("RECRAFT_API_KEY", "sk-real-provider-key-000000")
     return environments
 
 
@@ -101,3 +104,16 @@ def test_dev_sends_each_provider_without_a_key_to_the_stub(started, monkeypatch,
         assert "provider 'vertex' uses the LOCAL STUB at http://127.0.0.1:3999" in out
     else:
         assert env["GEMINI_API_KEY"] == "AIza-real-gemini-key-000000" and "GEMINI_BASE_URL" not in env
+
+
+def test_dev_points_stability_without_a_key_at_the_stub(started, monkeypatch, capsys):
+    monkeypatch.delenv("PORT", raising=False)
+    monkeypatch.delenv("STABILITY_API_KEY")
+    monkeypatch.setattr(dev, "_wait_until_up", lambda *args: None)
+
+    assert cli.main(["dev", "--stub-port", "3999"]) == 0
+
+    _stub, gateway = started
+    assert (gateway["STABILITY_BASE_URL"], gateway["STABILITY_API_KEY"]) == ("http://127.0.0.1:3999", STUB_API_KEY)
+    assert gateway["OPENAI_API_KEY"] == gateway["RECRAFT_API_KEY"] == "sk-real-provider-key-000000"
+    assert "provider 'stability' uses the LOCAL STUB at http://127.0.0.1:3999" in capsys.readouterr().out

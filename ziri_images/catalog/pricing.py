@@ -86,13 +86,15 @@ class Charge:
     cost: float
     provider_images: int
     provider_choices: dict
+    billed_undelivered: int = 0  # images billed but withheld by the provider (filtered), charged too
 
     def ledger_fields(self):
         """Return the charge record's fields describing this charge (``ledger.records`` names them)."""
         return charge_outcome(images=self.images, provider_images=self.provider_images,
                               price_per_image=self.price_per_image, estimated_cost=self.estimated_cost,
                               token_cost=self.token_cost, charged_by=self.charged_by, usage=self.usage,
-                              cost=self.cost, provider_choices=self.provider_choices)
+                              cost=self.cost, provider_choices=self.provider_choices,
+                              billed_undelivered=self.billed_undelivered)
 
 
 def _utc_now():
@@ -204,10 +206,11 @@ class PriceBook:
         )
 
     @staticmethod
-    def charge(image_model, quote, body):
+    def charge(image_model, quote, body, billed_undelivered=0):
         """Return the Charge for a successful response ``body`` to a request priced at ``quote``.
 
-        Per image: the images requested at most, at the price of the dimension values the
+        Per image: the images requested at most (those delivered, and ``billed_undelivered``: images
+        the provider billed but withheld, e.g. filtered for safety), at the price of the dimension values the
         provider reports, or at the reserved price when those are unpriced or dearer; so the
         cost never exceeds the reservation. By tokens: the reported usage, capped at
         ``TOKEN_CHARGE_CAP`` times the reservation (or the model's own cap); a usage that cannot be read is charged the
@@ -219,7 +222,7 @@ class PriceBook:
         if price is None or price > quote.price_per_image:
             produced, price = dict(quote.choices), quote.price_per_image
         images = min(len(body["data"]), quote.images)
-        estimated_cost = round(images * price, 6)
+        estimated_cost = round(min(images + billed_undelivered, quote.images) * price, 6)
         usage = body.get("usage")
         token_cost, charged_by, cost = None, "per_image", estimated_cost
         if image_model.token_prices is not None and usage is not None:
@@ -232,7 +235,8 @@ class PriceBook:
         return Charge(images=images, choices=produced, price_per_image=price, estimated_cost=estimated_cost,
                       token_cost=token_cost, usage=_recorded_usage(usage), charged_by=charged_by, cost=cost,
                       provider_images=len(body["data"]),
-                      provider_choices={name: value[:MAX_RECORDED_CHARS] for name, value in reported.items()})
+                      provider_choices={name: value[:MAX_RECORDED_CHARS] for name, value in reported.items()},
+                      billed_undelivered=min(billed_undelivered, quote.images - images))
 
 
 def _recorded_usage(usage):

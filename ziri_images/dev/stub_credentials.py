@@ -1,9 +1,10 @@
 """Stand-in credentials for ``ziri-images dev``: what each provider is given when it is sent to the local stub.
 
-A provider without a credential of its own goes to the stub with a dummy one: OpenAI and the
-Gemini API a key the stub takes whatever it is; Vertex AI a service account key made at start-up
-(a fresh RSA key, never written to disk, its ``token_uri`` the stub's ``/token``), so the gateway
-signs and exchanges a real assertion as it would with Google, and a dummy project.
+A provider without a credential of its own goes to the stub with a dummy one: OpenAI, the
+Gemini API, Stability AI and Recraft a key the stub takes whatever it is; Vertex AI a service
+account key made at start-up (a fresh RSA key, never written to disk, its ``token_uri`` the
+stub's ``/token``), so the gateway signs and exchanges a real assertion as it would with Google,
+and a dummy project.
 """
 
 import json
@@ -19,6 +20,8 @@ CREDENTIAL_VARIABLES = {
     "openai": ("OPENAI_API_KEY",),
     "google": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
     "vertex": ("VERTEX_CREDENTIALS_JSON", "GOOGLE_APPLICATION_CREDENTIALS"),
+    "stability": ("STABILITY_API_KEY",),
+    "recraft": ("RECRAFT_API_KEY",),
 }
 
 
@@ -38,6 +41,10 @@ def stub_environment(provider, stub_url):
         return {"OPENAI_BASE_URL": f"{stub_url}/v1", "OPENAI_API_KEY": STUB_API_KEY}
     if provider == "google":
         return {"GEMINI_BASE_URL": f"{stub_url}/v1beta", "GEMINI_API_KEY": STUB_GEMINI_KEY}
+    if provider == "stability":
+        return {"STABILITY_BASE_URL": stub_url, "STABILITY_API_KEY": STUB_API_KEY}
+    if provider == "recraft":
+        return {"RECRAFT_BASE_URL": f"{stub_url}/v1", "RECRAFT_API_KEY": STUB_API_KEY}
     return {"VERTEX_BASE_URL": f"{stub_url}/v1", "VERTEX_CREDENTIALS_JSON": service_account_json(f"{stub_url}/token"),
             "VERTEX_PROJECT": STUB_PROJECT, "VERTEX_LOCATION": "global"}
 

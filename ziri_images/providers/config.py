@@ -9,6 +9,7 @@ from ..errors import ConfigError
 from .google import GeminiProvider
 from .google import VertexProvider
 from .openai import OpenAIProvider
+from .stability import StabilityProvider
 
 # providers.json's types (entries.PROVIDER_TYPES) and the adapter class that serves each.
 ADAPTERS = {
@@ -16,6 +17,7 @@ ADAPTERS = {
     "azure": OpenAIProvider,
     "google": GeminiProvider,
     "vertex": VertexProvider,
+    "stability": StabilityProvider,
 }
 
 

@@ -28,6 +28,10 @@ PROVIDER_TYPES = {
     "vertex": {"path": "/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent",
                "auth_header": "Authorization", "auth_scheme": "Bearer",
                "settings": ("credentials_file_env", "project_env", "location_env")},
+    # Stability AI: POST {base_url}/v2beta/stable-image/generate/{ultra|core|sd3} as multipart form data,
+    # "Authorization: Bearer <key>"; one image a call.
+    "stability": {"path": "/v2beta/stable-image/generate/{endpoint}", "auth_header": "Authorization",
+                  "auth_scheme": "Bearer"},
 }
 _ENTRY_FIELDS = {"type", "description", "base_url", "base_url_env", "api_key_env", "auth_header", "auth_scheme",
                  "api_version", "deployments", "api_key_alt_env", "credentials_file_env", "project_env",

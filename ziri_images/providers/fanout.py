@@ -4,10 +4,11 @@ The calls run side by side (threads: greenlets under gevent's workers), each wit
 call deadline, so ``n`` images take about as long as one. ``merge`` makes one answer of them:
 the images of the calls that succeeded, with their usage (and what the provider said it billed)
 summed; the calls that failed add what they were billed, if anything (a refused prompt Google
-read and billed), and nothing otherwise. When no call succeeded, the first call's error is
-raised with every call's billing on it. A failed call that may have billed without saying what
-(a 2xx answer that could not be read) makes the usage unreadable, so the request is charged its
-reservation: the gateway never charges less than the provider may have billed.
+read and billed; an image Stability generated and filtered: ``billed_undelivered``), and nothing
+otherwise. When no call succeeded, the first call's error is raised with every call's billing on
+it. A failed call that may have billed without saying what (a 2xx answer that could not be read)
+makes the usage unreadable, so the request is charged its reservation: the gateway never charges
+less than the provider may have billed.
 """
 
 import threading
@@ -66,6 +67,7 @@ def merge(outcomes):
     results = [outcome for outcome in outcomes if isinstance(outcome, ProviderResult)]
     errors = [outcome for outcome in outcomes if isinstance(outcome, ProviderError)]
     usage, billed = None, None
+    billed_images = sum(error.billed_images or 0 for error in errors)
     for error in errors:
         if error.billed_usage is not None:
             usage = add_usage(usage, error.billed_usage)
@@ -77,6 +79,7 @@ def merge(outcomes):
         first = errors[0]
         first.billed_usage = usage
         first.billed_amount = billed if billed is None else round(billed, 6)
+        first.billed_images = billed_images or None
         first.may_have_billed = any(error.may_have_billed for error in errors)
         raise first
     images = []
@@ -89,4 +92,5 @@ def merge(outcomes):
     body = {**first.body, "data": images, "usage": usage}
     return ProviderResult(body=body, provider_status=first.provider_status,
                           provider_request_id=first.provider_request_id,
-                          provider_billed=billed if billed is None else round(billed, 6))
+                          provider_billed=billed if billed is None else round(billed, 6),
+                          billed_undelivered=billed_images + sum(result.billed_undelivered for result in results))
