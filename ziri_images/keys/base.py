@@ -105,7 +105,7 @@ class KeyRegistry(abc.ABC):
 
     @abc.abstractmethod
     def list_keys(self, user=None, team=None):
-        """Return every key record (of ``user``, of ``team``, when given), by id."""
+        """Return every key record (of ``user``, of ``team``, when given): the file's order, or by id."""
 
     @abc.abstractmethod
     def get_key(self, key_id):

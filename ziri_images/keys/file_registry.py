@@ -55,13 +55,12 @@ class FileKeyRegistry(KeyRegistry):
     # --- keys -------------------------------------------------------------------------
 
     def list_keys(self, user=None, team=None):
-        records = read_document(self.path, missing_ok=True)["keys"]
-        return sorted((public_view(record) for record in records
-                       if (user is None or record["user"] == user) and (team is None or record.get("team") == team)),
-                      key=lambda record: record["id"])
+        records = read_document(self.path)["keys"]  # in the file's order
+        return [public_view(record) for record in records
+                if (user is None or record["user"] == user) and (team is None or record.get("team") == team)]
 
     def get_key(self, key_id):
-        return public_view(find_record(read_document(self.path, missing_ok=True), key_id))
+        return public_view(find_record(read_document(self.path), key_id))
 
     def create_key(self, actor, user, key_id=None, limits=None, **fields):
         raw_key = new_raw_key(user)
@@ -99,11 +98,11 @@ class FileKeyRegistry(KeyRegistry):
     # --- teams ------------------------------------------------------------------------
 
     def list_teams(self):
-        document = read_document(self.path, missing_ok=True)
+        document = read_document(self.path)
         return [_team_view(team_id, team, document) for team_id, team in sorted((document.get("teams") or {}).items())]
 
     def get_team(self, team_id):
-        document = read_document(self.path, missing_ok=True)
+        document = read_document(self.path)
         team = (document.get("teams") or {}).get(team_id)
         if team is None:
             raise NotFound("team", team_id)

@@ -8,7 +8,8 @@ them) or a log (the access log has no body). The login form carries a CSRF token
 cookie (double submit), so no other site can post a login.
 
 What it shows comes from the store the limits use: today's and this month's spend, reservations
-and budgets per key from ``limiter.usage`` (the figures the limits enforce); spend per day, and
+and budgets per key from ``limiter.usage`` (the figures the limits enforce), each key's team, and
+the teams with their limits (the key store's registry); spend per day, and
 per key and per model over the same days, from one report of the store (either store groups it);
 refusals from their side record (``ops/refusals.py``). ``dashboard_page`` draws it.
 """
@@ -70,9 +71,14 @@ def _same(given, expected):
     return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
 
 
-def is_signed_in(token):
+def bearer_is(token):
+    """Return True if the request's ``Authorization: Bearer`` is ``token`` (compared in constant time)."""
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and _same(given.strip(), token):
+    return scheme.lower() == "bearer" and _same(given.strip(), token)
+
+
+def is_signed_in(token):
+    if bearer_is(token):
         return True
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
@@ -139,12 +145,13 @@ def spend_overview(gateway):
     keys = []
     for key in sorted(gateway.keys.refresh().values(), key=lambda key: key.id):
         usage = gateway.limiter.usage(key)
-        keys.append({"id": key.id, "user": key.user, "status": key.status, "inFlight": usage["inFlight"],
-                     **{name: usage[name] for name in ("daily", "monthly")}})
+        keys.append({"id": key.id, "user": key.user, "team": key.team.id if key.team else None, "status": key.status,
+                     "inFlight": usage["inFlight"], **{name: usage[name] for name in ("daily", "monthly")}})
     refused = refusal_counts(gateway.store.refusal_record().refusal_rows(first_day.strftime("%Y-%m-%d")))
     refusals = sorted(((day, key_id, code, number) for (day, key_id, code), number in refused.items()),
                       reverse=True)[:50]
     return {"now": now, "month": month_start.strftime("%B %Y"), "daily": daily, "keys": keys,
+            "teams": gateway.registry.list_teams(),
             "models": models_since(groups, month_start.strftime("%Y-%m-%d")), "perKey": per_key,
             "perModel": per_model, "refusals": refusals}
 
