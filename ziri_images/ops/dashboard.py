@@ -16,6 +16,7 @@ refusals from their side record (``ops/refusals.py``). ``dashboard_page`` draws 
 
 import hashlib
 import hmac
+import logging
 import secrets
 from datetime import timedelta
 
@@ -28,12 +29,15 @@ from itsdangerous import URLSafeTimedSerializer
 
 from ..errors import ApiError
 from ..gateway import current_gateway
+from ..keys.base import KeyEditError
 from ..ledger.money import format_ts
 from ..ledger.money import to_dollars
 from ..ledger.report import Totals
 from .dashboard_page import render_dashboard
 from .dashboard_page import render_login
 from .refusals import refusal_counts
+
+log = logging.getLogger("ziri_images")
 
 # Its pages are the .html templates of ops/templates/ (autoescaped: see dashboard_page.py).
 bp = Blueprint("dashboard", __name__, url_prefix="/admin", template_folder="templates")
@@ -151,9 +155,24 @@ def spend_overview(gateway):
     refusals = sorted(((day, key_id, code, number) for (day, key_id, code), number in refused.items()),
                       reverse=True)[:50]
     return {"now": now, "month": month_start.strftime("%B %Y"), "daily": daily, "keys": keys,
-            "teams": gateway.registry.list_teams(),
+            "teams": team_rows(gateway),
             "models": models_since(groups, month_start.strftime("%Y-%m-%d")), "perKey": per_key,
             "perModel": per_model, "refusals": refusals}
+
+
+def team_rows(gateway):
+    """Return the teams and their limits; from the keys in service when the key file on disk is broken."""
+    try:
+        return gateway.registry.list_teams()
+    except KeyEditError as error:
+        log.warning("dashboard: teams from the keys in service: %s", error)
+    teams = {}
+    for key in gateway.keys.refresh().values():
+        if key.team is not None:
+            row = teams.setdefault(key.team.id, {"id": key.team.id, "name": key.team.name, "status": key.team.status,
+                                                 "limits": key.team.limits, "keys": 0})
+            row["keys"] += 1
+    return sorted(teams.values(), key=lambda row: row["id"])
 
 
 def spend_series(groups, position, days):
