@@ -26,6 +26,7 @@ from ..keys.store import limit_problem
 from ..keys.store import limit_rule
 from ..ledger.report import GROUPINGS
 
+
 def _matching(pattern, what):
     """Return a validator for ``pattern`` (a compiled regex ending in \\Z) and the pattern the document shows."""
     def check(value):

@@ -241,11 +241,12 @@ class PostgresKeyRegistry(KeyRegistry):
                 counts["teams"] += 1
             tombstones = set(cursor.execute(SQL["tombstones"]).fetchall())
             for record in document["keys"]:
-                if ("id", record["id"]) in tombstones or ("hash", record["hash"]) in tombstones:
+                stored = cursor.execute(SQL["select_key"], {"id": record["id"]}).fetchone() or cursor.execute(
+                    SQL["key_with_hash"], {"hash": record["hash"]}).fetchone()
+                if stored:
+                    counts["existing"] += 1  # left as the database has it (a rotated key keeps its new secret)
+                elif ("id", record["id"]) in tombstones or ("hash", record["hash"]) in tombstones:
                     counts["deleted"] += 1
-                elif self._id_taken(cursor, record["id"]) or cursor.execute(
-                        SQL["key_with_hash"], {"hash": record["hash"]}).fetchone():
-                    counts["existing"] += 1
                 else:
                     cursor.execute(SQL["insert_key"], key_row(record))
                     changes.append(("key.imported", record["id"], None, record))

@@ -53,7 +53,8 @@ def key_record(row):
 
 def key_row(record):
     """Return the parameters of insert_key / update_key for a checked key ``record``."""
-    return {"id": record["id"], "hash": record["hash"], "user_id": record["user"], "status": record.get("status", "active"),
+    return {"id": record["id"], "hash": record["hash"], "user_id": record["user"],
+            "status": record.get("status", "active"),
             "demo": bool(record.get("demo", False)), "team_id": record.get("team"),
             "expires_at": parse_time(record.get("expires_at")),
             "allowed_providers": record.get("allowed_providers"), "allowed_models": record.get("allowed_models"),

@@ -167,7 +167,7 @@ def parse_key_record(record, where, teams=None):
     limits = _check_limits(record.get("limits") or {}, LIMIT_NAMES, where)
     team_id = record.get("team")
     if team_id is not None and (not isinstance(team_id, str) or team_id not in (teams or {})):
-        raise ConfigError(f"{where}: 'team' names no team of the file ({team_id!r})")
+        raise ConfigError(f"{where}: 'team' names no known team ({team_id!r})")
     expires_at = record.get("expires_at")
     key = ApiKey(
         id=record["id"],

@@ -1,11 +1,12 @@
 """Readiness: can this instance serve a paid request right now?
 
 ``GET /ready`` checks what a request needs and a restart would not fix by itself: the key
-store can be read (the key file still parses, or the database's keys are loaded), the catalog is loaded, the ledger can be written, and at least one provider
-has its key (and endpoint) set. It answers 200 when every check passes and 503 otherwise,
-naming each check; ``providers`` says which providers are usable and, for the others, which
-variable to set (their requests get ``PROVIDER_KEY_MISSING``). The body never carries secrets, file paths
-or error text (those go to the log): it is meant for load balancers and uptime monitors.
+store can be read (the key file still parses, or the database's keys are loaded), the catalog
+is loaded, the ledger can be written, and at least one provider has its key (and endpoint)
+set. It answers 200 when every check passes and 503 otherwise, naming each check;
+``providers`` says which providers are usable and, for the others, which variable to set
+(their requests get ``PROVIDER_KEY_MISSING``). The body never carries secrets, file paths or
+error text (those go to the log): it is meant for load balancers and uptime monitors.
 """
 
 import logging

@@ -38,7 +38,7 @@ def fresh(test_database):
 
 
 def as_before_the_squash(connection, versions):
-    """Make a migrated schema the development versions': 001's tables only, ``versions`` recorded, no function hashes."""
+    """Make a migrated schema the development versions': 001's tables, ``versions`` recorded, no function hashes."""
     connection.execute("DROP TABLE api_keys, teams, key_tombstones, key_store_version, audit_records")  # 002's
     connection.execute("DROP TABLE schema_functions")
     connection.execute("DELETE FROM schema_migrations")
