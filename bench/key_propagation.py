@@ -115,9 +115,9 @@ def lookup_costs(database_url, refresh, calls=100_000):
 
     from ziri_images.keys.postgres import PostgresKeySource
     from ziri_images.keys.postgres_registry import PostgresKeyRegistry
-    from ziri_images.keys.postgres_registry import command_transaction
     from ziri_images.keys.store import KeyStore
     from ziri_images.keys.store import hash_key
+    from ziri_images.ledger.postgres.connection import command_transaction
     from ziri_images.ledger.postgres.pool import DatabasePool
 
     raw_keys = [f"ziri-user{number}-{number:032x}" for number in range(1000)]

@@ -13,8 +13,8 @@ from ziri_images.keys.base import KeyEditError
 from ziri_images.keys.base import NotFound
 from ziri_images.keys.postgres import load_keys
 from ziri_images.keys.postgres_registry import PostgresKeyRegistry
-from ziri_images.keys.postgres_registry import command_transaction
 from ziri_images.keys.store import hash_key
+from ziri_images.ledger.postgres.connection import command_transaction
 
 ALICE = key_record(USER_KEY, key_id="key_user", user="alice", limits={"daily_spend_limit": 5.0})
 DOCUMENT = {"teams": {"team_a": {"name": "A", "limits": {"monthly_spend_limit": 100}}},

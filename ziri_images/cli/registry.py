@@ -36,7 +36,7 @@ def key_registry(args):
     if url:
         # Imported only when used: commands on the key file never load the driver.
         from ..keys.postgres_registry import PostgresKeyRegistry
-        from ..keys.postgres_registry import command_transaction
+        from ..ledger.postgres.connection import command_transaction
         from ..ledger.postgres.connection import describe
 
         registry = PostgresKeyRegistry(lambda: command_transaction(url, config.database_timeout))

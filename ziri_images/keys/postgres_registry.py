@@ -16,12 +16,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from datetime import timezone
 
-import psycopg
-
-from ..errors import ConfigError
-from ..ledger.postgres.connection import connect
-from ..ledger.postgres.connection import describe
-from ..ledger.postgres.connection import error_text
 from ..ledger.postgres.sql import named
 from ..ledger.records import encode_json
 from .base import Conflict
@@ -50,18 +44,6 @@ SQL = named("keys.sql")
 
 def utc_now():
     return datetime.now(timezone.utc)
-
-
-@contextmanager
-def command_transaction(conninfo, timeout):
-    """Yield a cursor in one transaction on a connection of its own (a command's); a fault is a ConfigError."""
-    try:
-        with connect(conninfo, timeout) as connection, connection.transaction(), connection.cursor() as cursor:
-            yield cursor
-    except psycopg.errors.UndefinedTable:
-        raise ConfigError(f"database {describe(conninfo)}: no key tables: run 'ziri-images db migrate'") from None
-    except psycopg.Error as error:
-        raise ConfigError(f"database {describe(conninfo)}: {error_text(error)}") from None
 
 
 class PostgresKeyRegistry(KeyRegistry):
