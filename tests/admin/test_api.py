@@ -146,6 +146,7 @@ def test_keys_and_teams_over_http_and_every_change_audited(admin):
     assert (team.status_code, created.status_code) == (201, 201)
     raw_key, key_id = created.get_json()["key"], created.get_json()["record"]["id"]
     conforms(admin, "NewKey", created.get_json())
+    assert created.headers["Cache-Control"] == "no-store"
     assert created.get_json()["record"]["limits"] == {"daily_spend_limit": 5}  # 0: unlimited, not stored
     assert usage_of(admin, raw_key).status_code == 200
 

@@ -54,6 +54,13 @@ def require_admin_token():
     g.admin_actor = admin_actor(token)
 
 
+@bp.after_request
+def never_cached(response):
+    # A new or rotated key is in the answer: no cache or proxy may keep it.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.errorhandler(KeyEditError)
 def refused_edit(error):
     if isinstance(error, NotFound):
