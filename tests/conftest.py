@@ -18,7 +18,9 @@ Fixtures (names are stable; other test modules rely on them):
 ``keys_path`` / ``add_key``
     keys.json holds ``DEMO_KEY`` (demo), ``USER_KEY`` (id ``key_user``) and ``DISABLED_KEY``.
     ``add_key(limits=..., allowed_models=..., expires_at=...)`` appends a key and returns the raw
-    key; the running app picks it up (the key store re-reads the file when it changes).
+    key; the running app picks it up (the key store re-reads the file when it changes). With the
+    PostgreSQL store the database is the key store: ``make_app`` and ``add_key`` make its keys
+    those of keys.json (``database.load_keys``), and its apps check the key version on every request.
 ``pricing_path`` / ``ledger_path``
     The copied catalog and the ledger file.
 ``providers_path``
@@ -410,8 +412,11 @@ def keys_path(tmp_path):
 
 
 @pytest.fixture
-def add_key(keys_path):
-    """Return ``add_key(raw_key=None, **key_record options) -> raw key`` appending to keys.json."""
+def add_key(request, keys_path, store_kind):
+    """Return ``add_key(raw_key=None, **key_record options) -> raw key`` appending to keys.json.
+
+    With the PostgreSQL store the database's keys follow the file (the key store is the database).
+    """
     counter = iter(range(1, 1000))
 
     def add(raw_key=None, *, key_id=None, user=None, **options):
@@ -419,6 +424,8 @@ def add_key(keys_path):
         raw_key = raw_key or f"ziri-extra{number}-{number:032x}"
         record = key_record(raw_key, key_id=key_id or f"key_extra{number}", user=user or f"extra{number}", **options)
         write_keys(keys_path, read_keys(keys_path) + [record])
+        if store_kind == "postgres":
+            request.getfixturevalue("database").load_keys(keys_path)
         return raw_key
 
     return add
@@ -461,7 +468,8 @@ def store_settings(request, store_kind, tmp_path):
     if store_kind == "postgres":
         database = request.getfixturevalue("database")
         database.follow(request.getfixturevalue("clock"))  # the database decides on the test's time
-        return {"DATABASE_URL": database.url, "SPOOL_DIR": str(tmp_path / "spool")}
+        # The database is the key store: every app sees keys.json's keys (make_app loads them) at once.
+        return {"DATABASE_URL": database.url, "SPOOL_DIR": str(tmp_path / "spool"), "KEYS_REFRESH_SECONDS": 0}
     raise ValueError(f"unknown store kind {store_kind!r}")
 
 
@@ -500,11 +508,17 @@ def app_config(keys_path, pricing_path, providers_path, ledger_path, clock, stor
 
 
 @pytest.fixture
-def make_app(app_config):
+def make_app(request, app_config, store_kind):
     made = []
 
     def make(**overrides):
-        app = create_app({**app_config, **overrides})
+        config = {**app_config, **overrides}
+        if store_kind == "postgres" and Path(config["KEYS_FILE"]).exists():
+            database = request.getfixturevalue("database")
+            if config.get("DATABASE_URL") == database.url:
+                # With a database, its tables are the key store: they hold keys.json's keys, as an import would.
+                database.load_keys(config["KEYS_FILE"])
+        app = create_app(config)
         made.append(app)
         return app
 

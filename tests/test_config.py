@@ -41,6 +41,7 @@ def test_defaults_run_from_a_checkout():
         pytest.param("ZIRI_LOG_LEVEL", "debug", "LOG_LEVEL", "DEBUG", id="log-level-lower-case"),
         pytest.param("ZIRI_SPOOL_DIR", "/var/spool/ziri", "SPOOL_DIR", "/var/spool/ziri", id="string"),
         pytest.param("ZIRI_BODY_TIMEOUT_SECONDS", "2.5", "BODY_TIMEOUT_SECONDS", 2.5, id="seconds"),
+        pytest.param("ZIRI_KEYS_REFRESH_SECONDS", "0", "KEYS_REFRESH_SECONDS", 0.0, id="interval-zero"),
     ],
 )
 def test_environment_values_are_parsed(env_name, raw, name, value):
@@ -62,6 +63,8 @@ def test_environment_values_are_parsed(env_name, raw, name, value):
         pytest.param("ZIRI_MAX_BODY_BYTES", "256KB", "expected int", id="int-with-unit"),
         pytest.param("ZIRI_MAX_BODY_BYTES", "0", "must be positive", id="int-zero"),
         pytest.param("ZIRI_LOG_LEVEL", "LOUD", "expected DEBUG, INFO", id="log-level-unknown"),
+        pytest.param("ZIRI_KEYS_REFRESH_SECONDS", "-1", "expected seconds from 0 to 3600", id="interval-negative"),
+        pytest.param("ZIRI_KEYS_REFRESH_SECONDS", "nan", "expected seconds from 0 to 3600", id="interval-nan"),
     ],
 )
 def test_bad_environment_values_name_the_variable(env_name, raw, problem):

@@ -97,6 +97,9 @@ class Config(Mapping):
     database_queue_seconds: float = _setting("ZIRI_DATABASE_QUEUE_SECONDS", 25.0, float)
     # A process's lease: when it is not renewed for this long, other processes settle its reservations.
     database_lease_seconds: float = _setting("ZIRI_DATABASE_LEASE_SECONDS", 30.0, float)
+    # With a database (the key store): how often each process checks the keys' version, in seconds; a
+    # change reaches every process within it (0: on every request, one more query per request).
+    keys_refresh_seconds: float = _setting("ZIRI_KEYS_REFRESH_SECONDS", 1.0, "interval")
     # Charges that could not reach the database wait here (fsynced) until it is back.
     spool_dir: str = _setting("ZIRI_SPOOL_DIR", "var/spool", str)
     # The CA bundle provider calls verify against (requests' and curl's variables); None: certifi's.
@@ -176,14 +179,17 @@ def _parse(setting, raw):
         if level not in logging.getLevelNamesMapping():
             raise ConfigError(f"environment variable {env_name}: expected DEBUG, INFO, WARNING or ERROR, got {raw!r}")
         return level
-    if parser == "seconds":
+    if parser in ("seconds", "interval"):
         try:
             seconds = float(raw)
         except ValueError:
             seconds = math.nan
-        if not (math.isfinite(seconds) and seconds > 0):
-            raise ConfigError(f"environment variable {env_name}: expected a positive number of seconds, got {raw!r}")
-        return seconds
+        if parser == "seconds" and math.isfinite(seconds) and seconds > 0:
+            return seconds
+        if parser == "interval" and math.isfinite(seconds) and 0 <= seconds <= 3600:
+            return seconds
+        expected = "a positive number of seconds" if parser == "seconds" else "seconds from 0 to 3600"
+        raise ConfigError(f"environment variable {env_name}: expected {expected}, got {raw!r}")
     try:
         value = parser(raw)
     except ValueError:

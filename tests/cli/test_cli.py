@@ -86,7 +86,7 @@ def test_keys_list_table_spells_out_defaults(capsys, keys_path):
 
     lines = out.splitlines()
     assert lines[0].split() == list(cli_keys.KEY_COLUMNS)
-    assert lines[3].split() == ["key_user", "alice", "active", "never", "any", "any", "5.0", "50.0", "-", "-"]
+    assert lines[3].split() == ["key_user", "alice", "-", "active", "never", "any", "any", "5.0", "50.0", "-", "-"]
 
 
 def test_keys_show(capsys, keys_path):
@@ -233,7 +233,8 @@ def command_paths(parser, prefix=()):
 def test_every_command_has_help(capsys, path):
     code, out, _ = run(capsys, *path, "--help")
     assert code == 0
-    canonical = ["report" if name == "usage" else name for name in path]  # 'usage' is an alias
+    aliases = {"usage": "report", "update": "set"}  # 'report' is also 'usage', 'teams set' also 'teams update'
+    canonical = [aliases.get(name, name) for name in path]
     assert out.startswith("usage: ziri-images " + " ".join(canonical))
 
 

@@ -19,7 +19,8 @@
     ``tmp_path``: a second host gets a directory of its own) and the stub (above) as OpenAI, the
     Gemini API and Vertex AI (``google_environment``: a test service account whose token
     endpoint is the stub's). ``keys``
-    maps a user name to extra keys.json fields; ``raw_key(name)`` is that user's key.
+    maps a user name to extra keys.json fields; ``raw_key(name)`` is that user's key (on
+    PostgreSQL the database's keys are made those of that keys.json: ``database.load_keys``).
     ``extra_env`` adds or replaces environment variables (e.g. shorter timeouts, another
     upstream). Returns a ``Gateway``, whose ``ledger()`` reads the records from the store.
 
@@ -270,6 +271,8 @@ def start_gateway(request, tmp_path, tmp_path_factory, worker_class, store):
             {"id": f"key_{name}", "user": name, "hash": hash_key(raw_key(name)), **fields}
             for name, fields in keys.items()
         ]}))
+        if database is not None:
+            database.load_keys(keys_path)  # the database is the key store, as a release step's import makes it
         pricing_path = directory / "pricing.json"
         shutil.copyfile(PROJECT_DIR / "pricing.json", pricing_path)
         ledger_path = directory / "var" / "ledger.jsonl"

@@ -1,13 +1,15 @@
-"""Authenticate gateway API keys against the hashed key file (keys.json).
+"""The key and team records, their rules, and the key file (keys.json) as a key source.
 
 Keys look like ``ziri-{userId}-{hex secret}``. Only ``sha256:`` hashes of whole keys are
-stored; the raw key is never kept, logged or echoed. The file is re-read when it changes
-on disk (``reloading.ReloadingFile``), so keys can be added, limited or revoked without a
-restart: once the file is replaced, every later request sees the new keys. A broken edit keeps
-the last good version in service (and is logged once), while a broken file at start-up is fatal.
+stored; the raw key is never kept, logged or echoed. ``parse_key_record`` is the one rule for a
+key's record wherever it is kept (keys.json or the database, ``keys/postgres_registry.py``).
+Without a database the file is the key source: re-read when it changes on disk
+(``reloading.ReloadingFile``), so keys can be added, limited or revoked without a restart: once
+the file is replaced, every later request sees the new keys. A broken edit keeps the last good
+version in service (and is logged once), while a broken file at start-up is fatal.
 """
 
-import hashlib
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -15,11 +17,14 @@ from dataclasses import field
 from datetime import datetime
 
 from ..config import load_json_file
-from ..errors import ApiError
 from ..errors import ConfigError
+from .base import KEY_PATTERN  # noqa: F401 (the key's form, named here as always)
+from .base import KeySource
+from .base import hash_key  # noqa: F401
 from .reloading import ReloadingFile
 
-KEY_PATTERN = re.compile(r"^ziri-([A-Za-z0-9][A-Za-z0-9_.-]*)-([0-9a-f]{16,128})\Z")
+log = logging.getLogger("ziri_images")
+
 LIMIT_NAMES = ("daily_spend_limit", "monthly_spend_limit", "requests_per_minute", "max_concurrent_requests")
 # Limits a team carries (every key of the team is held to them together, beside its own).
 TEAM_LIMIT_NAMES = LIMIT_NAMES
@@ -31,11 +36,6 @@ LIMIT_MAXIMUMS = {"daily_spend_limit": 1_000_000_000, "monthly_spend_limit": 1_0
                   "requests_per_minute": 1_000_000, "max_concurrent_requests": 100_000}
 WHOLE_LIMITS = ("requests_per_minute", "max_concurrent_requests")
 STATUSES = ("active", "disabled")
-
-
-def hash_key(raw_key):
-    """Return the stored form of a raw key."""
-    return "sha256:" + hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,47 @@ def _parse_allow_list(value, where):
     return tuple(value)
 
 
-def parse_key_record(record, where):
-    """Return the (hash, ApiKey) of one keys.json entry, or raise ConfigError."""
+def _check_limits(limits, names, where):
+    if not isinstance(limits, dict):
+        raise ConfigError(f"{where}: 'limits' must be an object")
+    for name, value in limits.items():
+        if name not in names:
+            raise ConfigError(f"{where}: unknown limit '{name}' (known: {', '.join(names)})")
+        problem = limit_problem(name, value)
+        if problem is not None:
+            raise ConfigError(f"{where}: {problem}")
+    return dict(limits)
+
+
+def parse_team_record(team_id, record, where):
+    """Return the Team of one entry of keys.json's ``teams`` (or a database row in that shape), or raise ConfigError."""
+    if not isinstance(team_id, str) or not team_id:
+        raise ConfigError(f"{where}: a team id must be a non-empty string")
+    if not isinstance(record, dict):
+        raise ConfigError(f"{where}: expected an object")
+    if not isinstance(record.get("name"), str) or not record["name"]:
+        raise ConfigError(f"{where}: 'name' is required and must be a string")
+    status = record.get("status", "active")
+    if status not in STATUSES:
+        raise ConfigError(f"{where}: 'status' must be one of {', '.join(STATUSES)}")
+    limits = _check_limits(record.get("limits") or {}, TEAM_LIMIT_NAMES, where)
+    return Team(id=team_id, name=record["name"], status=status, limits=limits)
+
+
+def parse_teams(document, path):
+    """Return {team id: Team} of a decoded key file's optional ``teams`` object, or raise ConfigError."""
+    teams = document.get("teams") or {}
+    if not isinstance(teams, dict):
+        raise ConfigError(f"key file {path}: 'teams' must be an object of team id -> team")
+    return {team_id: parse_team_record(team_id, record, f"key file {path}: teams.{team_id}")
+            for team_id, record in teams.items()}
+
+
+def parse_key_record(record, where, teams=None):
+    """Return the (hash, ApiKey) of one keys.json entry, or raise ConfigError.
+
+    ``teams`` ({id: Team}) are the teams a key may name in ``team``; the key carries its Team.
+    """
     if not isinstance(record, dict):
         raise ConfigError(f"{where}: expected an object")
     for name in ("id", "user", "hash"):
@@ -125,15 +164,10 @@ def parse_key_record(record, where):
     status = record.get("status", "active")
     if status not in STATUSES:
         raise ConfigError(f"{where}: 'status' must be one of {', '.join(STATUSES)}")
-    limits = record.get("limits") or {}
-    if not isinstance(limits, dict):
-        raise ConfigError(f"{where}: 'limits' must be an object")
-    for name, value in limits.items():
-        if name not in LIMIT_NAMES:
-            raise ConfigError(f"{where}: unknown limit '{name}' (known: {', '.join(LIMIT_NAMES)})")
-        problem = limit_problem(name, value)
-        if problem is not None:
-            raise ConfigError(f"{where}: {problem}")
+    limits = _check_limits(record.get("limits") or {}, LIMIT_NAMES, where)
+    team_id = record.get("team")
+    if team_id is not None and (not isinstance(team_id, str) or team_id not in (teams or {})):
+        raise ConfigError(f"{where}: 'team' names no known team ({team_id!r})")
     expires_at = record.get("expires_at")
     key = ApiKey(
         id=record["id"],
@@ -141,9 +175,10 @@ def parse_key_record(record, where):
         status=status,
         demo=bool(record.get("demo", False)),
         expires_at=_parse_time(expires_at, f"{where}.expires_at") if expires_at else None,
-        limits=dict(limits),
+        limits=limits,
         allowed_providers=_parse_allow_list(record.get("allowed_providers"), f"{where}.allowed_providers"),
         allowed_models=_parse_allow_list(record.get("allowed_models"), f"{where}.allowed_models"),
+        team=teams[team_id] if team_id is not None else None,
     )
     return record["hash"], key
 
@@ -157,9 +192,10 @@ def parse_key_document(document, path):
     """Return {hash: ApiKey} from a decoded key file, or raise ConfigError naming ``path``."""
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ConfigError(f"key file {path}: expected an object with a 'keys' list")
+    teams = parse_teams(document, path)
     by_hash, ids = {}, set()
     for index, record in enumerate(document["keys"]):
-        key_hash, key = parse_key_record(record, f"key file {path}: keys[{index}]")
+        key_hash, key = parse_key_record(record, f"key file {path}: keys[{index}]", teams)
         if key.id in ids:
             raise ConfigError(f"key file {path}: duplicate key id '{key.id}'")
         if key_hash in by_hash:
@@ -169,8 +205,8 @@ def parse_key_document(document, path):
     return by_hash
 
 
-class KeyStore:
-    """Find keys by their hash, re-reading the file when it changes on disk."""
+class KeyStore(KeySource):
+    """The key file as the key source: find keys by their hash, re-reading the file when it changes on disk."""
 
     def __init__(self, path):
         self.path = path
@@ -180,21 +216,13 @@ class KeyStore:
         """Return the keys of the file as it is now (the last good version if the new one is broken)."""
         return self._file.current()
 
-    def authenticate(self, raw_key, now):
-        """Return the active ApiKey for ``raw_key`` or raise the contract's auth error."""
-        if not raw_key:
-            raise ApiError(400, "API_KEY_REQUIRED", "API key required. Include X-API-Key header.")
-        if not KEY_PATTERN.match(raw_key):
-            raise ApiError(
-                401, "INVALID_API_KEY_FORMAT", "Invalid API key format. Expected ziri-{userId}-{hex secret}."
-            )
-        key = self.refresh().get(hash_key(raw_key))
-        if key is None:
-            raise ApiError(403, "API_KEY_INVALID", "Invalid API key.")
-        if key.status != "active":
-            raise ApiError(403, "API_KEY_REVOKED_OR_DISABLED", "API key has been revoked or disabled.", keyId=key.id)
-        if key.expires_at is not None and now >= key.expires_at:
-            raise ApiError(
-                403, "API_KEY_EXPIRED", "API key has expired.", keyId=key.id, expiredAt=key.expires_at.isoformat()
-            )
-        return key
+    def find(self, key_hash):
+        return self.refresh().get(key_hash)
+
+    def readiness(self):
+        try:
+            load_key_file(self.path)
+        except ConfigError as error:
+            log.warning("readiness: %s", error)
+            return "the key file is missing or invalid"
+        return None

@@ -18,6 +18,13 @@ its reservation says why in ``streamEnd`` (``no_completed_event``, ``broken``, `
     A reservation whose worker died or whose time ran out, settled at the reserved amount
     (the provider may have generated the images). A later ``charge`` replaces it.
 
+Beside them, apart from the money (its own file or table, never counted by the limits or the report):
+
+``audit``
+    One change of a key or a team, by the command line or the admin API: ``auditId``, ``actor``
+    (``cli``, or ``admin:`` and a digest of the admin token), ``action`` (``AUDIT_ACTIONS``),
+    ``targetId`` and ``changes`` (``{field: {"from", "to"}}``). Never a key or its hash.
+
 Money is kept in integer micro-dollars (``money.py``); the records carry dollars as JSON numbers. Only strict
 JSON (RFC 8259) is written: a non-finite number in a record is written as ``null``. Parsing
 never raises (``parse.py``): a line or value that is not a valid record is logged and yields ``None``.
@@ -26,6 +33,7 @@ never raises (``parse.py``): a line or value that is not a valid record is logge
 import json
 import logging
 import math
+import secrets
 from dataclasses import dataclass
 
 from .money import format_ts
@@ -34,6 +42,9 @@ from .money import to_dollars
 log = logging.getLogger("ziri_images")
 
 RECORD_TYPES = ("reservation", "charge", "reservation_expired")
+AUDIT_TYPE = "audit"
+AUDIT_ACTIONS = ("key.created", "key.updated", "key.rotated", "key.deleted", "key.imported",
+                 "team.created", "team.updated", "team.deleted", "team.imported")
 TS_LENGTH = len("YYYY-MM-DDTHH:MM:SS.ffffffZ")
 # Where ``peek`` finds the time and the type in a line as ``encode_json`` writes it.
 _PREFIX = b'{"ts":"'
@@ -166,6 +177,12 @@ def expiry_record(now, reservation, reason):
         "reason": reason,
         "worker": reservation.worker,
     }
+
+
+def audit_record(now, actor, action, target_id, changes):
+    """Return the ``audit`` record of one change (``action`` of the key or team ``target_id``) made by ``actor``."""
+    return {"ts": format_ts(now), "type": AUDIT_TYPE, "auditId": "aud_" + secrets.token_hex(12), "actor": actor,
+            "action": action, "targetId": target_id, "changes": changes}
 
 
 # --- encoding ---------------------------------------------------------------------------
