@@ -20,9 +20,8 @@ from dataclasses import fields
 from .errors import ConfigError
 from .providers.entries import ProviderEntry
 from .providers.entries import provider_entries
+from .uploads import EDIT_FORM_ROOM
 
-# Room in an edit's body beside its uploads: the form's text fields and each part's headers.
-EDIT_FORM_ROOM = 1024 * 1024
 # Two edits of the largest size allowed (ZIRI_EDIT_MAX_TOTAL_BYTES's default, 64 MiB, and the form).
 DEFAULT_EDIT_WORKER_MAX_BYTES = 2 * (64 * 1024 * 1024 + EDIT_FORM_ROOM)
 # Heroku's convention: heroku-postgresql sets DATABASE_URL; ZIRI_DATABASE_URL wins over it.

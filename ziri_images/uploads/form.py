@@ -18,9 +18,9 @@ from flask import current_app
 from flask import g
 from flask import request
 
-from ..config import EDIT_FORM_ROOM
 from ..errors import ApiError
 from ..schemas.request import form_integer
+from . import EDIT_FORM_ROOM
 from .imageinfo import NotAnImage
 from .imageinfo import image_info
 
