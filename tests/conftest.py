@@ -18,7 +18,9 @@ Fixtures (names are stable; other test modules rely on them):
 ``keys_path`` / ``add_key``
     keys.json holds ``DEMO_KEY`` (demo), ``USER_KEY`` (id ``key_user``) and ``DISABLED_KEY``.
     ``add_key(limits=..., allowed_models=..., expires_at=...)`` appends a key and returns the raw
-    key; the running app picks it up (the key store re-reads the file when it changes).
+    key; the running app picks it up (the key store re-reads the file when it changes). With the
+    PostgreSQL store the database is the key store: ``make_app`` and ``add_key`` make its keys
+    those of keys.json (``database.load_keys``), and its apps check the key version on every request.
 ``pricing_path`` / ``ledger_path``
     The copied catalog and the ledger file.
 ``providers_path``
@@ -78,6 +80,7 @@ import pytest
 import responses
 from database import open_test_database
 from e2e.conftest import run_stub
+from google_credentials import service_account_json
 from throwaway_cluster import open_throwaway_cluster
 
 from ziri_images import __version__
@@ -90,7 +93,7 @@ SHIPPED_PRICING = PROJECT_DIR / "pricing.json"
 SHIPPED_PROVIDERS = PROJECT_DIR / "providers.json"
 SHIPPED_PROVIDER_VARIABLES = tuple(
     entry[field] for entry in json.loads(SHIPPED_PROVIDERS.read_text())["providers"].values()
-    for field in ("api_key_env", "base_url_env") if field in entry)
+    for field in entry if field.endswith("_env"))
 
 DEMO_KEY = "ziri-user-123-a1b2c3d4e5f67890"
 USER_KEY = "ziri-alice-0123456789abcdef0123456789abcdef"
@@ -102,6 +105,14 @@ ENDPOINT = "/api/images/generations"
 AZURE_KEY = "0123456789abcdef0123456789abcdef"
 AZURE_ENDPOINT = "https://ziri-test.openai.azure.com"
 XAI_KEY = "xai-test-provider-key-abcdef123456"
+GEMINI_KEY = "AIzaTestGeminiKey0123456789abcdef"
+GEMINI_URL = "https://gemini.test/v1beta"
+VERTEX_URL = "https://vertex.test/v1"
+VERTEX_TOKEN_URI = "https://oauth2.test/token"
+STABILITY_KEY = "sk-stability-test-key-0123456789"
+STABILITY_URL = "https://stability.test"
+RECRAFT_KEY = "recraft-test-key-0123456789abcdef"
+RECRAFT_URL = "https://recraft.test/v1"
 START = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
 _REQUEST = '"requestId":"req_foreign","keyId":"key_other","user":"other"'
 # Lines another program (or a bug, or a hand edit) could leave in a ledger; none is a record.
@@ -402,8 +413,11 @@ def keys_path(tmp_path):
 
 
 @pytest.fixture
-def add_key(keys_path):
-    """Return ``add_key(raw_key=None, **key_record options) -> raw key`` appending to keys.json."""
+def add_key(request, keys_path, store_kind):
+    """Return ``add_key(raw_key=None, **key_record options) -> raw key`` appending to keys.json.
+
+    With the PostgreSQL store the database's keys follow the file (the key store is the database).
+    """
     counter = iter(range(1, 1000))
 
     def add(raw_key=None, *, key_id=None, user=None, **options):
@@ -411,6 +425,8 @@ def add_key(keys_path):
         raw_key = raw_key or f"ziri-extra{number}-{number:032x}"
         record = key_record(raw_key, key_id=key_id or f"key_extra{number}", user=user or f"extra{number}", **options)
         write_keys(keys_path, read_keys(keys_path) + [record])
+        if store_kind == "postgres":
+            request.getfixturevalue("database").load_keys(keys_path)
         return raw_key
 
     return add
@@ -453,7 +469,8 @@ def store_settings(request, store_kind, tmp_path):
     if store_kind == "postgres":
         database = request.getfixturevalue("database")
         database.follow(request.getfixturevalue("clock"))  # the database decides on the test's time
-        return {"DATABASE_URL": database.url, "SPOOL_DIR": str(tmp_path / "spool")}
+        # The database is the key store: every app sees keys.json's keys (make_app loads them) at once.
+        return {"DATABASE_URL": database.url, "SPOOL_DIR": str(tmp_path / "spool"), "KEYS_REFRESH_SECONDS": 0}
     raise ValueError(f"unknown store kind {store_kind!r}")
 
 
@@ -474,6 +491,16 @@ def app_config(keys_path, pricing_path, providers_path, ledger_path, clock, stor
         "AZURE_OPENAI_API_KEY": AZURE_KEY,
         "XAI_BASE_URL": "",
         "XAI_API_KEY": XAI_KEY,
+        "GEMINI_BASE_URL": GEMINI_URL,
+        "GEMINI_API_KEY": GEMINI_KEY,
+        "VERTEX_BASE_URL": VERTEX_URL,
+        "VERTEX_CREDENTIALS_JSON": service_account_json(VERTEX_TOKEN_URI),
+        "VERTEX_PROJECT": "ziri-test-project",
+        "VERTEX_LOCATION": "us-central1",
+        "STABILITY_BASE_URL": STABILITY_URL,
+        "STABILITY_API_KEY": STABILITY_KEY,
+        "RECRAFT_BASE_URL": RECRAFT_URL,
+        "RECRAFT_API_KEY": RECRAFT_KEY,
         "UPSTREAM_CONNECT_TIMEOUT": 2.0,
         "UPSTREAM_READ_TIMEOUT": 30.0,
         "CLOCK": clock,
@@ -482,11 +509,17 @@ def app_config(keys_path, pricing_path, providers_path, ledger_path, clock, stor
 
 
 @pytest.fixture
-def make_app(app_config):
+def make_app(request, app_config, store_kind):
     made = []
 
     def make(**overrides):
-        app = create_app({**app_config, **overrides})
+        config = {**app_config, **overrides}
+        if store_kind == "postgres" and Path(config["KEYS_FILE"]).exists():
+            database = request.getfixturevalue("database")
+            if config.get("DATABASE_URL") == database.url:
+                # With a database, its tables are the key store: they hold keys.json's keys, as an import would.
+                database.load_keys(config["KEYS_FILE"])
+        app = create_app(config)
         made.append(app)
         return app
 

@@ -18,6 +18,7 @@ to go away (a restart, an outage) starts a ``ThrowawayCluster`` of its own inste
 (tests/throwaway_cluster.py).
 """
 
+import json
 import os
 import secrets
 
@@ -25,14 +26,18 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from ziri_images.keys.postgres import SQL as KEY_SQL
+from ziri_images.keys.rows import key_row
+from ziri_images.keys.rows import team_row
+from ziri_images.keys.store import parse_key_document
 from ziri_images.ledger.postgres.connection import describe
 from ziri_images.ledger.postgres.migrate import migrate
 from ziri_images.ledger.postgres.sql import RENEW_LEASE
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
+KEY_TABLES = ("api_keys", "teams", "key_tombstones", "audit_records")
 TABLES = ("ledger_records", "key_locks", "key_periods", "open_reservations", "worker_leases", "refusal_counts",
-          "team_locks", "team_periods", "end_user_days", "budget_alerts",
-          "test_clock")
+          "team_locks", "team_periods", "end_user_days", "budget_alerts", "test_clock", *KEY_TABLES)
 # The test database's clock: the time a test set, else the real one (as ziri_now() reads in production).
 TEST_CLOCK = """
 CREATE TABLE test_clock (now timestamptz NOT NULL);
@@ -68,9 +73,28 @@ class TestDatabase:
         return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
 
     def empty(self):
-        """Remove every row (the schema stays)."""
-        with self.connect() as connection:
+        """Remove every row (the schema stays); the key version moves on, as after any change of the keys."""
+        with self.connect() as connection, connection.transaction():
             connection.execute(f"TRUNCATE {', '.join(TABLES)}")
+            connection.execute(KEY_SQL["bump_version"])
+
+    def load_keys(self, path):
+        """Make the database's keys and teams exactly those of the key file at ``path`` (no audit records).
+
+        A test's set-up, as writing keys.json is for the file store: the tests written against
+        keys.json run on the database's key store unchanged. (An operator imports: ``keys import``.)
+        """
+        with open(path, encoding="utf-8") as file:
+            document = json.load(file)
+        parse_key_document(document, path)
+        with self.connect() as connection, connection.transaction():
+            connection.execute(KEY_SQL["lock_keys"])
+            connection.execute(f"TRUNCATE {', '.join(KEY_TABLES[:3])}")
+            for team_id, team in (document.get("teams") or {}).items():
+                connection.execute(KEY_SQL["insert_team"], team_row({"id": team_id, **team}))
+            for record in document["keys"]:
+                connection.execute(KEY_SQL["insert_key"], key_row(record))
+            connection.execute(KEY_SQL["bump_version"])
 
     def follow(self, clock):
         """Make the database's clock show ``clock``'s time, now and whenever it moves."""

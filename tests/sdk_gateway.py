@@ -1,9 +1,10 @@
 """The gateway the SDK tests drive: gunicorn with the project's settings and the stub as OpenAI.
 
-``running_gateway(directory)`` starts both on free loopback ports (keys, pricing and the ledger
-under ``directory``) and yields a ``Gateway``: its ``url``, ``env``, ``cli(*argv)`` (the console
-script on the same files, e.g. to create keys), ``ledger()`` and ``client(key)`` (OpenAI's Python
-client). The Python and the npm SDK tests share it, so both meet the same server.
+``running_gateway(directory, keys=())`` starts both on free loopback ports (keys, pricing and the
+ledger under ``directory``) and yields a ``Gateway``: its ``url``, ``stub_url``, ``env``,
+``cli(*argv)`` (the console script on the same files, e.g. to create keys), ``ledger()`` and
+``client(key)`` (OpenAI's Python client). The Python, the npm SDK and the JavaScript client's
+tests share it, so all meet the same server.
 Both processes are stopped (then killed, by process group) when the block ends.
 """
 
@@ -68,8 +69,9 @@ class Service:
 
 
 class Gateway:
-    def __init__(self, url, env, ledger_path):
+    def __init__(self, url, stub_url, env, ledger_path):
         self.url = url
+        self.stub_url = stub_url
         self.env = env
         self.ledger_path = ledger_path
 
@@ -89,19 +91,24 @@ class Gateway:
 
 
 @contextlib.contextmanager
-def running_gateway(directory):
-    """Run gunicorn with the project's gunicorn.conf.py, and the stub started by the console script."""
+def running_gateway(directory, keys=()):
+    """Run gunicorn with the project's gunicorn.conf.py, and the stub started by the console script.
+
+    ``keys`` are keys.json's records to start with (conftest's ``key_record``); more can be made with ``cli``.
+    """
     shutil.copyfile(PROJECT_DIR / "pricing.json", directory / "pricing.json")
-    (directory / "keys.json").write_text('{"keys": []}')
+    (directory / "keys.json").write_text(json.dumps({"keys": list(keys)}))
     stub_port, gateway_port = free_port(), free_port()
     env = {name: value for name, value in os.environ.items()
-           if not name.startswith(("ZIRI_", "OPENAI_", "GUNICORN_", "PORT", "HOST", "WEB_CONCURRENCY"))}
+           if not name.startswith(("ZIRI_", "OPENAI_", "GEMINI_", "GOOGLE_", "VERTEX_", "GUNICORN_", "PORT", "HOST",
+                                    "WEB_CONCURRENCY"))}
     # The worker class is gunicorn.conf.py's own (what production runs).
     env.update(HOST="127.0.0.1", PORT=str(gateway_port), WEB_CONCURRENCY="1",
                ZIRI_KEYS_FILE=str(directory / "keys.json"), ZIRI_PRICING_FILE=str(directory / "pricing.json"),
                ZIRI_LEDGER_PATH=str(directory / "ledger.jsonl"), ZIRI_LEDGER_DURABLE="false", ZIRI_LOG_LEVEL="WARNING",
                ZIRI_UPSTREAM_READ_TIMEOUT=str(GATEWAY_READ_TIMEOUT),
-               OPENAI_BASE_URL=f"http://127.0.0.1:{stub_port}/v1", OPENAI_API_KEY="sk-local-stub-not-a-real-key")
+               OPENAI_BASE_URL=f"http://127.0.0.1:{stub_port}/v1", OPENAI_API_KEY="sk-local-stub-not-a-real-key",
+               GEMINI_BASE_URL=f"http://127.0.0.1:{stub_port}/v1beta", GEMINI_API_KEY="local-stub-gemini-key")
     stub = Service([SCRIPT, "stub", "--port", str(stub_port)], env, directory / "stub.log")
     server = None
     try:
@@ -109,7 +116,8 @@ def running_gateway(directory):
         server = Service([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"], env,
                          directory / "gunicorn.log")
         server.wait_for(f"http://127.0.0.1:{gateway_port}/ready")
-        yield Gateway(f"http://127.0.0.1:{gateway_port}", env, directory / "ledger.jsonl")
+        yield Gateway(f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{stub_port}", env,
+                      directory / "ledger.jsonl")
     finally:
         if server is not None:
             server.stop()

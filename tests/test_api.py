@@ -287,7 +287,7 @@ ERROR_CASES = [
     error_case(400, "VALIDATION_ERROR", body=body_with(stream="yes"), details="stream", id="stream-string"),
     error_case(400, "VALIDATION_ERROR", body=body_with(style="cartoon"), details="style", id="style-unknown-value"),
     error_case(400, "PROMPT_TOO_LONG", body=body_with(model="dall-e-2", prompt="x" * 1001), id="prompt-too-long"),
-    error_case(404, "PROVIDER_NOT_FOUND", "Provider 'stability' not found.", body=body_with(provider="stability"),
+    error_case(404, "PROVIDER_NOT_FOUND", "Provider 'midjourney' not found.", body=body_with(provider="midjourney"),
                id="unknown-provider"),
     error_case(400, "ACTION_NOT_SUPPORTED",
                "Model gpt-4o does not support image_generation action. Use gpt-image-2.6-flare instead.",

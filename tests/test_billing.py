@@ -13,7 +13,7 @@ from ziri_images.providers.answers import ProviderError
 
 KEY = ApiKey(id="key_bill", user="bill", status="active")
 GENERATION = SimpleNamespace(provider="openai", model="dall-e-3", stream=False, partial_images=None, end_user=None)
-IMAGE_MODEL = SimpleNamespace(provider="openai", name="dall-e-3")
+IMAGE_MODEL = SimpleNamespace(provider="openai", name="dall-e-3", token_prices=None)
 QUOTE = SimpleNamespace(choices={"size": "1024x1024"}, images=1, price_per_image=0.04, currency="USD",
                         reserved=0.04, estimated=0.04)
 UPSTREAM = SimpleNamespace(provider_status=200, provider_request_id="up_1")

@@ -81,6 +81,31 @@ def test_images_generate_without_a_provider(gateway, api_key):
 
 
 @pytest.mark.real_http
+@pytest.mark.parametrize("options", [
+    pytest.param({"model": "google/gemini-3.1-flash-image"}, id="provider-slash-model"),
+    pytest.param({"model": "gemini-3.1-flash-image", "extra_body": {"provider": "google"}}, id="extra-body"),
+])
+def test_images_generate_reaches_googles_models(gateway, api_key, options):
+    with gateway.client(api_key) as client:
+        result = client.images.generate(prompt="a red kite", size="1536x1024", **options)
+
+    assert result.data[0].b64_json.startswith("iVBORw0KGgo")  # a PNG
+    assert (result.to_dict()["size"], result.to_dict()["image_size"]) == ("2528x1696", "2K")  # 3:2 at 2K
+    meta = result.model_extra["_meta"]
+    assert (meta["provider"], meta["model"], meta["cost"]["chargedBy"]) == ("google", "gemini-3.1-flash-image",
+                                                                              "tokens")
+    assert 0 < meta["cost"]["actual"] <= meta["cost"]["reserved"]
+
+
+@pytest.mark.real_http
+def test_a_model_two_providers_serve_needs_one(gateway, api_key):
+    with gateway.client(api_key) as client, pytest.raises(openai.BadRequestError) as raised:
+        client.images.generate(model="gemini-3.1-flash-image", prompt="a red kite")
+
+    assert raised.value.body["code"] == "PROVIDER_REQUIRED"
+
+
+@pytest.mark.real_http
 @pytest.mark.parametrize("key, options, error_class, status, code", [
     pytest.param(None, {"model": "dall-e-5"}, openai.BadRequestError, 400, "IMAGE_CONFIG_NOT_FOUND",
                  id="unknown-model"),

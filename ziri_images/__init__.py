@@ -19,6 +19,7 @@ def create_app(config=None):
     from . import gateway
     from . import models
     from . import openapi
+    from .admin import api as admin_api
     from .config import Config
     from .ops import dashboard
     from .ops import metrics
@@ -43,6 +44,7 @@ def create_app(config=None):
     metrics.init_app(app)
     refusals.init_app(app)
     dashboard.init_app(app)
+    admin_api.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(models.bp)
     app.register_blueprint(readiness.bp)

@@ -85,7 +85,7 @@ def serve(key, endpoint, generation, images=(), mask=None):
     """Answer an authenticated, validated request: price, check access, reserve, call, settle, respond."""
     gateway = current_gateway()
     idempotency_key = idempotency_digest()
-    image_model, quote, payload = price_request(gateway, generation, (*images, *([mask] if mask else [])))
+    image_model, quote, payload = price_request(gateway, generation, images, mask)
     check_access(key, generation.provider, generation.model)
     provider = resolve_provider(gateway, key, generation.provider)
     start_send_deadline(provider.call_deadline)  # before the reservation, which must outlive the answer's sending
@@ -109,8 +109,13 @@ def json_body():
 
 
 def with_default_provider(body):
-    if request.path.startswith("/v1/") and isinstance(body, dict) and "provider" not in body:
-        body["provider"] = OPENAI_COMPATIBLE_DEFAULT_PROVIDER  # OpenAI's SDKs do not send one
+    """On /v1 (OpenAI's SDKs send no provider), route ``provider/model`` or a model one provider serves."""
+    if request.path.startswith("/v1/") and isinstance(body, dict) and isinstance(body.get("model"), str):
+        provider, model = current_gateway().prices.route(body.get("provider"), body["model"],
+                                                         OPENAI_COMPATIBLE_DEFAULT_PROVIDER)
+        body.update(provider=provider, model=model)
+    elif request.path.startswith("/v1/") and isinstance(body, dict) and "provider" not in body:
+        body["provider"] = OPENAI_COMPATIBLE_DEFAULT_PROVIDER
     return body
 
 

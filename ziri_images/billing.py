@@ -81,7 +81,8 @@ class Bill:
     def fail(self, error):
         """Settle a call the provider failed (a ProviderError): what it may have billed, or nothing."""
         self._close()
-        self._write("provider_error", error.status, **error.charge_fields(self.quote.reserved))
+        fields = error.charge_fields(self.quote.reserved, self.image_model.token_prices, self.quote.price_per_image)
+        self._write("provider_error", error.status, **fields)
 
     def unknown(self):
         """Settle a call whose outcome is unknown at the reservation: it may have generated images."""
@@ -92,9 +93,11 @@ class Bill:
         """Return the Charge for a provider's answer (a ProviderResult), settled whatever its body holds."""
         self._close()
         upstream = {"providerStatus": result.provider_status, "providerRequestId": result.provider_request_id}
+        if result.provider_billed is not None:
+            upstream["providerBilled"] = result.provider_billed  # what the provider says it billed, to reconcile
         model, quote = self.image_model, self.quote
         try:
-            charge = PriceBook.charge(model, quote, result.body)
+            charge = PriceBook.charge(model, quote, result.body, result.billed_undelivered)
             if charge.cost > quote.reserved:
                 # Token bills only (capped): the ledger shows the provider's own figure as tokenCost.
                 log.warning("charge exceeds reservation requestId=%s model=%s/%s charged=%s reserved=%s tokenCost=%s",

@@ -21,9 +21,8 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 from .providers.entries import ProviderEntry
 from .providers.entries import provider_entries
+from .uploads import EDIT_FORM_ROOM
 
-# Room in an edit's body beside its uploads: the form's text fields and each part's headers.
-EDIT_FORM_ROOM = 1024 * 1024
 # Two edits of the largest size allowed (ZIRI_EDIT_MAX_TOTAL_BYTES's default, 64 MiB, and the form).
 DEFAULT_EDIT_WORKER_MAX_BYTES = 2 * (64 * 1024 * 1024 + EDIT_FORM_ROOM)
 # Heroku's convention: heroku-postgresql sets DATABASE_URL; ZIRI_DATABASE_URL wins over it.
@@ -100,6 +99,9 @@ class Config(Mapping):
     database_queue_seconds: float = _setting("ZIRI_DATABASE_QUEUE_SECONDS", 25.0, float)
     # A process's lease: when it is not renewed for this long, other processes settle its reservations.
     database_lease_seconds: float = _setting("ZIRI_DATABASE_LEASE_SECONDS", 30.0, float)
+    # With a database (the key store): how often each process checks the keys' version, in seconds; a
+    # change reaches every process within it (0: on every request, one more query per request).
+    keys_refresh_seconds: float = _setting("ZIRI_KEYS_REFRESH_SECONDS", 1.0, "interval")
     # Charges that could not reach the database wait here (fsynced) until it is back.
     spool_dir: str = _setting("ZIRI_SPOOL_DIR", "var/spool", str)
     # Budget alerts (alerts/): POSTed here, signed with the secret, when a key's or team's spend reaches
@@ -191,14 +193,17 @@ def _parse(setting, raw):
         return _url(env_name, raw)
     if parser == "thresholds":
         return _thresholds(env_name, raw)
-    if parser == "seconds":
+    if parser in ("seconds", "interval"):
         try:
             seconds = float(raw)
         except ValueError:
             seconds = math.nan
-        if not (math.isfinite(seconds) and seconds > 0):
-            raise ConfigError(f"environment variable {env_name}: expected a positive number of seconds, got {raw!r}")
-        return seconds
+        if parser == "seconds" and math.isfinite(seconds) and seconds > 0:
+            return seconds
+        if parser == "interval" and math.isfinite(seconds) and 0 <= seconds <= 3600:
+            return seconds
+        expected = "a positive number of seconds" if parser == "seconds" else "seconds from 0 to 3600"
+        raise ConfigError(f"environment variable {env_name}: expected {expected}, got {raw!r}")
     try:
         value = parser(raw)
     except ValueError:
@@ -229,16 +234,15 @@ def _url(env_name, raw):
 def _thresholds(env_name, raw):
     """Return the sorted, distinct whole percents of a comma-separated list (1 to 1000), or raise ConfigError."""
     texts = [text.strip() for text in raw.split(",") if text.strip()]
-    if not all(text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_ALERT_THRESHOLD for text in texts):
-        raise ConfigError(f"environment variable {env_name}: expected whole percents from 1 to "
-                          f"{MAX_ALERT_THRESHOLD}, comma-separated (e.g. 50,80,100), got {raw!r}")
-    return tuple(sorted({int(text) for text in texts}))
+    if all(text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_ALERT_THRESHOLD for text in texts):
+        return tuple(sorted({int(text) for text in texts}))
+    raise ConfigError(f"environment variable {env_name}: expected whole percents from 1 to {MAX_ALERT_THRESHOLD}, "
+                      f"comma-separated (e.g. 50,80,100), got {raw!r}")
 
 
 def _check_alerts(values):
     if values["alert_webhook_url"] and not values["alert_webhook_secret"]:  # its events could not be signed
-        raise ConfigError("environment variable ZIRI_ALERT_WEBHOOK_SECRET: must be set when ZIRI_ALERT_WEBHOOK_URL "
-                          "is (every event is signed with it)")
+        raise ConfigError("environment variable ZIRI_ALERT_WEBHOOK_SECRET: must be set with ZIRI_ALERT_WEBHOOK_URL")
 
 
 def load_json_file(path, label):

@@ -42,26 +42,32 @@ class ApiError(Exception):
 
 
 # (status, code, scope, when). Scopes: "key" (authenticated routes), "generation" (the images
-# endpoint), "ledger" (routes that read or write the ledger), "any" (every route), "server" (the
-# gunicorn worker, before the app: any path).
+# endpoint), "ledger" (routes that read or write the ledger), "admin_api" (/admin/api/), "any" (every
+# route), "server" (the gunicorn worker, before the app: any path). A code several scopes answer
+# names them in a tuple.
 ERROR_CODES = (
     (400, "API_KEY_REQUIRED", "key", "No X-API-Key (or Authorization: Bearer) header."),
     (401, "INVALID_API_KEY_FORMAT", "key", "The key is not ziri-{userId}-{hex secret}."),
     (403, "API_KEY_INVALID", "key", "Unknown key."),
     (403, "API_KEY_REVOKED_OR_DISABLED", "key", "The key is disabled."),
     (403, "API_KEY_EXPIRED", "key", "The key is past its expires_at."),
-    (400, "INVALID_JSON", "generation", "The body is not valid JSON."),
-    (400, "INVALID_BODY", "generation", "The body is JSON but not an object."),
-    (415, "UNSUPPORTED_MEDIA_TYPE", "generation", "The body is not application/json."),
-    (413, "REQUEST_TOO_LARGE", "generation", "The body exceeds ZIRI_MAX_BODY_BYTES."),
+    (503, "KEYS_UNAVAILABLE", "key", "The keys are kept in the database, which has not answered since this process "
+                                     "started; safe to retry."),
+    (400, "INVALID_JSON", ("generation", "admin_api"), "The body is not valid JSON."),
+    (400, "INVALID_BODY", ("generation", "admin_api"), "The body is JSON but not an object."),
+    (415, "UNSUPPORTED_MEDIA_TYPE", ("generation", "admin_api"), "The body is not application/json."),
+    (413, "REQUEST_TOO_LARGE", ("generation", "admin_api"), "The body exceeds ZIRI_MAX_BODY_BYTES."),
     (408, "REQUEST_TIMEOUT", "generation", "The body did not arrive within ZIRI_BODY_TIMEOUT_SECONDS of the headers."),
     (400, "INVALID_CHUNKED_BODY", "generation", "The chunked body cannot be parsed."),
     (400, "MISSING_FIELDS", "generation", "provider, model or prompt is missing (`missing`)."),
-    (400, "VALIDATION_ERROR", "generation", "A field has the wrong type or range (`details`)."),
+    (400, "VALIDATION_ERROR", ("generation", "admin_api"), "A field has the wrong type or range (`details`); on "
+                                                           "/admin/api/ also an edit the key store refuses."),
     (400, "INVALID_SIZE", "generation", "A size the model's size rule does not take: not WxH, or past a limit "
                                         "(the message and `reason` say which)."),
     (400, "STREAMING_NOT_SUPPORTED", "generation", "stream: true for a model whose catalog entry does not stream."),
     (404, "PROVIDER_NOT_FOUND", "generation", "Unknown provider (`availableProviders`)."),
+    (400, "PROVIDER_REQUIRED", "generation", "On /v1, a model several providers serve, without `provider` "
+                                             "(`providers`); name one, or send `provider/model`."),
     (400, "ACTION_NOT_SUPPORTED", "generation", "The model is not an image model (`suggestedModel`)."),
     (400, "IMAGE_CONFIG_NOT_FOUND", "generation", "Unknown model, or a quality/size without a price."),
     (410, "MODEL_RETIRED", "generation", "The provider has retired the model (`retiredOn`, `suggestedModel`)."),
@@ -86,15 +92,25 @@ ERROR_CODES = (
      "A request with the same Idempotency-Key was already processed (originalRequestId)."),
     (402, "SPEND_LIMIT_EXCEEDED", "generation", "The cost does not fit the daily or monthly budget."),
     (500, "PROVIDER_KEY_MISSING", "generation", "No provider key is configured."),
+    (400, "CONTENT_POLICY_VIOLATION", "generation", "The provider's safety system refused the prompt or an image "
+                                                    "(`reason`: the provider's); charged what the provider billed."),
     (400, "LLM_PROVIDER_ERROR", "generation", "The provider refused the request; its 4xx status is kept."),
     (429, "LLM_PROVIDER_ERROR", "generation", "The provider rate-limited the gateway."),
     (502, "LLM_PROVIDER_ERROR", "generation", "Provider 5xx, unreachable, bad answer, or it refused our credentials."),
     (504, "LLM_PROVIDER_ERROR", "generation", "The provider timed out; the images may have been generated."),
-    (503, "LEDGER_UNAVAILABLE", "ledger", "The cost ledger cannot be written."),
+    (503, "LEDGER_UNAVAILABLE", ("ledger", "admin_api"), "The cost ledger (or the database holding the keys) cannot "
+                                                          "be written."),
     (401, "METRICS_TOKEN_INVALID", "metrics", "No or a wrong 'Authorization: Bearer' metrics token."),
-    (401, "ADMIN_TOKEN_INVALID", "admin", "No admin session and no or a wrong 'Authorization: Bearer' admin token."),
+    (401, "ADMIN_TOKEN_INVALID", ("admin", "admin_api"),
+     "No admin session and no or a wrong 'Authorization: Bearer' admin token (/admin/api/: the token only)."),
+    (404, "KEY_NOT_FOUND", "admin_api", "No key with that id."),
+    (404, "TEAM_NOT_FOUND", "admin_api", "No team with that id."),
+    (409, "KEY_EXISTS", "admin_api", "A key with that id exists (in the database: or existed; ids are not reused)."),
+    (409, "TEAM_EXISTS", "admin_api", "A team with that id exists."),
+    (409, "TEAM_NOT_EMPTY", "admin_api", "The team still has keys: move or delete them first."),
     (404, "MODEL_NOT_FOUND", "models", "No such image model, or the key may not use it."),
-    (404, "NOT_FOUND", "unrouted", "No such endpoint."),
+    (404, "NOT_FOUND", ("unrouted", "admin_api"), "No such endpoint (/admin/ and /admin/api/: also while "
+                                                  "ZIRI_ADMIN_TOKEN is not set)."),
     (405, "METHOD_NOT_ALLOWED", "any", "Method not allowed for this endpoint."),
     (500, "INTERNAL_ERROR", "any", "Anything unexpected (logged with the request id)."),
     (400, "INVALID_REQUEST_LINE", "server", "The request line cannot be parsed."),

@@ -1,10 +1,13 @@
 """The per-app objects (keys, prices, providers, store, limiter), built once per app.
 
 They live in ``app.extensions["ziri_images"]`` and are reached through ``current_gateway()``.
-keys.json and pricing.json are reloaded when they change on disk (``keys/reloading.py``).
+The store the settings choose also chooses the key store: with a database, its tables are the
+one key store (``keys/postgres.py``, every process checking the key version); without one,
+keys.json. keys.json and pricing.json are reloaded when they change on disk (``keys/reloading.py``).
 """
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,9 +18,15 @@ from flask import current_app
 from .alerts.sender import AlertSender
 from .billing import Limiter
 from .catalog.pricing import PriceBook
+from .errors import ConfigError
+from .keys.base import KeyRegistry
+from .keys.base import KeySource
+from .keys.file_registry import FileKeyRegistry
 from .keys.reloading import ReloadingFile
 from .keys.store import KeyStore
+from .keys.store import load_key_file
 from .ledger.base import Store
+from .ledger.file.audit import AuditFile
 from .ledger.file.jsonl import Ledger
 from .ledger.file.store import FileStore
 from .providers.config import build_providers
@@ -33,7 +42,8 @@ def utc_now():
 
 @dataclass
 class Gateway:
-    keys: KeyStore
+    keys: KeySource  # what a request authenticates against
+    registry: KeyRegistry  # the operator's edits of keys and teams (the admin API)
     catalog: ReloadingFile  # pricing.json, reloaded when it changes
     providers: dict
     store: Store
@@ -104,10 +114,40 @@ def open_store(settings, clock=utc_now, create=True):
     return FileStore(ledger, clock, ttl)
 
 
+def file_keys(config, clock):
+    """Return (key source, key registry) of keys.json (no database), or raise ConfigError if it does not parse."""
+    return KeyStore(config["KEYS_FILE"]), FileKeyRegistry(config["KEYS_FILE"], AuditFile.beside(config["LEDGER_PATH"]),
+                                                          clock)
+
+
+def database_keys(config, store, clock):
+    """Return (key source, key registry) of the PostgreSQL ``store``'s database: the one key store with a database."""
+    from .keys.postgres import PostgresKeySource
+    from .keys.postgres_registry import PostgresKeyRegistry
+
+    keys = PostgresKeySource(store.database, store.conninfo, store.timeout, config["KEYS_REFRESH_SECONDS"])
+    log.info("%s", keys.start())
+    if keys.count == 0:
+        warn_of_an_unimported_key_file(config["KEYS_FILE"])
+    return keys, PostgresKeyRegistry(store.transaction, clock, on_change=keys.changed)
+
+
+def warn_of_an_unimported_key_file(path):
+    """Log that keys.json holds keys the gateway does not read, the database having none (a release step missed)."""
+    try:
+        unread = len(load_key_file(path)) if os.path.exists(path) else 0
+    except ConfigError:
+        unread = 0  # not read with a database, so not checked either
+    if unread:
+        log.warning("the database holds no keys; %s (%d keys) is not read when a database is configured: run "
+                    "'ziri-images keys import %s'", path, unread, path)
+
+
 def init_app(app, config):
     """Load and validate every file the ``config`` names; open the store (the file store replays its ledger)."""
     clock = app.config.get("CLOCK", utc_now)  # a test's clock
-    keys = KeyStore(config["KEYS_FILE"])
+    # First, as ever: a broken keys.json stops start-up before anything else runs.
+    keys = None if config.get("DATABASE_URL") else file_keys(config, clock)
     providers = build_providers(config.providers, config.upstream_connect_timeout, config.upstream_read_timeout,
                                 config.ca_bundle)
     load_catalog = catalog_loader(providers, config, clock)
@@ -120,9 +160,11 @@ def init_app(app, config):
     started = time.monotonic()
     summary = store.start()
     log.info("%s in %.2fs", summary, time.monotonic() - started)
+    keys, registry = keys or database_keys(config, store, clock)
     alerts = alert_sender(store, config, autostart=not app.config.get("TESTING"))
     app.extensions["ziri_images"] = Gateway(
         keys=keys,
+        registry=registry,
         catalog=catalog,
         providers=providers,
         store=store,

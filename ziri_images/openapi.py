@@ -118,7 +118,8 @@ def _error_responses(scopes, error_schema):
     """Return {status: response} for the error codes of ``scopes`` (plus those of every route)."""
     by_status = {}
     for status, code, scope, when in ERROR_CODES:
-        if scope in scopes or scope == "any":
+        named = (scope,) if isinstance(scope, str) else scope
+        if "any" in named or set(named) & set(scopes):
             by_status.setdefault(str(status), []).append(f"`{code}`: {when}")
     return {
         status: {
@@ -184,6 +185,9 @@ def build_document():
         for operation in operations.values():
             operation["responses"].update(OTHER_RESPONSES.get(path, {}))
         spec.path(path=path, operations=operations)
+    from .admin.document import add_admin_api
+
+    add_admin_api(spec, _error_responses)
     document = spec.to_dict()
     document["x-error-codes"] = [{"status": status, "code": code, "type": error_type(status, code), "when": when}
                                  for status, code, _scope, when in ERROR_CODES]

@@ -70,7 +70,15 @@ def test_shipped_catalog_defaults_and_image_models(book):
         ("openai", "gpt-image-2.5-flare"), ("openai", "gpt-image-2.5-sunburst-2026-09-08"),
         ("openai", "gpt-image-2.5-flare-2026-09-08"), ("openai", "gpt-image-2.6-sunburst"),
         ("openai", "gpt-image-2.6-flare"), ("azure", "dall-e-3"), ("azure", "gpt-image-1"), ("azure", "gpt-image-2"),
-        ("xai", "grok-imagine-image"), ("xai", "grok-2-image-1212")}
+        ("xai", "grok-imagine-image"), ("xai", "grok-imagine-image-2.0"), ("xai", "grok-imagine-image-quality"),
+        ("xai", "grok-2-image-1212"),
+        *(("stability", name) for name in ("stable-image-ultra", "stable-image-core", "sd3.5-large",
+                                           "sd3.5-large-turbo", "sd3.5-medium")),
+        *(("recraft", name) for name in ("recraftv4_1", "recraftv4_1_pro", "recraftv4_1_utility",
+                                         "recraftv4_1_utility_pro", "recraftv4_1_vector")),
+        *((provider, name) for provider in ("google", "vertex") for name in (
+            "gemini-3-pro-image", "gemini-3.1-flash-image", "gemini-3.1-flash-lite-image",
+            "gemini-3-pro-image-preview", "gemini-2.5-flash-image"))}
     dalle3_model, gpt = model(book, "dall-e-3"), model(book, "gpt-image-1")
     assert (dalle3_model.default_quality, dalle3_model.default_size) == ("standard", "1024x1024")
     assert (gpt.default_quality, gpt.default_size) == ("auto", "1024x1024")
@@ -125,7 +133,7 @@ def test_quote_refuses_unpriced_combination(book):
 @pytest.mark.parametrize(
     ("provider", "name", "status", "code"),
     [
-        pytest.param("stability", "sdxl", 404, "PROVIDER_NOT_FOUND", id="unknown-provider"),
+        pytest.param("midjourney", "v7", 404, "PROVIDER_NOT_FOUND", id="unknown-provider"),
         pytest.param("openai", "text-embedding-3-small", 400, "ACTION_NOT_SUPPORTED", id="embedding-model"),
         pytest.param("openai", "whisper-1", 400, "ACTION_NOT_SUPPORTED", id="audio-model"),
         pytest.param("openai", "dall-e-4", 400, "IMAGE_CONFIG_NOT_FOUND", id="unknown-model"),

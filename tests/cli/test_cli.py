@@ -234,7 +234,8 @@ def command_paths(parser, prefix=()):
 def test_every_command_has_help(capsys, path):
     code, out, _ = run(capsys, *path, "--help")
     assert code == 0
-    canonical = ["report" if name == "usage" else name for name in path]  # 'usage' is an alias
+    aliases = {"usage": "report", "update": "set"}  # 'report' is also 'usage', 'teams set' also 'teams update'
+    canonical = [aliases.get(name, name) for name in path]
     assert out.startswith("usage: ziri-images " + " ".join(canonical))
 
 
@@ -459,3 +460,21 @@ def test_the_console_script_runs_in_a_subprocess(keys_path, tmp_path):
                              capture_output=True, text=True, timeout=30, check=False)
     assert refused.returncode == 1
     assert refused.stderr == "ziri-images: error: no key with id 'key_nobody'\n"
+
+
+def test_pricing_check_online_warns_of_models_the_provider_will_shut_down(capsys, catalog_path, today, tmp_path,
+                                                                         monkeypatch, responses_mock):
+    providers = tmp_path / "providers.json"
+    providers.write_text(json.dumps({"providers": {"acme": {
+        "type": "openai", "base_url": "https://api.acme.test/v1", "api_key_env": "ACME_API_KEY"}}}))
+    monkeypatch.setenv("ZIRI_PROVIDERS_FILE", str(providers))
+    monkeypatch.setenv("ACME_API_KEY", "sk-acme-test-key-0123456789")
+    responses_mock.get("https://api.acme.test/v1/models", json={"data": [
+        {"id": "paint-1", "shutdown_date": 1798761600}, {"id": "chat-1"}]})
+
+    code, _, err = run(capsys, "pricing", "check", "--pricing-file", catalog_path, "--online", "--strict")
+
+    assert code == 1
+    assert ("warning: acme/paint-1: acme will shut it down on 2027-01-01; the catalog says nothing: set retired to "
+            "2027-01-01") in err.splitlines()
+    assert "sk-acme-test-key" not in err

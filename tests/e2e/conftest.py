@@ -16,9 +16,12 @@
 ``start_gateway(keys, workers=4, threads=4, extra_env=None, directory=None, teams=None)``
     The gateway under gunicorn with the project's ``gunicorn.conf.py`` (preload_app),
     keys/pricing/ledger (and the PostgreSQL store's spool) under ``directory`` (default
-    ``tmp_path``: a second host gets a directory of its own) and the stub (above) as OpenAI. ``keys``
+    ``tmp_path``: a second host gets a directory of its own) and the stub (above) as OpenAI, the
+    Gemini API and Vertex AI (``google_environment``: a test service account whose token
+    endpoint is the stub's). ``keys``
     maps a user name to extra keys.json fields; ``raw_key(name)`` is that user's key; ``teams``
-    is keys.json's ``teams`` object.
+    is keys.json's ``teams`` object (on PostgreSQL the database's keys and teams are made those
+    of that keys.json: ``database.load_keys``).
     ``extra_env`` adds or replaces environment variables (e.g. shorter timeouts, another
     upstream). Returns a ``Gateway``, whose ``ledger()`` reads the records from the store.
 
@@ -43,6 +46,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from google_credentials import service_account_json
 
 from ziri_images.keys.store import hash_key
 
@@ -50,8 +54,11 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 START_SECONDS = 15
 STOP_SECONDS = 10
 STUB_API_KEY = "sk-local-stub-not-a-real-key"
+STUB_GEMINI_KEY = "AIzaE2eStubGeminiKey0123456789"
+VERTEX_PROJECT = "ziri-e2e-project"
+VERTEX_LOCATION = "us-central1"
 # Settings the gateway reads from the environment: the developer's values must not leak in.
-ENV_PREFIXES = ("ZIRI_", "OPENAI_", "GUNICORN_")
+ENV_PREFIXES = ("ZIRI_", "OPENAI_", "GUNICORN_", "GEMINI_", "VERTEX_", "GOOGLE_")
 ENV_NAMES = ("PORT", "HOST", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "DATABASE_URL")
 # GUNICORN_WORKER_CLASS -> the ziri_images.server.workers class gunicorn reports using.
 WORKER_CLASS_NAMES = {"gevent": "GeventWorker", "gthread": "ThreadWorker", "sync": "SyncWorker"}
@@ -128,6 +135,14 @@ class Process:
         except ProcessLookupError:
             pass
         self.popen.wait(timeout=STOP_SECONDS)
+
+
+def google_environment(url):
+    """Return the variables that make the server at ``url`` the Gemini API and Vertex AI, its ``/token`` Vertex's
+    token endpoint."""
+    return {"GEMINI_BASE_URL": f"{url}/v1beta", "GEMINI_API_KEY": STUB_GEMINI_KEY, "VERTEX_BASE_URL": f"{url}/v1",
+            "VERTEX_CREDENTIALS_JSON": service_account_json(f"{url}/token"), "VERTEX_PROJECT": VERTEX_PROJECT,
+            "VERTEX_LOCATION": VERTEX_LOCATION}
 
 
 def answers(url):
@@ -257,6 +272,8 @@ def start_gateway(request, tmp_path, tmp_path_factory, worker_class, store):
             {"id": f"key_{name}", "user": name, "hash": hash_key(raw_key(name)), **fields}
             for name, fields in keys.items()
         ]}))
+        if database is not None:
+            database.load_keys(keys_path)  # the database is the key store, as a release step's import makes it
         pricing_path = directory / "pricing.json"
         shutil.copyfile(PROJECT_DIR / "pricing.json", pricing_path)
         ledger_path = directory / "var" / "ledger.jsonl"
@@ -265,7 +282,7 @@ def start_gateway(request, tmp_path, tmp_path_factory, worker_class, store):
             HOST="127.0.0.1", PORT=port, WEB_CONCURRENCY=workers, GUNICORN_THREADS=threads,
             GUNICORN_WORKER_CLASS=worker_class,
             ZIRI_KEYS_FILE=keys_path, ZIRI_PRICING_FILE=pricing_path, ZIRI_LEDGER_PATH=ledger_path,
-            OPENAI_BASE_URL=f"{stub.url}/v1", OPENAI_API_KEY=STUB_API_KEY,
+            OPENAI_BASE_URL=f"{stub.url}/v1", OPENAI_API_KEY=STUB_API_KEY, **google_environment(stub.url),
             ZIRI_UPSTREAM_READ_TIMEOUT=10, ZIRI_LOG_LEVEL="WARNING",
             # Temporary files (gunicorn.conf.py's metrics directory) in pytest's own temporary tree,
             # outside tmp_path (the fault suites read every file there): a killed master leaves them.

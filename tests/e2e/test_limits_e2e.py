@@ -100,6 +100,31 @@ def test_daily_spend_limit_admits_exactly_what_fits(start_gateway):
     assert (report["spent"], report["reserved"], report["remaining"]) == (round(fits * PRICE, 2), 0, 0)
 
 
+# gemini-3.1-flash-image at 1K, "a red fox [stub:delay=0.1]" (26 bytes), reserved at 26 x $0.50/1M + 1,120 image tokens
+# x $60/1M + 2,048 text tokens x $3/1M = $0.000013 + $0.0672 + $0.006144 = $0.073357, and charged (the stub's usage)
+# 6 prompt tokens x $0.50/1M + 1,120 x $60/1M + (15 text + 196 thinking) x $3/1M = $0.000003 + $0.0672 + $0.000633
+# = $0.067836: five charges and a sixth reservation ($0.412537) never fit a limit of five reservations.
+GOOGLE_RESERVATION = 0.073357
+GOOGLE_CHARGE = 0.067836
+
+
+@pytest.mark.parametrize("store", ["file"])
+@pytest.mark.parametrize("worker_class", ["gthread"])
+def test_daily_spend_limit_admits_exactly_what_fits_of_a_google_model(start_gateway):
+    """The same race for a model billed by tokens over n calls (Google's): the reservations bound the burst."""
+    fits = 5
+    gateway = start_gateway({"alice": {"limits": {"daily_spend_limit": fits * GOOGLE_RESERVATION}}})
+
+    responses = burst(10 * fits, lambda: gateway.generate("alice", prompt="a red fox [stub:delay=0.1]",
+                                                          provider="google", model="gemini-3.1-flash-image"))
+
+    assert Counter(r.status_code for r in responses) == {200: fits, 402: 9 * fits}
+    assert {r.json()["code"] for r in responses if r.status_code == 402} == {"SPEND_LIMIT_EXCEEDED"}
+    assert [micros(r["amount"]) for r in gateway.records("reservation", "alice")] == [micros(GOOGLE_RESERVATION)] * fits
+    assert [micros(r["cost"]) for r in gateway.records("charge", "alice")] == [micros(GOOGLE_CHARGE)] * fits
+    assert gateway.usage("alice")["daily"]["spent"] == round(fits * GOOGLE_CHARGE, 6)
+
+
 def test_rate_limit_admits_exactly_requests_per_minute(start_gateway):
     rpm = 5
     gateway = start_gateway({"alice": {"limits": {"requests_per_minute": rpm}}})

@@ -35,16 +35,19 @@ from dataclasses import dataclass
 
 import pytest
 from conftest import AZURE_KEY
+from conftest import GEMINI_KEY
 from conftest import PROVIDER_KEY
 from conftest import XAI_KEY
 from e2e.conftest import STUB_API_KEY
+from e2e.conftest import STUB_GEMINI_KEY
 from e2e.conftest import start_gateway  # noqa: F401  (a fixture, used by name)
 from e2e.conftest import store  # noqa: F401  (a fixture, used by name)
 from e2e.conftest import stub  # noqa: F401  (a fixture, used by name)
 
-# A gateway key (ziri-{user}-{hex secret}), whoever it belongs to, and the provider keys the tests use.
+# A gateway key (ziri-{user}-{hex secret}), whoever it belongs to, and the provider keys the tests use
+# (Vertex AI's credential: the service account's private key, in PEM).
 KEY_SHAPED = re.compile(r"ziri-[A-Za-z0-9][A-Za-z0-9_.-]*-[0-9a-f]{16,}")
-PROVIDER_KEYS = (PROVIDER_KEY, AZURE_KEY, XAI_KEY, STUB_API_KEY)
+PROVIDER_KEYS = (PROVIDER_KEY, AZURE_KEY, XAI_KEY, STUB_API_KEY, GEMINI_KEY, STUB_GEMINI_KEY, "PRIVATE KEY-----")
 SERVE_SECONDS = 10
 HUGE_BODY_LIMIT = 512 * 1024 * 1024  # an endless body stops here if the gateway never hangs up
 

@@ -133,12 +133,30 @@ def priced(prices, dimensions, choices, auto):
     return any(priced(row, rest, choices, auto) for row in rows)
 
 
+def v1_routed(body):
+    """Return the body as /v1 routes it (``provider/model``, or the one provider serving the model), or None."""
+    model, provider, catalog = body.get("model"), body.get("provider"), CATALOG["providers"]
+    if not isinstance(model, str):
+        return body if "provider" in body else {**body, "provider": "openai"}
+    prefix, _, rest = model.partition("/")
+    if rest and prefix in catalog and provider in (None, prefix):
+        return {**body, "provider": prefix, "model": rest}
+    if "provider" in body:
+        return body
+    serving = [name for name, entry in catalog.items() if entry["models"].get(model, {}).get("kind") == "image"]
+    if "openai" in serving or not serving:
+        return {**body, "provider": "openai"}
+    return {**body, "provider": serving[0]} if len(serving) == 1 else None
+
+
 def expected_payload(path, body):
     """Return (provider, payload) the gateway must send for ``body``, or None if it must refuse it."""
     if not isinstance(body, dict):
         return None
-    if path.startswith("/v1/") and "provider" not in body:
-        body = {**body, "provider": "openai"}
+    if path.startswith("/v1/"):
+        body = v1_routed(body)
+        if body is None:
+            return None
     if any(body.get(name) is None or body.get(name) == "" for name in ("provider", "model", "prompt")):
         return None
     provider, model, prompt = body["provider"], body["model"], body["prompt"]

@@ -42,22 +42,22 @@ def test_a_key_carries_its_resolved_team(tmp_path):
 
 
 @pytest.mark.parametrize(("teams", "keys", "problem"), [
-    pytest.param({}, [member(ALICE, "alice")], "keys[0]: unknown team 'design'", id="unknown-team"),
-    pytest.param(None, [member(ALICE, "alice")], "keys[0]: unknown team 'design'", id="no-teams-at-all"),
-    pytest.param({"design": DESIGN}, [member(ALICE, "alice", team=7)], "keys[0]: unknown team 7",
+    pytest.param({}, [member(ALICE, "alice")], "keys[0]: 'team' names no known team ('design')", id="unknown-team"),
+    pytest.param(None, [member(ALICE, "alice")], "keys[0]: 'team' names no known team", id="no-teams-at-all"),
+    pytest.param({"design": DESIGN}, [member(ALICE, "alice", team=7)], "'team' names no known team (7)",
                  id="team-not-a-string"),
-    pytest.param([], [member(ALICE, "alice")], "'teams' must be an object of teams by id", id="teams-a-list"),
+    pytest.param(["design"], [member(ALICE, "alice")], "'teams' must be an object", id="teams-a-list"),
     pytest.param({"design": "Design"}, [], "teams.design: expected an object", id="team-not-an-object"),
-    pytest.param({"design": {"name": ""}}, [], "teams.design: 'name' must be a non-empty string", id="empty-name"),
-    pytest.param({"design": {"status": "paused"}}, [], "teams.design: 'status' must be one of active, disabled",
-                 id="bad-status"),
-    pytest.param({"design": {"limits": {"daily_spend_limit": -1}}}, [],
+    pytest.param({"design": {"name": ""}}, [], "teams.design: 'name' is required", id="empty-name"),
+    pytest.param({"design": {"name": "D", "status": "paused"}}, [],
+                 "teams.design: 'status' must be one of active, disabled", id="bad-status"),
+    pytest.param({"design": {"name": "D", "limits": {"daily_spend_limit": -1}}}, [],
                  "teams.design: limit 'daily_spend_limit' must be a number >= 0", id="negative-limit"),
-    pytest.param({"design": {"limits": {"max_concurrent_requests": 1.5}}}, [],
+    pytest.param({"design": {"name": "D", "limits": {"max_concurrent_requests": 1.5}}}, [],
                  "limit 'max_concurrent_requests' must be a whole number", id="fractional-count"),
-    pytest.param({"design": {"limits": {"end_user_daily_spend_limit": 1}}}, [],
+    pytest.param({"design": {"name": "D", "limits": {"end_user_daily_spend_limit": 1}}}, [],
                  "teams.design: unknown limit 'end_user_daily_spend_limit'", id="a-key-only-limit"),
-    pytest.param({"design": {"limits": {"soft_daily_spend_limit": 1e400}}}, [],
+    pytest.param({"design": {"name": "D", "limits": {"soft_daily_spend_limit": 1e400}}}, [],
                  "limit 'soft_daily_spend_limit' must be a number >= 0", id="infinite-soft-limit"),
 ])
 def test_team_errors_name_the_file_and_the_problem(tmp_path, teams, keys, problem):
@@ -81,4 +81,4 @@ def test_a_key_of_a_disabled_team_is_refused_as_a_disabled_key(tmp_path):
 
     refusal = raised.value
     assert (refusal.status, refusal.code) == (403, "API_KEY_REVOKED_OR_DISABLED")
-    assert refusal.details == {"keyId": "key_alice", "teamId": "design", "reason": "team_disabled"}
+    assert refusal.details == {"keyId": "key_alice", "reason": "team_disabled"}

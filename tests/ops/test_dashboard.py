@@ -181,3 +181,17 @@ def test_the_built_package_carries_the_dashboard_templates(tmp_path):
     assert run.returncode == 0, run.stderr
     shipped = sorted(path.name for path in (built / "ziri_images" / "ops" / "templates").glob("*.html"))
     assert shipped == ["dashboard.html", "dashboard_base.html", "dashboard_login.html"]
+
+
+@pytest.mark.stores()
+def test_the_page_lists_the_teams_and_each_keys_team(admin):
+    registry = admin.application.extensions["ziri_images"].registry
+    registry.create_team("cli", "<Design>", team_id="team_design", limits={"daily_spend_limit": 25,
+                                                                         "requests_per_minute": 60})
+    registry.update_key("cli", "key_user", team="team_design")
+
+    page = admin.get("/admin/", headers=bearer()).get_data(as_text=True)
+
+    team = row_of(page, "teams", "team_design")
+    assert "&lt;Design&gt;" in team and "$25.00" in team and ">60<" in team and team.count("none") == 2
+    assert ">team_design<" in row_of(page, "budgets", "key_user")

@@ -10,7 +10,13 @@ import json
 import pytest
 from conftest import PROVIDER_KEY
 
-NO_KEYS = {"OPENAI_API_KEY": "", "AZURE_OPENAI_API_KEY": "", "XAI_API_KEY": ""}
+NO_KEYS = {"OPENAI_API_KEY": "", "AZURE_OPENAI_API_KEY": "", "XAI_API_KEY": "", "GEMINI_API_KEY": "",
+           "VERTEX_CREDENTIALS_JSON": "", "STABILITY_API_KEY": "", "RECRAFT_API_KEY": ""}
+OTHERS = {"XAI_API_KEY": "", "GEMINI_API_KEY": "", "VERTEX_CREDENTIALS_JSON": "", "STABILITY_API_KEY": "",
+          "RECRAFT_API_KEY": ""}
+OTHERS_MISSING = {"xai": "XAI_API_KEY", "google": "GEMINI_API_KEY",
+                  "vertex": "VERTEX_CREDENTIALS_JSON or GOOGLE_APPLICATION_CREDENTIALS",
+                  "stability": "STABILITY_API_KEY", "recraft": "RECRAFT_API_KEY"}
 
 
 def test_not_ready_without_any_provider_key(make_app):
@@ -22,12 +28,14 @@ def test_not_ready_without_any_provider_key(make_app):
     assert body["checks"]["providers"] == {"ok": False, "reason": "no provider has its key set"}
     assert body["providers"] == {"openai": {"usable": False, "missing": "OPENAI_API_KEY"},
                                  "azure": {"usable": False, "missing": "AZURE_OPENAI_API_KEY"},
-                                 "xai": {"usable": False, "missing": "XAI_API_KEY"}}
+                                 **{name: {"usable": False, "missing": variable}
+                                    for name, variable in OTHERS_MISSING.items()}}
 
 
 @pytest.mark.parametrize(("settings", "unusable"), [
-    pytest.param({"AZURE_OPENAI_API_KEY": "", "XAI_API_KEY": ""},
-                 {"azure": "AZURE_OPENAI_API_KEY", "xai": "XAI_API_KEY"}, id="openai-only"),
+    pytest.param({"AZURE_OPENAI_API_KEY": "", **OTHERS}, {"azure": "AZURE_OPENAI_API_KEY", **OTHERS_MISSING},
+                 id="openai-only"),
+    pytest.param({"VERTEX_PROJECT": ""}, {"vertex": "VERTEX_PROJECT"}, id="vertex-without-project"),
     pytest.param({"AZURE_OPENAI_ENDPOINT": ""}, {"azure": "AZURE_OPENAI_ENDPOINT"}, id="azure-without-endpoint"),
 ])
 def test_ready_with_some_providers_names_the_others(make_app, settings, unusable):

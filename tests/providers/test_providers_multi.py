@@ -19,6 +19,8 @@ from conftest import ENDPOINT
 from conftest import GENERATIONS_URL
 from conftest import PROJECT_DIR
 from conftest import PROVIDER_KEY
+from conftest import RECRAFT_KEY
+from conftest import RECRAFT_URL
 from conftest import USER_KEY
 from conftest import XAI_KEY
 from conftest import exact_headers
@@ -34,6 +36,7 @@ XAI_URL = "https://api.x.ai/v1/images/generations"
 BEARER_OPENAI = {"Authorization": f"Bearer {PROVIDER_KEY}"}
 API_KEY_AZURE = {"api-key": AZURE_KEY}
 BEARER_XAI = {"Authorization": f"Bearer {XAI_KEY}"}
+BEARER_RECRAFT = {"Authorization": f"Bearer {RECRAFT_KEY}"}
 
 
 def expect(responses_mock, url, credential, sent, **answer):
@@ -110,11 +113,12 @@ def azure_still_serving_dalle3(pricing_path):
                      {"model": "gpt-image-1", "prompt": "a lighthouse", "n": 1, "quality": "low", "size": "1024x1024"},
                      AZURE_GPT_IMAGE_1_ANSWER, 0.010895, "tokens",  # 3 x $5 + 272 x $40 = 10,895 millionths
                      id="azure-gpt-image-1"),
-        pytest.param({"provider": "xai", "model": "grok-2-image-1212", "prompt": "a lighthouse", "n": 2,
+        pytest.param({"provider": "xai", "model": "grok-imagine-image", "prompt": "a lighthouse", "n": 2,
                       "response_format": "b64_json"},
                      XAI_URL, BEARER_XAI,
-                     {"model": "grok-2-image-1212", "prompt": "a lighthouse", "n": 2, "response_format": "b64_json"},
-                     XAI_ANSWER, 0.14, "per_image", id="xai-grok-2-image"),
+                     {"model": "grok-imagine-image", "prompt": "a lighthouse", "n": 2, "resolution": "1k",
+                      "response_format": "b64_json"},
+                     XAI_ANSWER, 0.04, "per_image", id="xai-grok-imagine-image"),
     ],
 )
 def test_each_provider_is_sent_exactly_its_request(client, app, responses_mock, body, url, credential, sent, answer,
@@ -137,6 +141,60 @@ def test_each_provider_is_sent_exactly_its_request(client, app, responses_mock, 
     assert USER_KEY not in sent_text and "provider" not in json.loads(sent_text)
 
 
+@pytest.mark.parametrize(("answer", "charged", "served"), [
+    pytest.param({"quality": "low", "model": "grok-imagine-image-2.0", "usage": {"cost_in_usd_ticks": 800000000}},
+                 0.08, {"quality": "low"}, id="served-quality-reported"),
+    pytest.param({}, 0.12, None, id="not-reported-charges-the-dearest-reserved"),
+])
+def test_grok_imagine_2_auto_reserves_the_dearest_and_charges_the_quality_served(client, app, responses_mock, answer,
+                                                                                 charged, served):
+    sent = {"model": "grok-imagine-image-2.0", "prompt": "a lighthouse", "n": 2, "quality": "auto",
+            "resolution": "1k", "aspect_ratio": "5:2"}
+    expect(responses_mock, XAI_URL, BEARER_XAI, sent, json={**XAI_ANSWER, **answer})
+
+    response = post(client, {"provider": "xai", "model": "grok-imagine-image-2.0", "prompt": "a lighthouse", "n": 2,
+                             "aspect_ratio": "5:2"})
+
+    assert response.status_code == 200, response.get_json()
+    reservation, charge = ledger_lines(app)
+    assert (reservation["amount"], charge["cost"]) == (0.12, charged)  # medium 1k $0.06 reserved per image
+    assert charge.get("providerChoices") == served
+    # xAI's own figure (10^10 ticks a dollar) is kept beside the charge, for reconciliation.
+    assert charge.get("providerBilled") == (0.08 if "usage" in answer else None)
+
+
+@pytest.mark.parametrize(("model", "retired_on"), [
+    pytest.param("grok-2-image-1212", "2026-02-24", id="grok-2-image"),
+    pytest.param("grok-imagine-image-quality", "2026-11-02", id="grok-imagine-image-quality"),
+])
+def test_xai_retired_models_are_refused_naming_the_replacement(client, app, responses_mock, model, retired_on):
+    response = post(client, {"provider": "xai", "model": model, "prompt": "a lighthouse"})
+
+    assert response.status_code == 410
+    error = response.get_json()
+    assert (error["code"], error["retiredOn"], error["suggestedModel"]) == (
+        "MODEL_RETIRED", retired_on, "grok-imagine-image-2.0")
+    assert len(responses_mock.calls) == 0 and ledger_lines(app) == []
+
+
+@pytest.mark.parametrize(("model", "answer", "cost"), [
+    pytest.param("recraftv4_1", {"created": 1, "data": [{"url": "https://img.recraft.test/a.webp"}], "credits": 35},
+                 0.035, id="raster"),
+    pytest.param("recraftv4_1_vector", {"created": 1, "data": [{"url": "https://img.recraft.test/a.svg"}]}, 0.08,
+                 id="vector-svg-url-passed-through"),
+])
+def test_recraft_is_sent_its_style_and_substyle(client, app, responses_mock, model, answer, cost):
+    fields = {"style": "digital_illustration", "substyle": "hand_drawn", "size": "1024x1024"}
+    expect(responses_mock, f"{RECRAFT_URL}/images/generations", BEARER_RECRAFT,
+           {"model": model, "prompt": "a lighthouse", "n": 1, **fields}, json=answer)
+
+    response = post(client, {"provider": "recraft", "model": model, "prompt": "a lighthouse", **fields})
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["data"] == answer["data"]
+    assert ledger_lines(app)[1]["cost"] == cost
+
+
 def test_azure_deployment_names_come_from_configuration(make_app, providers_path, responses_mock):
     document = json.loads(providers_path.read_text())
     document["providers"]["azure"]["deployments"] = {"dall-e-3": "images/dalle 3", "gpt-image-1": "gpt-image-1-prod",
@@ -156,8 +214,8 @@ def test_azure_deployment_names_come_from_configuration(make_app, providers_path
 
 AZURE_DALLE3_BODY = {"provider": "azure", "model": "dall-e-3", "prompt": "a lighthouse"}
 AZURE_DALLE3_SENT = {"model": "dall-e-3", "prompt": "a lighthouse", "n": 1, "quality": "standard", "size": "1024x1024"}
-XAI_BODY = {"provider": "xai", "model": "grok-2-image-1212", "prompt": "a lighthouse"}
-XAI_SENT = {"model": "grok-2-image-1212", "prompt": "a lighthouse", "n": 1}
+XAI_BODY = {"provider": "xai", "model": "grok-imagine-image", "prompt": "a lighthouse"}
+XAI_SENT = {"model": "grok-imagine-image", "prompt": "a lighthouse", "n": 1, "resolution": "1k"}
 AZURE = (AZURE_DALLE3_BODY, AZURE_DALLE3_URL, API_KEY_AZURE, AZURE_DALLE3_SENT)
 XAI = (XAI_BODY, XAI_URL, BEARER_XAI, XAI_SENT)
 SAFETY = "Your task failed as a result of our safety system."
@@ -277,8 +335,8 @@ def test_xai_refuses_size_and_quality(client, app, responses_mock, fields, unsup
     assert response.status_code == 400
     error = response.get_json()
     assert (error["code"], error["unsupported"], error["accepted"]) == (
-        "PARAMETER_NOT_SUPPORTED", unsupported, ["response_format"])
-    assert error["error"] == f"Model 'grok-2-image-1212' does not accept: {', '.join(unsupported)}"
+        "PARAMETER_NOT_SUPPORTED", unsupported, ["aspect_ratio", "resolution", "response_format"])
+    assert error["error"] == f"Model 'grok-imagine-image' does not accept: {', '.join(unsupported)}"
     assert len(responses_mock.calls) == 0
     assert ledger_lines(app) == []
 
@@ -298,7 +356,7 @@ def test_xai_refuses_size_and_quality(client, app, responses_mock, fields, unsup
 )
 def test_missing_credential_names_its_variable(make_app, responses_mock, config, provider, message):
     app = make_app(**config)
-    model = {"openai": "dall-e-3", "azure": "dall-e-3", "xai": "grok-2-image-1212"}[provider]
+    model = {"openai": "dall-e-3", "azure": "dall-e-3", "xai": "grok-imagine-image"}[provider]
 
     response = post(app.test_client(), {"provider": provider, "model": model, "prompt": "a lighthouse"})
 
@@ -308,10 +366,11 @@ def test_missing_credential_names_its_variable(make_app, responses_mock, config,
 
 
 def test_unknown_provider_lists_the_configured_ones(client):
-    response = post(client, {"provider": "stability", "model": "sdxl", "prompt": "a lighthouse"})
+    response = post(client, {"provider": "midjourney", "model": "v7", "prompt": "a lighthouse"})
 
     assert response.status_code == 404
-    assert response.get_json()["availableProviders"] == ["azure", "openai", "xai"]
+    assert response.get_json()["availableProviders"] == ["azure", "google", "openai", "recraft", "stability",
+                                                         "vertex", "xai"]
 
 
 def test_demo_key_reaches_a_provider_only_on_loopback(make_app, responses_mock):
@@ -385,9 +444,9 @@ PROVIDER_FILE_CASES = [
                  "providers.azure.deployments: dall-e-2 is not an image model of 'azure'",
                  id="deployment-not-in-catalog"),
     pytest.param(lambda p: p.pop("xai"), "provider 'xai' is in the catalog", id="catalog-provider-not-configured"),
-    pytest.param(lambda p: p.update(stability={"type": "openai", "base_url": "https://api.stability.test/v1",
-                                               "api_key_env": "STABILITY_KEY"}),
-                 "providers.stability: not in the catalog", id="configured-provider-not-in-catalog"),
+    pytest.param(lambda p: p.update(ideogram={"type": "openai", "base_url": "https://api.ideogram.test/v1",
+                                              "api_key_env": "IDEOGRAM_KEY"}),
+                 "providers.ideogram: not in the catalog", id="configured-provider-not-in-catalog"),
 ]
 
 

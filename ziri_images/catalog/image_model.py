@@ -14,6 +14,11 @@
   endpoint / with ``stream: true`` (and ``partial_images``).
 - ``retired`` (``YYYY-MM-DD``): the day the provider retired the model (pricing.py refuses it
   from then on, except at a compatible endpoint).
+- ``size_mapping``: the model takes an aspect ratio (and a resolution tier) rather than ``WxH``;
+  a request's ``size`` is turned into them (``sizes.SizeMapping``).
+- Bounds the gateway enforces for token-billed models whose text output it cannot predict
+  (``limits.py``): ``max_text_output_tokens`` a call, ``input_image_tokens`` a reference image,
+  ``token_charge_cap`` (times the reservation), ``masks`` (false: an edit takes no mask).
 """
 
 import re
@@ -21,7 +26,9 @@ import re
 from marshmallow import Schema
 
 from ..errors import ConfigError
+from .limits import CallBounds
 from .params import param_field
+from .sizes import SizeMapping
 from .sizes import SizeRule
 from .tables import check_table
 from .tables import is_price
@@ -58,6 +65,8 @@ class ImageModel:
         self.prices = check_table(prices, self.price_dimensions, f"{where}.prices", "price", is_price,
                                   "price must be a number >= 0")
         self.output_tokens, self.token_prices = self._token_figures(entry, where)
+        self.size_mapping = SizeMapping.read(entry, self.price_dimensions, self.prices, f"{where}.size_mapping")
+        self.bounds = CallBounds(entry, where, self.token_prices)
         self._check_rule_keys(where)
         self.param_names, self.params_schema = self._params(entry, name, where)
         self._check_defaults_are_priced(where)
@@ -227,4 +236,12 @@ class ImageModel:
         tokens = leaves(self.output_tokens, self._keys(choices))
         if not tokens:
             return price
-        return max(price, to_amount(self.token_prices.output_bound(max(tokens))))
+        output = self.token_prices.output_bound(max(tokens)) + self.bounds.text_output_bound()
+        return max(price, to_amount(output))
+
+    def max_output_tokens(self, choices):
+        """Return the output tokens one call may use (its image's, plus the text bound), or None if unbounded."""
+        tokens = leaves(self.output_tokens, self._keys(choices)) if self.output_tokens is not None else []
+        if self.bounds.max_text_output_tokens is None or not tokens:
+            return None
+        return max(tokens) + self.bounds.max_text_output_tokens

@@ -25,12 +25,14 @@ from ..errors import ApiError
 from ..errors import ConfigError
 from ..ledger.records import charge_outcome
 from .image_model import ImageModel
+from .limits import DEFAULT_TOKEN_CHARGE_CAP
 from .loading import load_providers
 from .tokens import to_amount
 
-# A token-billed charge is at most this many times its reservation: the provider's usage is
-# charged as reported up to there (the reported figure is kept beside it as tokenCost).
-TOKEN_CHARGE_CAP = 2
+# A token-billed charge is at most this many times its reservation (unless the model's entry sets
+# its own cap, limits.py): the provider's usage is charged as reported up to there (the reported
+# figure is kept beside it as tokenCost).
+TOKEN_CHARGE_CAP = DEFAULT_TOKEN_CHARGE_CAP
 # The longest reported dimension value kept in a charge record (usage: 64 times that, as JSON).
 MAX_RECORDED_CHARS = 64
 
@@ -84,13 +86,15 @@ class Charge:
     cost: float
     provider_images: int
     provider_choices: dict
+    billed_undelivered: int = 0  # images billed but withheld by the provider (filtered), charged too
 
     def ledger_fields(self):
         """Return the charge record's fields describing this charge (``ledger.records`` names them)."""
         return charge_outcome(images=self.images, provider_images=self.provider_images,
                               price_per_image=self.price_per_image, estimated_cost=self.estimated_cost,
                               token_cost=self.token_cost, charged_by=self.charged_by, usage=self.usage,
-                              cost=self.cost, provider_choices=self.provider_choices)
+                              cost=self.cost, provider_choices=self.provider_choices,
+                              billed_undelivered=self.billed_undelivered)
 
 
 def _utc_now():
@@ -128,6 +132,27 @@ class PriceBook:
         """Yield every ImageModel of every provider."""
         for catalog in self.providers.values():
             yield from (entry for entry in catalog.values() if isinstance(entry, ImageModel))
+
+    def route(self, provider, model, default_provider):
+        """Return (provider, model) for a /v1 request, whose SDK may name no provider.
+
+        ``google/gemini-3-pro-image`` names both; a model given without a provider goes to the
+        default provider when it serves it, else to the one provider that does. A model several
+        others serve needs a provider (400 PROVIDER_REQUIRED); one none serves is the default's
+        to refuse.
+        """
+        prefix, _, rest = model.partition("/")
+        if rest and prefix in self.providers and provider in (None, prefix):
+            return prefix, rest
+        if provider is not None:
+            return provider, model
+        serving = [name for name, catalog in self.providers.items() if isinstance(catalog.get(model), ImageModel)]
+        if default_provider in serving or not serving:
+            return default_provider, model
+        if len(serving) > 1:
+            raise ApiError(400, "PROVIDER_REQUIRED", f"Model '{model}' is served by {', '.join(serving)}: name one "
+                           f"as 'provider' or as '{serving[0]}/{model}'.", param="model", providers=serving)
+        return serving[0], model
 
     def find_model(self, provider, model):
         """Return the ImageModel for (provider, model) or raise the catalog's error."""
@@ -181,13 +206,14 @@ class PriceBook:
         )
 
     @staticmethod
-    def charge(image_model, quote, body):
+    def charge(image_model, quote, body, billed_undelivered=0):
         """Return the Charge for a successful response ``body`` to a request priced at ``quote``.
 
-        Per image: the images requested at most, at the price of the dimension values the
+        Per image: the images requested at most (those delivered, and ``billed_undelivered``: images
+        the provider billed but withheld, e.g. filtered for safety), at the price of the dimension values the
         provider reports, or at the reserved price when those are unpriced or dearer; so the
         cost never exceeds the reservation. By tokens: the reported usage, capped at
-        ``TOKEN_CHARGE_CAP`` times the reservation; a usage that cannot be read is charged the
+        ``TOKEN_CHARGE_CAP`` times the reservation (or the model's own cap); a usage that cannot be read is charged the
         reservation.
         """
         reported = {dimension: body[dimension] for dimension in quote.choices if isinstance(body.get(dimension), str)}
@@ -196,7 +222,7 @@ class PriceBook:
         if price is None or price > quote.price_per_image:
             produced, price = dict(quote.choices), quote.price_per_image
         images = min(len(body["data"]), quote.images)
-        estimated_cost = round(images * price, 6)
+        estimated_cost = round(min(images + billed_undelivered, quote.images) * price, 6)
         usage = body.get("usage")
         token_cost, charged_by, cost = None, "per_image", estimated_cost
         if image_model.token_prices is not None and usage is not None:
@@ -204,12 +230,13 @@ class PriceBook:
             if token_cost is None:
                 charged_by, cost = "reservation", quote.reserved
             else:
-                cap = to_amount(Decimal(str(quote.reserved)) * TOKEN_CHARGE_CAP)
+                cap = to_amount(Decimal(str(quote.reserved)) * Decimal(str(image_model.bounds.token_charge_cap)))
                 charged_by, cost = "tokens", min(token_cost, cap)
         return Charge(images=images, choices=produced, price_per_image=price, estimated_cost=estimated_cost,
                       token_cost=token_cost, usage=_recorded_usage(usage), charged_by=charged_by, cost=cost,
                       provider_images=len(body["data"]),
-                      provider_choices={name: value[:MAX_RECORDED_CHARS] for name, value in reported.items()})
+                      provider_choices={name: value[:MAX_RECORDED_CHARS] for name, value in reported.items()},
+                      billed_undelivered=min(billed_undelivered, quote.images - images))
 
 
 def _recorded_usage(usage):

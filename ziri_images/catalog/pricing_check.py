@@ -93,3 +93,35 @@ def catalog_notes(book, today=None):
     return [f"{model.provider}/{model.name}: retired by its provider on {model.retired}; refused with "
             "MODEL_RETIRED (except where the provider is reached at a compatible endpoint)"
             for model in book.image_models() if model.is_retired(today)]
+
+
+def online_findings(book, lists, today=None):
+    """Return (warnings, notes) from the providers' own model lists (``providers.model_lists``).
+
+    A warning for each catalog model the provider no longer lists, or lists with a shutdown day
+    the catalog does not carry as ``retired`` (set it: from that day the gateway refuses the model
+    instead of sending it); a model the catalog already retires may be missing. A note for each
+    provider not asked, or whose list could not be read.
+    """
+    today = (today or utc_today()).isoformat()
+    warnings, notes = [], []
+    for listing in lists:
+        if listing.models is None:
+            notes.append(f"{listing.provider}: {listing.note}")
+            continue
+        for model in book.image_models():
+            if model.provider != listing.provider:
+                continue
+            name = f"{model.provider}/{model.name}"
+            if model.name not in listing.models:
+                if not model.is_retired(today):
+                    warnings.append(f"{name}: not in {model.provider}'s model list: the provider no longer serves "
+                                    "it; set its retired day")
+                continue
+            shutdown = listing.models[model.name]
+            if shutdown and model.retired != shutdown:
+                verb = "shut it down on" if shutdown <= today else "will shut it down on"
+                warnings.append(f"{name}: {model.provider} {verb} {shutdown}; the catalog says "
+                                f"{'retired ' + model.retired if model.retired else 'nothing'}: set retired to "
+                                f"{shutdown}")
+    return warnings, notes

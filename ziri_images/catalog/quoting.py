@@ -43,13 +43,17 @@ def image_input_tokens(info, fidelity):
     return BASE_TOKENS + TILE_TOKENS * tiles + (HIGH_FIDELITY_TOKENS if fidelity == "high" else 0)
 
 
-def price_request(gateway, generation, uploads=()):
+def price_request(gateway, generation, images=(), mask=None):
     """Return (image_model, quote, upstream payload) for a validated request (an edit's: with uploads), or raise."""
     book = gateway.prices  # read once: pricing.json may be reloaded while the request runs
     image_model = book.find_model(generation.provider, generation.model)
+    uploads = (*images, *([mask] if mask else []))
     if uploads and not image_model.edits:
         raise ApiError(400, "EDITS_NOT_SUPPORTED", f"Model '{generation.model}' of provider '{generation.provider}' "
                        "does not edit images.", param="model", provider=generation.provider, model=generation.model)
+    if mask is not None and not image_model.bounds.masks:
+        raise ApiError(400, "PARAMETER_NOT_SUPPORTED", f"Model '{image_model.name}' does not accept: mask",
+                       param="mask", unsupported=["mask"])
     check_streaming(image_model, generation)
     choices, params = check_model_fields(image_model, generation)
     check_size_rules(image_model, choices)
@@ -64,14 +68,21 @@ def price_request(gateway, generation, uploads=()):
                        f"{image_model.max_prompt_chars}.", maximum=image_model.max_prompt_chars)
     quote = book.quote(image_model, choices, generation.n, generation.prompt)
     if uploads and image_model.token_prices is not None:
-        tokens = sum(image_input_tokens(upload.info, params.get("input_fidelity")) for upload in uploads)
+        flat = image_model.bounds.input_image_tokens
+        tokens = sum(image_input_tokens(upload.info, params.get("input_fidelity")) if flat is None else flat
+                     for upload in uploads)
         image_input = tokens * image_model.token_prices.per_token("image_input")
         quote = dataclasses.replace(quote, prompt_reserve=quote.prompt_reserve + image_input)
+    if image_model.bounds.prompt_billed_per_image:
+        quote = dataclasses.replace(quote, prompt_reserve=quote.prompt_reserve * generation.n)
     if generation.stream and image_model.token_prices is not None:
         partial = image_model.token_prices.output_bound(generation.partial_images * PARTIAL_IMAGE_TOKENS)
         quote = dataclasses.replace(quote, prompt_reserve=quote.prompt_reserve + partial)
     # The priced values are always sent, so what is generated is what was priced.
     payload = {"model": generation.model, "prompt": generation.prompt, "n": generation.n, **choices, **params}
+    max_output_tokens = image_model.max_output_tokens(choices)
+    if max_output_tokens is not None:
+        payload["max_output_tokens"] = max_output_tokens  # the bound the reservation counted (limits.py)
     if generation.stream:
         payload.update(stream=True, partial_images=generation.partial_images)
     return image_model, quote, payload
@@ -81,6 +92,9 @@ def check_model_fields(image_model, generation):
     """Return (price dimension values with defaults applied, provider params) for the model, or raise a 400."""
     given = {"size": generation.size, "quality": generation.quality, **generation.params}
     given = {name: value for name, value in given.items() if value is not None}
+    if image_model.size_mapping is not None and "size" in given:
+        given = {**given, **mapped_size(image_model, given)}
+        del given["size"]
     accepted = (*image_model.price_dimensions, *image_model.param_names)
     unsupported = sorted(name for name in given if name not in accepted)
     if unsupported:
@@ -101,6 +115,21 @@ def check_model_fields(image_model, generation):
         return choices, image_model.params_schema.load(params)
     except ValidationError as error:
         raise _invalid(error.messages)
+
+
+def mapped_size(image_model, given):
+    """Return the fields a ``WxH`` size means to a model that takes an aspect ratio (and a tier), or raise a 400."""
+    mapping = image_model.size_mapping
+    both = [name for name in mapping.fields if name in given]
+    if both:
+        raise ApiError(400, "VALIDATION_ERROR", f"Give either size or {' and '.join(mapping.fields)}, not both.",
+                       param="size", details={"size": [f"Not with {', '.join(both)}."]})
+    values, reason = mapping.translate(given["size"])
+    if values is None:
+        raise ApiError(400, "INVALID_SIZE", f"Size '{given['size']}' is not accepted by model '{image_model.name}': "
+                       f"{reason}.", param="size", provider=image_model.provider, model=image_model.name,
+                       reason=f"size {given['size']}: {reason}", size=given["size"])
+    return values
 
 
 def _invalid(messages):

@@ -10,11 +10,14 @@ INVALID_SIZE, quoting.py); one larger than every tier is one the catalog does no
 (IMAGE_CONFIG_NOT_FOUND). Both are refused before the provider is called.
 """
 
+import math
 import re
 
 from ..errors import ConfigError
+from .tables import level_rows
 
 _SIZE = re.compile(r"([1-9][0-9]{0,5})x([1-9][0-9]{0,5})\Z")
+_RATIO = re.compile(r"([1-9][0-9]{0,2}):([1-9][0-9]{0,2})\Z")
 _LIMITS = ("multiple_of", "max_edge", "min_pixels", "max_pixels")
 NOT_WXH = "the size is not 'WxH'"
 
@@ -110,3 +113,80 @@ class SizeRule:
             if pixels <= tier_pixels:
                 return tier, None
         return None, f"more pixels than the largest tier ({self.tiers[-1][0]})"
+
+
+class SizeMapping:
+    """How a ``WxH`` size reaches a model that takes an aspect ratio (and a resolution tier) instead.
+
+    ``aspect_ratio``: the ratios the model takes (``"16:9"``); a size gets the nearest one (by the
+    logarithm of width / height, so 2:1 is as far from 1:1 as 1:2). ``image_size`` (optional):
+    the model's tiers with their longest edge (``{"1K": 1024, "2K": 2048}``); a size gets the
+    first tier whose edge is at least its longest edge.
+    """
+
+    def __init__(self, spec, where):
+        if not isinstance(spec, dict) or set(spec) - {"aspect_ratio", "image_size"} or "aspect_ratio" not in spec:
+            raise ConfigError(f"{where}: expected an object with 'aspect_ratio' (and optionally 'image_size')")
+        ratios = spec["aspect_ratio"]
+        if not isinstance(ratios, list) or not ratios or not all(_ratio(ratio) for ratio in ratios):
+            raise ConfigError(f"{where}.aspect_ratio: expected a list of ratios such as \"16:9\"")
+        self.ratios = tuple(ratios)
+        tiers = spec.get("image_size", {})
+        edges = list(tiers.values()) if isinstance(tiers, dict) else None
+        if edges is None or not all(isinstance(edge, int) and not isinstance(edge, bool) and edge > 0
+                                    for edge in edges) or edges != sorted(set(edges)):
+            raise ConfigError(f"{where}.image_size: expected {{tier: longest edge}}, smallest first")
+        self.tiers = tuple(tiers.items())
+
+    @classmethod
+    def read(cls, entry, dimensions, prices, where):
+        """Return the checked mapping of a model's catalog ``entry``, or None when it has none."""
+        if "size_mapping" not in entry:
+            return None
+        mapping = cls(entry["size_mapping"], where)
+        mapping.check(dimensions, prices, entry.get("params", {}), where)
+        return mapping
+
+    def check(self, dimensions, prices, params, where):
+        """Raise ConfigError unless the model prices every tier and takes every ratio the mapping can produce.
+
+        ``prices`` is the model's price table (``dimensions`` its levels), ``params`` its catalog params.
+        """
+        if self.tiers and "image_size" in dimensions:
+            for row in level_rows(prices, dimensions.index("image_size")):
+                missing = sorted({name for name, _ in self.tiers} - set(row))
+                if missing:
+                    raise ConfigError(f"{where}.image_size: tier(s) {', '.join(missing)} without a price")
+        elif self.tiers and "image_size" not in params:
+            raise ConfigError(f"{where}.image_size: 'image_size' is neither a price dimension nor a param")
+        ratios = params.get("aspect_ratio")
+        if "aspect_ratio" in dimensions:
+            return
+        if not isinstance(ratios, list) or not set(self.ratios) <= set(ratios):
+            raise ConfigError(f"{where}.aspect_ratio: every ratio must be one params.aspect_ratio lists")
+
+    @property
+    def fields(self):
+        """Return the request fields a size is turned into."""
+        return ("aspect_ratio", "image_size") if self.tiers else ("aspect_ratio",)
+
+    def translate(self, size):
+        """Return ({field: value} for ``size``, None), or (None, the reason the model cannot take it)."""
+        parsed = parse_size(size)
+        if parsed is None:
+            return None, NOT_WXH
+        width, height = parsed
+        wanted = math.log(width / height)
+        values = {"aspect_ratio": min(self.ratios, key=lambda ratio: abs(math.log(_ratio(ratio)) - wanted))}
+        if self.tiers:
+            tier = next((name for name, edge in self.tiers if max(width, height) <= edge), None)
+            if tier is None:
+                return None, f"an edge is longer than {self.tiers[-1][1]} pixels"
+            values["image_size"] = tier
+        return values, None
+
+
+def _ratio(text):
+    """Return width / height for a ratio such as ``"16:9"``, or None."""
+    match = _RATIO.match(text) if isinstance(text, str) else None
+    return int(match.group(1)) / int(match.group(2)) if match else None

@@ -12,7 +12,6 @@ from .errors import CliError
 
 DEFAULT_GATEWAY_PORT = 3100
 DEFAULT_STUB_PORT = 3199
-STUB_API_KEY = "sk-local-stub-not-a-real-key"
 
 
 def add_commands(commands):
@@ -22,13 +21,13 @@ def add_commands(commands):
     serve_parser.set_defaults(handler=serve)
 
     dev_parser = commands.add_parser(
-        "dev", help="run the gateway locally, with the stub provider when no OpenAI key is set")
+        "dev", help="run the gateway locally, with the stub as each provider whose key is not set")
     dev_parser.add_argument("--config", default="gunicorn.conf.py", help="gunicorn config file")
     dev_parser.add_argument("--port", type=int, help="gateway port (default: $PORT, else 3100)")
     dev_parser.add_argument("--stub-port", type=int, default=DEFAULT_STUB_PORT, help="stub port (default 3199)")
     dev_parser.set_defaults(handler=dev)
 
-    stub_parser = commands.add_parser("stub", help="run the local stub of OpenAI's images API")
+    stub_parser = commands.add_parser("stub", help="run the local stub of OpenAI's and Google's image APIs")
     stub_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     stub_parser.add_argument("--port", type=int, default=DEFAULT_STUB_PORT, help="port (default 3199)")
     stub_parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering")
@@ -45,12 +44,13 @@ def serve(args):
 
 
 def stub(args):
-    """Run the local stand-in for OpenAI's images API."""
+    """Run the local stand-in for OpenAI's images API and Google's generateContent (Gemini API, Vertex AI)."""
     from werkzeug.serving import run_simple
 
     from ..dev.stub import create_stub_app
 
-    print(f"local stub of OpenAI's images API (development only) on http://{args.host}:{args.port}/v1", flush=True)
+    print(f"local stub of OpenAI's images API and Google's generateContent (development only) on "
+          f"http://{args.host}:{args.port}", flush=True)
     run_simple(args.host, args.port, create_stub_app(delay=args.delay), threaded=True)
 
 
@@ -81,20 +81,27 @@ def _token_switched_lines(env, port):
 
 
 def dev(args):
-    """Run the gateway, with the local stub as the OpenAI provider unless OPENAI_API_KEY is set."""
+    """Run the gateway; a provider without a credential of its own (OpenAI, Gemini, Vertex) goes to the local stub."""
+    from ..dev.stub_credentials import CREDENTIAL_VARIABLES
+    from ..dev.stub_credentials import stub_environment
+    from ..dev.stub_credentials import without_credentials
+
     env = dict(os.environ)
     children = []
-    if env.get("OPENAI_API_KEY"):
-        print("ziri-images dev: OPENAI_API_KEY is set: requests go to the real provider "
-              f"({env.get('OPENAI_BASE_URL', 'https://api.openai.com/v1')}).", flush=True)
-    else:
+    stubbed = without_credentials(env)
+    for provider, variables in CREDENTIAL_VARIABLES.items():
+        if provider not in stubbed:
+            given = next(variable for variable in variables if env.get(variable))
+            print(f"ziri-images dev: {given} is set: provider '{provider}' goes to the real API.", flush=True)
+    if stubbed:
         stub_url = f"http://127.0.0.1:{args.stub_port}"
         stub_command = [sys.executable, "-m", "ziri_images.cli", "stub", "--port", str(args.stub_port)]
         children.append(subprocess.Popen(stub_command))
         _wait_until_up(stub_url + "/stats", children[0])
-        env.update(OPENAI_BASE_URL=stub_url + "/v1", OPENAI_API_KEY=STUB_API_KEY)
-        print(f"ziri-images dev: no OPENAI_API_KEY set: using the LOCAL STUB at {stub_url}/v1 "
-              "(no real images, no real cost).", flush=True)
+        for provider in stubbed:
+            env.update(stub_environment(provider, stub_url))
+            print(f"ziri-images dev: no {' or '.join(CREDENTIAL_VARIABLES[provider])} set: provider '{provider}' "
+                  f"uses the LOCAL STUB at {stub_url} (no real images, no real cost).", flush=True)
     # An explicit --port wins over $PORT (which honcho and `heroku local` always set); else $PORT, else 3100.
     env["PORT"] = str(args.port) if args.port is not None else env.get("PORT", str(DEFAULT_GATEWAY_PORT))
     print("\n".join(_token_switched_lines(env, env["PORT"])), flush=True)

@@ -1,6 +1,7 @@
 """The one entry of the ``ziri-images`` command line: the parser of every command, and ``main``.
 
-Each command group adds its own commands (``dev``, ``keys``, ``ledger``, ``pricing``, ``db``, ``alerts``).
+Each command group adds its own commands (``dev``, ``keys``, ``teams``, ``ledger``, ``pricing``, ``db``,
+``alerts``).
 Every failure a command meets reaches ``main`` as one ``CliError`` (``errors.py``), printed as
 one line. Exit codes: 0 success, 1 the command failed (the message says why), 2 the command line
 was wrong (argparse's usage message), 130 interrupted.
@@ -16,6 +17,7 @@ from . import dev
 from . import keys
 from . import ledger
 from . import pricing
+from . import teams
 from .errors import LIBRARY_FAILURES
 from .errors import CliError
 from .errors import as_cli_error
@@ -30,6 +32,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dev.add_commands(commands)
     keys.add_commands(commands)
+    teams.add_commands(commands)
     ledger.add_report_command(commands)
     ledger.add_ledger_commands(commands)
     pricing.add_commands(commands)

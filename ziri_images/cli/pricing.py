@@ -7,6 +7,9 @@ from ..catalog.pricing_check import catalog_columns
 from ..catalog.pricing_check import catalog_notes
 from ..catalog.pricing_check import catalog_rows
 from ..catalog.pricing_check import catalog_warnings
+from ..catalog.pricing_check import online_findings
+from ..config import Config
+from ..providers.model_lists import fetch_model_lists
 from .errors import CliError
 from .options import format_option
 from .options import pricing_file_option
@@ -25,6 +28,9 @@ def add_commands(commands):
     format_option(check)
     pricing_file_option(check)
     check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    check.add_argument("--online", action="store_true",
+                       help="also ask each provider whose key is set for its model list, and warn of catalog models "
+                            "it no longer serves or will shut down")
     check.set_defaults(handler=pricing_check)
 
 
@@ -36,6 +42,13 @@ def pricing_check(args):
     for line in catalog_notes(book):
         note(f"note: {line}")
     warnings = catalog_warnings(book)
+    if args.online:
+        config = Config.from_environ()
+        lists = fetch_model_lists(config.providers, (config.upstream_connect_timeout, config.upstream_read_timeout))
+        online_warnings, online_notes = online_findings(book, lists)
+        for line in online_notes:
+            note(f"note: {line}")
+        warnings += online_warnings
     for warning in warnings:
         note(f"warning: {warning}")
     note(f"{path}: valid, {len({(row['provider'], row['model']) for row in rows})} image models, "

@@ -1,11 +1,13 @@
-"""A local stand-in for OpenAI's images API, for development and tests only.
+"""A local stand-in for OpenAI's images API (and Google's, ``stub_google.py``; Stability's,
+``stub_stability.py``), for development and tests only.
 
 It answers ``POST /v1/images/generations`` and ``POST /v1/images/edits`` (multipart: ``image``
 or ``image[]`` files, an optional ``mask``; the images' input tokens in ``usage``) in OpenAI's
 shapes (``url`` or ``b64_json`` with a real PNG, ``revised_prompt`` for dall-e-3,
 ``size``/``quality`` and ``usage`` for GPT image models, with the output token counts the real
 models report for each quality (``stub_usage.py``); xAI's
-grok-imagine-image, which refuses ``size`` and ``quality``) and never generates anything
+grok-imagine-image, which refuses ``size`` and ``quality``, and grok-imagine-image-2.0, which takes
+``quality``; Recraft's models, which take ``style``) and never generates anything
 real. It only listens where it is told (127.0.0.1 by default) and the gateway treats it like
 any other provider: nothing falls back to it.
 
@@ -40,14 +42,16 @@ from flask import request
 
 from ..uploads.imageinfo import NotAnImage
 from ..uploads.imageinfo import image_info
+from .stub_google import add_google_routes
+from .stub_stability import add_routes as add_stability_routes
 from .stub_stream import event_stream
 from .stub_tokens import image_input_tokens
 from .stub_usage import gpt_image_fields
 
 GPT_IMAGE_PREFIX = "gpt-image"
 # xAI's current model: priced per image, sized by resolution and aspect_ratio, no usage.
-XAI_IMAGE_MODELS = {"grok-imagine-image"}
-XAI_REFUSED = ("size", "quality", "style")
+XAI_IMAGE_MODELS = {"grok-imagine-image": ("size", "quality", "style"), "grok-imagine-image-2.0": ("size", "style")}
+RECRAFT_PREFIX = "recraftv"  # Recraft's models (recraftv4_1, recraftv4_1_vector, ...): OpenAI's shape
 KNOWN_MODELS = {"dall-e-2", "dall-e-3", *XAI_IMAGE_MODELS}
 MAX_STORED_IMAGES = 1000
 _DIRECTIVE = re.compile(r"\[stub:([a-z_]+)(?:=([^\]]*))?\]")
@@ -119,9 +123,13 @@ def create_stub_app(delay=0.0):
             return _openai_error(404, "No such image.")
         return Response(data, mimetype="image/png")
 
+    add_google_routes(app, in_flight, delay)
+    add_stability_routes(app, in_flight, png_bytes, delay)
+
     @app.get("/stats")
     def stats():
-        return {"inFlight": in_flight.current, "peakInFlight": in_flight.peak, "requests": in_flight.total}
+        return {"inFlight": in_flight.current, "peakInFlight": in_flight.peak, "requests": in_flight.total,
+                "tokensIssued": app.extensions["stub_tokens"].issued}
 
     return app
 
@@ -176,9 +184,9 @@ def _refusal(body):
     if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
         return _openai_error(400, "'prompt' is a required property", param="prompt")
     model = body.get("model", "dall-e-2")
-    if model not in KNOWN_MODELS and not model.startswith(GPT_IMAGE_PREFIX):
+    if model not in KNOWN_MODELS and not model.startswith((GPT_IMAGE_PREFIX, RECRAFT_PREFIX)):
         return _openai_error(404, f"The model '{model}' does not exist.", code="model_not_found", param="model")
-    refused = [name for name in XAI_REFUSED if name in body] if model in XAI_IMAGE_MODELS else []
+    refused = [name for name in XAI_IMAGE_MODELS.get(model, ()) if name in body]
     if refused:
         return _openai_error(400, f"Argument not supported: {refused[0]}", param=refused[0])
     return None

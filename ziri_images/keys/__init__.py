@@ -1,6 +1,7 @@
-"""The gateway keys: who may call and within which limits.
+"""The gateway keys and teams: who may call, and within which limits.
 
-It owns keys.json: ``store.KeyStore`` reads it (hashed keys, statuses, limits, allow-lists),
-``keyfile`` edits it for the command line under a lock, and ``reloading.ReloadingFile`` notices
-when it (or another watched file) changed on disk and reloads it.
+Two key stores behind one interface (``base.py``): keys.json without a database (``store.KeyStore``
+reads it, ``keyfile`` edits it under a lock, ``reloading.ReloadingFile`` notices when it changed on
+disk), and with one the database's tables (``postgres.py`` reads them, ``postgres_registry.py``
+edits them). Every edit goes through a ``KeyRegistry`` and writes an audit record.
 """

@@ -8,41 +8,32 @@ when it changes) sees either the old file or the new one, never half of one. Raw
 only in the return value of ``create_key`` and ``rotate_key``; the file holds their hashes.
 """
 
+import copy
 import fcntl
 import json
 import os
-import secrets
 import stat
 import tempfile
 from contextlib import contextmanager
-from datetime import datetime
-from datetime import timezone
 
 from ..errors import ConfigError
-from .store import KEY_PATTERN
+from .base import Conflict
+from .base import KeyEditError
+from .base import NotFound
+from .edits import apply_changes
+from .edits import new_id
+from .edits import new_key_record
+from .edits import new_raw_key
+from .edits import public_view
+from .edits import rotate_secret
+from .edits import utc_timestamp
 from .store import STATUSES
-from .store import hash_key
 from .store import parse_key_document
 
 LOCK_SUFFIX = ".lock"
 
-
-class KeyFileError(Exception):
-    """An edit that cannot be made; the message says why."""
-
-
-def utc_timestamp():
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def new_raw_key(user):
-    """Return a fresh key ``ziri-{user}-{32 hex}`` for ``user``, or raise KeyFileError."""
-    raw_key = f"ziri-{user}-{secrets.token_hex(16)}"
-    match = KEY_PATTERN.match(raw_key)
-    if match is None or match.group(1) != user:
-        raise KeyFileError(f"user {user!r} cannot be part of a key: use letters, digits, '_', '.' and '-', "
-                           "starting with a letter or digit")
-    return raw_key
+# The name this module's callers know an edit's failure by.
+KeyFileError = KeyEditError
 
 
 def read_document(path, missing_ok=False):
@@ -122,34 +113,16 @@ def editing(path):
 
 
 def find_record(document, key_id):
-    """Return the record with ``key_id`` or raise KeyFileError."""
+    """Return the record with ``key_id`` or raise NotFound."""
     for record in document["keys"]:
         if record.get("id") == key_id:
             return record
-    raise KeyFileError(f"no key with id {key_id!r}")
-
-
-def public_view(record):
-    """Return ``record`` without its hash (for listing and showing)."""
-    return {name: value for name, value in record.items() if name != "hash"}
+    raise NotFound("key", key_id)
 
 
 def list_keys(path):
     """Return every record of the key file, without hashes."""
     return [public_view(record) for record in read_document(path)["keys"]]
-
-
-def apply_changes(record, limits=None, **fields):
-    """Set ``fields`` on ``record``; in ``limits`` a value of None removes that limit."""
-    record.update(fields)
-    if limits:
-        merged = dict(record.get("limits") or {})
-        for name, value in limits.items():
-            if value is None:
-                merged.pop(name, None)
-            else:
-                merged[name] = value
-        record["limits"] = merged
 
 
 def create_key(path, user, key_id=None, limits=None, **fields):
@@ -158,60 +131,51 @@ def create_key(path, user, key_id=None, limits=None, **fields):
     with editing(path) as document:
         taken = {record.get("id") for record in document["keys"]}
         if key_id is None:
-            key_id = f"key_{secrets.token_hex(4)}"
-            while key_id in taken:
-                key_id = f"key_{secrets.token_hex(4)}"
+            key_id = new_id("key", taken)
         elif key_id in taken:
-            raise KeyFileError(f"a key with id {key_id!r} already exists")
-        record = {"id": key_id, "user": user, "hash": hash_key(raw_key), "status": "active",
-                  "created_at": utc_timestamp(), "expires_at": None, "allowed_providers": None,
-                  "allowed_models": None, "limits": {}}
+            raise Conflict("KEY_EXISTS", f"a key with id {key_id!r} already exists")
+        record = new_key_record(key_id, user, raw_key)
         apply_changes(record, limits, **fields)
         document["keys"].append(record)
     return public_view(record), raw_key
+
+
+def edit_key(path, key_id, change):
+    """Apply ``change(record, document)`` to the key's record under the lock; return (before, after, its result).
+
+    ``before`` and ``after`` are whole records (the hash included): the caller shows only their public views.
+    """
+    with editing(path) as document:
+        record = find_record(document, key_id)
+        before = copy.deepcopy(record)
+        result = change(record, document)
+    return before, record, result
 
 
 def set_status(path, key_id, status):
     """Set the key's status (``active`` or ``disabled``); return the record without hash."""
     if status not in STATUSES:
         raise KeyFileError(f"status must be one of {', '.join(STATUSES)}")
-    with editing(path) as document:
-        record = find_record(document, key_id)
-        record["status"] = status
-        if status == "active":
-            record.pop("revoked_at", None)  # enabled again: no longer revoked
-    return public_view(record)
+    # Enabled again: no longer revoked (apply_changes clears revoked_at).
+    return public_view(edit_key(path, key_id, lambda record, _: apply_changes(record, status=status))[1])
 
 
 def revoke_key(path, key_id):
     """Refuse the key from now on, keeping its record and id (``revoked_at`` says when); return it."""
-    with editing(path) as document:
-        record = find_record(document, key_id)
-        record.update(status="disabled", revoked_at=utc_timestamp())
-    return public_view(record)
+    return update_key(path, key_id, status="disabled", revoked_at=utc_timestamp())
 
 
 def delete_key(path, key_id):
     """Remove the key's record from the file; return it (without hash)."""
-    with editing(path) as document:
-        record = find_record(document, key_id)
-        document["keys"].remove(record)
-    return public_view(record)
+    return public_view(edit_key(path, key_id, lambda record, document: document["keys"].remove(record))[0])
 
 
 def rotate_key(path, key_id):
     """Give the key a new secret (the old one stops working at once); return (record, raw key)."""
-    with editing(path) as document:
-        record = find_record(document, key_id)
-        raw_key = new_raw_key(record["user"])
-        record["hash"] = hash_key(raw_key)
-        record["rotated_at"] = utc_timestamp()
+    _before, record, raw_key = edit_key(path, key_id, rotate_secret)
     return public_view(record), raw_key
 
 
 def update_key(path, key_id, limits=None, **fields):
-    """Change the key's limits, expiry or allow-lists; return the record without hash."""
-    with editing(path) as document:
-        record = find_record(document, key_id)
-        apply_changes(record, limits, **fields)
-    return public_view(record)
+    """Change the key's limits, expiry, allow-lists, status or team; return the record without hash."""
+    return public_view(edit_key(path, key_id, lambda record, _: apply_changes(record, limits, **fields))[1])

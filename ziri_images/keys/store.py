@@ -1,40 +1,47 @@
-"""Authenticate gateway API keys against the hashed key file (keys.json).
+"""The key and team records, their rules, and the key file (keys.json) as a key source.
 
 Keys look like ``ziri-{userId}-{hex secret}``. Only ``sha256:`` hashes of whole keys are
-stored; the raw key is never kept, logged or echoed. The file is re-read when it changes
-on disk (``reloading.ReloadingFile``), so keys can be added, limited or revoked without a
-restart: once the file is replaced, every later request sees the new keys. A broken edit keeps
-the last good version in service (and is logged once), while a broken file at start-up is fatal.
-
-A key may belong to one team (``"team": "<id>"``), listed in the file's ``teams`` object with its
-own limits; the key's ``ApiKey.team`` is that ``Team``, and the stores hold every request of the
-key to both (ledger/checks.py). A key of a disabled team is refused as a disabled key is.
+stored; the raw key is never kept, logged or echoed. ``parse_key_record`` is the one rule for a
+key's record wherever it is kept (keys.json or the database, ``keys/postgres_registry.py``).
+Without a database the file is the key source: re-read when it changes on disk
+(``reloading.ReloadingFile``), so keys can be added, limited or revoked without a restart: once
+the file is replaced, every later request sees the new keys. A broken edit keeps the last good
+version in service (and is logged once), while a broken file at start-up is fatal.
 """
 
-import hashlib
+import logging
+import math
 import re
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
 
 from ..config import load_json_file
-from ..errors import ApiError
 from ..errors import ConfigError
-from .limits import LIMIT_MAXIMUMS  # noqa: F401  (the limits' names and rule, re-exported)
-from .limits import LIMIT_NAMES
-from .limits import TEAM_LIMIT_NAMES
-from .limits import limit_problem  # noqa: F401
-from .limits import limit_rule  # noqa: F401
-from .limits import parse_limits
+from .base import KEY_PATTERN  # noqa: F401 (the key's form, named here as always)
+from .base import KeySource
+from .base import hash_key  # noqa: F401
 from .reloading import ReloadingFile
 
-KEY_PATTERN = re.compile(r"^ziri-([A-Za-z0-9][A-Za-z0-9_.-]*)-([0-9a-f]{16,128})\Z")
+log = logging.getLogger("ziri_images")
+
+# Limits a team carries (every key of the team is held to them together, beside its own). The soft
+# limits refuse nothing: reaching a threshold of one only sends a budget alert (alerts/rules.py).
+TEAM_LIMIT_NAMES = ("daily_spend_limit", "monthly_spend_limit", "requests_per_minute", "max_concurrent_requests",
+                    "soft_daily_spend_limit", "soft_monthly_spend_limit")
+# A key's: its team's kinds, and the daily spend of each of its end users (OpenAI's ``user`` field).
+LIMIT_NAMES = (*TEAM_LIMIT_NAMES, "end_user_daily_spend_limit")
+# The largest limits a key may carry. Spend is counted in micro-dollars in 64-bit integers (the
+# PostgreSQL store's bigint columns): $1,000,000,000 a period is 1e15 micros, exact as a float
+# (< 2**53) and 9,000 times below the bigint's range, room for the period's sums. Rate and
+# concurrency are whole counts, bounded far beyond any one host's reach.
+SPEND_MAXIMUM = 1_000_000_000
+LIMIT_MAXIMUMS = {"daily_spend_limit": SPEND_MAXIMUM, "monthly_spend_limit": SPEND_MAXIMUM,
+                  "requests_per_minute": 1_000_000, "max_concurrent_requests": 100_000,
+                  "soft_daily_spend_limit": SPEND_MAXIMUM, "soft_monthly_spend_limit": SPEND_MAXIMUM,
+                  "end_user_daily_spend_limit": SPEND_MAXIMUM}
+WHOLE_LIMITS = ("requests_per_minute", "max_concurrent_requests")
 STATUSES = ("active", "disabled")
-
-
-def hash_key(raw_key):
-    """Return the stored form of a raw key."""
-    return "sha256:" + hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,27 @@ class Team:
         return self.limits.get(name) or None
 
 
+def limit_rule(name):
+    """Return what the limit ``name`` may be, in words (for error messages)."""
+    whole = "whole " if name in WHOLE_LIMITS else ""
+    return f"a {whole}number >= 0 and at most {LIMIT_MAXIMUMS[name]:,}"
+
+
+def limit_problem(name, value):
+    """Return why ``value`` cannot be the limit ``name``, or None when the gateway can enforce it.
+
+    The one rule for keys.json and the command line: NaN, infinities, values past ``LIMIT_MAXIMUMS``
+    (they would overflow the database's bigint) and fractional counts are refused, never stored.
+    """
+    enforceable = isinstance(value, (int, float)) and not isinstance(value, bool)
+    # Compared without conversion: an integer too large for a float is refused, not an OverflowError.
+    enforceable = enforceable and not (isinstance(value, float) and math.isnan(value))
+    enforceable = enforceable and 0 <= value <= LIMIT_MAXIMUMS[name]
+    if enforceable and (name not in WHOLE_LIMITS or value == int(value)):
+        return None
+    return f"limit '{name}' must be {limit_rule(name)} (0 = unlimited), got {value!r}"
+
+
 def _parse_time(value, where):
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -91,38 +119,46 @@ def _parse_allow_list(value, where):
     return tuple(value)
 
 
+def _check_limits(limits, names, where):
+    if not isinstance(limits, dict):
+        raise ConfigError(f"{where}: 'limits' must be an object")
+    for name, value in limits.items():
+        if name not in names:
+            raise ConfigError(f"{where}: unknown limit '{name}' (known: {', '.join(names)})")
+        problem = limit_problem(name, value)
+        if problem is not None:
+            raise ConfigError(f"{where}: {problem}")
+    return dict(limits)
+
+
 def parse_team_record(team_id, record, where):
-    """Return the Team of one entry of keys.json's ``teams`` object, or raise ConfigError."""
+    """Return the Team of one entry of keys.json's ``teams`` (or a database row in that shape), or raise ConfigError."""
+    if not isinstance(team_id, str) or not team_id:
+        raise ConfigError(f"{where}: a team id must be a non-empty string")
     if not isinstance(record, dict):
         raise ConfigError(f"{where}: expected an object")
-    name = record.get("name", team_id)
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}: 'name' must be a non-empty string")
+    if not isinstance(record.get("name"), str) or not record["name"]:
+        raise ConfigError(f"{where}: 'name' is required and must be a string")
     status = record.get("status", "active")
     if status not in STATUSES:
         raise ConfigError(f"{where}: 'status' must be one of {', '.join(STATUSES)}")
-    return Team(id=team_id, name=name, status=status, limits=parse_limits(record.get("limits"), TEAM_LIMIT_NAMES,
-                                                                             where))
+    limits = _check_limits(record.get("limits") or {}, TEAM_LIMIT_NAMES, where)
+    return Team(id=team_id, name=record["name"], status=status, limits=limits)
 
 
-def parse_teams(teams, path):
-    """Return {team id: Team} of keys.json's optional ``teams`` object, or raise ConfigError naming ``path``."""
-    if teams is None:
-        return {}
+def parse_teams(document, path):
+    """Return {team id: Team} of a decoded key file's optional ``teams`` object, or raise ConfigError."""
+    teams = document.get("teams") or {}
     if not isinstance(teams, dict):
-        raise ConfigError(f"key file {path}: 'teams' must be an object of teams by id")
-    parsed = {}
-    for team_id, record in teams.items():
-        if not team_id:
-            raise ConfigError(f"key file {path}: a team id must not be empty")
-        parsed[team_id] = parse_team_record(team_id, record, f"key file {path}: teams.{team_id}")
-    return parsed
+        raise ConfigError(f"key file {path}: 'teams' must be an object of team id -> team")
+    return {team_id: parse_team_record(team_id, record, f"key file {path}: teams.{team_id}")
+            for team_id, record in teams.items()}
 
 
 def parse_key_record(record, where, teams=None):
     """Return the (hash, ApiKey) of one keys.json entry, or raise ConfigError.
 
-    ``teams`` ({id: Team}) resolves the key's ``team``; a team it does not hold is an error.
+    ``teams`` ({id: Team}) are the teams a key may name in ``team``; the key carries its Team.
     """
     if not isinstance(record, dict):
         raise ConfigError(f"{where}: expected an object")
@@ -134,10 +170,10 @@ def parse_key_record(record, where, teams=None):
     status = record.get("status", "active")
     if status not in STATUSES:
         raise ConfigError(f"{where}: 'status' must be one of {', '.join(STATUSES)}")
-    limits = parse_limits(record.get("limits"), LIMIT_NAMES, where)
+    limits = _check_limits(record.get("limits") or {}, LIMIT_NAMES, where)
     team_id = record.get("team")
     if team_id is not None and (not isinstance(team_id, str) or team_id not in (teams or {})):
-        raise ConfigError(f"{where}: unknown team {team_id!r} (teams are listed in the file's 'teams' object)")
+        raise ConfigError(f"{where}: 'team' names no known team ({team_id!r})")
     expires_at = record.get("expires_at")
     key = ApiKey(
         id=record["id"],
@@ -159,13 +195,10 @@ def load_key_file(path):
 
 
 def parse_key_document(document, path):
-    """Return {hash: ApiKey} from a decoded key file, or raise ConfigError naming ``path``.
-
-    The file may list ``teams`` (an object of teams by id); a key names its own with ``team``.
-    """
+    """Return {hash: ApiKey} from a decoded key file, or raise ConfigError naming ``path``."""
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ConfigError(f"key file {path}: expected an object with a 'keys' list")
-    teams = parse_teams(document.get("teams"), path)
+    teams = parse_teams(document, path)
     by_hash, ids = {}, set()
     for index, record in enumerate(document["keys"]):
         key_hash, key = parse_key_record(record, f"key file {path}: keys[{index}]", teams)
@@ -178,8 +211,8 @@ def parse_key_document(document, path):
     return by_hash
 
 
-class KeyStore:
-    """Find keys by their hash, re-reading the file when it changes on disk."""
+class KeyStore(KeySource):
+    """The key file as the key source: find keys by their hash, re-reading the file when it changes on disk."""
 
     def __init__(self, path):
         self.path = path
@@ -189,24 +222,13 @@ class KeyStore:
         """Return the keys of the file as it is now (the last good version if the new one is broken)."""
         return self._file.current()
 
-    def authenticate(self, raw_key, now):
-        """Return the active ApiKey for ``raw_key`` or raise the contract's auth error."""
-        if not raw_key:
-            raise ApiError(400, "API_KEY_REQUIRED", "API key required. Include X-API-Key header.")
-        if not KEY_PATTERN.match(raw_key):
-            raise ApiError(
-                401, "INVALID_API_KEY_FORMAT", "Invalid API key format. Expected ziri-{userId}-{hex secret}."
-            )
-        key = self.refresh().get(hash_key(raw_key))
-        if key is None:
-            raise ApiError(403, "API_KEY_INVALID", "Invalid API key.")
-        if key.status != "active":
-            raise ApiError(403, "API_KEY_REVOKED_OR_DISABLED", "API key has been revoked or disabled.", keyId=key.id)
-        if key.team is not None and key.team.status != "active":
-            raise ApiError(403, "API_KEY_REVOKED_OR_DISABLED", "The key's team has been disabled.", keyId=key.id,
-                           teamId=key.team.id, reason="team_disabled")
-        if key.expires_at is not None and now >= key.expires_at:
-            raise ApiError(
-                403, "API_KEY_EXPIRED", "API key has expired.", keyId=key.id, expiredAt=key.expires_at.isoformat()
-            )
-        return key
+    def find(self, key_hash):
+        return self.refresh().get(key_hash)
+
+    def readiness(self):
+        try:
+            load_key_file(self.path)
+        except ConfigError as error:
+            log.warning("readiness: %s", error)
+            return "the key file is missing or invalid"
+        return None

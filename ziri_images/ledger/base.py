@@ -18,6 +18,7 @@ import secrets
 import socket
 
 from ..errors import ApiError
+from .parse import is_audit
 
 
 def ledger_unavailable(reason, should_retry=False):
@@ -109,23 +110,38 @@ class Store(abc.ABC):
         """Release what the store holds (descriptors, connections)."""
 
 
+def split_audit(values, audit):
+    """Yield the values that are not audit records; append the audit records to the list ``audit``."""
+    for value in values:
+        if is_audit(value):
+            audit.append(value)
+        else:
+            yield value
+
+
 class Archive(abc.ABC):
-    """Read and write a store's records as a whole: the operator's export, import and report, never a request's path."""
+    """Read and write a store's records as a whole: the operator's export, import and report, never a request's path.
+
+    The records include the ``audit`` records of key and team changes (``records.audit_record``),
+    kept apart from the cost ledger's: the report and the limits never count them.
+    """
 
     @abc.abstractmethod
     def records(self, since=None, until=None):
         """Yield every record (a dict, the file store's fields) oldest first, ``since <= ts < until``.
 
-        ``since`` and ``until`` are ledger timestamps (``money.format_ts``) or None.
+        ``since`` and ``until`` are ledger timestamps (``money.format_ts``) or None. Audit records
+        are merged in by their time.
         """
 
     @abc.abstractmethod
     def import_records(self, records):
         """Write records made elsewhere (another store's export, a JSONL ledger) with their fields as they are.
 
-        Each value is validated with ``parse.parse_record`` (invalid ones are skipped and logged);
-        a record whose (type, requestId) is already stored is skipped, so importing the same
-        records twice writes them once. Return (written, skipped).
+        Each value is validated with ``parse.parse_record`` (``parse.parse_audit`` for an audit
+        record; invalid ones are skipped and logged); a record whose (type, requestId) — an audit
+        record's ``auditId`` — is already stored is skipped, so importing the same records twice
+        writes them once. Return (written, skipped).
         """
 
     @abc.abstractmethod

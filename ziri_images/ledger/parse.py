@@ -13,6 +13,8 @@ from datetime import datetime
 
 from .money import MAX_AMOUNT
 from .money import MICROS
+from .records import AUDIT_ACTIONS
+from .records import AUDIT_TYPE
 from .records import RECORD_TYPES
 from .records import TS_LENGTH
 
@@ -104,6 +106,25 @@ def parse_record(value):
                   model if type(model) is str else None, images, expires_at, worker if type(worker) is str else "",
                   digest if type(digest) is str else None, value, team if type(team) is str else None,
                   end_user if type(end_user) is str else None)
+
+
+def parse_audit(value):
+    """Return an ``audit`` record (the dict itself) if ``value`` is a valid one, else None (logged)."""
+    if type(value) is not dict or value.get("type") != AUDIT_TYPE:
+        _skip("not an audit record")
+        return None
+    get = value.get
+    texts = (get("auditId"), get("actor"), get("targetId"))
+    if (_moment(get("ts")) is None or not all(type(text) is str and text for text in texts)
+            or get("action") not in AUDIT_ACTIONS or type(get("changes")) is not dict):
+        _skip("audit record without a valid ts, auditId, actor, action, targetId or changes")
+        return None
+    return value
+
+
+def is_audit(value):
+    """Return True if ``value`` says it is an audit record (``parse_audit`` decides whether it is a valid one)."""
+    return type(value) is dict and value.get("type") == AUDIT_TYPE
 
 
 def decode_line(line):

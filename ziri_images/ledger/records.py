@@ -3,10 +3,9 @@
 Three record types exist, one line (or row) each:
 
 ``reservation``
-    Budget held for a request before the provider is called: the request's summary plus
-    ``keyId``, ``user``, the key's ``team`` (when it has one), ``amount``, ``expiresAt`` and the
-    ``worker`` that holds it. The summary names the client's end user (``endUser``, OpenAI's
-    ``user`` field) when the request sent one.
+    Budget held for a request before the provider is called: the request's summary (with the
+    client's ``endUser``, OpenAI's ``user``, when sent) plus ``keyId``, ``user``, the key's
+    ``team``, ``amount``, ``expiresAt`` and the ``worker`` that holds it.
 ``charge``
     What the request cost, written when it ends: the summary, the outcome, ``cost``,
     ``reservedAt`` (the reservation's time, which the budgets count it at) and ``reserved``.
@@ -20,9 +19,14 @@ its reservation says why in ``streamEnd`` (``no_completed_event``, ``broken``, `
     A reservation whose worker died or whose time ran out, settled at the reserved amount
     (the provider may have generated the images). A later ``charge`` replaces it.
 
-All three carry the reservation's ``team`` and ``endUser``: a request counts for the team and
-the end user it was admitted for, so the counters rebuilt from the records are the ones the
-limits kept.
+All three carry the reservation's ``team`` and ``endUser``: the counters rebuilt from them are the limits'.
+
+Beside them, apart from the money (its own file or table, never counted by the limits or the report):
+
+``audit``
+    One change of a key or a team, by the command line or the admin API: ``auditId``, ``actor``
+    (``cli``, or ``admin:`` and a digest of the admin token), ``action`` (``AUDIT_ACTIONS``),
+    ``targetId`` and ``changes`` (``{field: {"from", "to"}}``). Never a key or its hash.
 
 Money is kept in integer micro-dollars (``money.py``); the records carry dollars as JSON numbers. Only strict
 JSON (RFC 8259) is written: a non-finite number in a record is written as ``null``. Parsing
@@ -32,6 +36,7 @@ never raises (``parse.py``): a line or value that is not a valid record is logge
 import json
 import logging
 import math
+import secrets
 from dataclasses import dataclass
 
 from .money import format_ts
@@ -40,6 +45,9 @@ from .money import to_dollars
 log = logging.getLogger("ziri_images")
 
 RECORD_TYPES = ("reservation", "charge", "reservation_expired")
+AUDIT_TYPE = "audit"
+AUDIT_ACTIONS = ("key.created", "key.updated", "key.rotated", "key.deleted", "key.imported",
+                 "team.created", "team.updated", "team.deleted", "team.imported")
 TS_LENGTH = len("YYYY-MM-DDTHH:MM:SS.ffffffZ")
 # Where ``peek`` finds the time and the type in a line as ``encode_json`` writes it.
 _PREFIX = b'{"ts":"'
@@ -82,21 +90,14 @@ def team_of(key):
 
 
 def counted_end_user(end_user):
-    """Return the end user a request counts under for ``end_user_daily_spend_limit``: its own, or "" for none.
-
-    Requests that name no end user share one budget, the empty end user's (docs/limits.md).
-    """
+    """Return the end user a request counts under: its own, or "" (requests naming none share one budget)."""
     return end_user or ""
 
 
 def _own_fields(reservation):
     """Return the ``team`` and ``endUser`` a reservation's records carry (those it has)."""
-    own = {}
-    if reservation.team is not None:
-        own["team"] = reservation.team
-    if reservation.end_user is not None:
-        own["endUser"] = reservation.end_user
-    return own
+    return {name: value for name, value in (("team", reservation.team), ("endUser", reservation.end_user))
+            if value is not None}
 
 
 # --- building ---------------------------------------------------------------------------
@@ -168,8 +169,11 @@ def charge_record(now, reservation, fields, after_expiry):
 
 
 def charge_outcome(*, images, provider_images, price_per_image, estimated_cost, token_cost, charged_by, usage, cost,
-                   provider_choices):
-    """Return a successful charge's outcome fields: what was delivered and charged, and what the provider reported."""
+                   provider_choices, billed_undelivered=0):
+    """Return a successful charge's outcome fields: what was delivered and charged, and what the provider reported.
+
+    ``imagesBilledUndelivered``: images the provider billed but withheld (filtered for safety), charged too.
+    """
     fields = {
         "imagesReturned": images, "providerImages": provider_images, "pricePerImage": price_per_image,
         "estimatedCost": estimated_cost, "tokenCost": token_cost, "chargedBy": charged_by, "usage": usage,
@@ -177,6 +181,8 @@ def charge_outcome(*, images, provider_images, price_per_image, estimated_cost, 
     }
     if provider_choices:
         fields["providerChoices"] = provider_choices
+    if billed_undelivered:
+        fields["imagesBilledUndelivered"] = billed_undelivered
     return fields
 
 
@@ -198,6 +204,12 @@ def expiry_record(now, reservation, reason):
         "reason": reason,
         "worker": reservation.worker,
     }
+
+
+def audit_record(now, actor, action, target_id, changes):
+    """Return the ``audit`` record of one change (``action`` of the key or team ``target_id``) made by ``actor``."""
+    return {"ts": format_ts(now), "type": AUDIT_TYPE, "auditId": "aud_" + secrets.token_hex(12), "actor": actor,
+            "action": action, "targetId": target_id, "changes": changes}
 
 
 # --- encoding ---------------------------------------------------------------------------

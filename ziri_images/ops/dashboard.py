@@ -8,7 +8,8 @@ them) or a log (the access log has no body). The login form carries a CSRF token
 cookie (double submit), so no other site can post a login.
 
 What it shows comes from the store the limits use: today's and this month's spend, reservations
-and budgets per key from ``limiter.usage`` (the figures the limits enforce); spend per day, and
+and budgets per key from ``limiter.usage`` (the figures the limits enforce), each key's team, and
+the teams with their limits (the key store's registry); spend per day, and
 per key and per model over the same days, from one report of the store (either store groups it);
 refusals from their side record (``ops/refusals.py``); the budget alerts recorded and their delivery
 from the store's alert outbox (``alerts/``). ``dashboard_page`` draws it.
@@ -16,6 +17,7 @@ from the store's alert outbox (``alerts/``). ``dashboard_page`` draws it.
 
 import hashlib
 import hmac
+import logging
 import secrets
 from datetime import timedelta
 
@@ -28,12 +30,15 @@ from itsdangerous import URLSafeTimedSerializer
 
 from ..errors import ApiError
 from ..gateway import current_gateway
+from ..keys.base import KeyEditError
 from ..ledger.money import format_ts
 from ..ledger.money import to_dollars
 from ..ledger.report import Totals
 from .dashboard_page import render_dashboard
 from .dashboard_page import render_login
 from .refusals import refusal_counts
+
+log = logging.getLogger("ziri_images")
 
 # Its pages are the .html templates of ops/templates/ (autoescaped: see dashboard_page.py).
 bp = Blueprint("dashboard", __name__, url_prefix="/admin", template_folder="templates")
@@ -71,9 +76,14 @@ def _same(given, expected):
     return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
 
 
-def is_signed_in(token):
+def bearer_is(token):
+    """Return True if the request's ``Authorization: Bearer`` is ``token`` (compared in constant time)."""
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and _same(given.strip(), token):
+    return scheme.lower() == "bearer" and _same(given.strip(), token)
+
+
+def is_signed_in(token):
+    if bearer_is(token):
         return True
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
@@ -140,16 +150,31 @@ def spend_overview(gateway):
     keys = []
     for key in sorted(gateway.keys.refresh().values(), key=lambda key: key.id):
         usage = gateway.limiter.usage(key)
-        keys.append({"id": key.id, "user": key.user, "team": key.team.id if key.team is not None else None,
-                     "status": key.status, "inFlight": usage["inFlight"],
-                     **{name: usage[name] for name in ("daily", "monthly")}})
+        keys.append({"id": key.id, "user": key.user, "team": key.team.id if key.team else None, "status": key.status,
+                     "inFlight": usage["inFlight"], **{name: usage[name] for name in ("daily", "monthly")}})
     refused = refusal_counts(gateway.store.refusal_record().refusal_rows(first_day.strftime("%Y-%m-%d")))
     refusals = sorted(((day, key_id, code, number) for (day, key_id, code), number in refused.items()),
                       reverse=True)[:50]
     alerts = [alert.as_row() for alert in gateway.store.alert_outbox().alerts(since=format_ts(first_day))[:50]]
     return {"now": now, "month": month_start.strftime("%B %Y"), "daily": daily, "keys": keys,
+            "teams": team_rows(gateway),
             "models": models_since(groups, month_start.strftime("%Y-%m-%d")), "perKey": per_key,
             "perModel": per_model, "refusals": refusals, "alerts": alerts}
+
+
+def team_rows(gateway):
+    """Return the teams and their limits; from the keys in service when the key file on disk is broken."""
+    try:
+        return gateway.registry.list_teams()
+    except KeyEditError as error:
+        log.warning("dashboard: teams from the keys in service: %s", error)
+    teams = {}
+    for key in gateway.keys.refresh().values():
+        if key.team is not None:
+            row = teams.setdefault(key.team.id, {"id": key.team.id, "name": key.team.name, "status": key.team.status,
+                                                 "limits": key.team.limits, "keys": 0})
+            row["keys"] += 1
+    return sorted(teams.values(), key=lambda row: row["id"])
 
 
 def spend_series(groups, position, days):

@@ -1,33 +1,27 @@
 """Readiness: can this instance serve a paid request right now?
 
 ``GET /ready`` checks what a request needs and a restart would not fix by itself: the key
-file still parses, the catalog is loaded, the ledger can be written, and at least one provider
-has its key (and endpoint) set. It answers 200 when every check passes and 503 otherwise,
-naming each check; ``providers`` says which providers are usable and, for the others, which
-variable to set (their requests get ``PROVIDER_KEY_MISSING``). The body never carries secrets, file paths
-or error text (those go to the log): it is meant for load balancers and uptime monitors.
+store can be read (the key file still parses, or the database's keys are loaded), the catalog
+is loaded, the ledger can be written, and at least one provider has its key (and endpoint)
+set. It answers 200 when every check passes and 503 otherwise, naming each check;
+``providers`` says which providers are usable and, for the others, which variable to set
+(their requests get ``PROVIDER_KEY_MISSING``). The body never carries secrets, file paths or
+error text (those go to the log): it is meant for load balancers and uptime monitors.
 """
 
 import logging
 
 from flask import Blueprint
 
-from ..errors import ConfigError
 from ..gateway import current_gateway
-from ..keys.store import load_key_file
 
 log = logging.getLogger("ziri_images")
 
 bp = Blueprint("readiness", __name__)
 
-def check_key_file(gateway):
-    """Return None if the key file on disk parses, else a short reason."""
-    try:
-        load_key_file(gateway.keys.path)
-    except ConfigError as error:
-        log.warning("readiness: %s", error)
-        return "the key file is missing or invalid"
-    return None
+def check_keys(gateway):
+    """Return None if the key store can be read (the key file parses; the database's keys are loaded), else why not."""
+    return gateway.keys.readiness()
 
 
 def check_catalog_has_image_models(gateway):
@@ -72,7 +66,7 @@ def check_database(gateway):
     return None if ok else reason
 
 
-CHECKS = {"keys": check_key_file, "catalog": check_catalog_has_image_models, "ledger": check_ledger,
+CHECKS = {"keys": check_keys, "catalog": check_catalog_has_image_models, "ledger": check_ledger,
           "database": check_database, "providers": check_providers}
 
 

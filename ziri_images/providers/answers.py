@@ -25,7 +25,9 @@ from .base import ProviderResult
 # Some providers (xAI) answer a wrong key with 400, not 401: the message tells.
 _CREDENTIALS_REJECTED = re.compile(r"\b(incorrect|invalid) api key\b", re.IGNORECASE)
 # The providers' codes for a prompt or image refused by their safety system.
-CONTENT_POLICY_CODES = {"content_policy_violation", "contentFilter", "moderation_blocked"}
+CONTENT_POLICY_CODES = {"content_policy_violation", "contentFilter", "moderation_blocked", "content_moderation"}
+# xAI reports a call's cost in ticks of 10^-10 dollars.
+USD_TICKS = 10**10
 # A shorter credential is no secret worth guarding (it is guessed at once), and replacing it in an
 # answer would corrupt images: a short run of letters turns up in megabytes of base64 by chance.
 MIN_SECRET_CHARS = 8
@@ -138,8 +140,20 @@ def interpret_answer(provider, status, headers, raw, provider_request_id):
             raise provider.error(502, f"Provider '{provider.name}' returned a response without image data.",
                                  may_have_billed=True, **context)
         body = redact_document(body, raw, answer_secret(provider.api_key))
-        return ProviderResult(body=body, provider_status=status, provider_request_id=provider_request_id)
+        return ProviderResult(body=body, provider_status=status, provider_request_id=provider_request_id,
+                              provider_billed=reported_cost(body.get("usage")))
     raise refusal(provider, status, headers, body, context)
+
+
+def reported_cost(usage):
+    """Return the USD cost an answer's usage reports (xAI's ``cost_in_usd_ticks``, 10^10 a dollar), or None.
+
+    Kept beside the charge for reconciliation (``providerBilled``); the charge stays the catalog's.
+    """
+    ticks = usage.get("cost_in_usd_ticks") if isinstance(usage, dict) else None
+    if isinstance(ticks, bool) or not isinstance(ticks, int) or not 0 <= ticks <= 10**19:
+        return None
+    return round(ticks / USD_TICKS, 6)
 
 
 def refusal(provider, status, headers, body, context):
@@ -167,16 +181,21 @@ def upstream_error(body):
     """Return (message, {type, code, param}) from an error body of any supported shape.
 
     OpenAI and Azure: ``{"error": {"message", "type", "code", "param"}}``; xAI:
-    ``{"code": "...", "error": "<message>"}``.
+    ``{"code": "...", "error": "<message>"}``; Google: ``{"error": {"code", "message", "status"}}``;
+    Stability: ``{"id", "name", "errors": ["<message>", ...]}`` or ``{"id", "name", "message"}``.
     """
     if not isinstance(body, dict):
         return None, {}
+    if "error" not in body and isinstance(body.get("name"), str):
+        errors = body.get("errors") if isinstance(body.get("errors"), list) else [body.get("message")]
+        message = "; ".join(str(item) for item in errors if isinstance(item, str)) or None
+        return message, {"code": body["name"]}
     error = body.get("error")
     if isinstance(error, str):
         code = body.get("code")
         return error, ({"code": code} if isinstance(code, (str, int)) else {})
     error = error if isinstance(error, dict) else {}
-    upstream = {key: error.get(key) for key in ("type", "code", "param") if error.get(key) is not None}
+    upstream = {key: error.get(key) for key in ("type", "code", "param", "status") if error.get(key) is not None}
     message = error.get("message")
     return (str(message) if message else None), upstream
 

@@ -7,7 +7,9 @@ requests, a submit and its polls, or one request per image), and read the answer
 ``ProviderResult``, or raise a ``ProviderError`` (``answers.py`` maps transport failures and
 redacts). An adapter that can stream sets ``supports_stream`` and answers a ``stream`` call with
 an object that yields its events (``streams.ProviderStream``). Adding a provider is one module
-beside ``openai.py``, its type in ``config.py``, and its models in the catalog.
+beside ``openai.py`` (``google.py`` reads another API's shape), its type in ``entries.py`` and
+``config.py``, and its models in the catalog. A provider that makes one image a call answers
+``n`` images with that many calls at once (``fanout.py``).
 """
 
 from dataclasses import dataclass
@@ -43,6 +45,9 @@ class ProviderResult:
     provider_status: int
     provider_request_id: str | None
     provider_billed: float | None = None
+    # Images the provider billed but did not deliver (one of ``n`` calls refused for safety after it
+    # generated: Stability's CONTENT_FILTERED): charged at the price per image beside those delivered.
+    billed_undelivered: int = 0
 
     @property
     def images(self):
@@ -56,14 +61,24 @@ class ProviderResult:
 
 
 class ProviderError(ApiError):
-    """A provider call that produced no usable images."""
+    """A provider call that produced no usable images.
+
+    ``billed_usage`` / ``billed_amount`` / ``billed_images``: what the provider says it billed for
+    the call anyway (a prompt its safety system refused after reading it: Google's usage, a fixed
+    amount, or a number of images at the request's price per image, which only the quote knows:
+    Stability bills a filtered image): the charge is then that, not the reservation or nothing.
+    """
 
     def __init__(self, status, message, *, provider_status=None, provider_request_id=None,
-                 may_have_billed=False, should_retry=False, headers=None, **details):
-        super().__init__(status, "LLM_PROVIDER_ERROR", message, headers=headers, should_retry=should_retry, **details)
+                 may_have_billed=False, should_retry=False, headers=None, code="LLM_PROVIDER_ERROR",
+                 billed_usage=None, billed_amount=None, billed_images=None, **details):
+        super().__init__(status, code, message, headers=headers, should_retry=should_retry, **details)
         self.provider_status = provider_status
         self.provider_request_id = provider_request_id
         self.may_have_billed = may_have_billed
+        self.billed_usage = billed_usage
+        self.billed_amount = billed_amount
+        self.billed_images = billed_images
 
     @property
     def charges_reservation(self):
@@ -73,9 +88,24 @@ class ProviderError(ApiError):
         """
         return self.provider_status is not None and 200 <= self.provider_status < 300
 
-    def charge_fields(self, reserved):
-        """Return the charge record's fields for this failure: ``reserved`` as its cost after a 2xx, else nothing."""
-        if self.charges_reservation:
+    def charge_fields(self, reserved, token_prices=None, price_per_image=None):
+        """Return the charge record's fields for this failure.
+
+        What the provider says it billed (its usage, priced by ``token_prices``; its amount; or its
+        images at ``price_per_image``, the quote's); else ``reserved`` after a 2xx; else nothing.
+        """
+        usage_cost = token_prices.cost(self.billed_usage) if token_prices and self.billed_usage else None
+        amount = self.billed_amount
+        if amount is None and self.billed_images and price_per_image is not None:
+            amount = round(self.billed_images * price_per_image, 6)
+        if amount is not None:
+            charged = {"imagesReturned": 0, "cost": amount, "chargedBy": "provider"}
+            if self.billed_images:
+                charged["imagesBilled"] = self.billed_images
+        elif usage_cost is not None:
+            charged = {"imagesReturned": 0, "cost": min(usage_cost, reserved), "tokenCost": usage_cost,
+                       "chargedBy": "tokens", "usage": self.billed_usage}
+        elif self.charges_reservation or self.billed_usage is not None:
             charged = {"imagesReturned": None, "cost": reserved, "chargedBy": "reservation"}
         else:
             charged = {"imagesReturned": 0, "cost": 0.0}
@@ -90,7 +120,7 @@ class Provider:
     """
 
     supports_stream = False
-    name = api_key = api_key_env = base_url = base_url_env = None
+    name = api_key = api_key_env = base_url = base_url_env = deployments = None
     call_deadline = 0.0
 
     def error(self, status, message, **kwargs):

@@ -1,34 +1,30 @@
 """Build the providers from providers.json's entries, and check them against the catalog (pricing.json).
 
 ``config.py`` reads providers.json once into ``ProviderEntry`` values (``entries.py``), each with its
-credential and endpoint from the environment; ``build_providers`` turns them into ``OpenAIProvider``
-objects at start-up, handed every value they need.
+credential and endpoint from the environment; ``build_providers`` turns each into the adapter its
+type names (``ADAPTERS``) at start-up, handed every value it needs.
 """
 
 from ..errors import ConfigError
+from .google import GeminiProvider
+from .google import VertexProvider
 from .openai import OpenAIProvider
+from .stability import StabilityProvider
+
+# providers.json's types (entries.PROVIDER_TYPES) and the adapter class that serves each.
+ADAPTERS = {
+    "openai": OpenAIProvider,
+    "azure": OpenAIProvider,
+    "google": GeminiProvider,
+    "vertex": VertexProvider,
+    "stability": StabilityProvider,
+}
 
 
 def build_providers(entries, connect_timeout, read_timeout, ca_bundle=None):
     """Return {name: provider} for providers.json's ``entries``, each calling within the timeouts given."""
-    return {
-        entry.name: OpenAIProvider(
-            entry.name,
-            entry.base_url,
-            entry.api_key,
-            connect_timeout,
-            read_timeout,
-            entry.api_key_env,
-            auth_header=entry.auth_header,
-            auth_scheme=entry.auth_scheme,
-            path=entry.path,
-            query=entry.query or None,
-            deployments=entry.deployments,
-            base_url_env=entry.base_url_env,
-            ca_bundle=ca_bundle,
-        )
-        for entry in entries
-    }
+    return {entry.name: ADAPTERS[entry.type].from_entry(entry, connect_timeout, read_timeout, ca_bundle)
+            for entry in entries}
 
 
 def check_catalog(providers, book, path):

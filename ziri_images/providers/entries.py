@@ -19,9 +19,23 @@ PROVIDER_TYPES = {
     # Azure OpenAI: a deployment per model, the API version in the query string, "api-key: <key>".
     "azure": {"path": "/openai/deployments/{deployment}/images/generations", "auth_header": "api-key",
               "auth_scheme": None},
+    # Google's Gemini API: POST {base_url}/models/{model}:generateContent, "x-goog-api-key: <key>";
+    # the key from api_key_env, else from the variable api_key_alt_env names.
+    "google": {"path": "/models/{model}:generateContent", "auth_header": "x-goog-api-key", "auth_scheme": None,
+               "settings": ("api_key_alt_env",)},
+    # Vertex AI: a project and location in the path, an OAuth2 bearer from a service account's
+    # credentials: their JSON in api_key_env's variable, or a file named by credentials_file_env's.
+    "vertex": {"path": "/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent",
+               "auth_header": "Authorization", "auth_scheme": "Bearer",
+               "settings": ("credentials_file_env", "project_env", "location_env")},
+    # Stability AI: POST {base_url}/v2beta/stable-image/generate/{ultra|core|sd3} as multipart form data,
+    # "Authorization: Bearer <key>"; one image a call.
+    "stability": {"path": "/v2beta/stable-image/generate/{endpoint}", "auth_header": "Authorization",
+                  "auth_scheme": "Bearer"},
 }
 _ENTRY_FIELDS = {"type", "description", "base_url", "base_url_env", "api_key_env", "auth_header", "auth_scheme",
-                 "api_version", "deployments"}
+                 "api_version", "deployments", "api_key_alt_env", "credentials_file_env", "project_env",
+                 "location_env"}
 _AZURE_FIELDS = ("api_version", "deployments")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*\Z")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
@@ -43,6 +57,12 @@ class ProviderEntry:
     path: str
     query: dict
     deployments: dict | None
+    # A type's other variables (PROVIDER_TYPES' "settings"): {field without "_env": (variable, value or "")}.
+    settings: dict = None
+
+    def setting(self, name):
+        """Return the value of the type's variable ``name`` (e.g. "project"), "" when unset."""
+        return (self.settings or {}).get(name, (None, ""))[1]
 
 
 def _is_http_url(text):
@@ -63,7 +83,12 @@ def _check_entry(entry, where):
     kind = entry.get("type")
     if kind not in PROVIDER_TYPES:
         raise ConfigError(f"{where}.type: expected one of {', '.join(PROVIDER_TYPES)}")
-    for field in ("api_key_env", "base_url_env"):
+    allowed = PROVIDER_TYPES[kind].get("settings", ())
+    misplaced = sorted(field for field in entry if field.endswith("_env") and field not in (
+        "api_key_env", "base_url_env", *allowed))
+    if misplaced:
+        raise ConfigError(f"{where}.{misplaced[0]}: not a setting of type {kind}")
+    for field in ("api_key_env", "base_url_env", *allowed):
         value = entry.get(field)
         if (field == "api_key_env" or value is not None) and not (isinstance(value, str) and _ENV_NAME.match(value)):
             raise ConfigError(f"{where}.{field}: expected an environment variable name, e.g. XAI_API_KEY")
@@ -101,12 +126,15 @@ def _entry(name, entry, where, variables):
                               "expected an http(s) URL")
         base_url = override or base_url
     azure = entry["type"] == "azure"
+    settings = {field[:-len("_env")]: (entry[field], (variables.get(entry[field]) or "").strip())
+                for field in kind.get("settings", ()) if entry.get(field)}
+    api_key = (variables.get(entry["api_key_env"]) or "").strip() or settings.get("api_key_alt", (None, ""))[1]
     return ProviderEntry(
         name=name,
         type=entry["type"],
         base_url=base_url.rstrip("/") if base_url else None,
         published_url=(entry.get("base_url") or "").rstrip("/"),
-        api_key=(variables.get(entry["api_key_env"]) or "").strip(),
+        api_key=api_key,
         api_key_env=entry["api_key_env"],
         base_url_env=entry.get("base_url_env"),
         auth_header=entry.get("auth_header", kind["auth_header"]),
@@ -114,6 +142,7 @@ def _entry(name, entry, where, variables):
         path=kind["path"],
         query={"api-version": entry["api_version"]} if azure else {},
         deployments=dict(entry["deployments"]) if azure else None,
+        settings=settings,
     )
 
 

@@ -75,6 +75,14 @@ class OpenAIProvider(Provider):
         self._verify = ca_bundle or True
         self.transport = Transport(self.timeout, self._verify, self._proxies)
 
+    @classmethod
+    def from_entry(cls, entry, connect_timeout, read_timeout, ca_bundle=None):
+        """Return the provider providers.json's ``entry`` (type openai or azure) describes."""
+        return cls(entry.name, entry.base_url, entry.api_key, connect_timeout, read_timeout, entry.api_key_env,
+                   auth_header=entry.auth_header, auth_scheme=entry.auth_scheme, path=entry.path,
+                   query=entry.query or None, deployments=entry.deployments, base_url_env=entry.base_url_env,
+                   ca_bundle=ca_bundle)
+
     def url_for(self, model, operation="generations"):
         """Return the ``operation`` URL (generations or edits) for ``model`` (its deployment's, for Azure)."""
         # Every catalog model of a provider with deployments has one (config.check_catalog), and

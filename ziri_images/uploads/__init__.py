@@ -5,3 +5,6 @@
 room for uploads (``holds.UploadHolds``); ``imageinfo`` recognises an image's format and size
 from its first bytes, without decoding it.
 """
+
+# Room in an edit's body beside its uploads: the form's text fields and each part's headers.
+EDIT_FORM_ROOM = 1024 * 1024

@@ -18,14 +18,14 @@ from flask import current_app
 from flask import g
 from flask import request
 
-from ..config import EDIT_FORM_ROOM
 from ..errors import ApiError
 from ..schemas.request import form_integer
+from . import EDIT_FORM_ROOM
 from .imageinfo import NotAnImage
 from .imageinfo import image_info
 
 IMAGE_FIELDS = ("image", "image[]")
-INTEGER_FIELDS = ("n", "output_compression", "partial_images")
+INTEGER_FIELDS = ("n", "output_compression", "partial_images", "seed")
 BOOLEAN_FIELDS = {"stream": {"true": True, "false": False}}
 # Defaults: OpenAI accepts up to 16 reference images of up to 50 MB each for its GPT image models.
 DEFAULT_LIMITS = {"EDIT_MAX_FILES": 16, "EDIT_MAX_FILE_BYTES": 50 * 1024 * 1024,

@@ -16,7 +16,7 @@ from ziri_images.ledger.postgres.sql import scripts
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
 FUNCTIONS = [file[:-4] for file, _text in scripts("functions")]
-MIGRATION_NAMES = [file[:-4] for file, _text in scripts("migrations")]
+MIGRATIONS = [file[:-4] for file, _text in scripts("migrations")]
 # schema_migrations as the development versions left it, before they were squashed into 001.
 DEVELOPMENT_VERSIONS = [(1, "ledger records, key locks, period totals, open reservations, worker leases"),
                         (2, "refusal counts per day, key and code"),
@@ -38,7 +38,8 @@ def fresh(test_database):
 
 
 def as_before_the_squash(connection, versions):
-    """Make a migrated schema's bookkeeping the development versions': ``versions`` recorded, no function hashes."""
+    """Make a migrated schema the development versions': 001's tables, ``versions`` recorded, no function hashes."""
+    connection.execute("DROP TABLE api_keys, teams, key_tombstones, key_store_version, audit_records")  # 002's
     connection.execute("DROP TABLE schema_functions")
     connection.execute("DELETE FROM schema_migrations")
     for version, name in versions:
@@ -47,7 +48,7 @@ def as_before_the_squash(connection, versions):
 
 def test_an_empty_database_gets_every_migration_and_function_once(fresh):
     with psycopg.connect(fresh, autocommit=True) as connection:
-        assert migrate(connection) == [*MIGRATION_NAMES, *FUNCTIONS]
+        assert migrate(connection) == ["001_schema", "002_keys", "003_team_usage_and_alerts", *FUNCTIONS]
         assert migrate(connection) == []
         assert schema_version(connection) == LATEST == 3
 
@@ -59,11 +60,11 @@ def test_a_database_migrated_before_the_squash_keeps_its_tables_and_gets_the_cur
         connection.execute("CREATE OR REPLACE FUNCTION ziri_now() RETURNS timestamptz LANGUAGE sql AS 'SELECT now()'")
 
     assert cli.main(["db", "migrate", "--database-url", fresh]) == 0
-    # Recorded as 001; the later migrations leave what they find in place, and are recorded.
-    assert f"applied {', '.join([*MIGRATION_NAMES[1:], *FUNCTIONS])}; schema version 3" in capsys.readouterr().err
+    # Recorded as 001, then migrated on from there like any other database.
+    assert f"applied {', '.join([*MIGRATIONS[1:], *FUNCTIONS])}; schema version {LATEST}" in capsys.readouterr().err
     with psycopg.connect(fresh, autocommit=True) as connection:
-        assert connection.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall() == [
-            (1, "schema"), (3, "team_usage_and_alerts")]
+        assert connection.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall() == [
+            (1, "schema"), (2, "keys"), (3, "team_usage_and_alerts")]
         body = connection.execute("SELECT prosrc FROM pg_proc WHERE proname = 'ziri_now' "
                                   "AND pronamespace = current_schema()::regnamespace").fetchone()[0]
         assert body == "SELECT clock_timestamp()"

@@ -115,7 +115,7 @@ def test_db_migrate_on_an_empty_database_creates_the_schema(test_database, capsy
     url = f"{test_database.url} options='-c search_path=fresh'"
     try:
         assert cli.main(["db", "migrate", "--database-url", url]) == 0
-        assert "applied 001_schema, 003_team_usage_and_alerts, ziri_now, " in capsys.readouterr().err
+        assert "applied 001_schema, 002_keys, 003_team_usage_and_alerts, ziri_now, " in capsys.readouterr().err
         assert cli.main(["db", "migrate", "--database-url", url]) == 0
         assert "already current" in capsys.readouterr().err
     finally:

@@ -5,13 +5,16 @@ naming the database (the command prints one line and exits 1). The report's grou
 SQL: PostgreSQL reads the rows, Python receives one row per group. The statements are archive.sql's.
 """
 
+import heapq
 from contextlib import contextmanager
 
 import psycopg
 
 from ...errors import ConfigError
 from ..base import Archive
+from ..base import split_audit
 from ..money import parse_ts
+from ..parse import parse_audit
 from ..parse import parse_record
 from ..records import encode_json
 from ..report import GROUPINGS
@@ -53,20 +56,29 @@ class PostgresArchive(Archive):
             raise ConfigError(f"database {describe(self.conninfo)}: {error_text(error)}") from None
 
     def records(self, since=None, until=None):
+        bounds = (_bound(since, "-infinity"), _bound(until, "infinity"))
         with self._command_connection() as connection:
-            # A server-side cursor: the export streams, whatever the ledger's size.
-            with connection.cursor(name="ledger_export") as cursor:
-                cursor.itersize = 2000
-                cursor.execute(_SQL["export_records"], (_bound(since, "-infinity"), _bound(until, "infinity")))
-                for (record,) in cursor:
-                    yield record
+            # Server-side cursors: the export streams, whatever the ledger's size. The audit
+            # records (their own table) are merged in by time.
+            ledger = self._stream(connection, "ledger_export", _SQL["export_records"], bounds)
+            audit = self._stream(connection, "audit_export", _SQL["export_audit"], bounds)
+            yield from heapq.merge(ledger, audit, key=lambda record: record["ts"])
+
+    @staticmethod
+    def _stream(connection, name, statement, bounds):
+        with connection.cursor(name=name) as cursor:
+            cursor.itersize = 2000
+            cursor.execute(statement, bounds)
+            for (record,) in cursor:
+                yield record
 
     def import_records(self, records):
         written = read = 0
         keys, teams = set(), set()
+        audit = []
         with self._command_connection() as connection, connection.cursor() as cursor:
             batch = []
-            for value in records:
+            for value in split_audit(records, audit):
                 read += 1
                 record = parse_record(value)
                 if record is None:
@@ -79,7 +91,20 @@ class PostgresArchive(Archive):
             if keys:
                 for statement in _REBUILD:
                     cursor.execute(statement, {"keys": sorted(keys), "teams": sorted(teams)})
-        return written, read - written
+            written += self._import_audit(cursor, audit)
+        return written, read + len(audit) - written
+
+    @staticmethod
+    def _import_audit(cursor, values):
+        valid = [record for record in map(parse_audit, values) if record is not None]
+        if not valid:
+            return 0
+        cursor.executemany(_SQL["import_audit"], [
+            (parse_ts(record["ts"]), record["auditId"], encode_json(record)) for record in valid], returning=True)
+        written = 0
+        for _ in cursor.results():
+            written += cursor.fetchone() is not None
+        return written
 
     def _import_batch(self, cursor, batch, keys, teams):
         if not batch:

@@ -3,6 +3,15 @@
 -- name: export_records
 SELECT record FROM ledger_records WHERE ts >= %s AND ts < %s ORDER BY id
 
+-- name: export_audit
+SELECT record FROM audit_records WHERE ts >= %s AND ts < %s ORDER BY id
+
+-- name: import_audit
+-- An audit record already here (by its auditId) is not written twice.
+INSERT INTO audit_records (ts, audit_id, record) VALUES (%s, %s, %s)
+ON CONFLICT (audit_id) DO NOTHING
+RETURNING id
+
 -- name: report
 -- Each request once, at its reservation's time, at its final amount: its charge, else its expiry.
 -- The SQL mirror of usage.fold_expiry ("a charge replaces an expiry"), which the file store's report folds.

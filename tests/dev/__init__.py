@@ -1,0 +1,1 @@
+"""Tests of ziri_images/dev/: the local stub of the providers."""
