@@ -141,10 +141,11 @@ def test_an_edit_past_the_keys_rate_is_refused_before_its_body_is_read(app, add_
 
 
 @pytest.mark.stores()
-def test_an_edit_of_a_team_past_its_budget_is_refused_before_its_body_is_read(app, keys_path, clock,
+def test_an_edit_of_a_team_past_its_budget_is_refused_before_its_body_is_read(make_app, keys_path, clock,
                                                                                 another_worker):
     write_team_keys(keys_path, {"design": {"name": "Design", "limits": {"daily_spend_limit": 0.04}}},
                     {"alice": {"team": "design"}, "bob": {"team": "design"}})
+    app = make_app()  # on PostgreSQL, the database's keys are made those of keys.json
     another_worker({**charge_record("bob", 0.05, clock(), "req_spent"), "team": "design"})  # past its budget
     content_type, data = edit_body()
     body = ClientBody(data)
