@@ -11,10 +11,10 @@ import pytest
 from conftest import PROVIDER_KEY
 
 NO_KEYS = {"OPENAI_API_KEY": "", "AZURE_OPENAI_API_KEY": "", "XAI_API_KEY": "", "GEMINI_API_KEY": "",
-           "VERTEX_CREDENTIALS_JSON": ""}
-OTHERS = {"XAI_API_KEY": "", "GEMINI_API_KEY": "", "VERTEX_CREDENTIALS_JSON": ""}
+           "VERTEX_CREDENTIALS_JSON": "", "BFL_API_KEY": ""}
+OTHERS = {"XAI_API_KEY": "", "GEMINI_API_KEY": "", "VERTEX_CREDENTIALS_JSON": "", "BFL_API_KEY": ""}
 OTHERS_MISSING = {"xai": "XAI_API_KEY", "google": "GEMINI_API_KEY",
-                  "vertex": "VERTEX_CREDENTIALS_JSON or GOOGLE_APPLICATION_CREDENTIALS"}
+                  "vertex": "VERTEX_CREDENTIALS_JSON or GOOGLE_APPLICATION_CREDENTIALS", "bfl": "BFL_API_KEY"}
 
 
 def test_not_ready_without_any_provider_key(make_app):

@@ -335,7 +335,8 @@ def test_build_providers_from_settings():
     built = build_providers(config.providers, config.upstream_connect_timeout, config.upstream_read_timeout)
 
     openai = built["openai"]
-    assert list(built) == ["openai", "azure", "xai", "google", "vertex"]  # every provider of the shipped providers.json
+    # every provider of the shipped providers.json
+    assert list(built) == ["openai", "azure", "xai", "google", "vertex", "bfl"]
     assert (openai.base_url, openai.api_key, openai.timeout) == ("http://127.0.0.1:9/v1", "sk-x", (3.0, 90.0))
 
 

@@ -311,7 +311,7 @@ def test_unknown_provider_lists_the_configured_ones(client):
     response = post(client, {"provider": "stability", "model": "sdxl", "prompt": "a lighthouse"})
 
     assert response.status_code == 404
-    assert response.get_json()["availableProviders"] == ["azure", "google", "openai", "vertex", "xai"]
+    assert response.get_json()["availableProviders"] == ["azure", "bfl", "google", "openai", "vertex", "xai"]
 
 
 def test_demo_key_reaches_a_provider_only_on_loopback(make_app, responses_mock):

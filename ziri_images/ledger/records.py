@@ -132,7 +132,7 @@ def charge_record(now, reservation, fields, after_expiry):
 
 
 def charge_outcome(*, images, provider_images, price_per_image, estimated_cost, token_cost, charged_by, usage, cost,
-                   provider_choices):
+                   provider_choices, provider_billed=None):
     """Return a successful charge's outcome fields: what was delivered and charged, and what the provider reported."""
     fields = {
         "imagesReturned": images, "providerImages": provider_images, "pricePerImage": price_per_image,
@@ -141,6 +141,8 @@ def charge_outcome(*, images, provider_images, price_per_image, estimated_cost, 
     }
     if provider_choices:
         fields["providerChoices"] = provider_choices
+    if provider_billed is not None:
+        fields["providerBilled"] = provider_billed  # what the provider reported it billed (USD)
     return fields
 
 

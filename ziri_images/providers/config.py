@@ -6,6 +6,7 @@ type names (``ADAPTERS``) at start-up, handed every value it needs.
 """
 
 from ..errors import ConfigError
+from .bfl import BflProvider
 from .google import GeminiProvider
 from .google import VertexProvider
 from .openai import OpenAIProvider
@@ -16,6 +17,7 @@ ADAPTERS = {
     "azure": OpenAIProvider,
     "google": GeminiProvider,
     "vertex": VertexProvider,
+    "bfl": BflProvider,
 }
 
 
