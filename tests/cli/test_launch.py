@@ -26,6 +26,7 @@ def started(monkeypatch):
     monkeypatch.setattr(dev.subprocess, "Popen", popen)
     monkeypatch.setattr(dev.signal, "signal", lambda *args: None)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-real-provider-key-000000")  # no stub: only gunicorn starts
+    monkeypatch.setenv("BFL_API_KEY", "bfl-real-provider-key-000000")
     return environments
 
 
@@ -67,3 +68,17 @@ def test_dev_says_which_setting_serves_the_dashboard_and_metrics(started, monkey
     for line in lines:
         assert f"ziri-images dev: {line}" in out
     assert all(value not in out for value in tokens.values())
+
+
+def test_dev_points_black_forest_labs_at_the_stub_without_a_bfl_key(started, monkeypatch, capsys):
+    monkeypatch.delenv("BFL_API_KEY")
+    monkeypatch.delenv("BFL_BASE_URL", raising=False)
+    monkeypatch.setattr(dev, "_wait_until_up", lambda url, process: None)
+
+    assert cli.main(["dev", "--stub-port", "3299"]) == 0
+
+    stub_env, gateway_env = started  # the stub starts first, then gunicorn
+    assert gateway_env["BFL_BASE_URL"] == "http://127.0.0.1:3299/bfl/v1" and gateway_env["BFL_API_KEY"]
+    assert gateway_env["OPENAI_API_KEY"] == "sk-real-provider-key-000000"  # set: the real provider, not the stub
+    assert "OPENAI_BASE_URL" not in gateway_env or "3299" not in gateway_env["OPENAI_BASE_URL"]
+    assert "Black Forest Labs' models use the LOCAL STUB" in capsys.readouterr().out

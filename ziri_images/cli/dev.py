@@ -22,7 +22,7 @@ def add_commands(commands):
     serve_parser.set_defaults(handler=serve)
 
     dev_parser = commands.add_parser(
-        "dev", help="run the gateway locally, with the stub provider when no OpenAI key is set")
+        "dev", help="run the gateway locally, with the stub provider when no OpenAI (or BFL) key is set")
     dev_parser.add_argument("--config", default="gunicorn.conf.py", help="gunicorn config file")
     dev_parser.add_argument("--port", type=int, help="gateway port (default: $PORT, else 3100)")
     dev_parser.add_argument("--stub-port", type=int, default=DEFAULT_STUB_PORT, help="stub port (default 3199)")
@@ -81,20 +81,26 @@ def _token_switched_lines(env, port):
 
 
 def dev(args):
-    """Run the gateway, with the local stub as the OpenAI provider unless OPENAI_API_KEY is set."""
+    """Run the gateway, with the local stub as OpenAI and Black Forest Labs unless their keys are set."""
     env = dict(os.environ)
     children = []
     if env.get("OPENAI_API_KEY"):
         print("ziri-images dev: OPENAI_API_KEY is set: requests go to the real provider "
               f"({env.get('OPENAI_BASE_URL', 'https://api.openai.com/v1')}).", flush=True)
-    else:
+    if not env.get("OPENAI_API_KEY") or not env.get("BFL_API_KEY"):
         stub_url = f"http://127.0.0.1:{args.stub_port}"
         stub_command = [sys.executable, "-m", "ziri_images.cli", "stub", "--port", str(args.stub_port)]
         children.append(subprocess.Popen(stub_command))
         _wait_until_up(stub_url + "/stats", children[0])
-        env.update(OPENAI_BASE_URL=stub_url + "/v1", OPENAI_API_KEY=STUB_API_KEY)
-        print(f"ziri-images dev: no OPENAI_API_KEY set: using the LOCAL STUB at {stub_url}/v1 "
-              "(no real images, no real cost).", flush=True)
+        if not env.get("OPENAI_API_KEY"):
+            env.update(OPENAI_BASE_URL=stub_url + "/v1", OPENAI_API_KEY=STUB_API_KEY)
+            print(f"ziri-images dev: no OPENAI_API_KEY set: using the LOCAL STUB at {stub_url}/v1 "
+                  "(no real images, no real cost).", flush=True)
+        if not env.get("BFL_API_KEY"):
+            # FLUX requests ({"provider": "bfl", "model": "flux-2-pro"}) get the stub's jobs: submitted, polled, fetched.
+            env.update(BFL_BASE_URL=stub_url + "/bfl/v1", BFL_API_KEY=STUB_API_KEY)
+            print(f"ziri-images dev: no BFL_API_KEY set: Black Forest Labs' models use the LOCAL STUB at "
+                  f"{stub_url}/bfl/v1.", flush=True)
     # An explicit --port wins over $PORT (which honcho and `heroku local` always set); else $PORT, else 3100.
     env["PORT"] = str(args.port) if args.port is not None else env.get("PORT", str(DEFAULT_GATEWAY_PORT))
     print("\n".join(_token_switched_lines(env, env["PORT"])), flush=True)
