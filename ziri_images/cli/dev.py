@@ -97,7 +97,7 @@ def dev(args):
             print(f"ziri-images dev: no OPENAI_API_KEY set: using the LOCAL STUB at {stub_url}/v1 "
                   "(no real images, no real cost).", flush=True)
         if not env.get("BFL_API_KEY"):
-            # FLUX requests ({"provider": "bfl", "model": "flux-2-pro"}) get the stub's jobs: submitted, polled, fetched.
+            # FLUX requests ({"provider": "bfl", ...}) get the stub's jobs: submitted, polled, fetched.
             env.update(BFL_BASE_URL=stub_url + "/bfl/v1", BFL_API_KEY=STUB_API_KEY)
             print(f"ziri-images dev: no BFL_API_KEY set: Black Forest Labs' models use the LOCAL STUB at "
                   f"{stub_url}/bfl/v1.", flush=True)
