@@ -20,7 +20,7 @@ pytestmark = pytest.mark.real_http
 def stub_bfl():
     """The stub served in a thread; return a BflProvider pointed at its /bfl/v1."""
     server = make_server("127.0.0.1", 0, create_stub_app(), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield BflProvider("bfl", f"http://127.0.0.1:{server.server_port}/bfl/v1", "stub-key-0123456789", 2.0, 5.0,
                       poll_seconds=(0.01, 0.02))
