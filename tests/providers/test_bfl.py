@@ -298,3 +298,16 @@ def test_an_edit_with_more_images_than_the_model_takes_is_refused_before_anythin
 
     assert response.status_code == 413 and response.get_json()["code"] == "TOO_MANY_IMAGES"
     assert ledger_lines(app) == []
+
+
+def test_the_worked_example_of_docs_pricing(app, client, responses_mock):
+    submitted(responses_mock, cost=6.2)
+    polled(responses_mock, "Ready")
+    responses_mock.add(responses.GET, SAMPLE_URL, body=IMAGE)
+
+    response = edit(client, [jpeg(1024, 1024)], size="1920x1088", n=2)
+
+    cost = response.get_json()["_meta"]["cost"]
+    assert (cost["reserved"], cost["actual"], cost["providerBilled"], cost["chargedBy"]) == (0.18, 0.124, 0.124,
+                                                                                             "provider")
+    assert charge_record(app)["estimatedCost"] == 0.18
