@@ -100,3 +100,10 @@ def test_a_catalog_priced_model_ignores_what_the_provider_says_it_billed(pricing
     charge = PriceBook.charge(model, quote, {"created": 1, "data": [{"url": "u"}]}, provider_billed=9.0)
 
     assert (charge.cost, charge.charged_by, "providerBilled" in charge.ledger_fields()) == (0.04, "per_image", False)
+
+
+def test_the_listing_shows_the_largest_square_of_each_megapixel_count():
+    rows = list(MegapixelPrices(PRO, "here").rows())
+
+    assert rows == [({"size": "992x992"}, 0.03), ({"size": "1408x1408"}, 0.045), ({"size": "1728x1728"}, 0.06),
+                    ({"size": "2000x2000"}, 0.075), ({"size": "2048x2048"}, 0.09)]

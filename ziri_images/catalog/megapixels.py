@@ -84,6 +84,10 @@ class MegapixelPrices:
         return float(sum(megapixels(info.width, info.height) for info in infos) * self.mp)
 
     def rows(self):
-        """Yield ({"size": description}, price) for the catalog's listing."""
-        yield {"size": "first MP"}, float(self.first_mp)
-        yield {"size": "each further MP, in or out"}, float(self.mp)
+        """Yield ({"size": size}, price) for the catalog's listing: the largest square of each megapixel count."""
+        sides = [math.isqrt(count * PIXELS_PER_MP) // self.multiple_of * self.multiple_of
+                 for count in range(1, math.ceil(self.max_pixels / PIXELS_PER_MP))]
+        sides.append(math.isqrt(self.max_pixels) // self.multiple_of * self.multiple_of)
+        for side in sorted(set(side for side in sides if side >= self.min_edge)):
+            size = f"{side}x{side}"
+            yield {"size": size}, self.output_price(size)

@@ -65,6 +65,7 @@ class BflProvider(Provider):
         self.api_key = api_key
         self.api_key_env = api_key_env
         self.base_url_env = base_url_env
+        self.timeout = (connect_timeout, read_timeout)
         # The whole job, submit, polls and fetch, ends by then: the reservation outlives it (gateway.py).
         self.call_deadline = connect_timeout + read_timeout
         self.poll_seconds = poll_seconds
