@@ -12,6 +12,7 @@ from conftest import BFL_URL
 from conftest import ENDPOINT
 from conftest import USER_KEY
 from conftest import ledger_lines
+from conftest import store_records
 from responses import matchers
 from uploads.test_imageinfo import jpeg
 
@@ -84,6 +85,26 @@ def test_a_job_is_submitted_polled_fetched_and_charged_what_bfl_billed(app, clie
     record = charge_record(app)
     assert (record["cost"], record["providerBilled"], record["estimatedCost"], record["chargedBy"]) == (
         0.03, 0.03, 0.045, "provider")
+
+
+@pytest.mark.stores()
+def test_a_provider_bill_is_kept_by_every_store(app, client, responses_mock):
+    submitted(responses_mock, cost=3)
+    polled(responses_mock, "Content Moderated")
+
+    assert generate(client).status_code == 400
+    response = generate_after_success(client, responses_mock)
+
+    assert response.status_code == 200
+    charges = [record for record in store_records(app) if record["type"] == "charge"]
+    assert [(c["status"], c["cost"], c["chargedBy"], c.get("providerBilled")) for c in charges] == [
+        ("provider_error", 0.03, "provider", 0.03), ("succeeded", 0.03, "provider", 0.03)]
+
+
+def generate_after_success(client, mock):
+    mock.replace(responses.GET, POLL_URL, json={"id": "job_1", "status": "Ready", "result": {"sample": SAMPLE_URL}})
+    mock.add(responses.GET, SAMPLE_URL, body=IMAGE)
+    return generate(client)
 
 
 def test_a_job_that_needs_several_polls_is_polled_until_ready(app, client, responses_mock):

@@ -6,10 +6,11 @@ holds the two figures and the sizes the model takes (``multiple_of``, ``min_edge
 ``max_pixels``); it is the model's size rule too: any ``WxH`` within those limits is priced by
 the formula, anything else refused (INVALID_SIZE) before anything is reserved.
 
-How BFL counts megapixels is not published; the gateway reserves the dearer reading: a megapixel is
-1,000,000 pixels, and a part of one counts whole (1024x1024 is 2 MP here; BFL has been seen to bill it
-as 1). Each reference image of an edit is counted so too. The reservation is then an upper bound,
-and the charge is what BFL reports it billed (``charged_by: "provider"``), never this estimate.
+How BFL counts megapixels is not published; the gateway reserves the dearer reading: a megapixel
+is 1,000,000 pixels, and a part of one counts whole (1024x1024 is 2 MP here; one answer relayed by
+a third party shows BFL billing it as 1: unverified). Each reference image of an edit is counted
+so too. The reservation is then an upper bound, and the charge is what BFL reports it billed
+(``charged_by: "provider"``), never this estimate.
 """
 
 import math

@@ -91,7 +91,8 @@ class ProviderError(ApiError):
         """
         usage_cost = token_prices.cost(self.billed_usage) if token_prices and self.billed_usage else None
         if self.billed_amount is not None:
-            charged = {"imagesReturned": 0, "cost": self.billed_amount, "chargedBy": "provider"}
+            charged = {"imagesReturned": 0, "cost": self.billed_amount, "chargedBy": "provider",
+                       "providerBilled": self.billed_amount}
         elif usage_cost is not None:
             charged = {"imagesReturned": 0, "cost": min(usage_cost, reserved), "tokenCost": usage_cost,
                        "chargedBy": "tokens", "usage": self.billed_usage}

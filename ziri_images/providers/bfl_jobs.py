@@ -7,7 +7,8 @@ BFL billed whatever happens next: the job fails (``Error``/``Failed``: 502), is 
 expired (502), or the call's deadline passes while it is still pending (504: the job may still
 finish, BFL billed it anyway). A job accepted without a readable ``cost`` is charged the reservation.
 
-Polls wait between them, from ``poll_seconds[0]`` doubling up to ``poll_seconds[1]``, with
+Any other status (``Pending``; ``Task not found`` just after the submit) is waited on. Polls
+wait between them, from ``poll_seconds[0]`` doubling up to ``poll_seconds[1]``, with
 ``time.sleep`` (gevent's under the gevent worker: the worker serves other requests meanwhile). A
 poll that fails on the way (a dropped connection, a 5xx, a 429) is tried again at the next
 interval: the job is billed already, and only the deadline ends the wait. The request's greenlet
