@@ -122,6 +122,8 @@ def test_jobs_polled_on_another_port_are_charged_once_even_when_the_client_leave
         requests.post(url, json={**body, "prompt": "a grey wolf, wait"}, headers=headers, timeout=(2, 0.5))
     left_at = time.monotonic()
     wait_for(lambda: any(job == "job_2" and at > left_at for job, at in fake_bfl.polls), "a poll after the client left")
+    # The one worker still serves while it polls (under gevent: its polls sleep on gevent's clock).
+    assert gateway.usage("alice")["inFlight"] == 1
     fake_bfl.release.set()
     wait_for(lambda: len(gateway.records("charge")) == 2, "the second job's charge")
 
