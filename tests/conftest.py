@@ -25,7 +25,8 @@ Fixtures (names are stable; other test modules rely on them):
     The copied catalog and the ledger file.
 ``providers_path``
     A copy of the shipped providers.json. ``app`` gives every provider a fake key: OpenAI at
-    ``BASE_URL``, Azure at ``AZURE_ENDPOINT`` (``AZURE_KEY``), xAI at its real URL (``XAI_KEY``).
+    ``BASE_URL``, Azure at ``AZURE_ENDPOINT`` (``AZURE_KEY``), xAI at its real URL (``XAI_KEY``),
+    Black Forest Labs at ``BFL_URL`` (``BFL_KEY``).
 ``store_kind`` / ``store_settings``
     The kind of store the app keeps its records in: ``"file"`` unless the test is marked
     ``@pytest.mark.stores()`` (every kind in ``STORE_KINDS``) or ``@pytest.mark.stores("file")``
@@ -107,6 +108,8 @@ AZURE_ENDPOINT = "https://ziri-test.openai.azure.com"
 XAI_KEY = "xai-test-provider-key-abcdef123456"
 GEMINI_KEY = "AIzaTestGeminiKey0123456789abcdef"
 GEMINI_URL = "https://gemini.test/v1beta"
+BFL_KEY = "bfl-test-provider-key-0123456789"
+BFL_URL = "https://api.bfl.test/v1"
 VERTEX_URL = "https://vertex.test/v1"
 VERTEX_TOKEN_URI = "https://oauth2.test/token"
 STABILITY_KEY = "sk-stability-test-key-0123456789"
@@ -493,6 +496,8 @@ def app_config(keys_path, pricing_path, providers_path, ledger_path, clock, stor
         "XAI_API_KEY": XAI_KEY,
         "GEMINI_BASE_URL": GEMINI_URL,
         "GEMINI_API_KEY": GEMINI_KEY,
+        "BFL_BASE_URL": BFL_URL,
+        "BFL_API_KEY": BFL_KEY,
         "VERTEX_BASE_URL": VERTEX_URL,
         "VERTEX_CREDENTIALS_JSON": service_account_json(VERTEX_TOKEN_URI),
         "VERTEX_PROJECT": "ziri-test-project",

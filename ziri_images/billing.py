@@ -93,16 +93,14 @@ class Bill:
         """Return the Charge for a provider's answer (a ProviderResult), settled whatever its body holds."""
         self._close()
         upstream = {"providerStatus": result.provider_status, "providerRequestId": result.provider_request_id}
-        if result.provider_billed is not None:
-            upstream["providerBilled"] = result.provider_billed  # what the provider says it billed, to reconcile
         model, quote = self.image_model, self.quote
         try:
-            charge = PriceBook.charge(model, quote, result.body, result.billed_undelivered)
+            charge = PriceBook.charge(model, quote, result.body, result.provider_billed, result.billed_undelivered)
             if charge.cost > quote.reserved:
-                # Token bills only (capped): the ledger shows the provider's own figure as tokenCost.
-                log.warning("charge exceeds reservation requestId=%s model=%s/%s charged=%s reserved=%s tokenCost=%s",
-                            self.request_id, model.provider, model.name, charge.cost, quote.reserved,
-                            charge.token_cost)
+                # Token bills (capped; the provider's own figure is kept as tokenCost) and provider bills (in full).
+                log.warning("charge exceeds reservation requestId=%s model=%s/%s charged=%s reserved=%s tokenCost=%s "
+                            "providerBilled=%s", self.request_id, model.provider, model.name, charge.cost,
+                            quote.reserved, charge.token_cost, charge.provider_billed)
             self._write("succeeded", 200, **charge.ledger_fields(), **upstream)
         except ApiError:
             raise  # the ledger refused the charge: the reservation stays open and expires at its amount
@@ -148,6 +146,7 @@ class Bill:
                 "currency": quote.currency,
                 "chargedBy": charge.charged_by,
                 "usage": charge.usage,
+                **({"providerBilled": charge.provider_billed} if charge.provider_billed is not None else {}),
             },
         }
 

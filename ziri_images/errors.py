@@ -75,7 +75,8 @@ ERROR_CODES = (
     (400, "IMAGE_REQUEST_TOO_LARGE", "generation", "n above the model's maximum (1 for a stream)."),
     (400, "PROMPT_TOO_LONG", "generation", "The prompt is longer than the model accepts."),
     (400, "EDITS_NOT_SUPPORTED", "edit", "The model (or its provider) does not edit images."),
-    (413, "TOO_MANY_IMAGES", "edit", "More reference images than ZIRI_EDIT_MAX_FILES, or more than one mask."),
+    (413, "TOO_MANY_IMAGES", "edit", "More reference images than ZIRI_EDIT_MAX_FILES or the model takes, or more "
+                                     "than one mask."),
     (413, "UPLOAD_TOO_LARGE", "edit", "A file above ZIRI_EDIT_MAX_FILE_BYTES, or all of them above "
                                       "ZIRI_EDIT_MAX_TOTAL_BYTES."),
     (400, "UNSUPPORTED_IMAGE_FORMAT", "edit", "An upload that is not a PNG, JPEG or WebP image (by content)."),

@@ -78,7 +78,9 @@ def test_shipped_catalog_defaults_and_image_models(book):
                                          "recraftv4_1_utility_pro", "recraftv4_1_vector")),
         *((provider, name) for provider in ("google", "vertex") for name in (
             "gemini-3-pro-image", "gemini-3.1-flash-image", "gemini-3.1-flash-lite-image",
-            "gemini-3-pro-image-preview", "gemini-2.5-flash-image"))}
+            "gemini-3-pro-image-preview", "gemini-2.5-flash-image")),
+        *(("bfl", name) for name in ("flux-2-pro", "flux-2-max", "flux-2-flex", "flux-2-klein-4b", "flux-2-klein-9b",
+                                     "flux-kontext-pro", "flux-kontext-max", "flux-pro-1.1", "flux-pro-1.1-ultra"))}
     dalle3_model, gpt = model(book, "dall-e-3"), model(book, "gpt-image-1")
     assert (dalle3_model.default_quality, dalle3_model.default_size) == ("standard", "1024x1024")
     assert (gpt.default_quality, gpt.default_size) == ("auto", "1024x1024")

@@ -35,6 +35,7 @@ def started(monkeypatch):
     monkeypatch.setenv("VERTEX_CREDENTIALS_JSON", "{}")
     monkeypatch.setenv("STABILITY_API_KEY", "sk-real-provider-key-000000")
     monkeypatch.setenv("RECRAFT_API_KEY", "sk-real-provider-key-000000")
+    monkeypatch.setenv("BFL_API_KEY", "bfl-real-provider-key-000000")
     return environments
 
 
@@ -117,3 +118,17 @@ def test_dev_points_stability_without_a_key_at_the_stub(started, monkeypatch, ca
     assert (gateway["STABILITY_BASE_URL"], gateway["STABILITY_API_KEY"]) == ("http://127.0.0.1:3999", STUB_API_KEY)
     assert gateway["OPENAI_API_KEY"] == gateway["RECRAFT_API_KEY"] == "sk-real-provider-key-000000"
     assert "provider 'stability' uses the LOCAL STUB at http://127.0.0.1:3999" in capsys.readouterr().out
+
+
+def test_dev_points_black_forest_labs_at_the_stub_without_a_bfl_key(started, monkeypatch, capsys):
+    monkeypatch.delenv("BFL_API_KEY")
+    monkeypatch.delenv("BFL_BASE_URL", raising=False)
+    monkeypatch.setattr(dev, "_wait_until_up", lambda url, process: None)
+
+    assert cli.main(["dev", "--stub-port", "3299"]) == 0
+
+    stub_env, gateway_env = started  # the stub starts first, then gunicorn
+    assert gateway_env["BFL_BASE_URL"] == "http://127.0.0.1:3299/bfl/v1" and gateway_env["BFL_API_KEY"]
+    assert gateway_env["OPENAI_API_KEY"] == "sk-real-provider-key-000000"  # set: the real provider, not the stub
+    assert "OPENAI_BASE_URL" not in gateway_env or "3299" not in gateway_env["OPENAI_BASE_URL"]
+    assert "provider 'bfl' uses the LOCAL STUB at http://127.0.0.1:3299" in capsys.readouterr().out

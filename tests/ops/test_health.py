@@ -14,7 +14,8 @@ import ziri_images
 from ziri_images.ledger.file import readiness as ledger_readiness
 
 ALL_OK = {"keys": {"ok": True}, "catalog": {"ok": True}, "ledger": {"ok": True}, "providers": {"ok": True}}
-ALL_USABLE = {name: {"usable": True} for name in ("openai", "azure", "xai", "google", "vertex", "stability", "recraft")}
+ALL_USABLE = {name: {"usable": True} for name in ("openai", "azure", "xai", "google", "vertex", "stability", "recraft",
+                                                     "bfl")}
 FakeStatvfs = namedtuple("FakeStatvfs", "f_bavail f_frsize")
 
 

@@ -11,12 +11,12 @@ import pytest
 from conftest import PROVIDER_KEY
 
 NO_KEYS = {"OPENAI_API_KEY": "", "AZURE_OPENAI_API_KEY": "", "XAI_API_KEY": "", "GEMINI_API_KEY": "",
-           "VERTEX_CREDENTIALS_JSON": "", "STABILITY_API_KEY": "", "RECRAFT_API_KEY": ""}
+           "VERTEX_CREDENTIALS_JSON": "", "STABILITY_API_KEY": "", "RECRAFT_API_KEY": "", "BFL_API_KEY": ""}
 OTHERS = {"XAI_API_KEY": "", "GEMINI_API_KEY": "", "VERTEX_CREDENTIALS_JSON": "", "STABILITY_API_KEY": "",
-          "RECRAFT_API_KEY": ""}
+          "RECRAFT_API_KEY": "", "BFL_API_KEY": ""}
 OTHERS_MISSING = {"xai": "XAI_API_KEY", "google": "GEMINI_API_KEY",
                   "vertex": "VERTEX_CREDENTIALS_JSON or GOOGLE_APPLICATION_CREDENTIALS",
-                  "stability": "STABILITY_API_KEY", "recraft": "RECRAFT_API_KEY"}
+                  "stability": "STABILITY_API_KEY", "recraft": "RECRAFT_API_KEY", "bfl": "BFL_API_KEY"}
 
 
 def test_not_ready_without_any_provider_key(make_app):

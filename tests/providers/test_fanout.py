@@ -70,3 +70,34 @@ def test_when_every_call_fails_the_first_error_carries_all_their_billing():
 def test_an_unexpected_error_is_raised_as_it_is():
     with pytest.raises(KeyError):
         merge([result(), KeyError("boom")])
+
+
+def billed_result(billed):
+    return ProviderResult(body={"created": 1, "data": [{"b64_json": "QQ=="}]}, provider_status=200,
+                          provider_request_id="job", provider_billed=billed)
+
+
+def billed_failure(billed=None, status=None):
+    return ProviderError(502, "failed", provider_status=status, may_have_billed=True, billed_amount=billed)
+
+
+@pytest.mark.parametrize("outcomes, billed", [
+    pytest.param([billed_result(0.03), billed_result(0.045)], 0.075, id="every-call-billed"),
+    pytest.param([billed_result(0.03), billed_result(None)], None, id="one-call-silent"),
+    pytest.param([billed_result(0.03), billed_failure(0.03, 200)], 0.06, id="a-failed-call-billed-too"),
+    pytest.param([billed_result(0.03), billed_failure(None, 200)], None, id="a-failed-answered-call-silent"),
+    pytest.param([billed_result(0.03), billed_failure(None, None)], 0.03, id="a-call-never-answered"),
+    pytest.param([billed_result(None), billed_result(None)], None, id="no-figures-at-all"),
+])
+def test_what_the_provider_billed_is_summed_only_when_every_answered_call_says(outcomes, billed):
+    assert merge(outcomes).provider_billed == billed
+
+
+def test_when_every_call_failed_the_first_error_carries_every_calls_bill():
+    with pytest.raises(ProviderError) as error:
+        merge([billed_failure(0.03, 200), billed_failure(0.04, 200)])
+    assert error.value.billed_amount == 0.07
+
+    with pytest.raises(ProviderError) as error:
+        merge([billed_failure(0.03, 200), billed_failure(None, 200)])
+    assert error.value.billed_amount is None and error.value.charge_fields(0.09)["cost"] == 0.09

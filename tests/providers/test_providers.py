@@ -336,7 +336,7 @@ def test_build_providers_from_settings():
 
     openai = built["openai"]
     # every provider of the shipped providers.json
-    assert list(built) == ["openai", "azure", "xai", "google", "vertex", "stability", "recraft"]
+    assert list(built) == ["openai", "azure", "xai", "google", "vertex", "stability", "recraft", "bfl"]
     assert (openai.base_url, openai.api_key, openai.timeout) == ("http://127.0.0.1:9/v1", "sk-x", (3.0, 90.0))
 
 

@@ -369,7 +369,7 @@ def test_unknown_provider_lists_the_configured_ones(client):
     response = post(client, {"provider": "midjourney", "model": "v7", "prompt": "a lighthouse"})
 
     assert response.status_code == 404
-    assert response.get_json()["availableProviders"] == ["azure", "google", "openai", "recraft", "stability",
+    assert response.get_json()["availableProviders"] == ["azure", "bfl", "google", "openai", "recraft", "stability",
                                                          "vertex", "xai"]
 
 

@@ -160,7 +160,7 @@ def test_an_edit_must_be_multipart(client):
 # --- integer fields: ASCII digits only, on both endpoints ------------------------------------
 
 # Every integer field a request may carry: the gateway's own and the catalog's integer params.
-INTEGER_FIELDS = ("n", "partial_images", "output_compression", "seed")
+INTEGER_FIELDS = ("n", "partial_images", "output_compression", "seed", "safety_tolerance")
 # Each is text a form could carry. "²".isdigit() is true but int() refuses it; int() reads
 # Arabic-Indic and full-width digits as numbers. Only ASCII digits are accepted, as in JSON.
 NOT_ASCII_INTEGERS = [
@@ -192,7 +192,8 @@ def test_the_table_names_every_integer_field(pricing_path):
 @pytest.mark.parametrize("value", NOT_ASCII_INTEGERS)
 @pytest.mark.parametrize("field", INTEGER_FIELDS)
 def test_an_integer_field_in_anything_but_ascii_digits_is_a_validation_error(app, client, path, value, field):
-    provider, model = ("google", "gemini-3-pro-image") if field == "seed" else ("openai", "gpt-image-1")
+    provider, model = {"seed": ("google", "gemini-3-pro-image"), "safety_tolerance": ("bfl", "flux-2-pro")}.get(
+        field, ("openai", "gpt-image-1"))
     if path.endswith("/edits"):
         response = edit(client, path=path, provider=provider, model=model, **{field: value})
     else:

@@ -16,17 +16,25 @@
   from then on, except at a compatible endpoint).
 - ``size_mapping``: the model takes an aspect ratio (and a resolution tier) rather than ``WxH``;
   a request's ``size`` is turned into them (``sizes.SizeMapping``).
+- ``megapixel_prices``: the model is priced by the megapixels it makes and reads (Black Forest
+  Labs' FLUX.2: ``megapixels.MegapixelPrices``), not by a table: ``size`` is its one price
+  dimension and there is no ``prices``.
+- ``charged_by: "provider"``: the charge is what the provider reports it billed
+  (``ProviderResult.provider_billed``), in full, and the reservation when it reports nothing;
+  the catalog's figures are the reservation and the estimate beside it.
 - Bounds the gateway enforces for token-billed models whose text output it cannot predict
   (``limits.py``): ``max_text_output_tokens`` a call, ``input_image_tokens`` a reference image,
   ``token_charge_cap`` (times the reservation), ``masks`` (false: an edit takes no mask).
 """
 
-import re
-
 from marshmallow import Schema
 
 from ..errors import ConfigError
+from .entry_fields import entry_charged_by_provider
+from .entry_fields import entry_dimensions
+from .entry_fields import entry_retired
 from .limits import CallBounds
+from .megapixels import MegapixelPrices
 from .params import param_field
 from .sizes import SizeMapping
 from .sizes import SizeRule
@@ -41,11 +49,6 @@ from .tokens import to_amount
 
 AUTO = "auto"
 DEFAULT_DIMENSIONS = ("quality", "size")
-_DIMENSION_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
-_RETIRED_DATE = re.compile(r"20[0-9]{2}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?\Z")
-# A dimension's value is written into ledger records and error details under its own name.
-_RESERVED_NAMES = {"provider", "model", "prompt", "n", "stream", "user", "status", "cost", "currency", "amount",
-                   "type", "ts", "reason"}
 
 
 class ImageModel:
@@ -56,28 +59,23 @@ class ImageModel:
         self.name = name
         self.source = entry.get("source")
         self.as_of = entry.get("as_of")
-        self.retired = self._retired(entry, where)
+        self.retired = entry_retired(entry, where)
+        self.megapixels = MegapixelPrices(entry["megapixel_prices"], f"{where}.megapixel_prices") \
+            if "megapixel_prices" in entry else None
         prices = self._read_served(entry, where)
-        self.price_dimensions = self._dimensions(entry.get("price_dimensions", DEFAULT_DIMENSIONS), where)
+        self.price_dimensions = entry_dimensions(entry.get("price_dimensions", DEFAULT_DIMENSIONS), where)
         self.defaults = self._defaults(entry, where)
         self.auto = self._auto(entry, where)
         self.rules = self._rules(entry, where)
-        self.prices = check_table(prices, self.price_dimensions, f"{where}.prices", "price", is_price,
-                                  "price must be a number >= 0")
+        self.charged_by_provider = entry_charged_by_provider(entry, where)
+        self.prices = None if self.megapixels else check_table(
+            prices, self.price_dimensions, f"{where}.prices", "price", is_price, "price must be a number >= 0")
         self.output_tokens, self.token_prices = self._token_figures(entry, where)
         self.size_mapping = SizeMapping.read(entry, self.price_dimensions, self.prices, f"{where}.size_mapping")
         self.bounds = CallBounds(entry, where, self.token_prices)
         self._check_rule_keys(where)
         self.param_names, self.params_schema = self._params(entry, name, where)
         self._check_defaults_are_priced(where)
-
-    @staticmethod
-    def _retired(entry, where):
-        """Return the day (or month) the provider retired the model, or None."""
-        retired = entry.get("retired")
-        if retired is not None and not (isinstance(retired, str) and _RETIRED_DATE.match(retired)):
-            raise ConfigError(f"{where}.retired: expected 'YYYY-MM-DD' (or 'YYYY-MM')")
-        return retired
 
     def _read_served(self, entry, where):
         """Set what the model serves (images, prompt length, edits, streaming); return its prices, unchecked."""
@@ -86,6 +84,10 @@ class ImageModel:
             self.edits = entry.get("edits", False) is True  # POST /images/edits is served for it
             self.streaming = entry.get("streaming", False) is True  # stream: true (Server-Sent Events) is served
             self.max_prompt_chars = int(entry["max_prompt_chars"])
+            if self.megapixels is not None:
+                if "prices" in entry or "size_rule" in entry:
+                    raise ConfigError(f"{where}: a model with megapixel_prices has no prices and no size_rule")
+                return None
             return entry["prices"]
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"{where}: missing or invalid {error}")
@@ -108,7 +110,11 @@ class ImageModel:
         return auto
 
     def _rules(self, entry, where):
-        """Return {dimension: rule} for the dimensions priced by a rule (``size_rule``)."""
+        """Return {dimension: rule} for the dimensions priced by a rule (``size_rule``, ``megapixel_prices``)."""
+        if self.megapixels is not None:
+            if self.price_dimensions != ("size",):
+                raise ConfigError(f"{where}.price_dimensions: a model with megapixel_prices is priced by size alone")
+            return {"size": self.megapixels}
         rules = {}
         if "size_rule" in entry:
             if "size" not in self.price_dimensions:
@@ -145,6 +151,11 @@ class ImageModel:
 
     def _check_defaults_are_priced(self, where):
         """Refuse a default dimension value that no price in the table matches (``auto`` aside)."""
+        if self.megapixels is not None:
+            if self.megapixels.output_price(self.defaults["size"]) is None:
+                raise ConfigError(f"{where}: default_size {self.defaults['size']!r}: "
+                                  f"{self.megapixels.breach(self.defaults['size'])}")
+            return
         for level, (dimension, default) in enumerate(self.defaults.items()):
             if default != AUTO or dimension not in self.auto:
                 keys = [None] * len(self.price_dimensions)
@@ -166,17 +177,6 @@ class ImageModel:
     @property
     def default_size(self):
         return self.defaults.get("size")
-
-    @staticmethod
-    def _dimensions(dimensions, where):
-        """Return the names of the request fields the price depends on, in the table's order."""
-        if (not isinstance(dimensions, (list, tuple)) or len(set(dimensions)) != len(dimensions)
-                or not all(isinstance(d, str) and _DIMENSION_NAME.match(d) for d in dimensions)):
-            raise ConfigError(f"{where}.price_dimensions: expected a list of distinct lower-case field names")
-        reserved = sorted(set(dimensions) & _RESERVED_NAMES)
-        if reserved:
-            raise ConfigError(f"{where}.price_dimensions: {', '.join(reserved)} cannot be a price dimension")
-        return tuple(dimensions)
 
     def _check_rule_keys(self, where):
         """Refuse price table keys that a dimension's rule can never produce."""
@@ -208,6 +208,8 @@ class ImageModel:
 
     def price_for(self, choices):
         """Return the highest price per image for these dimension values (``auto`` resolved), or None."""
+        if self.megapixels is not None:
+            return self.megapixels.output_price(choices.get("size"))
         prices = leaves(self.prices, self._keys(choices))
         return max(prices) if prices else None
 
@@ -216,7 +218,10 @@ class ImageModel:
         return self.price_for(dict(zip(self.price_dimensions, values)))
 
     def price_rows(self):
-        """Yield ({dimension: key}, price) for every price in the table."""
+        """Yield ({dimension: key}, price) for every price in the table (a megapixel model: its two figures)."""
+        if self.megapixels is not None:
+            yield from self.megapixels.rows()
+            return
         yield from table_rows(self.prices, self.price_dimensions)
 
     def why_unpriced(self, choices):

@@ -8,7 +8,9 @@ tokens (``ImageModel.max_output_tokens``), so the provider stops there. ``input_
 is what one reference image of an edit is reserved at (a flat count, where the provider
 publishes one rather than OpenAI's tiles). ``token_charge_cap`` is how many times its
 reservation a token-billed charge may be (default 2; 1 where the bounds above are enforced:
-never above the reservation). ``masks: false`` says an edit of the model takes no mask.
+never above the reservation). ``masks: false`` says an edit of the model takes no mask;
+``max_input_images`` how many reference images an edit of it may send (Black Forest Labs' models
+take 1 to 8), refused with TOO_MANY_IMAGES before anything is reserved.
 ``prompt_billed_per_image: true`` says the provider makes one image a call, each sent (and
 billed) the prompt and the reference images again: they are reserved once per image.
 """
@@ -45,6 +47,10 @@ class CallBounds:
         if not isinstance(per_image, bool):
             raise ConfigError(f"{where}.prompt_billed_per_image: expected true or false")
         self.prompt_billed_per_image = per_image
+        self.max_input_images = entry.get("max_input_images")
+        if self.max_input_images is not None and (isinstance(self.max_input_images, bool) or not isinstance(
+                self.max_input_images, int) or self.max_input_images < 1):
+            raise ConfigError(f"{where}.max_input_images: expected a whole number >= 1")
         if (self.max_text_output_tokens is not None or self.input_image_tokens is not None) and token_prices is None:
             raise ConfigError(f"{where}: max_text_output_tokens and input_image_tokens need token_prices")
         if self.max_text_output_tokens is not None and "text_output" not in token_prices.prices:

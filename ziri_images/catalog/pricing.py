@@ -82,10 +82,11 @@ class Charge:
     estimated_cost: float  # images charged x the per-image price
     token_cost: float | None  # from the reported usage, when the model has token prices and it can be read
     usage: dict | None  # the provider's usage as reported (None when absent, not an object or too large)
-    charged_by: str  # "per_image", "tokens", or "reservation" when a token-billed usage cannot be read
+    charged_by: str  # "per_image", "tokens", "provider", or "reservation" when what was billed cannot be read
     cost: float
     provider_images: int
     provider_choices: dict
+    provider_billed: float | None = None  # what the provider reported it billed (USD), when it did
     billed_undelivered: int = 0  # images billed but withheld by the provider (filtered), charged too
 
     def ledger_fields(self):
@@ -94,7 +95,7 @@ class Charge:
                               price_per_image=self.price_per_image, estimated_cost=self.estimated_cost,
                               token_cost=self.token_cost, charged_by=self.charged_by, usage=self.usage,
                               cost=self.cost, provider_choices=self.provider_choices,
-                              billed_undelivered=self.billed_undelivered)
+                              provider_billed=self.provider_billed, billed_undelivered=self.billed_undelivered)
 
 
 def _utc_now():
@@ -206,7 +207,7 @@ class PriceBook:
         )
 
     @staticmethod
-    def charge(image_model, quote, body, billed_undelivered=0):
+    def charge(image_model, quote, body, provider_billed=None, billed_undelivered=0):
         """Return the Charge for a successful response ``body`` to a request priced at ``quote``.
 
         Per image: the images requested at most (those delivered, and ``billed_undelivered``: images
@@ -214,8 +215,11 @@ class PriceBook:
         provider reports, or at the reserved price when those are unpriced or dearer; so the
         cost never exceeds the reservation. By tokens: the reported usage, capped at
         ``TOKEN_CHARGE_CAP`` times the reservation (or the model's own cap); a usage that cannot be read is charged the
-        reservation.
+        reservation. By the provider (``charged_by: "provider"``): ``provider_billed``, what it
+        reported billing (USD), in full even above the reservation; the reservation when it reported nothing.
         """
+        if image_model.charged_by_provider:
+            return _provider_charge(image_model, quote, body, provider_billed)
         reported = {dimension: body[dimension] for dimension in quote.choices if isinstance(body.get(dimension), str)}
         produced = {**quote.choices, **reported}
         price = image_model.price_for(produced)
@@ -236,7 +240,25 @@ class PriceBook:
                       token_cost=token_cost, usage=_recorded_usage(usage), charged_by=charged_by, cost=cost,
                       provider_images=len(body["data"]),
                       provider_choices={name: value[:MAX_RECORDED_CHARS] for name, value in reported.items()},
-                      billed_undelivered=min(billed_undelivered, quote.images - images))
+                      billed_undelivered=min(billed_undelivered, quote.images - images),
+                      provider_billed=provider_billed)  # kept to reconcile (xAI's cost_in_usd_ticks), not charged
+
+
+def _provider_charge(image_model, quote, body, provider_billed):
+    """Return the Charge of a model the provider's own bill charges (see ``PriceBook.charge``).
+
+    The estimate is the catalog's figure for the images delivered (a megapixel model's: its formula at the size and
+    the reference images asked), kept beside what the provider billed.
+    """
+    images = min(len(body["data"]), quote.images)
+    if provider_billed is not None:
+        charged_by, cost = "provider", round(provider_billed, 6)
+    else:
+        charged_by, cost = "reservation", quote.reserved
+    return Charge(images=images, choices=dict(quote.choices), price_per_image=quote.price_per_image,
+                  estimated_cost=round(images * quote.price_per_image, 6), token_cost=None,
+                  usage=_recorded_usage(body.get("usage")), charged_by=charged_by, cost=cost,
+                  provider_images=len(body["data"]), provider_choices={}, provider_billed=provider_billed)
 
 
 def _recorded_usage(usage):

@@ -25,9 +25,10 @@ def catalog_rows(book):
                 "size": choices.get("size"),
                 "other": ", ".join(others) or None,
                 "price": price,
-                # Token-priced models are charged from the usage the provider reports; the price
-                # per image is then the estimate that is reserved.
-                "charged_by": "tokens" if model.token_prices is not None else "image",
+                # Token-priced models are charged from the usage the provider reports, others (Black Forest
+                # Labs) what the provider reports billing; the price per image is then the estimate reserved.
+                "charged_by": "provider" if model.charged_by_provider
+                else "tokens" if model.token_prices is not None else "image",
                 "max_images": model.max_images,
                 "source": model.source,
                 "as_of": model.as_of,

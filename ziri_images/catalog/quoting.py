@@ -12,7 +12,9 @@ An edit's reservation also bounds its image-input tokens, from each upload's dim
 (``imageinfo``): OpenAI counts an input image in 512-pixel tiles after fitting it within
 2048x2048 (85 tokens, plus 170 a tile), and high input fidelity is allowed
 HIGH_FIDELITY_TOKENS more (an unverified allowance: no OpenAI figure for it was found).
-The charge is the provider's usage, as for a generation.
+The charge is the provider's usage, as for a generation. A model priced by megapixels
+(``megapixels.py``) reserves each image's reference images by their megapixels instead; an edit
+with more reference images than the model's ``max_input_images`` is refused (TOO_MANY_IMAGES).
 """
 
 import dataclasses
@@ -54,6 +56,7 @@ def price_request(gateway, generation, images=(), mask=None):
     if mask is not None and not image_model.bounds.masks:
         raise ApiError(400, "PARAMETER_NOT_SUPPORTED", f"Model '{image_model.name}' does not accept: mask",
                        param="mask", unsupported=["mask"])
+    check_input_images(image_model, images)
     check_streaming(image_model, generation)
     choices, params = check_model_fields(image_model, generation)
     check_size_rules(image_model, choices)
@@ -75,6 +78,10 @@ def price_request(gateway, generation, images=(), mask=None):
         quote = dataclasses.replace(quote, prompt_reserve=quote.prompt_reserve + image_input)
     if image_model.bounds.prompt_billed_per_image:
         quote = dataclasses.replace(quote, prompt_reserve=quote.prompt_reserve * generation.n)
+    if images and image_model.megapixels is not None:
+        per_image = image_model.megapixels.input_price(image.info for image in images)
+        quote = dataclasses.replace(quote, price_per_image=round(quote.price_per_image + per_image, 6),
+                                    reserve_per_image=round(quote.reserve_per_image + per_image, 6))
     if generation.stream and image_model.token_prices is not None:
         partial = image_model.token_prices.output_bound(generation.partial_images * PARTIAL_IMAGE_TOKENS)
         quote = dataclasses.replace(quote, prompt_reserve=quote.prompt_reserve + partial)
@@ -134,6 +141,14 @@ def mapped_size(image_model, given):
 
 def _invalid(messages):
     return ApiError(400, "VALIDATION_ERROR", "Invalid request body.", details=messages)
+
+
+def check_input_images(image_model, images):
+    """Refuse an edit with more reference images than the model takes."""
+    maximum = image_model.bounds.max_input_images
+    if maximum is not None and len(images) > maximum:
+        raise ApiError(413, "TOO_MANY_IMAGES", f"Model '{image_model.name}' takes at most {maximum} reference "
+                       f"image(s); {len(images)} were sent.", param="image", maximum=maximum, received=len(images))
 
 
 def check_streaming(image_model, generation):

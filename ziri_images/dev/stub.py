@@ -23,7 +23,8 @@ a large answer); for streams ``[stub:event_delay=0.5]`` (seconds before each eve
 ``[stub:nocompleted]`` (ends after the partial images), ``[stub:stall=30]`` (stops sending
 after the first event for that long), ``[stub:break]`` (drops the connection after the
 first event), ``[stub:nostream]`` (answers with the JSON body, as an endpoint that ignores
-``stream`` does) and ``[stub:mislabel]`` (the events labelled ``application/json``).
+``stream`` does) and ``[stub:mislabel]`` (the events labelled ``application/json``). Black Forest Labs' asynchronous
+jobs are answered under ``/bfl/v1`` (``stub_bfl.py``).
 """
 
 import base64
@@ -42,6 +43,7 @@ from flask import request
 
 from ..uploads.imageinfo import NotAnImage
 from ..uploads.imageinfo import image_info
+from .stub_bfl import register_bfl
 from .stub_google import add_google_routes
 from .stub_stability import add_routes as add_stability_routes
 from .stub_stream import event_stream
@@ -125,6 +127,7 @@ def create_stub_app(delay=0.0):
 
     add_google_routes(app, in_flight, delay)
     add_stability_routes(app, in_flight, png_bytes, delay)
+    register_bfl(app, images, lambda prompt: png_bytes(prompt))  # Black Forest Labs' jobs (stub_bfl.py)
 
     @app.get("/stats")
     def stats():

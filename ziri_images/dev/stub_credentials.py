@@ -1,7 +1,7 @@
 """Stand-in credentials for ``ziri-images dev``: what each provider is given when it is sent to the local stub.
 
 A provider without a credential of its own goes to the stub with a dummy one: OpenAI, the
-Gemini API, Stability AI and Recraft a key the stub takes whatever it is; Vertex AI a service
+Gemini API, Stability AI, Recraft and Black Forest Labs a key the stub takes whatever it is; Vertex AI a service
 account key made at start-up (a fresh RSA key, never written to disk, its ``token_uri`` the
 stub's ``/token``), so the gateway signs and exchanges a real assertion as it would with Google,
 and a dummy project.
@@ -22,6 +22,7 @@ CREDENTIAL_VARIABLES = {
     "vertex": ("VERTEX_CREDENTIALS_JSON", "GOOGLE_APPLICATION_CREDENTIALS"),
     "stability": ("STABILITY_API_KEY",),
     "recraft": ("RECRAFT_API_KEY",),
+    "bfl": ("BFL_API_KEY",),
 }
 
 
@@ -43,6 +44,8 @@ def stub_environment(provider, stub_url):
         return {"GEMINI_BASE_URL": f"{stub_url}/v1beta", "GEMINI_API_KEY": STUB_GEMINI_KEY}
     if provider == "stability":
         return {"STABILITY_BASE_URL": stub_url, "STABILITY_API_KEY": STUB_API_KEY}
+    if provider == "bfl":  # jobs submitted, polled and fetched as on BFL's API
+        return {"BFL_BASE_URL": f"{stub_url}/bfl/v1", "BFL_API_KEY": STUB_API_KEY}
     if provider == "recraft":
         return {"RECRAFT_BASE_URL": f"{stub_url}/v1", "RECRAFT_API_KEY": STUB_API_KEY}
     return {"VERTEX_BASE_URL": f"{stub_url}/v1", "VERTEX_CREDENTIALS_JSON": service_account_json(f"{stub_url}/token"),

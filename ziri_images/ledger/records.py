@@ -169,10 +169,11 @@ def charge_record(now, reservation, fields, after_expiry):
 
 
 def charge_outcome(*, images, provider_images, price_per_image, estimated_cost, token_cost, charged_by, usage, cost,
-                   provider_choices, billed_undelivered=0):
+                   provider_choices, provider_billed=None, billed_undelivered=0):
     """Return a successful charge's outcome fields: what was delivered and charged, and what the provider reported.
 
-    ``imagesBilledUndelivered``: images the provider billed but withheld (filtered for safety), charged too.
+    ``providerBilled``: what the provider reported it billed (USD), when it did; ``imagesBilledUndelivered``:
+    images the provider billed but withheld (filtered for safety), charged too.
     """
     fields = {
         "imagesReturned": images, "providerImages": provider_images, "pricePerImage": price_per_image,
@@ -181,6 +182,8 @@ def charge_outcome(*, images, provider_images, price_per_image, estimated_cost, 
     }
     if provider_choices:
         fields["providerChoices"] = provider_choices
+    if provider_billed is not None:
+        fields["providerBilled"] = provider_billed  # what the provider reported it billed (USD)
     if billed_undelivered:
         fields["imagesBilledUndelivered"] = billed_undelivered
     return fields

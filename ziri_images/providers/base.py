@@ -100,6 +100,8 @@ class ProviderError(ApiError):
             amount = round(self.billed_images * price_per_image, 6)
         if amount is not None:
             charged = {"imagesReturned": 0, "cost": amount, "chargedBy": "provider"}
+            if self.billed_amount is not None:
+                charged["providerBilled"] = self.billed_amount  # the provider's own figure (BFL's cost)
             if self.billed_images:
                 charged["imagesBilled"] = self.billed_images
         elif usage_cost is not None:

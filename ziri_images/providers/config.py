@@ -6,6 +6,7 @@ type names (``ADAPTERS``) at start-up, handed every value it needs.
 """
 
 from ..errors import ConfigError
+from .bfl import BflProvider
 from .google import GeminiProvider
 from .google import VertexProvider
 from .openai import OpenAIProvider
@@ -18,6 +19,7 @@ ADAPTERS = {
     "google": GeminiProvider,
     "vertex": VertexProvider,
     "stability": StabilityProvider,
+    "bfl": BflProvider,
 }
 
 

@@ -23,6 +23,8 @@ PROVIDER_TYPES = {
     # the key from api_key_env, else from the variable api_key_alt_env names.
     "google": {"path": "/models/{model}:generateContent", "auth_header": "x-goog-api-key", "auth_scheme": None,
                "settings": ("api_key_alt_env",)},
+    # Black Forest Labs: POST {base_url}/{model} submits a job, "x-key: <key>"; polled at the URL it answers.
+    "bfl": {"path": "/{model}", "auth_header": "x-key", "auth_scheme": None},
     # Vertex AI: a project and location in the path, an OAuth2 bearer from a service account's
     # credentials: their JSON in api_key_env's variable, or a file named by credentials_file_env's.
     "vertex": {"path": "/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent",

@@ -8,7 +8,9 @@ read and billed; an image Stability generated and filtered: ``billed_undelivered
 otherwise. When no call succeeded, the first call's error is raised with every call's billing on
 it. A failed call that may have billed without saying what (a 2xx answer that could not be read)
 makes the usage unreadable, so the request is charged its reservation: the gateway never charges
-less than the provider may have billed.
+less than the provider may have billed. For the same reason, what the provider says it billed is
+summed only when every call it answered says it (an answered call that says nothing leaves the
+sum unknown: the reservation is charged).
 """
 
 import threading
@@ -68,6 +70,8 @@ def merge(outcomes):
     errors = [outcome for outcome in outcomes if isinstance(outcome, ProviderError)]
     usage, billed = None, None
     billed_images = sum(error.billed_images or 0 for error in errors)
+    unknown_bill = any(result.provider_billed is None for result in results) or any(
+        error.billed_amount is None and error.charges_reservation for error in errors)
     for error in errors:
         if error.billed_usage is not None:
             usage = add_usage(usage, error.billed_usage)
@@ -75,6 +79,8 @@ def merge(outcomes):
             usage = UNREADABLE
         if error.billed_amount is not None:
             billed = (billed or 0.0) + error.billed_amount
+    if unknown_bill:
+        billed = None  # a partial sum would charge less than was billed
     if not results:
         first = errors[0]
         first.billed_usage = usage
@@ -86,7 +92,7 @@ def merge(outcomes):
     for result in results:
         images.extend(result.images)
         usage = add_usage(usage, result.usage if result.usage is not None else UNREADABLE)
-        if result.provider_billed is not None:
+        if not unknown_bill:
             billed = (billed or 0.0) + result.provider_billed
     first = results[0]
     body = {**first.body, "data": images, "usage": usage}

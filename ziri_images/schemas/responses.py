@@ -31,9 +31,13 @@ class CostSchema(Schema):
                        "and any output tokens above the per-image price."})
     actual = fields.Float(required=True, metadata={
         "description": "Charged: the provider's reported token usage at the catalog's token prices (at most twice "
-                       "reserved), the reservation when that usage cannot be read, else images charged x their "
+                       "reserved), the reservation when that usage cannot be read; for models charged by the provider "
+                       "(Black Forest Labs) what it reported billing, in full; else images charged x their "
                        "price (never more than reserved)."})
-    chargedBy = fields.String(required=True, validate=validate.OneOf(["tokens", "per_image", "reservation"]))
+    chargedBy = fields.String(required=True, validate=validate.OneOf(
+        ["tokens", "per_image", "provider", "reservation"]))
+    providerBilled = fields.Float(metadata={
+        "description": "What the provider reported it billed (USD), for models it charges (Black Forest Labs)."})
     usage = fields.Dict(required=True, allow_none=True, metadata={"description": "The provider's token usage."})
     pricePerImage = fields.Float(required=True)
     imagesRequested = fields.Integer(required=True)
@@ -68,6 +72,9 @@ class ImagesResponseSchema(Schema):
     size = fields.String(metadata={"description": "GPT image models: the size produced."})
     quality = fields.String(metadata={"description": "GPT image models: the quality produced."})
     usage = fields.Dict(metadata={"description": "GPT image models: the provider's token usage."})
+    url_expires_at = fields.Integer(metadata={
+        "description": "Black Forest Labs with response_format url: when the image URLs stop working (Unix time, "
+                       "10 minutes after the images were made)."})
 
 
 class ErrorSchema(Schema):

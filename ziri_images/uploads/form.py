@@ -25,8 +25,8 @@ from .imageinfo import NotAnImage
 from .imageinfo import image_info
 
 IMAGE_FIELDS = ("image", "image[]")
-INTEGER_FIELDS = ("n", "output_compression", "partial_images", "seed")
-BOOLEAN_FIELDS = {"stream": {"true": True, "false": False}}
+INTEGER_FIELDS = ("n", "output_compression", "partial_images", "seed", "safety_tolerance")
+BOOLEAN_FIELDS = {name: {"true": True, "false": False} for name in ("stream", "prompt_upsampling")}
 # Defaults: OpenAI accepts up to 16 reference images of up to 50 MB each for its GPT image models.
 DEFAULT_LIMITS = {"EDIT_MAX_FILES": 16, "EDIT_MAX_FILE_BYTES": 50 * 1024 * 1024,
                   "EDIT_MAX_TOTAL_BYTES": 64 * 1024 * 1024}
