@@ -15,7 +15,8 @@ alone and as a member of a team that has every limit set too:
   loop on one pooled connection, the backend's CPU time read from /proc before and after (the
   server runs on this machine), rounds alternating between the two keys; the median of the rounds.
 
-The database is a scratch one of its own, created and migrated here and dropped at the end.
+The database is a scratch one of its own, created and migrated here (the keys imported into it: with a
+database, its tables are the gateway's key store) and dropped at the end.
 """
 
 import argparse
@@ -55,8 +56,10 @@ def write_keys(path):
         json.dump({"teams": TEAM, "keys": keys}, file)
 
 
-def scratch_database(server):
-    """Create and migrate a database of its own on ``server``; return its URL."""
+def scratch_database(server, keys_path):
+    """Create and migrate a database of its own on ``server``, holding the keys of ``keys_path``; return its URL."""
+    from ziri_images.keys.postgres_registry import PostgresKeyRegistry
+    from ziri_images.ledger.postgres.connection import command_transaction
     from ziri_images.ledger.postgres.migrate import migrate
 
     name = f"ziri_bench_{secrets.token_hex(4)}"
@@ -65,6 +68,9 @@ def scratch_database(server):
     url = make_conninfo(server, dbname=name)
     with psycopg.connect(url, autocommit=True) as connection:
         migrate(connection)
+    with open(keys_path) as file:  # with a database, its tables are the gateway's key store
+        document = json.load(file)
+    PostgresKeyRegistry(lambda: command_transaction(url, 5)).import_document("bench", document, keys_path)
     return name, url
 
 
@@ -143,7 +149,7 @@ def main():
     servers = Servers(work_dir, Children(work_dir))
     keys_path = os.path.join(work_dir, "teams-keys.json")
     write_keys(keys_path)
-    database = None if args.skip_database else scratch_database(server)
+    database = None if args.skip_database else scratch_database(server, keys_path)
     try:
         servers.start_upstream()
         stores = [("file store", "")] + ([("PostgreSQL, the gateway's side", database[1])] if database else [])
