@@ -113,6 +113,7 @@ def database_cpu(database_url, keys_path, rounds, requests):
     from ziri_images.ledger.postgres.store import PostgresStore
 
     keys = {key.user: key for key in load_key_file(keys_path).values()}
+    run = secrets.token_hex(4)  # request ids of their own: the database may hold an earlier run's
     store = PostgresStore(database_url, lambda: datetime.now(timezone.utc), 245.0, pool_size=1,
                           spool_dir=tempfile.mkdtemp(prefix="ziri-bench-spool-"))
     limiter = Limiter(store)
@@ -125,7 +126,7 @@ def database_cpu(database_url, keys_path, rounds, requests):
                 key = keys[user]
                 cpu, started = backend_cpu(pid), time.perf_counter()
                 for index in range(requests):
-                    request_id = f"req_team_cost_{number}_{user}_{index}"
+                    request_id = f"req_team_cost_{run}_{number}_{user}_{index}"
                     reservation = limiter.reserve(key, PRICE, {"requestId": request_id, **SUMMARY})
                     limiter.settle(reservation, {"requestId": request_id, "keyId": key.id, "user": key.user,
                                                  **SUMMARY, "status": "succeeded", "cost": PRICE}, key)

@@ -14,6 +14,9 @@ CREATE INDEX IF NOT EXISTS ledger_records_team_admission_order ON ledger_records
 ALTER TABLE open_reservations ADD COLUMN IF NOT EXISTS team_id text, ADD COLUMN IF NOT EXISTS end_user text;
 CREATE INDEX IF NOT EXISTS open_reservations_team_expiry ON open_reservations (team_id, expires_at)
     WHERE team_id IS NOT NULL;
+-- A lapsed lease's reservations of one team: a probe, never a walk of the team's requests in flight.
+CREATE INDEX IF NOT EXISTS open_reservations_worker_team ON open_reservations (worker, team_id)
+    WHERE team_id IS NOT NULL;
 
 -- One row per team, locked by every reserve and settle of its keys, always after the key's row
 -- (key_locks, then team_locks: one order, no deadlock). Its counters as key_locks'.
