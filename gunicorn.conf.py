@@ -76,6 +76,10 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def post_worker_init(worker):
+    # Each worker posts the budget alerts pending in the store (a restart resumes them), off the request path.
+    from ziri_images.gateway import start_alert_sender
+
+    start_alert_sender(worker.wsgi)
     # Bound the arrival of every request body (see body_timeout above), and the sending of every response:
     # a client that stops reading has ZIRI_SEND_GRACE_SECONDS (after the provider call's deadline, if any).
     # A request body has ZIRI_BODY_TIMEOUT_SECONDS to arrive after its headers: then 408, so stalled uploads free

@@ -255,11 +255,12 @@ def key_record(raw_key, *, key_id, user, status="active", demo=False, expires_at
     return record
 
 
-def write_keys(path, records):
-    """Write ``{"keys": records}`` to ``path`` and move its mtime forward so a reload is noticed."""
+def write_keys(path, records, teams=None):
+    """Write ``{"keys": records}`` (and ``teams``) to ``path``; move its mtime forward so a reload is noticed."""
     path = Path(path)
     previous = path.stat().st_mtime_ns if path.exists() else 0
-    path.write_text(json.dumps({"keys": records}, indent=2), encoding="utf-8")
+    document = {"keys": records} if teams is None else {"teams": teams, "keys": records}
+    path.write_text(json.dumps(document, indent=2), encoding="utf-8")
     # Two writes within the filesystem's timestamp granularity would otherwise look unchanged.
     mtime = max(previous + 1_000_000_000, path.stat().st_mtime_ns)
     os.utime(path, ns=(mtime, mtime))

@@ -37,7 +37,7 @@ from ziri_images.ledger.postgres.sql import RENEW_LEASE
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 KEY_TABLES = ("api_keys", "teams", "key_tombstones", "audit_records")
 TABLES = ("ledger_records", "key_locks", "key_periods", "open_reservations", "worker_leases", "refusal_counts",
-          "test_clock", *KEY_TABLES)
+          "team_locks", "team_periods", "end_user_days", "budget_alerts", "test_clock", *KEY_TABLES)
 # The test database's clock: the time a test set, else the real one (as ziri_now() reads in production).
 TEST_CLOCK = """
 CREATE TABLE test_clock (now timestamptz NOT NULL);

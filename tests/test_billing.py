@@ -12,7 +12,7 @@ from ziri_images.keys.store import ApiKey
 from ziri_images.providers.answers import ProviderError
 
 KEY = ApiKey(id="key_bill", user="bill", status="active")
-GENERATION = SimpleNamespace(provider="openai", model="dall-e-3", stream=False, partial_images=None)
+GENERATION = SimpleNamespace(provider="openai", model="dall-e-3", stream=False, partial_images=None, end_user=None)
 IMAGE_MODEL = SimpleNamespace(provider="openai", name="dall-e-3", token_prices=None)
 QUOTE = SimpleNamespace(choices={"size": "1024x1024"}, images=1, price_per_image=0.04, currency="USD",
                         reserved=0.04, estimated=0.04)
@@ -29,7 +29,7 @@ class FakeStore:
         self.reserved.append((key.id, micros, details))
         return SimpleNamespace(request_id=details["requestId"])
 
-    def settle(self, reservation, record):
+    def settle(self, reservation, record, watches=()):
         self.settled.append(record)
         if self.refuse is not None:
             raise self.refuse

@@ -42,6 +42,9 @@ def test_defaults_run_from_a_checkout():
         pytest.param("ZIRI_SPOOL_DIR", "/var/spool/ziri", "SPOOL_DIR", "/var/spool/ziri", id="string"),
         pytest.param("ZIRI_BODY_TIMEOUT_SECONDS", "2.5", "BODY_TIMEOUT_SECONDS", 2.5, id="seconds"),
         pytest.param("ZIRI_KEYS_REFRESH_SECONDS", "0", "KEYS_REFRESH_SECONDS", 0.0, id="interval-zero"),
+        pytest.param("ZIRI_ALERT_THRESHOLDS", " 100, 50,80,50 ", "ALERT_THRESHOLDS", (50, 80, 100), id="thresholds"),
+        pytest.param("ZIRI_ALERT_THRESHOLDS", "", "ALERT_THRESHOLDS", (), id="thresholds-none"),
+        pytest.param("ZIRI_ALERT_RETRY_SECONDS", "90", "ALERT_RETRY_SECONDS", 90.0, id="alert-retry"),
     ],
 )
 def test_environment_values_are_parsed(env_name, raw, name, value):
@@ -65,6 +68,10 @@ def test_environment_values_are_parsed(env_name, raw, name, value):
         pytest.param("ZIRI_LOG_LEVEL", "LOUD", "expected DEBUG, INFO", id="log-level-unknown"),
         pytest.param("ZIRI_KEYS_REFRESH_SECONDS", "-1", "expected seconds from 0 to 3600", id="interval-negative"),
         pytest.param("ZIRI_KEYS_REFRESH_SECONDS", "nan", "expected seconds from 0 to 3600", id="interval-nan"),
+        pytest.param("ZIRI_ALERT_THRESHOLDS", "50,eighty", "expected whole percents from 1", id="threshold-word"),
+        pytest.param("ZIRI_ALERT_THRESHOLDS", "0,50", "expected whole percents from 1 to 1000", id="threshold-zero"),
+        pytest.param("ZIRI_ALERT_THRESHOLDS", "1001", "expected whole percents from 1 to 1000", id="threshold-large"),
+        pytest.param("ZIRI_ALERT_THRESHOLDS", "50.5", "expected whole percents from 1 to 1000", id="threshold-frac"),
     ],
 )
 def test_bad_environment_values_name_the_variable(env_name, raw, problem):
@@ -74,6 +81,22 @@ def test_bad_environment_values_name_the_variable(env_name, raw, problem):
     message = str(raised.value)
     assert message.startswith(f"environment variable {env_name}: ")
     assert problem in message and repr(raw) in message
+
+
+@pytest.mark.parametrize("url", ["hooks.example.com/ziri", "ftp://hooks.example.com/x", "https:///no-host"])
+def test_an_alert_webhook_that_is_no_http_url_is_refused_without_echoing_it(url):
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"ZIRI_ALERT_WEBHOOK_URL": url, "ZIRI_ALERT_WEBHOOK_SECRET": "s"})
+
+    assert str(raised.value) == ("environment variable ZIRI_ALERT_WEBHOOK_URL: expected an http:// or https:// URL "
+                                 "with a host")
+
+
+def test_an_alert_webhook_needs_its_secret():
+    with pytest.raises(ConfigError, match="^environment variable ZIRI_ALERT_WEBHOOK_SECRET: must be set with"):
+        load_settings({"ZIRI_ALERT_WEBHOOK_URL": "https://hooks.example.com/ziri"})
+    assert load_settings({"ZIRI_ALERT_WEBHOOK_URL": "https://hooks.example.com/ziri",
+                          "ZIRI_ALERT_WEBHOOK_SECRET": "s"})["ALERT_WEBHOOK_URL"] == "https://hooks.example.com/ziri"
 
 
 def test_create_app_refuses_a_bad_environment_value(make_app, monkeypatch):

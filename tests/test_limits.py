@@ -31,6 +31,7 @@ from conftest import reservation_record
 from conftest import store_records
 
 from ziri_images.dev.stub import create_stub_app
+from ziri_images.keys.store import LIMIT_NAMES
 from ziri_images.keys.store import hash_key
 
 pytestmark = pytest.mark.stores()
@@ -529,8 +530,9 @@ def test_usage_reports_spend_reservations_limits_and_counts(make_client, provide
                     "requests": 5, "resetsAt": "2026-12-01T00:00:00.000000Z"},
         "inFlight": 1,
         "requestsLastMinute": 4,
-        "limits": ALICE_LIMITS["limits"],
+        "limits": {**dict.fromkeys(LIMIT_NAMES), **ALICE_LIMITS["limits"]},
         "expiresAt": "2027-01-01T00:00:00+00:00",
+        "team": None,
     }
 
 
@@ -539,7 +541,9 @@ def test_usage_without_limits_has_no_remaining(make_client):
     report = usage(client, "alice")
     assert (report["daily"]["limit"], report["daily"]["remaining"]) == (None, None)
     assert report["limits"] == {"daily_spend_limit": None, "monthly_spend_limit": None,
-                                "requests_per_minute": None, "max_concurrent_requests": None}
+                                "requests_per_minute": None, "max_concurrent_requests": None,
+                                "soft_daily_spend_limit": None, "soft_monthly_spend_limit": None,
+                                "end_user_daily_spend_limit": None}
 
 
 def test_state_is_replayed_from_the_ledger_at_start_up(make_client, provider, clock, keys_path, another_worker):
@@ -570,8 +574,8 @@ def test_replay_skips_months_old_lines_but_keeps_the_day_before(make_client, clo
     client = make_client(alice={})
 
     state = client.application.extensions["ziri_images"].store.state
-    assert sorted(period for key, period in state.spent) == ["2026-11", "2026-11-30"]
-    assert state.spent[("key_alice", "2026-11-30")] == 40_000
+    assert sorted(period for key, period in state.keys.spent) == ["2026-11", "2026-11-30"]
+    assert state.keys.spent[("key_alice", "2026-11-30")] == 40_000
     assert list(state.open) == ["req_open"]
     assert not [r for r in caplog.records if r.levelname == "ERROR"]  # the old line was never parsed
     report = usage(client, "alice")

@@ -25,14 +25,14 @@ import logging
 import math
 import time
 
+from .alerts.rules import watches
 from .catalog.pricing import PriceBook
 from .config import DEFAULT_EDIT_WORKER_MAX_BYTES
 from .errors import ApiError
+from .figures import usage_figures
 from .keys.store import LIMIT_NAMES
+from .keys.store import TEAM_LIMIT_NAMES
 from .ledger.checks import RATE_WINDOW_SECONDS
-from .ledger.money import budget_periods
-from .ledger.money import format_ts
-from .ledger.money import to_dollars
 from .ledger.money import to_micros
 from .ledger.records import request_summary
 from .providers.base import ProviderError
@@ -48,8 +48,9 @@ class AlreadySettled(RuntimeError):
 class Bill:
     """One request's money: reserved when opened, then settled exactly once."""
 
-    def __init__(self, limiter, request_id, generation, image_model, quote, summary, reservation):
+    def __init__(self, limiter, request_id, generation, image_model, quote, summary, reservation, key=None):
         self.limiter = limiter
+        self.key = key  # whose limits (and team's) its charge may set a budget alert off for
         self.request_id = request_id
         self.generation = generation
         self.image_model = image_model
@@ -64,7 +65,7 @@ class Bill:
         """Reserve the most the request can cost; return its Bill, or raise the limit's ApiError."""
         summary = request_summary(request_id, endpoint, key, generation, quote, idempotency_key)
         reservation = limiter.reserve(key, quote.reserved, summary)
-        return cls(limiter, request_id, generation, image_model, quote, summary, reservation)
+        return cls(limiter, request_id, generation, image_model, quote, summary, reservation, key)
 
     def call(self, send, *args):
         """Return ``send(*args)``, the provider's answer; a call that fails settles the bill (fail or unknown)."""
@@ -158,16 +159,18 @@ class Bill:
     def _write(self, status, http_status, **outcome):
         latency = round((time.monotonic() - self.started) * 1000)
         self.limiter.settle(self.reservation, {**self.summary, "status": status, "httpStatus": http_status,
-                                               **outcome, "latencyMs": latency})
+                                               **outcome, "latencyMs": latency}, self.key)
 
 
 class Limiter:
     """Reserve and settle spend for requests, enforcing each key's limits, over one store."""
 
-    def __init__(self, store, upload_bytes=DEFAULT_EDIT_WORKER_MAX_BYTES):
+    def __init__(self, store, upload_bytes=DEFAULT_EDIT_WORKER_MAX_BYTES, alert_thresholds=()):
         self.store = store
         self.uploads = UploadHolds(upload_bytes)
         self.observers = []
+        # Percents of a limit whose crossing records a budget alert (empty: alerts are off).
+        self.alert_thresholds = alert_thresholds
 
     def observe(self, observer):
         """Tell ``observer`` of every commit: ``reserved(seconds)``, ``settled(record, seconds or None if refused)``."""
@@ -191,15 +194,19 @@ class Limiter:
         the store, with the bodies this process holds for the key counted in), or when the process
         holds as many upload bytes as it may.
         """
-        limited = any(key.limit(name) for name in LIMIT_NAMES)
+        limited = any(key.limit(name) for name in LIMIT_NAMES) or key.team is not None
         usage = self.store.key_usage(key) if limited else None
         return self.uploads.hold(key, size, request_id, usage, usage.now if limited else None)
 
-    def settle(self, reservation, record):
-        """Write the request's ``charge`` record (the outcome fields in ``record``), releasing its reservation."""
+    def settle(self, reservation, record, key=None):
+        """Write the request's ``charge`` record (the outcome fields in ``record``), releasing its reservation.
+
+        With the request's ``key``, the store also records the budget alerts the charge makes reached.
+        """
         started, seconds = time.perf_counter(), None
+        found = watches(key, self.alert_thresholds) if key is not None else ()
         try:
-            result = self.store.settle(reservation, record)
+            result = self.store.settle(reservation, record, found)
             seconds = time.perf_counter() - started
             return result
         finally:
@@ -220,23 +227,12 @@ class Limiter:
         }
 
     def usage(self, key):
-        """Return the key's current spend, reservations, limits and counts."""
+        """Return the key's current spend, reservations, limits and counts, and its team's beside them."""
         usage = self.store.key_usage(key)
-        report = {"keyId": key.id, "user": key.user, "currency": "USD"}
-        for name, period, limit_name, resets in budget_periods(usage.now):
-            spent, reserved = usage.spent[name], usage.reserved[name]
-            limit = key.limit(limit_name)
-            report[name] = {
-                "period": period,
-                "spent": to_dollars(spent),
-                "reserved": to_dollars(reserved),
-                "limit": limit,
-                "remaining": to_dollars(max(0, to_micros(limit) - spent - reserved)) if limit else None,
-                "requests": usage.requests[name],
-                "resetsAt": format_ts(resets),
-            }
-        report["inFlight"] = usage.in_flight
-        report["requestsLastMinute"] = len(usage.admissions)
-        report["limits"] = {name: key.limit(name) for name in LIMIT_NAMES}
+        report = {"keyId": key.id, "user": key.user, "currency": "USD", **usage_figures(key, usage, LIMIT_NAMES)}
         report["expiresAt"] = key.expires_at.isoformat() if key.expires_at else None
+        team = key.team
+        report["team"] = None if team is None or usage.team is None else {
+            "id": team.id, "name": team.name, **usage_figures(team, usage.team, TEAM_LIMIT_NAMES)}
         return report
+

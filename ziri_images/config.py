@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import fields
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .providers.entries import ProviderEntry
@@ -27,6 +28,8 @@ DEFAULT_EDIT_WORKER_MAX_BYTES = 2 * (64 * 1024 * 1024 + EDIT_FORM_ROOM)
 # Heroku's convention: heroku-postgresql sets DATABASE_URL; ZIRI_DATABASE_URL wins over it.
 PLATFORM_DATABASE_URL = "DATABASE_URL"
 LOG_FORMATS = ("text", "json")
+# The largest alert threshold (percent of a limit): soft limits may alert past their limit.
+MAX_ALERT_THRESHOLD = 1000
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -101,6 +104,13 @@ class Config(Mapping):
     keys_refresh_seconds: float = _setting("ZIRI_KEYS_REFRESH_SECONDS", 1.0, "interval")
     # Charges that could not reach the database wait here (fsynced) until it is back.
     spool_dir: str = _setting("ZIRI_SPOOL_DIR", "var/spool", str)
+    # Budget alerts (alerts/): POSTed here, signed with the secret, when a key's or team's spend reaches
+    # one of the thresholds (percent) of a limit. Unset: no alert is recorded or sent.
+    alert_webhook_url: str = _setting("ZIRI_ALERT_WEBHOOK_URL", "", "url")
+    alert_webhook_secret: str = _setting("ZIRI_ALERT_WEBHOOK_SECRET", "", str)
+    alert_thresholds: tuple = _setting("ZIRI_ALERT_THRESHOLDS", (50, 80, 100), "thresholds")
+    # An alert the webhook does not take (2xx) is retried with backoff for about this long, then failed.
+    alert_retry_seconds: float = _setting("ZIRI_ALERT_RETRY_SECONDS", 3600.0, "seconds")
     # The CA bundle provider calls verify against (requests' and curl's variables); None: certifi's.
     ca_bundle: str | None = None
     # providers.json's providers, each with its credential and endpoint as the environment set them.
@@ -121,6 +131,7 @@ class Config(Mapping):
             values[setting.name] = setting.default if raw is None else _parse(setting, raw)
         values["database_url"] = values["database_url"].strip() or environ.get(PLATFORM_DATABASE_URL, "").strip()
         _check_edit_room(values)
+        _check_alerts(values)
         values.update((name.lower(), value) for name, value in overrides.items() if name in SETTING_NAMES)
         values["ca_bundle"] = environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE") or None
         if read_providers:
@@ -178,6 +189,10 @@ def _parse(setting, raw):
         if level not in logging.getLevelNamesMapping():
             raise ConfigError(f"environment variable {env_name}: expected DEBUG, INFO, WARNING or ERROR, got {raw!r}")
         return level
+    if parser == "url":
+        return _url(env_name, raw)
+    if parser == "thresholds":
+        return _thresholds(env_name, raw)
     if parser in ("seconds", "interval"):
         try:
             seconds = float(raw)
@@ -206,6 +221,28 @@ def _check_edit_room(values):
         raise ConfigError(f"environment variable ZIRI_EDIT_WORKER_MAX_BYTES: must be at least "
                           f"ZIRI_EDIT_MAX_TOTAL_BYTES plus {EDIT_FORM_ROOM} for the form ({largest_edit}), "
                           "or the largest edit allowed is never admitted")
+
+
+def _url(env_name, raw):
+    """Return an http(s) URL with a host ('' for none), or raise ConfigError naming the variable, never the URL."""
+    url, parts = raw.strip(), urlsplit(raw.strip())
+    if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+        raise ConfigError(f"environment variable {env_name}: expected an http:// or https:// URL with a host")
+    return url
+
+
+def _thresholds(env_name, raw):
+    """Return the sorted, distinct whole percents of a comma-separated list (1 to 1000), or raise ConfigError."""
+    texts = [text.strip() for text in raw.split(",") if text.strip()]
+    if all(text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_ALERT_THRESHOLD for text in texts):
+        return tuple(sorted({int(text) for text in texts}))
+    raise ConfigError(f"environment variable {env_name}: expected whole percents from 1 to {MAX_ALERT_THRESHOLD}, "
+                      f"comma-separated (e.g. 50,80,100), got {raw!r}")
+
+
+def _check_alerts(values):
+    if values["alert_webhook_url"] and not values["alert_webhook_secret"]:  # its events could not be signed
+        raise ConfigError("environment variable ZIRI_ALERT_WEBHOOK_SECRET: must be set with ZIRI_ALERT_WEBHOOK_URL")
 
 
 def load_json_file(path, label):

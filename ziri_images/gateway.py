@@ -15,6 +15,7 @@ from datetime import timezone
 
 from flask import current_app
 
+from .alerts.sender import AlertSender
 from .billing import Limiter
 from .catalog.pricing import PriceBook
 from .errors import ConfigError
@@ -49,6 +50,7 @@ class Gateway:
     limiter: Limiter
     clock: object
     allow_demo_keys_upstream: bool
+    alerts: AlertSender | None = None  # posts budget alerts (None: no ZIRI_ALERT_WEBHOOK_URL)
 
     @property
     def prices(self):
@@ -159,16 +161,39 @@ def init_app(app, config):
     summary = store.start()
     log.info("%s in %.2fs", summary, time.monotonic() - started)
     keys, registry = keys or database_keys(config, store, clock)
+    alerts = alert_sender(store, config, autostart=not app.config.get("TESTING"))
     app.extensions["ziri_images"] = Gateway(
         keys=keys,
         registry=registry,
         catalog=catalog,
         providers=providers,
         store=store,
-        limiter=Limiter(store, config["EDIT_WORKER_MAX_BYTES"]),
+        limiter=Limiter(store, config["EDIT_WORKER_MAX_BYTES"], config["ALERT_THRESHOLDS"] if alerts else ()),
         clock=clock,
         allow_demo_keys_upstream=config["ALLOW_DEMO_KEYS_UPSTREAM"],
+        alerts=alerts,
     )
+
+
+def alert_sender(store, config, autostart=True):
+    """Return the sender of ``store``'s budget alerts to the configured webhook, or None without one.
+
+    ``autostart``: a process's sender thread starts when its store records an alert (gunicorn's
+    workers also start theirs as they boot: gunicorn.conf.py), not in tests, which run it by hand.
+    """
+    if not config["ALERT_WEBHOOK_URL"] or not config["ALERT_THRESHOLDS"]:
+        return None
+    sender = AlertSender(store, config["ALERT_WEBHOOK_URL"], config["ALERT_WEBHOOK_SECRET"],
+                         config["ALERT_RETRY_SECONDS"], autostart=autostart)
+    store.alert_outbox().on_record = sender.wake
+    return sender
+
+
+def start_alert_sender(app):
+    """Start this process's alert sender, if the app has one (gunicorn's ``post_worker_init``: pending ones resume)."""
+    gateway = getattr(app, "extensions", {}).get("ziri_images")
+    if gateway is not None and gateway.alerts is not None:
+        gateway.alerts.start()
 
 
 def current_gateway():

@@ -86,7 +86,8 @@ def test_keys_list_table_spells_out_defaults(capsys, keys_path):
 
     lines = out.splitlines()
     assert lines[0].split() == list(cli_keys.KEY_COLUMNS)
-    assert lines[3].split() == ["key_user", "alice", "-", "active", "never", "any", "any", "5.0", "50.0", "-", "-"]
+    assert lines[3].split() == ["key_user", "alice", "-", "active", "never", "any", "any", "5.0", "50.0", "-", "-",
+                                "-", "-", "-"]
 
 
 def test_keys_show(capsys, keys_path):

@@ -71,7 +71,8 @@ def test_the_teams_commands_on_the_key_file(keys_path, capsys):
     assert run(capsys, "teams", "update", "team_d", "--monthly-spend-limit", "200", "--keys-file", keys_path)[0] == 0
     assert run(capsys, "keys", "set", "key_user", "--team", "team_d", "--keys-file", keys_path)[0] == 0
     code, out, _ = run(capsys, "teams", "list", "--keys-file", keys_path)
-    assert code == 0 and out.splitlines()[2].split() == ["team_d", "Design", "active", "1", "-", "200.0", "-", "-"]
+    assert code == 0 and out.splitlines()[2].split() == ["team_d", "Design", "active", "1", "-", "200.0", "-", "-",
+                                                         "-", "-"]
 
     code, _, err = run(capsys, "teams", "delete", "team_d", "--keys-file", keys_path)
     assert code == 1 and "has 1 key(s)" in err

@@ -13,14 +13,15 @@
     The store the gateways use: ``"file"`` here; a module that runs on both parametrizes it
     with ``STORES`` (``"postgres"`` uses the run's test database, emptied for the test, with
     ``LEASE_SECONDS`` leases so a killed worker's lease lapses quickly).
-``start_gateway(keys, workers=4, threads=4, extra_env=None, directory=None)``
+``start_gateway(keys, workers=4, threads=4, extra_env=None, directory=None, teams=None)``
     The gateway under gunicorn with the project's ``gunicorn.conf.py`` (preload_app),
     keys/pricing/ledger (and the PostgreSQL store's spool) under ``directory`` (default
     ``tmp_path``: a second host gets a directory of its own) and the stub (above) as OpenAI, the
     Gemini API and Vertex AI (``google_environment``: a test service account whose token
     endpoint is the stub's). ``keys``
-    maps a user name to extra keys.json fields; ``raw_key(name)`` is that user's key (on
-    PostgreSQL the database's keys are made those of that keys.json: ``database.load_keys``).
+    maps a user name to extra keys.json fields; ``raw_key(name)`` is that user's key; ``teams``
+    is keys.json's ``teams`` object (on PostgreSQL the database's keys and teams are made those
+    of that keys.json: ``database.load_keys``).
     ``extra_env`` adds or replaces environment variables (e.g. shorter timeouts, another
     upstream). Returns a ``Gateway``, whose ``ledger()`` reads the records from the store.
 
@@ -262,12 +263,12 @@ def start_gateway(request, tmp_path, tmp_path_factory, worker_class, store):
     stub = request.getfixturevalue("stub" if "stub" in request.fixturenames else "shared_stub")
     started = []
 
-    def start(keys, workers=4, threads=4, extra_env=None, directory=None):
+    def start(keys, workers=4, threads=4, extra_env=None, directory=None, teams=None):
         directory = tmp_path if directory is None else directory
         directory.mkdir(parents=True, exist_ok=True)
         store_env, database = store_environment(request, store, directory)
         keys_path = directory / "keys.json"
-        keys_path.write_text(json.dumps({"keys": [
+        keys_path.write_text(json.dumps({"teams": teams or {}, "keys": [
             {"id": f"key_{name}", "user": name, "hash": hash_key(raw_key(name)), **fields}
             for name, fields in keys.items()
         ]}))

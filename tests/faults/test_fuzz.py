@@ -19,6 +19,7 @@ same properties over fewer examples, to keep the command within its few minutes.
 
 import json
 import math
+import re
 
 import pytest
 from conftest import DISABLED_KEY
@@ -33,6 +34,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from ziri_images import create_app
+from ziri_images.schemas.request import END_USER_PATTERN
 
 # A catalog of every shape the format allows: price dimensions with defaults and ``auto``, a
 # flat price, enumerated, free-text and integer parameters, a chat model, two providers.
@@ -168,6 +170,10 @@ def expected_payload(path, body):
                                                        and 0 <= body["partial_images"] <= 3):
         return None
     if any(body.get(name) is not None and not is_text(body[name], 1, 32) for name in ("size", "quality")):
+        return None
+    # The end user is recorded in the ledger: no control characters or line breaks, whichever model.
+    if body.get("user") is not None and not (is_text(body["user"], 1, 256)
+                                             and re.fullmatch(END_USER_PATTERN, body["user"])):
         return None
     # ``stream`` is a JSON boolean; only false is served (Python compares 0 and 1 equal to them).
     if not (isinstance(stream, (bool, int, float)) and stream in (True, False)) or stream:
@@ -493,6 +499,9 @@ def from_schema(schema, known=()):
     if kind == "string":
         shortest, longest = schema.get("minLength", 0), schema.get("maxLength", 40)
         values = st.text(min_size=shortest, max_size=min(longest, 40))
+        if "pattern" in schema:
+            values = st.from_regex(schema["pattern"], fullmatch=True).filter(lambda text: shortest <= len(text)
+                                                                                 <= longest)
         fitting = [value for value in known if shortest <= len(value) <= longest]
         if fitting:
             values = st.one_of(st.sampled_from(fitting), st.sampled_from(fitting), values)

@@ -56,7 +56,7 @@ def test_open_by_worker_follows_reservations_and_forgets_finished_workers():
     state.apply(parse_record(charge_record("alice", 0.04, START, "req_a")))
 
     assert {worker: sorted(held) for worker, held in state.open_by_worker.items()} == {"w1": ["req_b"]}
-    assert list(state.open_by_key) == ["key_alice"]
+    assert state.keys.in_flight == {"key_alice": 1}
 
 
 def expiry_of(reservation, cost):
@@ -80,5 +80,5 @@ def test_a_charge_replaces_the_expiry_of_its_own_request_in_the_limits_and_in_th
 
     assert replaced == [None, None, 80_000]  # the late charge took back its own expiry, not the other one
     assert expired == {"req_lost": 80_000}
-    assert state.spent[("key_alice", "2026-11-15")] == 100_000  # 0.08 expired + 0.02 charged
+    assert state.keys.spent[("key_alice", "2026-11-15")] == 100_000  # 0.08 expired + 0.02 charged
     assert aggregator.groups[("key_alice",)].as_row() == {"requests": 2, "images": 1, "cost": 0.1, "expired": 1}

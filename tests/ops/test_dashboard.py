@@ -138,6 +138,24 @@ def test_a_daily_budget_shows_on_the_page_with_spend_per_key_and_model_over_time
     assert len(re.findall(r'<rect class="bar"', page)) == 30  # the spend chart is unchanged
 
 
+@pytest.mark.stores()
+def test_the_budget_alerts_show_with_their_delivery(make_app, add_key, responses_mock):
+    webhook = "https://hooks.test/ziri"
+    app = make_app(ADMIN_TOKEN=TOKEN, ALERT_WEBHOOK_URL=webhook, ALERT_WEBHOOK_SECRET="s", ALERT_THRESHOLDS=(50,))
+    responses_mock.post(GENERATIONS_URL, json=openai_image_response(1))
+    responses_mock.post(webhook, status=500)
+    watched = add_key(key_id="key_watched", limits={"daily_spend_limit": 0.08})
+    client = app.test_client()
+    assert client.post(ENDPOINT, json=BODY, headers={"X-API-Key": watched}).status_code == 200
+    app.extensions["ziri_images"].alerts.run_once()
+
+    page = client.get("/admin/", headers=bearer()).get_data(as_text=True)
+
+    alert = re.search(r'<table id="alerts">.*?</table>', page, re.S).group(0)
+    assert "key_watched" in alert and "daily_spend_limit $0.08" in alert and "50%" in alert
+    assert "pending" in alert and "(HTTP 500)" in alert and "$0.0400" in alert
+
+
 def test_the_pages_are_autoescaped_template_files_of_the_package(admin):
     templates = Path(dashboard_page.__file__).parent / "templates"
     app = admin.application

@@ -7,10 +7,13 @@ import pytest
 import responses
 from conftest import BASE_URL
 from conftest import USER_KEY
+from conftest import charge_record
 from conftest import reservation_record
 from test_limits import live_worker
+from test_limits import raw_key as team_raw_key
 from test_streaming import completed
 from test_streaming import partial
+from test_team_limits import write_team_keys
 from werkzeug.datastructures import FileStorage
 from werkzeug.datastructures import MultiDict
 from werkzeug.test import encode_multipart
@@ -134,6 +137,23 @@ def test_an_edit_past_the_keys_rate_is_refused_before_its_body_is_read(app, add_
     response = send_edit(app, key, body, content_type)
 
     assert (response.status_code, error_of(response)["code"]) == (429, "RATE_LIMIT_EXCEEDED")
+    assert body.read_bytes == 0
+
+
+@pytest.mark.stores()
+def test_an_edit_of_a_team_past_its_budget_is_refused_before_its_body_is_read(make_app, keys_path, clock,
+                                                                                another_worker):
+    write_team_keys(keys_path, {"design": {"name": "Design", "limits": {"daily_spend_limit": 0.04}}},
+                    {"alice": {"team": "design"}, "bob": {"team": "design"}})
+    app = make_app()  # on PostgreSQL, the database's keys are made those of keys.json
+    another_worker({**charge_record("bob", 0.05, clock(), "req_spent"), "team": "design"})  # past its budget
+    content_type, data = edit_body()
+    body = ClientBody(data)
+
+    response = send_edit(app, team_raw_key("alice"), body, content_type)
+
+    assert (response.status_code, error_of(response)["code"], error_of(response)["scope"]) == (
+        402, "SPEND_LIMIT_EXCEEDED", "team")
     assert body.read_bytes == 0
 
 

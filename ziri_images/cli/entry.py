@@ -1,6 +1,7 @@
 """The one entry of the ``ziri-images`` command line: the parser of every command, and ``main``.
 
-Each command group adds its own commands (``dev``, ``keys``, ``teams``, ``ledger``, ``pricing``, ``db``).
+Each command group adds its own commands (``dev``, ``keys``, ``teams``, ``ledger``, ``pricing``, ``db``,
+``alerts``).
 Every failure a command meets reaches ``main`` as one ``CliError`` (``errors.py``), printed as
 one line. Exit codes: 0 success, 1 the command failed (the message says why), 2 the command line
 was wrong (argparse's usage message), 130 interrupted.
@@ -10,6 +11,7 @@ import argparse
 import sys
 
 from .._version import __version__
+from . import alerts
 from . import db
 from . import dev
 from . import keys
@@ -35,6 +37,7 @@ def build_parser():
     ledger.add_ledger_commands(commands)
     pricing.add_commands(commands)
     db.add_commands(commands)
+    alerts.add_commands(commands)
     return parser
 
 

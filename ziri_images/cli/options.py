@@ -18,6 +18,9 @@ LIMIT_OPTIONS = (
     ("monthly_spend_limit", float, "USD", "spend per calendar month (UTC)"),
     ("requests_per_minute", int, "N", "requests admitted in any 60 seconds"),
     ("max_concurrent_requests", int, "N", "requests in flight at once"),
+    ("end_user_daily_spend_limit", float, "USD", "spend per UTC day of each end user (the request's 'user')"),
+    ("soft_daily_spend_limit", float, "USD", "alert only: budget alerts at its thresholds, never a refusal"),
+    ("soft_monthly_spend_limit", float, "USD", "alert only, per calendar month"),
 )
 
 

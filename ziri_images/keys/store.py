@@ -25,15 +25,21 @@ from .reloading import ReloadingFile
 
 log = logging.getLogger("ziri_images")
 
-LIMIT_NAMES = ("daily_spend_limit", "monthly_spend_limit", "requests_per_minute", "max_concurrent_requests")
-# Limits a team carries (every key of the team is held to them together, beside its own).
-TEAM_LIMIT_NAMES = LIMIT_NAMES
+# Limits a team carries (every key of the team is held to them together, beside its own). The soft
+# limits refuse nothing: reaching a threshold of one only sends a budget alert (alerts/rules.py).
+TEAM_LIMIT_NAMES = ("daily_spend_limit", "monthly_spend_limit", "requests_per_minute", "max_concurrent_requests",
+                    "soft_daily_spend_limit", "soft_monthly_spend_limit")
+# A key's: its team's kinds, and the daily spend of each of its end users (OpenAI's ``user`` field).
+LIMIT_NAMES = (*TEAM_LIMIT_NAMES, "end_user_daily_spend_limit")
 # The largest limits a key may carry. Spend is counted in micro-dollars in 64-bit integers (the
 # PostgreSQL store's bigint columns): $1,000,000,000 a period is 1e15 micros, exact as a float
 # (< 2**53) and 9,000 times below the bigint's range, room for the period's sums. Rate and
 # concurrency are whole counts, bounded far beyond any one host's reach.
-LIMIT_MAXIMUMS = {"daily_spend_limit": 1_000_000_000, "monthly_spend_limit": 1_000_000_000,
-                  "requests_per_minute": 1_000_000, "max_concurrent_requests": 100_000}
+SPEND_MAXIMUM = 1_000_000_000
+LIMIT_MAXIMUMS = {"daily_spend_limit": SPEND_MAXIMUM, "monthly_spend_limit": SPEND_MAXIMUM,
+                  "requests_per_minute": 1_000_000, "max_concurrent_requests": 100_000,
+                  "soft_daily_spend_limit": SPEND_MAXIMUM, "soft_monthly_spend_limit": SPEND_MAXIMUM,
+                  "end_user_daily_spend_limit": SPEND_MAXIMUM}
 WHOLE_LIMITS = ("requests_per_minute", "max_concurrent_requests")
 STATUSES = ("active", "disabled")
 

@@ -67,12 +67,14 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def settle(self, reservation, fields):
+    def settle(self, reservation, fields, watches=()):
         """Write the ``charge`` record for ``reservation`` with the outcome ``fields``; return the record.
 
         One atomic step: ``records.charge_record(now, reservation, fields, after_expiry)``, where
         ``after_expiry`` says the reservation was already settled by a ``reservation_expired``
-        record (the charge then replaces that amount). Never written twice for one request.
+        record (the charge then replaces that amount), and the budget alert of each of
+        ``watches`` (``alerts.rules.Watch``) the spend now reaches, once per period start, in
+        the store's outbox (``alert_outbox``). Never written twice for one request.
         """
 
     @abc.abstractmethod
@@ -97,6 +99,12 @@ class Store(abc.ABC):
         A record apart from the ledger's: refusals cost nothing and must never grow the cost ledger.
         """
         raise NotImplementedError(f"{type(self).__name__} keeps no refusal record")
+
+    def alert_outbox(self):
+        """Return where budget alerts wait for the sender (``alerts/sender.py``): ``record``, ``claim_due``,
+        ``retry_later``, ``finish``, ``alerts`` (``ledger/file/alerts.py``; the ``budget_alerts`` table).
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no alert outbox")
 
     def close(self):
         """Release what the store holds (descriptors, connections)."""

@@ -43,6 +43,8 @@ class Record:
     worker: str
     idempotency_key: str | None
     fields: dict  # the record as written
+    team: str | None = None  # the team the request counts for
+    end_user: str | None = None  # the end user the client named
 
 
 def _skip(reason, detail=""):
@@ -99,9 +101,11 @@ def parse_record(value):
             _skip(f"{kind} without a valid cost, reservedAt or imagesReturned", f" ({request_id})")
             return None
     user, model, worker, digest = get("user"), get("model"), get("worker"), get("idempotencyKey")
+    team, end_user = get("team"), get("endUser")
     return Record(kind, ts, request_id, key_id, micros, reserved_at, user if type(user) is str else None,
                   model if type(model) is str else None, images, expires_at, worker if type(worker) is str else "",
-                  digest if type(digest) is str else None, value)
+                  digest if type(digest) is str else None, value, team if type(team) is str else None,
+                  end_user if type(end_user) is str else None)
 
 
 def parse_audit(value):

@@ -3,8 +3,9 @@
 Three record types exist, one line (or row) each:
 
 ``reservation``
-    Budget held for a request before the provider is called: the request's summary plus
-    ``keyId``, ``user``, ``amount``, ``expiresAt`` and the ``worker`` that holds it.
+    Budget held for a request before the provider is called: the request's summary (with the
+    client's ``endUser``, OpenAI's ``user``, when sent) plus ``keyId``, ``user``, the key's
+    ``team``, ``amount``, ``expiresAt`` and the ``worker`` that holds it.
 ``charge``
     What the request cost, written when it ends: the summary, the outcome, ``cost``,
     ``reservedAt`` (the reservation's time, which the budgets count it at) and ``reserved``.
@@ -17,6 +18,8 @@ its reservation says why in ``streamEnd`` (``no_completed_event``, ``broken``, `
 ``reservation_expired``
     A reservation whose worker died or whose time ran out, settled at the reserved amount
     (the provider may have generated the images). A later ``charge`` replaces it.
+
+All three carry the reservation's ``team`` and ``endUser``: the counters rebuilt from them are the limits'.
 
 Beside them, apart from the money (its own file or table, never counted by the limits or the report):
 
@@ -71,11 +74,30 @@ class Reservation:
     reserved_at: str
     expires_at: float
     worker: str
+    team: str | None = None  # the id of the team it counts for (the key's when it was admitted)
+    end_user: str | None = None  # the end user the client named (OpenAI's ``user``), or None
 
     @classmethod
     def from_record(cls, record):
         return cls(request_id=record.request_id, key_id=record.key_id, micros=record.micros,
-                   reserved_at=record.reserved_at, expires_at=record.expires_at, worker=record.worker)
+                   reserved_at=record.reserved_at, expires_at=record.expires_at, worker=record.worker,
+                   team=record.team, end_user=record.end_user)
+
+
+def team_of(key):
+    """Return the id of the team ``key`` belongs to, or None."""
+    return key.team.id if key.team is not None else None
+
+
+def counted_end_user(end_user):
+    """Return the end user a request counts under: its own, or "" (requests naming none share one budget)."""
+    return end_user or ""
+
+
+def _own_fields(reservation):
+    """Return the ``team`` and ``endUser`` a reservation's records carry (those it has)."""
+    return {name: value for name, value in (("team", reservation.team), ("endUser", reservation.end_user))
+            if value is not None}
 
 
 # --- building ---------------------------------------------------------------------------
@@ -96,6 +118,8 @@ def request_summary(request_id, endpoint, key, generation, quote, idempotency_ke
     }
     if idempotency_key:
         summary["idempotencyKey"] = idempotency_key
+    if generation.end_user is not None:
+        summary["endUser"] = generation.end_user
     if generation.stream:
         summary.update(stream=True, partialImages=generation.partial_images)
     return summary
@@ -109,6 +133,7 @@ def reservation_record(now, key, details, micros, expires_at, worker):
         **details,
         "keyId": key.id,
         "user": key.user,
+        **({"team": key.team.id} if key.team is not None else {}),
         "amount": to_dollars(micros),
         "expiresAt": format_ts(expires_at),
         "worker": worker,
@@ -132,6 +157,7 @@ def charge_record(now, reservation, fields, after_expiry):
         "ts": format_ts(now),
         "type": "charge",
         **fields,
+        **_own_fields(reservation),
         "reservedAt": reservation.reserved_at,
         "reserved": to_dollars(reservation.micros),
     }
@@ -175,6 +201,7 @@ def expiry_record(now, reservation, reason):
         "type": "reservation_expired",
         "requestId": reservation.request_id,
         "keyId": reservation.key_id,
+        **_own_fields(reservation),
         "reservedAt": reservation.reserved_at,
         "cost": to_dollars(reservation.micros),
         "reason": reason,

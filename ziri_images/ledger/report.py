@@ -1,4 +1,4 @@
-"""Spend and image counts from the ledger, grouped by key, user, model and/or day.
+"""Spend and image counts from the ledger, grouped by key, user, model, day, endpoint, team and/or end user.
 
 Each request counts once, at the time it was admitted (its reservation's time, as the spend
 limits count it), at its final amount: its ``charge`` record, or the conservative
@@ -15,10 +15,12 @@ from dataclasses import field
 from .money import MICROS
 from .usage import fold_expiry
 
-GROUPINGS = ("key", "user", "model", "day", "endpoint")
+GROUPINGS = ("key", "user", "model", "day", "endpoint", "team", "end_user")
 # Records written before edits existed name no endpoint: they were all generations.
 DEFAULT_ENDPOINT = "generations"
 UNKNOWN = "(unknown)"
+# The group of requests of a key without a team, or that named no end user.
+NONE = "(none)"
 
 
 def check_groupings(by):
@@ -82,7 +84,7 @@ class Aggregator:
         self.since = since or ""
         self.until = until or "\uffff"
         self.groups = {}
-        self.details = {}  # requestId -> its reservation's (user, model, endpoint), until it is settled
+        self.details = {}  # requestId -> its reservation's (user, model, endpoint, team, end user), until settled
         self.expired = {}  # requestId -> (group, micros, details) counted at the expiry amount so far
         self.users = {}  # keyId -> user, for expiry records (they name only the key)
 
@@ -91,15 +93,17 @@ class Aggregator:
             return (record.key_id or UNKNOWN,)
         key_id = record.key_id or UNKNOWN
         user, model, endpoint = record.user, record.model, record.fields.get("endpoint")
-        if user is None or model is None or endpoint is None:
+        team, end_user = record.team, record.end_user
+        if user is None or model is None or endpoint is None or team is None or end_user is None:
             # A late charge (after its expiry) finds its reservation's details with the expiry.
             seen = self.details.get(record.request_id) or self.expired.get(record.request_id, (0, 0, None))[2]
-            user_seen, model_seen, endpoint_seen = seen or (None, None, None)
+            user_seen, model_seen, endpoint_seen, team_seen, end_user_seen = seen or (None,) * 5
             user = user or user_seen or self.users.get(key_id, UNKNOWN)
             model = model or model_seen or UNKNOWN
             endpoint = endpoint or endpoint_seen or DEFAULT_ENDPOINT
+            team, end_user = team or team_seen or NONE, end_user or end_user_seen or NONE
         values = {"key": key_id, "user": user, "model": model, "day": record.reserved_at[:10],
-                  "endpoint": str(endpoint)}
+                  "endpoint": str(endpoint), "team": team, "end_user": end_user}
         return tuple(values[name] for name in self.by)
 
     def _add(self, group, requests, images, micros, expired):
@@ -111,7 +115,8 @@ class Aggregator:
     def apply(self, record):
         if record.kind == "reservation":
             if self.since <= record.ts < self.until:
-                self.details[record.request_id] = (record.user, record.model, record.fields.get("endpoint"))
+                self.details[record.request_id] = (record.user, record.model, record.fields.get("endpoint"),
+                                                   record.team, record.end_user)
                 self.users[record.key_id] = record.user
             return
         if not self.since <= record.reserved_at < self.until:

@@ -1,4 +1,4 @@
-"""Spend, reservations and admissions per key, folded from ledger records in memory.
+"""Spend, reservations and admissions per key, team and end user, folded from ledger records in memory.
 
 The file store keeps one ``UsageState`` per process: replayed from the ledger at start-up,
 then brought up to date with what other workers appended before every decision. Each update
@@ -9,14 +9,10 @@ import heapq
 from collections import deque
 
 from .checks import IDEMPOTENCY_WINDOW_SECONDS
-from .checks import RATE_WINDOW_SECONDS
-from .checks import KeyUsage
-from .money import BUDGETS
-from .money import day_of
-from .money import format_ts
-from .money import month_of
 from .money import parse_ts
 from .records import Reservation
+from .records import counted_end_user
+from .tally import Tally
 
 
 def fold_expiry(expired, record, counted):
@@ -35,25 +31,24 @@ def fold_expiry(expired, record, counted):
 
 
 class UsageState:
-    """Spend, reservations and admissions per key, derived from ``parse.Record`` values."""
+    """Spend, reservations and admissions per key, per team and per end user of a key, from ``parse.Record`` values.
+
+    A request counts for its key, for the team and the end user its records name (``records.py``:
+    a reservation's, repeated by its charge and expiry), in three ``tally.Tally``: ``keys`` (by key
+    id), ``teams`` (by team id) and ``end_users`` (by (key id, ``records.counted_end_user``)).
+    """
 
     def __init__(self):
         self.offset = 0  # the ledger byte up to which records are applied
-        self.spent = {}  # (key_id, "YYYY-MM-DD" | "YYYY-MM") -> micros
-        self.requests = {}  # (key_id, period) -> admitted requests
+        self.keys = Tally()
+        self.teams = Tally()
+        self.end_users = Tally()  # only its spent and reserved are read (end_user_daily_spend_limit)
         self.open = {}  # request_id -> Reservation
-        self.open_by_key = {}  # key_id -> {request_id: Reservation}
         self.open_by_worker = {}  # worker -> {request_id: Reservation}, to free a dead worker's at once
         self._deadlines = []  # heap of (expires_at, request_id); closed ones are dropped when they surface
         self.expired = {}  # request_id -> micros charged conservatively, until a charge replaces it
-        self.reserved = {}  # (key_id, "YYYY-MM-DD" | "YYYY-MM") -> micros held by open reservations
-        self.admissions = {}  # key_id -> deque of admission times (epoch seconds)
         self.idempotency = {}  # (key_id, idempotency key digest) -> (request_id, admission time)
         self._idempotency_order = deque()  # (admission time, (key_id, digest)), oldest first, for pruning
-
-    def _add(self, table, key_id, ts, amount):
-        for period in (day_of(ts), month_of(ts)):
-            table[(key_id, period)] = table.get((key_id, period), 0) + amount
 
     def apply(self, record):
         """Fold one ``parse.Record`` into the state."""
@@ -64,38 +59,49 @@ class UsageState:
         micros = record.micros
         reservation = self.open.pop(request_id, None)
         if reservation is not None:
-            _discard(self.open_by_key, reservation.key_id, request_id)
             _discard(self.open_by_worker, reservation.worker, request_id)
-            self._add(self.reserved, reservation.key_id, reservation.reserved_at, -reservation.micros)
+            self._hold(reservation, -1)
         replaced = fold_expiry(self.expired, record, micros)
         if replaced is not None:
             micros -= replaced
         if record.kind == "charge" and record.idempotency_key and record.fields.get("idempotencyReleased") is True:
             self._release_idempotency(record.key_id, record.idempotency_key, request_id)
-        self._add(self.spent, record.key_id, record.reserved_at, micros)
+        self.keys.spend(record.key_id, record.reserved_at, micros)
+        if record.team is not None:
+            self.teams.spend(record.team, record.reserved_at, micros)
+        self.end_users.spend((record.key_id, counted_end_user(record.end_user)), record.reserved_at, micros)
+
+    def _hold(self, reservation, sign):
+        """Count an open reservation (``sign`` 1) or its closing (-1) for its key, team and end user."""
+        reserved_at, micros = reservation.reserved_at, sign * reservation.micros
+        self.keys.hold(reservation.key_id, reserved_at, micros)
+        self.end_users.hold((reservation.key_id, counted_end_user(reservation.end_user)), reserved_at, micros)
+        if reservation.team is not None:
+            self.teams.hold(reservation.team, reserved_at, micros)
+        if sign < 0:
+            self.keys.leave(reservation.key_id)
+            if reservation.team is not None:
+                self.teams.leave(reservation.team)
 
     def _open(self, record):
         if record.request_id in self.open:
             return  # the same reservation twice (an import): it holds the budget once
         reservation = Reservation.from_record(record)
-        key_id = reservation.key_id
         self._index_open(reservation)
-        self._add(self.reserved, key_id, reservation.reserved_at, reservation.micros)
-        self._add(self.requests, key_id, record.ts, 1)
         admitted_at = parse_ts(record.ts).timestamp()
-        window = self.admissions.setdefault(key_id, deque())
-        window.append(admitted_at)
-        while window and window[0] <= admitted_at - RATE_WINDOW_SECONDS:
-            window.popleft()
+        self.keys.admit(reservation.key_id, record.ts, admitted_at)
+        if reservation.team is not None:
+            self.teams.admit(reservation.team, record.ts, admitted_at)
         if record.idempotency_key:
-            self._remember_idempotency(key_id, record.idempotency_key, reservation.request_id, admitted_at)
+            self._remember_idempotency(reservation.key_id, record.idempotency_key, reservation.request_id,
+                                       admitted_at)
 
     def _index_open(self, reservation):
         request_id = reservation.request_id
         self.open[request_id] = reservation
-        self.open_by_key.setdefault(reservation.key_id, {})[request_id] = reservation
         self.open_by_worker.setdefault(reservation.worker, {})[request_id] = reservation
         heapq.heappush(self._deadlines, (reservation.expires_at, request_id))
+        self._hold(reservation, 1)
 
     def overdue(self, now_epoch):
         """Return the open reservations whose time ran out by ``now_epoch``, soonest first.
@@ -117,29 +123,28 @@ class UsageState:
         """Return the state as JSON-ready lists (a checkpoint's body); ``restore`` reverses it."""
         return {
             "offset": self.offset,
-            "spent": [[*key, value] for key, value in self.spent.items()],
-            "requests": [[*key, value] for key, value in self.requests.items()],
-            "open": [[r.request_id, r.key_id, r.micros, r.reserved_at, r.expires_at, r.worker]
+            **self.keys.snapshot(""), **self.teams.snapshot("team_"), **self.end_users.snapshot("end_user_"),
+            "open": [[r.request_id, r.key_id, r.micros, r.reserved_at, r.expires_at, r.worker, r.team, r.end_user]
                      for r in self.open.values()],
             "expired": self.expired,
-            "admissions": {key_id: list(window) for key_id, window in self.admissions.items()},
             "idempotency": [[*key, *value] for key, value in self.idempotency.items()],
             "idempotencyOrder": [[admitted_at, *key] for admitted_at, key in self._idempotency_order],
         }
 
     @classmethod
     def restore(cls, snapshot):
-        """Return the UsageState that ``snapshot()`` described (the indexes are rebuilt)."""
+        """Return the UsageState that ``snapshot()`` described (the indexes and holds are rebuilt)."""
         state = cls()
         state.offset = snapshot["offset"]
-        state.spent = {(key_id, period): value for key_id, period, value in snapshot["spent"]}
-        state.requests = {(key_id, period): value for key_id, period, value in snapshot["requests"]}
+        for tally, prefix in ((state.keys, ""), (state.teams, "team_"), (state.end_users, "end_user_")):
+            tally.restore(snapshot, prefix)
         for fields in snapshot["open"]:
             reservation = Reservation(*fields)
             state._index_open(reservation)
-            state._add(state.reserved, reservation.key_id, reservation.reserved_at, reservation.micros)
+            state.keys.in_flight[reservation.key_id] = state.keys.in_flight.get(reservation.key_id, 0) + 1
+            if reservation.team is not None:
+                state.teams.in_flight[reservation.team] = state.teams.in_flight.get(reservation.team, 0) + 1
         state.expired = dict(snapshot["expired"])
-        state.admissions = {key_id: deque(window) for key_id, window in snapshot["admissions"].items()}
         state.idempotency = {(key_id, digest): (request_id, admitted_at)
                              for key_id, digest, request_id, admitted_at in snapshot["idempotency"]}
         state._idempotency_order = deque((admitted_at, (key_id, digest))
@@ -166,27 +171,20 @@ class UsageState:
             return None
         return request_id, request_id in self.open
 
-    def window(self, key_id, now_epoch):
-        """Return the key's admission times within the rate window ending now (trimmed in place)."""
-        window = self.admissions.get(key_id, deque())
-        while window and window[0] <= now_epoch - RATE_WINDOW_SECONDS:
-            window.popleft()
-        return window
+    def usage(self, key_id, now, digest=None, team_id=None, end_user=None):
+        """Return the key's KeyUsage at ``now`` (with its team's, and its end user's day, when given).
 
-    def usage(self, key_id, now, digest=None):
-        """Return the key's KeyUsage at ``now``; call it with the ledger held (the window is trimmed)."""
-        now_epoch = now.timestamp()
-        usage = KeyUsage(now=now, in_flight=len(self.open_by_key.get(key_id, ())),
-                         admissions=self.window(key_id, now_epoch))
-        ts = format_ts(now)
-        for name, _limit_name, period_of, _next_period in BUDGETS:
-            period = period_of(ts)
-            usage.spent[name] = self.spent.get((key_id, period), 0)
-            # Kept as a running total: summing the open reservations made every request O(requests in flight).
-            usage.reserved[name] = self.reserved.get((key_id, period), 0)
-            usage.requests[name] = self.requests.get((key_id, period), 0)
+        Call it with the ledger held (the rate windows are trimmed). ``end_user`` is the request's
+        as counted (``records.counted_end_user``), or None when not known.
+        """
+        usage = self.keys.usage(key_id, now)
         if digest:
-            usage.idempotent_match = self.idempotent_match(key_id, digest, now_epoch)
+            usage.idempotent_match = self.idempotent_match(key_id, digest, now.timestamp())
+        if team_id is not None:
+            usage.team = self.teams.usage(team_id, now)
+        if end_user is not None:
+            usage.end_user = end_user
+            usage.end_user_spent, usage.end_user_reserved = self.end_users.day((key_id, end_user), now)
         return usage
 
 
@@ -194,4 +192,4 @@ def _discard(index, group, request_id):
     members = index[group]
     del members[request_id]
     if not members:
-        del index[group]  # a finished worker or a quiet key leaves nothing behind
+        del index[group]  # a finished worker leaves nothing behind

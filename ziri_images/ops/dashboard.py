@@ -11,7 +11,8 @@ What it shows comes from the store the limits use: today's and this month's spen
 and budgets per key from ``limiter.usage`` (the figures the limits enforce), each key's team, and
 the teams with their limits (the key store's registry); spend per day, and
 per key and per model over the same days, from one report of the store (either store groups it);
-refusals from their side record (``ops/refusals.py``). ``dashboard_page`` draws it.
+refusals from their side record (``ops/refusals.py``); the budget alerts recorded and their delivery
+from the store's alert outbox (``alerts/``). ``dashboard_page`` draws it.
 """
 
 import hashlib
@@ -154,10 +155,11 @@ def spend_overview(gateway):
     refused = refusal_counts(gateway.store.refusal_record().refusal_rows(first_day.strftime("%Y-%m-%d")))
     refusals = sorted(((day, key_id, code, number) for (day, key_id, code), number in refused.items()),
                       reverse=True)[:50]
+    alerts = [alert.as_row() for alert in gateway.store.alert_outbox().alerts(since=format_ts(first_day))[:50]]
     return {"now": now, "month": month_start.strftime("%B %Y"), "daily": daily, "keys": keys,
             "teams": team_rows(gateway),
             "models": models_since(groups, month_start.strftime("%Y-%m-%d")), "perKey": per_key,
-            "perModel": per_model, "refusals": refusals}
+            "perModel": per_model, "refusals": refusals, "alerts": alerts}
 
 
 def team_rows(gateway):

@@ -6,7 +6,9 @@ What is measured, and where it is taken (the request path itself gains no line):
 - provider latency, spend (USD) and images by provider and model, reservations open and the
   store's write latency (reserve and settle, each one commit): ``Metrics.reserved`` and
   ``Metrics.settled``, an observer of the limiter (``billing.Limiter.observe``);
-- key-file and catalog reloads and their failures: ``keys.reloading.reloaded`` (a blinker signal).
+- key-file and catalog reloads and their failures: ``keys.reloading.reloaded`` (a blinker signal);
+- budget alert deliveries by result (delivered, retry, failed): ``Metrics.alert_delivery``, an
+  observer of the alert sender (``alerts.sender.AlertSender.observe``).
 
 No key id, user or prompt is a label (cardinality, privacy) unless ``ZIRI_METRICS_KEY_LABELS``
 is on: then refusals and spend also carry ``key``. ``/metrics`` exists only when
@@ -76,6 +78,8 @@ class Metrics:
                                         ("operation",), buckets=COMMIT_BUCKETS, registry=registry)
         self.reloads = Counter("ziri_config_reloads", "Key-file and catalog reloads, by file and result.",
                                ("file", "result"), registry=registry)
+        self.alert_deliveries = Counter("ziri_alert_deliveries", "Budget alert webhook attempts, by result "
+                                        "(delivered, retry, failed).", ("result",), registry=registry)
         self._children = {}  # (family, label values) -> the labelled child, made on first use
 
     def child(self, family, *labels):
@@ -108,6 +112,10 @@ class Metrics:
         if seconds is not None:
             self.child(self.commit_latency, "settle").observe(seconds)
             self.count_charge(record)
+
+    def alert_delivery(self, result):
+        """Count one webhook attempt of a budget alert (the alert sender's observer)."""
+        self.child(self.alert_deliveries, result).inc()
 
     def _key(self, key_id):
         return (key_id or "-",) if self.key_labels else ()
@@ -152,6 +160,8 @@ def init_app(app):
                       multiprocess_dir=app.config.get("PROMETHEUS_MULTIPROC_DIR", ""))
     app.extensions["ziri_images_metrics"] = metrics
     app.extensions["ziri_images"].limiter.observe(metrics)
+    if app.extensions["ziri_images"].alerts is not None:
+        app.extensions["ziri_images"].alerts.observe(metrics)
     app.after_request(count_response)
 
     watched = {str(app.config["KEYS_FILE"]), str(app.config["PRICING_FILE"])}

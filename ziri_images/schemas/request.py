@@ -24,6 +24,11 @@ REQUIRED_FIELDS = ("provider", "model", "prompt")
 GATEWAY_FIELDS = ("provider", "model", "prompt", "n", "size", "quality", "stream", "partial_images")
 # OpenAI sends at most this many partial images before the final one.
 MAX_PARTIAL_IMAGES = 3
+# The end user (OpenAI's ``user``) is recorded in the ledger, reported and counted against a key's
+# end_user_daily_spend_limit: bounded, and without control characters or line breaks (a terminal's
+# escape sequences, a forged log line). A pattern, so the OpenAPI document states it too.
+END_USER_MAX_CHARS = 256
+END_USER_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
 
 
 class GenerationRequestSchema(Schema):
@@ -41,6 +46,10 @@ class GenerationRequestSchema(Schema):
     stream = fields.Boolean(truthy={True}, falsy={False}, load_default=False)
     partial_images = fields.Integer(strict=True, load_default=None,
                                     validate=validate.Range(min=0, max=MAX_PARTIAL_IMAGES))
+    # Read by the gateway (the ledger, the end user's limit), and forwarded only to a model whose params take it.
+    user = fields.String(allow_none=True, validate=[
+        validate.Length(min=1, max=END_USER_MAX_CHARS),
+        validate.Regexp(END_USER_PATTERN, error="Must not hold control characters or line breaks.")])
 
 
 # OpenAI's SDKs know nothing of providers: on the OpenAI-compatible path (/v1/...) it is optional.
@@ -70,6 +79,11 @@ class GenerationRequest:
     params: dict
     stream: bool = False  # answer with Server-Sent Events (streaming.py)
     partial_images: int = 0  # partial images the stream may carry before the final one
+
+    @property
+    def end_user(self):
+        """Return the client's end user (OpenAI's ``user``), or None when the request names none."""
+        return self.params.get("user")
 
 
 _schema = GenerationRequestSchema()

@@ -135,8 +135,20 @@ class BudgetSchema(Schema):
     resetsAt = fields.String(required=True)
 
 
+class TeamUsageSchema(Schema):
+    """The spend, limits and counts of the key's team: every key of the team together."""
+
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    daily = fields.Nested(BudgetSchema, required=True)
+    monthly = fields.Nested(BudgetSchema, required=True)
+    inFlight = fields.Integer(required=True)
+    requestsLastMinute = fields.Integer(required=True)
+    limits = fields.Dict(keys=fields.String(), values=fields.Float(allow_none=True), required=True)
+
+
 class UsageSchema(Schema):
-    """A key's current spend, limits and counts."""
+    """A key's current spend, limits and counts, and its team's beside them."""
 
     keyId = fields.String(required=True)
     user = fields.String(required=True)
@@ -147,6 +159,8 @@ class UsageSchema(Schema):
     requestsLastMinute = fields.Integer(required=True)
     limits = fields.Dict(keys=fields.String(), values=fields.Float(allow_none=True), required=True)
     expiresAt = fields.String(required=True, allow_none=True)
+    team = fields.Nested(TeamUsageSchema, required=True, allow_none=True,
+                         metadata={"description": "null for a key that belongs to no team."})
 
 
 class HealthSchema(Schema):

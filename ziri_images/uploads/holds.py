@@ -26,9 +26,14 @@ from ..ledger.checks import check_concurrency
 from ..ledger.checks import check_daily_budget
 from ..ledger.checks import check_monthly_budget
 from ..ledger.checks import check_rate
+from ..ledger.checks import check_team_daily_budget
+from ..ledger.checks import check_team_monthly_budget
 
-# Run before any body is read; the budgets with nothing requested refuse only a key already past them.
-KEY_CHECKS = (check_rate, check_concurrency, check_daily_budget, check_monthly_budget)
+# Run before any body is read; the budgets with nothing requested refuse only a key (or its team) already
+# past them. A team's rate and concurrency are left to the reservation: this worker's held bodies are counted
+# per key, not per team.
+KEY_CHECKS = (check_rate, check_concurrency, check_daily_budget, check_monthly_budget, check_team_daily_budget,
+              check_team_monthly_budget)
 
 
 class AdmissionWindow:

@@ -67,7 +67,7 @@ def test_a_sound_checkpoint_is_loaded_and_the_records_after_it_replayed(ledger):
     store, summary = started(ledger)
 
     assert summary.endswith(f"checkpoint to byte {covered} loaded, 8 records after it replayed")
-    assert store.state.spent[("key_alice", "2026-11-15")] == 57 * 40_000
+    assert store.state.keys.spent[("key_alice", "2026-11-15")] == 57 * 40_000
     assert sorted(store.state.open) == ["req_open_0", "req_open_100"]
     assert comparable(store.state) == replayed_from_scratch(ledger)
 

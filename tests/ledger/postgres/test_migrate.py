@@ -48,9 +48,9 @@ def as_before_the_squash(connection, versions):
 
 def test_an_empty_database_gets_every_migration_and_function_once(fresh):
     with psycopg.connect(fresh, autocommit=True) as connection:
-        assert migrate(connection) == ["001_schema", "002_keys", *FUNCTIONS]
+        assert migrate(connection) == ["001_schema", "002_keys", "003_team_usage_and_alerts", *FUNCTIONS]
         assert migrate(connection) == []
-        assert schema_version(connection) == LATEST == 2
+        assert schema_version(connection) == LATEST == 3
 
 
 def test_a_database_migrated_before_the_squash_keeps_its_tables_and_gets_the_current_functions(fresh, capsys):
@@ -64,7 +64,7 @@ def test_a_database_migrated_before_the_squash_keeps_its_tables_and_gets_the_cur
     assert f"applied {', '.join([*MIGRATIONS[1:], *FUNCTIONS])}; schema version {LATEST}" in capsys.readouterr().err
     with psycopg.connect(fresh, autocommit=True) as connection:
         assert connection.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall() == [
-            (1, "schema"), (2, "keys")]
+            (1, "schema"), (2, "keys"), (3, "team_usage_and_alerts")]
         body = connection.execute("SELECT prosrc FROM pg_proc WHERE proname = 'ziri_now' "
                                   "AND pronamespace = current_schema()::regnamespace").fetchone()[0]
         assert body == "SELECT clock_timestamp()"

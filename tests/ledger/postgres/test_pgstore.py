@@ -39,8 +39,8 @@ PRICE = 40_000  # micros: dall-e-3 standard 1024x1024
 class Key:
     """The part of an ApiKey the store reads."""
 
-    def __init__(self, key_id="key_pg", user="pat", **limits):
-        self.id, self.user, self.limits = key_id, user, limits
+    def __init__(self, key_id="key_pg", user="pat", team=None, **limits):
+        self.id, self.user, self.team, self.limits = key_id, user, team, limits
 
     def limit(self, name):
         return self.limits.get(name)
@@ -115,7 +115,7 @@ def test_db_migrate_on_an_empty_database_creates_the_schema(test_database, capsy
     url = f"{test_database.url} options='-c search_path=fresh'"
     try:
         assert cli.main(["db", "migrate", "--database-url", url]) == 0
-        assert "applied 001_schema, 002_keys, ziri_now, " in capsys.readouterr().err
+        assert "applied 001_schema, 002_keys, 003_team_usage_and_alerts, ziri_now, " in capsys.readouterr().err
         assert cli.main(["db", "migrate", "--database-url", url]) == 0
         assert "already current" in capsys.readouterr().err
     finally:

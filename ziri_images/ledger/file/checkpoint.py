@@ -22,7 +22,8 @@ from ..usage import UsageState
 
 log = logging.getLogger("ziri_images")
 
-FORMAT = b"ziri-images checkpoint 1\n"
+# Version 2: teams and end users counted beside keys (a version-1 checkpoint is replayed over).
+FORMAT = b"ziri-images checkpoint 2\n"
 SUFFIX = ".checkpoint"
 # How much of the ledger before the covered offset is hashed: enough to tell a rewritten ledger.
 TAIL_BYTES = 64 * 1024

@@ -5,10 +5,12 @@ it (replayed once at start-up, then followed from its last offset), and every de
 made inside a ledger transaction (an exclusive ``flock``): catch up with what other workers
 appended, decide, append the reservation. The decision and the record are therefore atomic
 across all workers and threads, and the work per request depends on recent traffic, never on
-the ledger's size. No lock is held while the provider is called: the reservation is settled
-in a second transaction afterwards. This module owns that request path and the checkpoint
-cadence; stale reservations are found by ``stale.py``, the export, import and report are
-``archive.py``'s, the ``/ready`` check ``readiness.py``'s, group commit ``group_commit.py``'s.
+the ledger's size. The one flock covers every key and team: a request's key, team and end-user
+limits are decided together, atomically, with no lock order to keep. No lock is held while the
+provider is called: the reservation is settled in a second transaction afterwards. This module
+owns that request path and the checkpoint cadence; stale reservations are found by
+``stale.py``, the export, import and report are ``archive.py``'s, the ``/ready`` check
+``readiness.py``'s, group commit ``group_commit.py``'s.
 """
 
 import logging
@@ -22,9 +24,13 @@ from ..checks import run_checks
 from ..parse import parse_line
 from ..parse import parse_record
 from ..records import charge_record
+from ..records import counted_end_user
 from ..records import reservation_record
+from ..records import team_of
 from ..usage import UsageState
 from . import checkpoint
+from .alerts import FileAlertOutbox
+from .alerts import record_reached
 from .archive import FileArchive
 from .group_commit import GroupCommit
 from .jsonl import off_loop
@@ -53,6 +59,7 @@ class FileStore(Store, FileArchive):
         # Charges that arrive while one is syncing are written and synced together, in one transaction.
         self._charges = GroupCommit(self._settle_together)
         self._written = {}  # request_id -> its charge, once in the file (for a batch whose sync then fails)
+        self._alerts = None  # the alert outbox, opened on first use
 
     def start(self):
         path = self.ledger.path
@@ -139,7 +146,8 @@ class FileStore(Store, FileArchive):
             self._catch_up()
             now = self.clock()
             self._settle_stale(transaction, now)
-            usage = self.state.usage(key.id, now, details.get("idempotencyKey"))
+            usage = self.state.usage(key.id, now, details.get("idempotencyKey"), team_of(key),
+                                     counted_end_user(details.get("endUser")))
             run_checks(key, usage, micros, now)
             expires_at = now + timedelta(seconds=self.reservation_ttl)
             record = reservation_record(now, key, details, micros, expires_at, self.worker)
@@ -152,9 +160,9 @@ class FileStore(Store, FileArchive):
             self._commit(transaction, [record], sync=self.ledger.failing)
         return self.state.open[record["requestId"]]
 
-    def settle(self, reservation, fields):
+    def settle(self, reservation, fields, watches=()):
         try:
-            record = self._charges.submit((reservation, fields))
+            record = self._charges.submit((reservation, fields, watches))
         except ApiError:
             # Its record is in the file, but the commit failed after the write (an fsync made once the
             # file was released, an interrupted batch): it cannot be cut back, and every worker reads
@@ -172,12 +180,16 @@ class FileStore(Store, FileArchive):
         return record
 
     def _settle_together(self, charges):
-        """Write the charge records of ``charges`` ((reservation, fields) pairs) in one synced commit."""
+        """Write the charge records of ``charges`` ((reservation, fields, watches)) in one synced commit.
+
+        The budget alerts the charges make reached are recorded in the outbox before the ledger
+        is released (``alerts.py``), so each is recorded once across the host's workers.
+        """
         with self.ledger.transaction() as transaction:
             self._catch_up()
             now = self.clock()
-            results, records = [], []
-            for reservation, fields in charges:
+            results, records, watched = [], [], []
+            for reservation, fields, watches in charges:
                 record = charge_record(now, reservation, fields, reservation.request_id not in self.state.open)
                 try:
                     transaction.append(record)
@@ -186,11 +198,19 @@ class FileStore(Store, FileArchive):
                     continue
                 results.append(record)
                 records.append(record)
+                watched += [(reservation, watches)] if watches else []
             self._commit(transaction, records)
             for record in records:
                 self._written[record["requestId"]] = record
+            if watched:
+                record_reached(self.alert_outbox(), self.state, watched, now)
             self._due = self._due_checkpoint() or self._due
         return results
+
+    def alert_outbox(self):
+        if self._alerts is None:
+            self._alerts = FileAlertOutbox.beside(self.ledger.path)
+        return self._alerts
 
     def key_usage(self, key):
         with self.ledger.transaction() as transaction:
@@ -198,12 +218,12 @@ class FileStore(Store, FileArchive):
             now = self.clock()
             # A crashed worker's reservation is spent, not reserved, as soon as anyone looks.
             self._settle_stale(transaction, now)
-            return self.state.usage(key.id, now)
+            return self.state.usage(key.id, now, team_id=team_of(key))
 
     def rate_summary(self, key_id):
         # On every response, without the ledger lock: the window is bisected in place (admissions are
         # in time order), neither copied nor trimmed, so the cost does not grow with the requests per minute.
-        window = self.state.admissions.get(key_id)
+        window = self.state.keys.admissions.get(key_id)
         if not window:
             return 0, None
         cutoff = self.clock().timestamp() - RATE_WINDOW_SECONDS

@@ -17,9 +17,12 @@ from ..money import parse_ts
 from ..parse import parse_audit
 from ..parse import parse_record
 from ..records import encode_json
+from ..report import GROUPINGS
+from ..report import NONE
 from ..report import UNKNOWN
 from ..report import Report
 from ..report import Totals
+from ..report import check_groupings
 from .connection import describe
 from .connection import error_text
 from .sql import named
@@ -29,10 +32,11 @@ _IMPORT_BATCH = 1000
 _SQL = named("archive.sql")
 
 # Group expressions by name: fixed SQL, never text from the command line.
-_GROUPS = {name: _SQL[f"group_{name}"].format(unknown=UNKNOWN) for name in ("key", "user", "model", "day", "endpoint")}
+_GROUPS = {name: _SQL[f"group_{name}"].format(unknown=UNKNOWN, none=NONE) for name in GROUPINGS}
 
 _REBUILD = tuple(_SQL[f"rebuild_{step}"] for step in (
-    "lock_keys", "clear_periods", "periods", "drop_settled", "open_reservations", "counters"))
+    "lock_keys", "lock_teams", "clear_periods", "periods", "drop_settled", "open_reservations", "counters",
+    "team_counters", "clear_end_user_days", "end_user_days"))
 
 
 def _bound(ts, default):
@@ -70,7 +74,7 @@ class PostgresArchive(Archive):
 
     def import_records(self, records):
         written = read = 0
-        keys = set()
+        keys, teams = set(), set()
         audit = []
         with self._command_connection() as connection, connection.cursor() as cursor:
             batch = []
@@ -81,12 +85,12 @@ class PostgresArchive(Archive):
                     continue
                 batch.append(record)
                 if len(batch) >= _IMPORT_BATCH:
-                    written += self._import_batch(cursor, batch, keys)
+                    written += self._import_batch(cursor, batch, keys, teams)
                     batch = []
-            written += self._import_batch(cursor, batch, keys)
+            written += self._import_batch(cursor, batch, keys, teams)
             if keys:
                 for statement in _REBUILD:
-                    cursor.execute(statement, {"keys": sorted(keys)})
+                    cursor.execute(statement, {"keys": sorted(keys), "teams": sorted(teams)})
             written += self._import_audit(cursor, audit)
         return written, read + len(audit) - written
 
@@ -102,13 +106,13 @@ class PostgresArchive(Archive):
             written += cursor.fetchone() is not None
         return written
 
-    def _import_batch(self, cursor, batch, keys):
+    def _import_batch(self, cursor, batch, keys, teams):
         if not batch:
             return 0
         cursor.executemany(_SQL["import_record"], [
             (parse_ts(record.ts), record.kind, record.request_id, record.key_id, record.user, record.model,
-             parse_ts(record.reserved_at), record.micros, record.images, record.idempotency_key,
-             encode_json(record.fields))
+             parse_ts(record.reserved_at), record.micros, record.images, record.idempotency_key, record.team,
+             record.end_user, encode_json(record.fields))
             for record in batch], returning=True)
         written = 0
         for _ in cursor.results():
@@ -116,12 +120,12 @@ class PostgresArchive(Archive):
             if row is not None:  # None: already stored (the unique index), so not written twice
                 written += 1
                 keys.add(row[0])
+                if row[1] is not None:
+                    teams.add(row[1])
         return written
 
     def report(self, by=("key",), since=None, until=None, progress=None):
-        for name in by:
-            if name not in _GROUPS:
-                raise ValueError(f"cannot group by {name!r} (choose from {', '.join(_GROUPS)})")
+        check_groupings(by)
         by = tuple(by)
         result = Report(by=by, since=since, until=until)
         sql = _SQL["report"].format(groups=", ".join(_GROUPS[name] for name in by))

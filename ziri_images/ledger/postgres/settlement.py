@@ -11,6 +11,7 @@ answer was lost (lease.py's housekeeping pass).
 import json
 import logging
 
+from ...alerts.rules import watches_json
 from ...errors import ApiError
 from ..base import ledger_unavailable
 from ..money import day_of
@@ -20,6 +21,7 @@ from ..money import parse_ts
 from ..money import to_micros
 from ..records import Reservation
 from ..records import charge_record
+from ..records import counted_end_user
 from ..records import encode_json
 from ..records import expiry_record
 from ..records import summary_of
@@ -35,10 +37,10 @@ def _ts(moment):
 class Settlements:
     """Write ``PostgresStore``'s charges, expiries and releases (a mixin: the store's database, spool, unconfirmed)."""
 
-    def settle(self, reservation, fields):
+    def settle(self, reservation, fields, watches=()):
         now = self.clock()
         try:
-            return self.write_charge(reservation, fields, now)
+            return self.write_charge(reservation, fields, now, watches)
         except ApiError:
             pass
         except Exception:
@@ -66,29 +68,34 @@ class Settlements:
         log.warning("database unavailable: charge of %s spooled in %s", reservation.request_id, self.spool.directory)
         return charge_record(now, reservation, fields, after_expiry=False)
 
-    def write_charge(self, reservation, fields, now):
+    def write_charge(self, reservation, fields, now, watches=()):
         """Write the charge for ``reservation`` unless it is already stored; return the record.
 
         One statement, one round trip (with the settles of the same key queued meanwhile in this
         process: batch.py): ``ziri_settle_charge`` (functions/) releases the open
         reservation and writes the charge, the record for an open reservation or, when an expiry
-        settled it first, the one that replaces the expiry's amount.
+        settled it first, the one that replaces the expiry's amount, and records the budget
+        alerts of ``watches`` (``alerts.rules.Watch``) the charge makes reached.
         """
         open_record = charge_record(now, reservation, fields, after_expiry=False)
         late_record = charge_record(now, reservation, fields, after_expiry=True)
         images = open_record.get("imagesReturned")
-        was_open = self._settles.submit(reservation.key_id, {
+        was_open, alerts = self._settles.submit(reservation.key_id, {
             "request_id": reservation.request_id, "key": reservation.key_id, "user": open_record.get("user"),
             "model": open_record.get("model"), "reserved_at": format_ts(_ts(reservation.reserved_at)),
             "ts": format_ts(now), "micros": to_micros(open_record.get("cost") or 0),
             "images": images if type(images) is int else None,
             "record": encode_json(open_record), "late_record": encode_json(late_record),
             "day": day_of(reservation.reserved_at), "month": month_of(reservation.reserved_at),
+            "team": reservation.team, "end_user": counted_end_user(reservation.end_user),
+            "watches": watches_json(watches) if watches else None,
         })
+        if alerts:
+            self.alert_outbox().recorded(alerts)
         return open_record if was_open else late_record
 
     def _settle_batch(self, key_id, calls):
-        return [row[0] for row in self.database.call(sql.SETTLE_MANY, {"batch": json.dumps(calls)})]
+        return [tuple(row) for row in self.database.call(sql.SETTLE_MANY, {"batch": json.dumps(calls)})]
 
     def release_unconfirmed(self):
         """Settle at zero the reservations whose reserve answered 503 but did commit; return how many."""
@@ -105,10 +112,10 @@ class Settlements:
                 raise
             if row is None:
                 continue  # never committed, or settled since
-            _id, micros, reserved_at, expires_at, worker = row
+            _id, micros, reserved_at, expires_at, worker, team, end_user = row
             reservation = Reservation(request_id=request_id, key_id=key_id, micros=micros,
                                       reserved_at=format_ts(reserved_at), expires_at=expires_at.timestamp(),
-                                      worker=worker)
+                                      worker=worker, team=team, end_user=end_user or None)
             # The client was refused (503 LEDGER_UNAVAILABLE, x-should-retry: true) before the provider was
             # called: nothing to pay, and its Idempotency-Key is free for the retry it was told to make.
             self.write_charge(reservation, {**summary_of(record), "status": "not_admitted", "httpStatus": 503,
@@ -126,10 +133,10 @@ class Settlements:
     def settle_stale(self, cursor, key_id, now):
         """Settle ``key_id``'s stale reservations at their reserved amount (the caller holds the key's lock)."""
         stale = cursor.execute(sql.TAKE_STALE, {"key": key_id, "now": now}).fetchall()
-        for request_id, micros, reserved_at, expires_at, worker in stale:
+        for request_id, micros, reserved_at, expires_at, worker, team, end_user in stale:
             reservation = Reservation(request_id=request_id, key_id=key_id, micros=micros,
                                       reserved_at=format_ts(reserved_at), expires_at=expires_at.timestamp(),
-                                      worker=worker)
+                                      worker=worker, team=team, end_user=end_user or None)
             reason = "expired" if expires_at <= now else "worker_died"
             self._write_settlement(cursor, expiry_record(now, reservation, reason), reservation, micros, micros)
             log.warning("reservation %s of %s settled at its reserved amount: %s", request_id, worker, reason)
@@ -143,4 +150,5 @@ class Settlements:
             "reserved_at": _ts(reservation.reserved_at), "micros": micros,
             "images": images if type(images) is int else None, "record": encode_json(record), "delta": delta,
             "day": day_of(reservation.reserved_at), "month": month_of(reservation.reserved_at),
+            "team": reservation.team, "end_user": counted_end_user(reservation.end_user),
         })

@@ -34,6 +34,7 @@ _STATEMENTS = named("queries.sql")
 LOCK_KEY = _STATEMENTS["lock_key"]
 CREATE_KEY = _STATEMENTS["create_key"]
 TAKE_STALE = _STATEMENTS["take_stale"]
+TEAM_STALE_KEYS = _STATEMENTS["team_stale_keys"]
 DATABASE_NOW = _STATEMENTS["database_now"]
 KEYS_WITH_DEAD_WORKERS = _STATEMENTS["keys_with_dead_workers"]
 RESERVE_MANY = _STATEMENTS["reserve_many"]

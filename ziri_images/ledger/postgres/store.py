@@ -40,12 +40,15 @@ from ..checks import IDEMPOTENCY_WINDOW_SECONDS
 from ..checks import RATE_WINDOW_SECONDS
 from ..checks import run_checks
 from ..money import format_ts
-from ..money import to_micros
 from ..records import Reservation
+from ..records import counted_end_user
 from ..records import encode_json
 from ..records import reservation_record
+from ..records import team_of
 from . import sql
+from .admission import reserve_limits
 from .admission import usage_from
+from .alerts import PostgresAlertOutbox
 from .archive import PostgresArchive
 from .batch import Combiner
 from .connection import connect
@@ -81,6 +84,7 @@ class PostgresStore(PostgresArchive, Settlements, Store):
         self._unconfirmed_lock = threading.Lock()
         self._reserves = Combiner(self._reserve_batch)
         self._settles = Combiner(self._settle_batch)
+        self._alerts = None  # the alert outbox, made on first use
 
     def __repr__(self):
         return f"PostgresStore({describe(self.conninfo)})"
@@ -114,7 +118,8 @@ class PostgresStore(PostgresArchive, Settlements, Store):
         now = self.clock()
         record = reservation_record(now, key, details, micros, now + timedelta(seconds=self.reservation_ttl),
                                     self.worker)
-        state, now, usage = self._decide(key, micros, record, details.get("idempotencyKey"))
+        end_user = counted_end_user(details.get("endUser"))
+        state, now, usage = self._decide(key, micros, record, details.get("idempotencyKey"), end_user)
         admitted = state == "admitted"
         self._remember_window(key.id, usage.admissions, now if admitted else None)
         if not admitted:
@@ -122,21 +127,18 @@ class PostgresStore(PostgresArchive, Settlements, Store):
             log.error("the database refused %s, which the checks admit", record["requestId"])
             raise ledger_unavailable("the database and the gateway disagree on the limits")
         return Reservation(request_id=record["requestId"], key_id=key.id, micros=micros, reserved_at=format_ts(now),
-                           expires_at=(now + timedelta(seconds=self.reservation_ttl)).timestamp(), worker=self.worker)
+                           expires_at=(now + timedelta(seconds=self.reservation_ttl)).timestamp(), worker=self.worker,
+                           team=team_of(key), end_user=details.get("endUser"))
 
-    def _decide(self, key, micros, record, digest):
-        """Call ziri_reserve (settling the key's stale reservations first when it asks); return (state, now, usage)."""
-        def limit(name):
-            value = key.limit(name)
-            return value if value else None  # checks.py: 0 or unset is no limit
+    def _decide(self, key, micros, record, digest, end_user=None):
+        """Call ziri_reserve (settling the stale reservations of the key and its team first when it asks).
 
-        daily, monthly = limit("daily_spend_limit"), limit("monthly_spend_limit")
+        Return (state, now, usage). ``end_user`` is the request's as counted, or None (not known).
+        """
         call = {
             "key": key.id, "user": key.user, "model": record.get("model"), "request_id": record.get("requestId"),
             "now": record["ts"], "expires_at": record["expiresAt"], "micros": micros, "digest": digest,
-            "worker": self.worker, "record": encode_json(record),
-            "rpm": limit("requests_per_minute"), "max_concurrent": limit("max_concurrent_requests"),
-            "daily": to_micros(daily) if daily else None, "monthly": to_micros(monthly) if monthly else None,
+            "worker": self.worker, "record": encode_json(record), **reserve_limits(key, end_user),
         }
         for _ in range(_STALE_ROUNDS):
             try:
@@ -150,11 +152,20 @@ class PostgresStore(PostgresArchive, Settlements, Store):
                 raise
             now = row[1].astimezone(timezone.utc)
             if row[0] != "stale":
-                return row[0], now, usage_from(row[2:], now)
-            with self.transaction() as cursor:
-                self.lock_key(cursor, key.id)
-                self.settle_stale(cursor, key.id, now)
+                return row[0], now, usage_from(row[2:], now, call["team"] is not None, end_user)
+            for stale_key in self.stale_keys(key.id, call["team"], now):
+                with self.transaction() as cursor:
+                    self.lock_key(cursor, stale_key)
+                    self.settle_stale(cursor, stale_key, now)
         raise ledger_unavailable("stale reservations kept appearing", should_retry=True)
+
+    def stale_keys(self, key_id, team_id, now):
+        """Return the key, and the keys of ``team_id`` whose stale reservations hold the team's counters."""
+        if team_id is None:
+            return [key_id]
+        with self.transaction() as cursor:
+            others = [row[0] for row in cursor.execute(sql.TEAM_STALE_KEYS, {"team": team_id, "now": now})]
+        return [key_id, *(other for other in others if other != key_id)]
 
     def _reserve_batch(self, key_id, calls):
         return self.database.call(sql.RESERVE_MANY, {
@@ -210,6 +221,11 @@ class PostgresStore(PostgresArchive, Settlements, Store):
         from .refusals import PostgresRefusals  # the refusal_counts table
 
         return PostgresRefusals(self)
+
+    def alert_outbox(self):
+        if self._alerts is None:
+            self._alerts = PostgresAlertOutbox(self)
+        return self._alerts
 
     def close(self):
         self.lease.stopping()  # first: the pass it cuts short must not report a fault at exit
