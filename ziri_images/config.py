@@ -8,7 +8,6 @@ checkout; deployments override them with environment variables (Heroku config va
 of overrides instead (``Config.from_environ(overrides=...)``).
 """
 
-import json
 import logging
 import math
 import os
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 from .providers.entries import ProviderEntry
 from .providers.entries import provider_entries
+from .strict_json import load_json_file
 from .uploads import EDIT_FORM_ROOM
 
 # Two edits of the largest size allowed (ZIRI_EDIT_MAX_TOTAL_BYTES's default, 64 MiB, and the form).
@@ -243,14 +243,3 @@ def _thresholds(env_name, raw):
 def _check_alerts(values):
     if values["alert_webhook_url"] and not values["alert_webhook_secret"]:  # its events could not be signed
         raise ConfigError("environment variable ZIRI_ALERT_WEBHOOK_SECRET: must be set with ZIRI_ALERT_WEBHOOK_URL")
-
-
-def load_json_file(path, label):
-    """Return the parsed JSON document at ``path``, or raise ConfigError naming the ``label`` file."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)
-    except FileNotFoundError:
-        raise ConfigError(f"{label} {path}: not found")
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"{label} {path}: {error}")

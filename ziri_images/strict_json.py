@@ -15,6 +15,8 @@ import math
 
 from flask.json.provider import DefaultJSONProvider
 
+from .errors import ConfigError
+
 # Deeper than any images answer: refusing deeper bodies keeps every walk over them bounded.
 MAX_DEPTH = 64
 
@@ -72,3 +74,14 @@ class StrictJSONProvider(DefaultJSONProvider):
         kwargs.setdefault("parse_constant", _refuse)
         kwargs.setdefault("parse_float", _finite)
         return super().loads(s, **kwargs)
+
+
+def load_json_file(path, label):
+    """Return the parsed JSON document at ``path``, or raise ConfigError naming the ``label`` file."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"{label} {path}: not found")
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{label} {path}: {error}")

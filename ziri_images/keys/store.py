@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
 
-from ..config import load_json_file
 from ..errors import ConfigError
+from ..strict_json import load_json_file
 from .base import KEY_PATTERN  # noqa: F401 (the key's form, named here as always)
 from .base import KeySource
 from .base import hash_key  # noqa: F401
