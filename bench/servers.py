@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import subprocess
 import time
 import urllib.request
 
@@ -120,11 +121,20 @@ class Servers:
 
     def start_gateway(self, name, ledger_path, seconds=20, database_url="", server_name="gateway", durable=True):
         """Start a gateway on ``ledger_path`` (or PostgreSQL); return (its Server, seconds until /health answered)."""
+        if database_url:
+            self.import_keys(database_url)
         process, port = self.start_gunicorn(name, "app:app", self.gateway_env(ledger_path, database_url, durable))
         waited = wait_until_answers(self.children, process, f"http://127.0.0.1:{port}/health", seconds)
         server = Server(server_name, f"http://127.0.0.1:{port}/api/images/generations", process,
                         api_key=self.raw_keys["bench"])
         return server, waited
+
+    def import_keys(self, database_url):
+        """Make the run's keys those of the database, which is the one key store of a gateway that has one."""
+        env = {**os.environ, **self.gateway_env("", database_url)}
+        for command in (["db", "migrate"], ["keys", "import", self.keys_path]):
+            subprocess.run([PYTHON, "-m", "ziri_images.cli", *command], env=env, cwd=PROJECT_DIR, check=True,
+                           stdout=subprocess.DEVNULL)
 
     def worker_setup(self, process):
         """Wait until gunicorn's worker count holds still; return (worker class, workers)."""
