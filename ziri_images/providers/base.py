@@ -15,8 +15,11 @@ beside ``openai.py`` (``google.py`` reads another API's shape), its type in ``en
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import requests
+
 from ..errors import ApiError
 from ..redaction import redact
+from .deadline import Transport
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -170,3 +173,36 @@ class Provider:
             what, variable = missing
             raise ApiError(500, "PROVIDER_KEY_MISSING", f"No {what} configured for provider '{self.name}' "
                                                         f"(set {variable}).")
+
+
+class HttpProvider(Provider):
+    """A provider reached at one base URL with one key, its calls sent through one pooled ``Transport``.
+
+    What every adapter beyond OpenAI's shape (Google, Stability AI, Black Forest Labs) is built from:
+    providers.json's entry (``from_entry``), the (connect, read) timeouts and the call's deadline,
+    their sum. Proxy settings are read once: left to requests, they are looked up on every call.
+    """
+
+    def __init__(self, name, base_url, api_key, connect_timeout, read_timeout, api_key_env, *, base_url_env=None,
+                 ca_bundle=None):
+        self.name = name
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.api_key = api_key
+        self.api_key_env = api_key_env
+        self.base_url_env = base_url_env
+        self.timeout = (connect_timeout, read_timeout)
+        # The whole call (for an asynchronous provider: submit, polls and fetch) ends by then; the
+        # reservation outlives it (gateway.py).
+        self.call_deadline = connect_timeout + read_timeout
+        self.transport = Transport(self.timeout, ca_bundle or True,
+                                   requests.utils.get_environ_proxies(self.base_url or ""))
+
+    @classmethod
+    def from_entry(cls, entry, connect_timeout, read_timeout, ca_bundle=None):
+        """Return the provider providers.json's ``entry`` describes."""
+        return cls(entry.name, entry.base_url, entry.api_key, connect_timeout, read_timeout, entry.api_key_env,
+                   base_url_env=entry.base_url_env, ca_bundle=ca_bundle)
+
+    def sent_secret(self):
+        """Return the credential a call sends (an answer that repeats it is redacted)."""
+        return self.api_key

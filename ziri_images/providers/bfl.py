@@ -25,13 +25,10 @@ import base64
 from urllib.parse import quote
 from urllib.parse import urlsplit
 
-import requests
-
 from ..catalog.sizes import parse_size
 from .base import LOOPBACK_HOSTS
-from .base import Provider
+from .base import HttpProvider
 from .bfl_jobs import Job
-from .deadline import Transport
 from .fanout import fan_out
 from .fanout import merge
 
@@ -55,35 +52,15 @@ def build_submit(payload, files=None):
     return body
 
 
-class BflProvider(Provider):
+class BflProvider(HttpProvider):
     """Black Forest Labs' API: ``POST {base_url}/{model}`` with ``x-key``, then the job's polling URL."""
 
-    def __init__(self, name, base_url, api_key, connect_timeout, read_timeout, api_key_env="BFL_API_KEY", *,
-                 base_url_env=None, ca_bundle=None, poll_seconds=(FIRST_POLL_SECONDS, MAX_POLL_SECONDS)):
-        self.name = name
-        self.base_url = base_url.rstrip("/") if base_url else None
-        self.api_key = api_key
-        self.api_key_env = api_key_env
-        self.base_url_env = base_url_env
-        self.timeout = (connect_timeout, read_timeout)
-        # The whole job, submit, polls and fetch, ends by then: the reservation outlives it (gateway.py).
-        self.call_deadline = connect_timeout + read_timeout
+    def __init__(self, *args, poll_seconds=(FIRST_POLL_SECONDS, MAX_POLL_SECONDS), **kwargs):
+        super().__init__(*args, **kwargs)
         self.poll_seconds = poll_seconds
-        proxies = requests.utils.get_environ_proxies(self.base_url or "")
-        self.transport = Transport((connect_timeout, read_timeout), ca_bundle or True, proxies)
-
-    @classmethod
-    def from_entry(cls, entry, connect_timeout, read_timeout, ca_bundle=None):
-        """Return the provider providers.json's ``entry`` (type bfl) describes."""
-        return cls(entry.name, entry.base_url, entry.api_key, connect_timeout, read_timeout, entry.api_key_env,
-                   base_url_env=entry.base_url_env, ca_bundle=ca_bundle)
 
     def url_for(self, model):
         return f"{self.base_url}/{quote(model, safe='')}"
-
-    def sent_secret(self):
-        """Return the credential a call sends (an answer that repeats it is redacted)."""
-        return self.api_key
 
     def may_send_key(self, url):
         """Return whether the key may go to ``url`` (a polling URL): https; http to loopback or the base's origin."""

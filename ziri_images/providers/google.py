@@ -11,15 +11,12 @@ import json
 from urllib.parse import quote
 from urllib.parse import urlsplit
 
-import requests
-
 from .._version import __version__
 from ..errors import ConfigError
 from ..redaction import redact
 from .answers import failure
 from .answers import read_capped
-from .base import Provider
-from .deadline import Transport
+from .base import HttpProvider
 from .deadline import call_deadline
 from .fanout import fan_out
 from .fanout import merge
@@ -31,28 +28,10 @@ MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a 4K image is ~20 MB as base64; far bey
 GLOBAL_VERTEX_HOST = "aiplatform.googleapis.com"
 
 
-class GeminiProvider(Provider):
+class GeminiProvider(HttpProvider):
     """The Gemini API: ``POST {base_url}/models/{model}:generateContent`` with ``x-goog-api-key``."""
 
     path = "/models/{model}:generateContent"
-
-    def __init__(self, name, base_url, api_key, connect_timeout, read_timeout, api_key_env="GEMINI_API_KEY", *,
-                 base_url_env=None, ca_bundle=None):
-        self.name = name
-        self.base_url = base_url.rstrip("/") if base_url else None
-        self.api_key = api_key
-        self.api_key_env = api_key_env
-        self.base_url_env = base_url_env
-        self.timeout = (connect_timeout, read_timeout)
-        self.call_deadline = connect_timeout + read_timeout
-        proxies = requests.utils.get_environ_proxies(self.base_url or "")
-        self.transport = Transport((connect_timeout, read_timeout), ca_bundle or True, proxies)
-
-    @classmethod
-    def from_entry(cls, entry, connect_timeout, read_timeout, ca_bundle=None):
-        """Return the provider providers.json's ``entry`` (type google) describes."""
-        return cls(entry.name, entry.base_url, entry.api_key, connect_timeout, read_timeout, entry.api_key_env,
-                   base_url_env=entry.base_url_env, ca_bundle=ca_bundle)
 
     def url_for(self, model):
         return self.base_url + self.path.format(model=quote(model, safe=""))
@@ -60,10 +39,6 @@ class GeminiProvider(Provider):
     def credential_headers(self):
         """Return the header that carries the gateway's credential."""
         return {"x-goog-api-key": self.api_key}
-
-    def sent_secret(self):
-        """Return the credential a call sends (an answer that repeats it is redacted)."""
-        return self.api_key
 
     def send(self, call):
         """Make ``n`` calls at once; return one ProviderResult of their images, or raise ProviderError."""

@@ -19,8 +19,6 @@ is a 400 CONTENT_POLICY_VIOLATION, not a credential failure.
 import time
 from urllib.parse import quote
 
-import requests
-
 from .._version import __version__
 from ..strict_json import parse_provider_body
 from .answers import answer_secret
@@ -29,9 +27,8 @@ from .answers import read_capped
 from .answers import redact_document
 from .answers import refusal
 from .answers import upstream_error
-from .base import Provider
+from .base import HttpProvider
 from .base import ProviderResult
-from .deadline import Transport
 from .deadline import call_deadline
 from .fanout import fan_out
 from .fanout import merge
@@ -55,28 +52,10 @@ def build_form(payload):
     return endpoint, [(name, (None, str(value))) for name, value in fields]
 
 
-class StabilityProvider(Provider):
+class StabilityProvider(HttpProvider):
     """Stability AI: ``POST {base_url}/v2beta/stable-image/generate/{endpoint}`` with ``Authorization: Bearer``."""
 
     path = "/v2beta/stable-image/generate/{endpoint}"
-
-    def __init__(self, name, base_url, api_key, connect_timeout, read_timeout, api_key_env="STABILITY_API_KEY", *,
-                 base_url_env=None, ca_bundle=None):
-        self.name = name
-        self.base_url = base_url.rstrip("/") if base_url else None
-        self.api_key = api_key
-        self.api_key_env = api_key_env
-        self.base_url_env = base_url_env
-        self.timeout = (connect_timeout, read_timeout)
-        self.call_deadline = connect_timeout + read_timeout
-        proxies = requests.utils.get_environ_proxies(self.base_url or "")
-        self.transport = Transport(self.timeout, ca_bundle or True, proxies)
-
-    @classmethod
-    def from_entry(cls, entry, connect_timeout, read_timeout, ca_bundle=None):
-        """Return the provider providers.json's ``entry`` (type stability) describes."""
-        return cls(entry.name, entry.base_url, entry.api_key, connect_timeout, read_timeout, entry.api_key_env,
-                   base_url_env=entry.base_url_env, ca_bundle=ca_bundle)
 
     def send(self, call):
         """Make ``n`` calls at once; return one ProviderResult of their images, or raise ProviderError."""
