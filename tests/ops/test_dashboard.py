@@ -184,13 +184,17 @@ def test_the_built_package_carries_the_dashboard_templates(tmp_path):
 
 
 @pytest.mark.stores()
-def test_the_page_lists_the_teams_and_each_keys_team(admin):
+def test_the_page_lists_the_teams_and_each_keys_team(admin, responses_mock):
     registry = admin.application.extensions["ziri_images"].registry
     registry.create_team("cli", "<Design>", team_id="team_design", limits={"daily_spend_limit": 25,
                                                                          "requests_per_minute": 60})
     registry.update_key("cli", "key_user", team="team_design")
+    responses_mock.post(GENERATIONS_URL, json=openai_image_response(1))
+    assert admin.post(ENDPOINT, json=BODY, headers={"X-API-Key": USER_KEY}).status_code == 200
 
     page = admin.get("/admin/", headers=bearer()).get_data(as_text=True)
+
+    assert "<title>2026-11-26: $0.0400</title>" in row_of(page, "spend-per-team", "team_design")
 
     team = row_of(page, "teams", "team_design")
     assert "&lt;Design&gt;" in team and "$25.00" in team and ">60<" in team and team.count("none") == 2

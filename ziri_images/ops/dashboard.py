@@ -143,9 +143,11 @@ def spend_overview(gateway):
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     days = [(first_day + timedelta(days=offset)).strftime("%Y-%m-%d") for offset in range(DAYS_SHOWN)]
     # One pass over the store's records (a file ledger is read once): every figure below is a sum of it.
-    groups = gateway.store.report(by=("key", "model", "day"), since=format_ts(min(first_day, month_start))).groups
+    groups = gateway.store.report(by=("key", "model", "day", "team"),
+                                  since=format_ts(min(first_day, month_start))).groups
     per_key, key_days = spend_series(groups, 0, days)
     per_model, _ = spend_series(groups, 1, days)
+    per_team, _ = spend_series(groups, 3, days)
     daily = [(day, to_dollars(sum(row[index] for row in key_days.values()))) for index, day in enumerate(days)]
     keys = []
     for key in sorted(gateway.keys.refresh().values(), key=lambda key: key.id):
@@ -159,7 +161,7 @@ def spend_overview(gateway):
     return {"now": now, "month": month_start.strftime("%B %Y"), "daily": daily, "keys": keys,
             "teams": team_rows(gateway),
             "models": models_since(groups, month_start.strftime("%Y-%m-%d")), "perKey": per_key,
-            "perModel": per_model, "refusals": refusals, "alerts": alerts}
+            "perModel": per_model, "perTeam": per_team, "refusals": refusals, "alerts": alerts}
 
 
 def team_rows(gateway):
@@ -178,9 +180,9 @@ def team_rows(gateway):
 
 
 def spend_series(groups, position, days):
-    """Return the top SERIES_SHOWN (name, total, [(day, cost)]) of a report by (key, model, day), by spend.
+    """Return the top SERIES_SHOWN (name, total, [(day, cost)]) of a report by (key, model, day, team), by spend.
 
-    ``position`` picks the name (0: key, 1: model). Also return {name: [micros per day]} for every name.
+    ``position`` picks the name (0: key, 1: model, 3: team). Also return {name: [micros per day]} for every name.
     """
     column = {day: index for index, day in enumerate(days)}
     micros = {}
@@ -196,7 +198,7 @@ def spend_series(groups, position, days):
 def models_since(groups, first_day):
     """Return [(model, Totals)] of the top 10 models by spend from ``first_day`` on."""
     totals = {}
-    for (_key, model, day), group in groups.items():
+    for (_key, model, day, _team), group in groups.items():
         if day >= first_day:
             totals.setdefault(model, Totals()).add(group.requests, group.images, group.cost_micros, group.expired)
     return sorted(totals.items(), key=lambda item: (-item[1].cost_micros, item[0]))[:10]
