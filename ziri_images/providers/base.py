@@ -183,12 +183,12 @@ class HttpProvider(Provider):
     their sum. Proxy settings are read once: left to requests, they are looked up on every call.
     """
 
-    def __init__(self, name, base_url, api_key, connect_timeout, read_timeout, api_key_env, *, base_url_env=None,
-                 ca_bundle=None):
+    def __init__(self, name, base_url, api_key, connect_timeout, read_timeout, api_key_env=None, *,
+                 base_url_env=None, ca_bundle=None):
         self.name = name
         self.base_url = base_url.rstrip("/") if base_url else None
         self.api_key = api_key
-        self.api_key_env = api_key_env
+        self.api_key_env = api_key_env or type(self).api_key_env  # the adapter's own variable by default
         self.base_url_env = base_url_env
         self.timeout = (connect_timeout, read_timeout)
         # The whole call (for an asynchronous provider: submit, polls and fetch) ends by then; the

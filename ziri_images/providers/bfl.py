@@ -55,6 +55,8 @@ def build_submit(payload, files=None):
 class BflProvider(HttpProvider):
     """Black Forest Labs' API: ``POST {base_url}/{model}`` with ``x-key``, then the job's polling URL."""
 
+    api_key_env = "BFL_API_KEY"
+
     def __init__(self, *args, poll_seconds=(FIRST_POLL_SECONDS, MAX_POLL_SECONDS), **kwargs):
         super().__init__(*args, **kwargs)
         self.poll_seconds = poll_seconds

@@ -32,6 +32,7 @@ class GeminiProvider(HttpProvider):
     """The Gemini API: ``POST {base_url}/models/{model}:generateContent`` with ``x-goog-api-key``."""
 
     path = "/models/{model}:generateContent"
+    api_key_env = "GEMINI_API_KEY"
 
     def url_for(self, model):
         return self.base_url + self.path.format(model=quote(model, safe=""))

@@ -56,6 +56,7 @@ class StabilityProvider(HttpProvider):
     """Stability AI: ``POST {base_url}/v2beta/stable-image/generate/{endpoint}`` with ``Authorization: Bearer``."""
 
     path = "/v2beta/stable-image/generate/{endpoint}"
+    api_key_env = "STABILITY_API_KEY"
 
     def send(self, call):
         """Make ``n`` calls at once; return one ProviderResult of their images, or raise ProviderError."""
