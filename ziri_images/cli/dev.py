@@ -44,12 +44,12 @@ def serve(args):
 
 
 def stub(args):
-    """Run the local stand-in for OpenAI's images API and Google's generateContent (Gemini API, Vertex AI)."""
+    """Run the local stand-in for every provider's API (OpenAI, Google, Stability AI, Recraft, Black Forest Labs)."""
     from werkzeug.serving import run_simple
 
     from ..dev.stub import create_stub_app
 
-    print(f"local stub of OpenAI's images API and Google's generateContent (development only) on "
+    print(f"local stub of the providers' APIs (OpenAI, Google, Stability AI, Recraft, BFL; development only) on "
           f"http://{args.host}:{args.port}", flush=True)
     run_simple(args.host, args.port, create_stub_app(delay=args.delay), threaded=True)
 
