@@ -1,7 +1,7 @@
 """How far past its daily limit a key's spend can go when a provider bills more tokens than reserved.
 
-Token bills are the one charge that may exceed its reservation, capped at ``TOKEN_CHARGE_CAP``
-(2) times it. This runs the gateway in this process (Flask's test client, one thread per
+Token bills are the one charge that may exceed its reservation, capped at the model's
+``token_charge_cap`` (2 by default) times it. This runs the gateway in this process (Flask's test client, one thread per
 client) against a loopback provider that answers every gpt-image-2 request (low, 1024x1024,
 reserved $0.00598) with a usage of a million output tokens ($30, so every charge hits the cap),
 after ``--delay`` seconds so that requests overlap. A key with a daily limit is driven by

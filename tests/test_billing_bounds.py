@@ -3,7 +3,7 @@
 Per-image billing: only the images that were priced are delivered and charged, at no more
 than the price reserved; what the provider itself reported (how many images, which quality
 and size) is kept beside the charge for reconciliation. Token billing: the provider's usage
-is charged, capped at ``TOKEN_CHARGE_CAP`` times the reservation. Whatever the body holds
+is charged, capped at ``TOKEN_CHARGE_CAP`` (``catalog/limits.py``) times the reservation. Whatever the body holds
 (a lone surrogate, a 40-digit count, NaN), the call is settled with a ``charge`` record
 before the client hears back.
 """
@@ -18,7 +18,9 @@ from conftest import USER_KEY
 from conftest import ledger_lines
 from conftest import strict_json_loads
 
-from ziri_images.catalog.pricing import TOKEN_CHARGE_CAP
+from ziri_images import billing
+from ziri_images.catalog.charges import charge_for
+from ziri_images.catalog.limits import DEFAULT_TOKEN_CHARGE_CAP as TOKEN_CHARGE_CAP
 from ziri_images.catalog.pricing import PriceBook
 
 PROMPT = "a lighthouse at dusk"  # 20 bytes: a token-billed model reserves 20 x text_input per 1M on top
@@ -97,7 +99,7 @@ def test_no_catalog_model_charges_per_image_past_its_reservation(pricing_path, r
         reported = dict(zip(model.price_dimensions, path))
         answer = {"created": 1, "data": images(model.max_images + 3), **reported}
 
-        charge = book.charge(model, quote, answer)
+        charge = charge_for(model, quote, answer)
 
         assert charge.images == 1 and charge.provider_images == model.max_images + 3, model.name
         assert charge.cost <= quote.reserved, (model.provider, model.name, requested, reported)
@@ -161,7 +163,7 @@ def test_malformed_usage_is_charged_the_reservation(client, app, responses_mock,
 def test_a_charge_that_cannot_be_computed_is_settled_at_the_reservation(client, app, responses_mock, monkeypatch):
     def broken_charge(*args):
         raise ArithmeticError("unexpected")
-    monkeypatch.setattr(PriceBook, "charge", staticmethod(broken_charge))
+    monkeypatch.setattr(billing, "charge_for", broken_charge)
 
     response = generate(client, responses_mock, {"model": "dall-e-3"}, {"created": 1, "data": images(1)})
 

@@ -4,7 +4,7 @@
 then exactly one outcome settles it, one ``charge`` record (``call(send, ...)`` settles a failed
 provider call as ``fail`` or ``unknown``):
 
-- ``charge(result)``: the provider answered; charged from its answer (``PriceBook.charge``);
+- ``charge(result)``: the provider answered; charged from its answer (``catalog.charges.charge_for``);
 - ``fail(error)``: the provider refused or failed (``ProviderError.charge_fields``);
 - ``unknown()``: the call's outcome is unknown: charged at the reservation;
 - ``charge_reservation(why, ...)``: a stream that ended without its charge (``streaming.py``).
@@ -26,7 +26,7 @@ import math
 import time
 
 from .alerts.rules import watches
-from .catalog.pricing import PriceBook
+from .catalog.charges import charge_for
 from .config import DEFAULT_EDIT_WORKER_MAX_BYTES
 from .errors import ApiError
 from .figures import usage_figures
@@ -95,7 +95,7 @@ class Bill:
         upstream = {"providerStatus": result.provider_status, "providerRequestId": result.provider_request_id}
         model, quote = self.image_model, self.quote
         try:
-            charge = PriceBook.charge(model, quote, result.body, result.provider_billed, result.billed_undelivered)
+            charge = charge_for(model, quote, result.body, result.provider_billed, result.billed_undelivered)
             if charge.cost > quote.reserved:
                 # Token bills (capped; the provider's own figure is kept as tokenCost) and provider bills (in full).
                 log.warning("charge exceeds reservation requestId=%s model=%s/%s charged=%s reserved=%s tokenCost=%s "

@@ -5,6 +5,7 @@ import json
 import pytest
 from conftest import SHIPPED_PRICING
 
+from ziri_images.catalog.charges import charge_for
 from ziri_images.catalog.megapixels import MegapixelPrices
 from ziri_images.catalog.megapixels import megapixels
 from ziri_images.catalog.pricing import ImageModel
@@ -81,9 +82,9 @@ def test_a_provider_billed_model_is_charged_what_the_provider_reported_else_its_
     quote = PriceBook({"providers": {}}, "here").quote(model, {"size": "1024x1024"}, 2)
     body = {"created": 1, "data": [{"b64_json": "QQ=="}, {"b64_json": "Qg=="}]}
 
-    billed = PriceBook.charge(model, quote, body, provider_billed=0.06)
-    unknown = PriceBook.charge(model, quote, body)
-    above = PriceBook.charge(model, quote, body, provider_billed=0.5)
+    billed = charge_for(model, quote, body, provider_billed=0.06)
+    unknown = charge_for(model, quote, body)
+    above = charge_for(model, quote, body, provider_billed=0.5)
 
     assert (quote.reserved, billed.cost, billed.charged_by, billed.estimated_cost) == (0.09, 0.06, "provider", 0.09)
     assert billed.ledger_fields()["providerBilled"] == 0.06
@@ -97,7 +98,7 @@ def test_a_catalog_priced_model_records_but_does_not_charge_what_the_provider_sa
     model = book.providers["openai"]["dall-e-3"]
     quote = book.quote(model, {"quality": "standard", "size": "1024x1024"}, 1)
 
-    charge = PriceBook.charge(model, quote, {"created": 1, "data": [{"url": "u"}]}, provider_billed=9.0)
+    charge = charge_for(model, quote, {"created": 1, "data": [{"url": "u"}]}, provider_billed=9.0)
 
     assert (charge.cost, charge.charged_by, charge.ledger_fields()["providerBilled"]) == (0.04, "per_image", 9.0)
 

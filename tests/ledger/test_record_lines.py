@@ -10,7 +10,7 @@ from datetime import timezone
 
 import pytest
 
-from ziri_images.catalog.pricing import Charge
+from ziri_images.catalog.charges import Charge
 from ziri_images.keys.store import ApiKey
 from ziri_images.ledger.records import Reservation
 from ziri_images.ledger.records import charge_record

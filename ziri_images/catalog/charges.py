@@ -52,9 +52,9 @@ def charge_for(image_model, quote, body, provider_billed=None, billed_undelivere
     Per image: the images requested at most (those delivered, and ``billed_undelivered``: images
     the provider billed but withheld, e.g. filtered for safety), at the price of the dimension values the
     provider reports, or at the reserved price when those are unpriced or dearer; so the
-    cost never exceeds the reservation. By tokens: the reported usage, capped at
-    ``TOKEN_CHARGE_CAP`` times the reservation (or the model's own cap); a usage that cannot be read is charged the
-    reservation. By the provider (``charged_by: "provider"``): ``provider_billed``, what it
+    cost never exceeds the reservation. By tokens: the reported usage, capped at the model's
+    ``token_charge_cap`` times the reservation (``limits.py``, default 2); a usage that cannot be read
+    is charged the reservation. By the provider (``charged_by: "provider"``): ``provider_billed``, what it
     reported billing (USD), in full even above the reservation; the reservation when it reported nothing.
     """
     if image_model.charged_by_provider:
@@ -84,7 +84,7 @@ def charge_for(image_model, quote, body, provider_billed=None, billed_undelivere
 
 
 def _provider_charge(image_model, quote, body, provider_billed):
-    """Return the Charge of a model the provider's own bill charges (see ``PriceBook.charge``).
+    """Return the Charge of a model the provider's own bill charges (see ``charge_for``).
 
     The estimate is the catalog's figure for the images delivered (a megapixel model's: its formula at the size and
     the reference images asked), kept beside what the provider billed.

@@ -22,17 +22,9 @@ from decimal import Decimal
 from ..errors import ApiError
 from ..errors import ConfigError
 from ..strict_json import load_json_file
-from .charges import Charge  # noqa: F401  (the charge of a quote, named here too)
-from .charges import charge_for
 from .image_model import ImageModel
-from .limits import DEFAULT_TOKEN_CHARGE_CAP
 from .loading import load_providers
 from .tokens import to_amount
-
-# A token-billed charge is at most this many times its reservation (unless the model's entry sets
-# its own cap, limits.py): the provider's usage is charged as reported up to there (the reported
-# figure is kept beside it as tokenCost).
-TOKEN_CHARGE_CAP = DEFAULT_TOKEN_CHARGE_CAP
 
 
 @dataclass(frozen=True)
@@ -172,8 +164,3 @@ class PriceBook:
             prompt_reserve=tokens.prompt_bound(prompt) if tokens else Decimal(0),
             currency=self.currency,
         )
-
-    @staticmethod
-    def charge(image_model, quote, body, provider_billed=None, billed_undelivered=0):
-        """Return the Charge for a successful answer ``body`` to a request priced at ``quote`` (``charges.py``)."""
-        return charge_for(image_model, quote, body, provider_billed, billed_undelivered)
