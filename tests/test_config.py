@@ -245,7 +245,7 @@ def test_providers_get_their_credentials_endpoints_and_ca_bundle_from_the_enviro
     monkeypatch.setenv("XAI_API_KEY", "xai-set-after-start")  # read once: a later change is not seen
 
     xai = app.extensions["ziri_images"].providers["xai"]
-    assert (xai.base_url, xai.api_key, xai._verify) == ("http://127.0.0.1:9/v1", "", "/etc/ssl/company-ca.pem")
+    assert (xai.base_url, xai.api_key, xai.transport.verify) == ("http://127.0.0.1:9/v1", "", "/etc/ssl/company-ca.pem")
 
 
 def test_the_shipped_providers_reach_their_published_apis_unless_the_environment_says_otherwise():

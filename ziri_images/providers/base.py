@@ -178,7 +178,7 @@ class Provider:
 class HttpProvider(Provider):
     """A provider reached at one base URL with one key, its calls sent through one pooled ``Transport``.
 
-    What every adapter beyond OpenAI's shape (Google, Stability AI, Black Forest Labs) is built from:
+    What every adapter is built from (OpenAI's, Google's, Stability AI's, Black Forest Labs'):
     providers.json's entry (``from_entry``), the (connect, read) timeouts and the call's deadline,
     their sum. Proxy settings are read once: left to requests, they are looked up on every call.
     """

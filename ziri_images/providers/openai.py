@@ -15,15 +15,12 @@ instead of paying a TLS handshake each.
 from urllib.parse import quote
 from urllib.parse import urlencode
 
-import requests
-
 from .._version import __version__
 from .answers import failure
 from .answers import interpret_answer
 from .answers import read_capped
-from .base import Provider
+from .base import HttpProvider
 from .base import ProviderError
-from .deadline import Transport
 from .deadline import call_deadline
 from .streams import ProviderStream
 from .streams import is_event_stream
@@ -44,7 +41,7 @@ def _form_value(value):
     return str(value)
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(HttpProvider):
     """An OpenAI-compatible images endpoint: ``POST {base_url}{path}``, authenticated by one header.
 
     ``path`` may name the model's ``{deployment}`` (Azure) and ``query`` is added to every URL;
@@ -52,28 +49,18 @@ class OpenAIProvider(Provider):
     """
 
     supports_stream = True
+    api_key_env = "OPENAI_API_KEY"
 
-    def __init__(self, name, base_url, api_key, connect_timeout, read_timeout, api_key_env="OPENAI_API_KEY", *,
+    def __init__(self, name, base_url, api_key, connect_timeout, read_timeout, api_key_env=None, *,
                  auth_header="Authorization", auth_scheme="Bearer", path="/images/generations", query=None,
                  deployments=None, base_url_env=None, ca_bundle=None):
-        self.name = name
-        self.base_url = base_url.rstrip("/") if base_url else None
-        self.api_key = api_key
-        self.api_key_env = api_key_env
-        self.base_url_env = base_url_env
+        super().__init__(name, base_url, api_key, connect_timeout, read_timeout, api_key_env,
+                         base_url_env=base_url_env, ca_bundle=ca_bundle)
         self.auth_header = auth_header
         self.auth_scheme = auth_scheme
         self.path = path
         self.query = dict(query or {})
         self.deployments = dict(deployments) if deployments is not None else None
-        self.timeout = (connect_timeout, read_timeout)
-        # The whole call, however its answer arrives; a reservation must outlive it (gateway.py).
-        self.call_deadline = connect_timeout + read_timeout
-        # Proxy and CA-bundle settings are taken once (the bundle from config.py): left to requests,
-        # they are looked up (walking the whole environment) on every call.
-        self._proxies = requests.utils.get_environ_proxies(self.base_url or "")
-        self._verify = ca_bundle or True
-        self.transport = Transport(self.timeout, self._verify, self._proxies)
 
     @classmethod
     def from_entry(cls, entry, connect_timeout, read_timeout, ca_bundle=None):
