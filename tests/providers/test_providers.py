@@ -17,6 +17,7 @@ from urllib3.exceptions import NewConnectionError
 from ziri_images import __version__
 from ziri_images.config import Config
 from ziri_images.errors import ApiError
+from ziri_images.providers import answers
 from ziri_images.providers import openai as providers
 from ziri_images.providers.config import build_providers
 from ziri_images.providers.openai import OpenAIProvider
@@ -321,7 +322,7 @@ def test_a_call_interrupted_mid_answer_gives_its_connection_back(counting_server
     def interrupted(provider, response, limit):
         raise _Interrupted()
 
-    monkeypatch.setattr(providers, "read_capped", interrupted)
+    monkeypatch.setattr(answers, "read_capped", interrupted)  # where every adapter reads its answer
     with pytest.raises(_Interrupted):
         provider.generate({"model": "m", "prompt": "p"}, "b")
 

@@ -91,6 +91,20 @@ def read_capped(provider, response, limit):
     return b"".join(chunks)
 
 
+def exchange(provider, method, url, headers, limit, cached=True, **body):
+    """Send one request on the provider's transport and read its whole answer within ``limit`` bytes.
+
+    Return (status, headers, raw body); a failure on the way is raised as its ProviderError
+    (``failure``). The caller holds the call's deadline (``deadline.call_deadline``).
+    """
+    response = None
+    try:
+        response = provider.transport.send(method, url, headers, cached=cached, **body)
+        return response.status_code, response.headers, read_capped(provider, response, limit)
+    except BaseException as error:
+        raise failure(provider, response, error)
+
+
 def failure(provider, response, error):
     """Close an answer not passed on; return what to raise for ``error`` (requests' own errors translated).
 

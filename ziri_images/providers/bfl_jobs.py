@@ -22,8 +22,7 @@ import time
 from .._version import __version__
 from ..strict_json import parse_provider_body
 from .answers import answer_secret
-from .answers import failure
-from .answers import read_capped
+from .answers import exchange
 from .answers import redact_document
 from .answers import refusal
 from .base import ProviderError
@@ -89,12 +88,8 @@ class Job:
 
     def _get(self, method, url, headers, limit, **body):
         """Return (status, headers, raw body) of one request within the deadline, or raise its ProviderError."""
-        response = None
-        try:
-            response = self.provider.transport.send(method, url, headers, cached=method == "POST", **body)
-            return response.status_code, response.headers, read_capped(self.provider, response, limit)
-        except BaseException as error:
-            raise failure(self.provider, response, error)
+        # Only the submit's URL is kept prepared: a polling or result URL is new for every job.
+        return exchange(self.provider, method, url, headers, limit, cached=method == "POST", **body)
 
     def submit(self):
         """Submit the job; return its polling URL. BFL bills it from here on."""

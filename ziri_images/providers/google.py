@@ -14,8 +14,7 @@ from urllib.parse import urlsplit
 from .._version import __version__
 from ..errors import ConfigError
 from ..redaction import redact
-from .answers import failure
-from .answers import read_capped
+from .answers import exchange
 from .base import HttpProvider
 from .deadline import call_deadline
 from .fanout import fan_out
@@ -49,18 +48,13 @@ class GeminiProvider(HttpProvider):
 
     def _call(self, url, request, request_id):
         """POST one ``generateContent`` within the call's deadline; return its ProviderResult or raise."""
-        response = None
-        try:
-            with call_deadline(self.call_deadline):
-                headers = {"Content-Type": "application/json", "Accept": "application/json",
-                           "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive",
-                           "User-Agent": f"ziri-images/{__version__}",
-                           "X-Client-Request-Id": request_id, **self.credential_headers()}
-                response = self.transport.send("POST", url, headers, json=request)
-                raw = read_capped(self, response, MAX_RESPONSE_BYTES)
-        except BaseException as error:
-            raise failure(self, response, error)
-        return read_answer(self, response.status_code, response.headers, raw)
+        with call_deadline(self.call_deadline):
+            headers = {"Content-Type": "application/json", "Accept": "application/json",
+                       "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive",
+                       "User-Agent": f"ziri-images/{__version__}",
+                       "X-Client-Request-Id": request_id, **self.credential_headers()}
+            status, answer_headers, raw = exchange(self, "POST", url, headers, MAX_RESPONSE_BYTES, json=request)
+        return read_answer(self, status, answer_headers, raw)
 
 
 class VertexProvider(GeminiProvider):

@@ -16,6 +16,7 @@ from urllib.parse import quote
 from urllib.parse import urlencode
 
 from .._version import __version__
+from .answers import exchange
 from .answers import failure
 from .answers import interpret_answer
 from .answers import read_capped
@@ -141,12 +142,6 @@ class OpenAIProvider(HttpProvider):
 
     def _post(self, url, request_id, content_headers, **body):
         headers = self._headers(request_id, content_headers)
-        response = None
-        try:
-            with call_deadline(self.call_deadline):
-                response = self.transport.send("POST", url, headers, **body)
-                provider_request_id = self.redacted(response.headers.get("x-request-id"))
-                raw = read_capped(self, response, MAX_RESPONSE_BYTES)
-        except BaseException as error:
-            raise failure(self, response, error)
-        return interpret_answer(self, response.status_code, response.headers, raw, provider_request_id)
+        with call_deadline(self.call_deadline):
+            status, answer_headers, raw = exchange(self, "POST", url, headers, MAX_RESPONSE_BYTES, **body)
+        return interpret_answer(self, status, answer_headers, raw, self.redacted(answer_headers.get("x-request-id")))

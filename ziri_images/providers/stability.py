@@ -22,8 +22,7 @@ from urllib.parse import quote
 from .._version import __version__
 from ..strict_json import parse_provider_body
 from .answers import answer_secret
-from .answers import failure
-from .answers import read_capped
+from .answers import exchange
 from .answers import redact_document
 from .answers import refusal
 from .answers import upstream_error
@@ -71,17 +70,12 @@ class StabilityProvider(HttpProvider):
 
     def _call(self, url, form, request_id):
         """POST one generation within the call's deadline; return its ProviderResult or raise."""
-        response = None
-        try:
-            with call_deadline(self.call_deadline):
-                headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate",
-                           "User-Agent": f"ziri-images/{__version__}", "X-Client-Request-Id": request_id,
-                           "Authorization": f"Bearer {self.api_key}"}
-                response = self.transport.send("POST", url, headers, files=form)
-                raw = read_capped(self, response, MAX_RESPONSE_BYTES)
-        except BaseException as error:
-            raise failure(self, response, error)
-        return read_answer(self, response.status_code, response.headers, raw)
+        with call_deadline(self.call_deadline):
+            headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate",
+                       "User-Agent": f"ziri-images/{__version__}", "X-Client-Request-Id": request_id,
+                       "Authorization": f"Bearer {self.api_key}"}
+            status, answer_headers, raw = exchange(self, "POST", url, headers, MAX_RESPONSE_BYTES, files=form)
+        return read_answer(self, status, answer_headers, raw)
 
 
 def read_answer(provider, status, headers, raw):
