@@ -28,6 +28,7 @@ from .registry import CLI_ACTOR
 from .registry import key_registry
 from .registry import store_options
 from .tables import note
+from .tables import write_record
 from .tables import write_rows
 
 KEY_COLUMNS = ("id", "user", "team", "status", "expires_at", "allowed_providers", "allowed_models", *LIMIT_NAMES)
@@ -171,11 +172,7 @@ def keys_list(args):
 def keys_show(args):
     registry, _where = key_registry(args)
     record = registry.get_key(args.id)
-    if args.format == "json":
-        write_rows(sys.stdout, "json", (), [], document=record)
-        return
-    rows = [{"field": name, "value": value} for name, value in _display(record).items()]
-    write_rows(sys.stdout, "table", ("field", "value"), rows)
+    write_record(args.format, record, _display(record))
 
 
 def keys_status(args):

@@ -65,3 +65,12 @@ def _csv_value(value):
     if isinstance(value, (list, tuple)):
         return ",".join(str(item) for item in value)
     return "" if value is None else value
+
+
+def write_record(fmt, record, shown):
+    """Print one record: as JSON (``record`` itself), or as a table of ``shown``'s fields and values."""
+    if fmt == "json":
+        write_rows(sys.stdout, "json", (), [], document=record)
+        return
+    rows = [{"field": name, "value": value} for name, value in shown.items()]
+    write_rows(sys.stdout, "table", ("field", "value"), rows)

@@ -18,6 +18,7 @@ from .registry import CLI_ACTOR
 from .registry import key_registry
 from .registry import store_options
 from .tables import note
+from .tables import write_record
 from .tables import write_rows
 
 TEAM_COLUMNS = ("id", "name", "status", "keys", *TEAM_LIMIT_NAMES)
@@ -85,11 +86,7 @@ def teams_list(args):
 def teams_show(args):
     registry, _where = key_registry(args)
     record = registry.get_team(args.id)
-    if args.format == "json":
-        write_rows(sys.stdout, "json", (), [], document=record)
-        return
-    write_rows(sys.stdout, "table", ("field", "value"),
-               [{"field": name, "value": value} for name, value in _display(record).items()])
+    write_record(args.format, record, _display(record))
 
 
 def teams_set(args):
